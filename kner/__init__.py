@@ -1,0 +1,1 @@
+"""kner: Chinese NER on Keras 3."""
