@@ -1,0 +1,85 @@
+"""AdamW for fine-tuning: warmup + linear decay, a separate head learning rate,
+no weight decay on LayerNorm and biases, and gradient clipping that gives the
+same update under every `tf.distribute` strategy.
+
+Keras clips gradients before it sums them across replicas, so with several
+replicas `global_clipnorm` would clip each replica's partial gradient. Here the
+clip is applied to the all-reduced (global-batch) gradient instead.
+
+Example:
+>>> schedule = WarmupLinearDecay(3e-5, warmup_steps=100, total_steps=1000)
+>>> optimizer = FineTuningAdamW(schedule, clip_norm=1.0,
+...     lr_multipliers={id(v): 1e-3 / 3e-5 for v in head.trainable_variables})
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+NO_DECAY_NAMES = ["gamma", "beta", "bias"]
+
+
+class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup from 0 to `peak` over `warmup_steps`, then linear decay to 0
+    at `total_steps` (the BERT fine-tuning schedule)."""
+
+    def __init__(self, peak: float, warmup_steps: int, total_steps: int):
+        self.peak = peak
+        self.warmup_steps = warmup_steps
+        self.total_steps = max(total_steps, 1)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = step / max(self.warmup_steps, 1)
+        decay = (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1)
+        return self.peak * tf.clip_by_value(tf.minimum(warmup, decay), 0.0, 1.0)
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
+
+
+class FineTuningAdamW(keras.optimizers.AdamW):
+    """AdamW with per-variable learning-rate multipliers and post-all-reduce
+    global-norm clipping.
+
+    Args:
+        learning_rate: float or schedule, the backbone's rate.
+        clip_norm: clip the global-batch gradient to this global norm (0: off).
+        lr_multipliers: `{id(keras_variable): factor}`; a variable's rate is the
+            scheduled rate times its factor (default 1).
+    """
+
+    def __init__(
+        self,
+        learning_rate,
+        weight_decay: float = 0.01,
+        clip_norm: float = 1.0,
+        lr_multipliers: dict[int, float] | None = None,
+        epsilon: float = 1e-6,
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, epsilon=epsilon, **kwargs)
+        self.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
+        self.clip_norm = clip_norm
+        self._lr_multipliers = dict(lr_multipliers or {})
+        self._multiplier_by_key: dict = {}
+
+    def build(self, variables):
+        super().build(variables)
+        for variable in variables:
+            factor = self._lr_multipliers.get(id(variable), 1.0)
+            if factor != 1.0:
+                self._multiplier_by_key[self._var_key(variable)] = factor
+
+    def update_step(self, gradient, variable, learning_rate):
+        factor = self._multiplier_by_key.get(self._var_key(variable), 1.0)
+        super().update_step(gradient, variable, learning_rate * factor)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        grads_and_vars = super()._all_reduce_sum_gradients(grads_and_vars)
+        if not self.clip_norm:
+            return grads_and_vars
+        grads, variables = zip(*grads_and_vars)
+        clipped, _ = tf.clip_by_global_norm(list(grads), self.clip_norm)
+        return list(zip(clipped, variables))

@@ -1,0 +1,153 @@
+"""Fine-tunes (or trains from scratch) a BERT tagger: `python -m kner.train`.
+
+    python -m kner.train --flagfile=flags/roberta.cfg
+    python -m kner.train --train_file=train.json --dev_file=dev.json \\
+        --init_checkpoint=chinese_L-12_H-768_A-12 --model_dir=runs/bert
+
+With `--init_checkpoint` the backbone and vocab come from a Google-format (or
+Hugging Face safetensors) checkpoint; without it, from `--bert_config` with a
+vocab built from the training text (or `--vocab_file`). Everything export and
+prediction need lands in `--model_dir` (see `kner.artifacts`). Rerunning the
+same command resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+from absl import flags, logging
+
+from kner import artifacts, checkpoint, distribute
+from kner.corpus import read_corpus
+from kner.errors import InputError, run_cli
+from kner.labels import LabelVocab
+from kner.model import HEADS, Tagger
+from kner.optimization import FineTuningAdamW, WarmupLinearDecay
+from kner.tags import SCHEMES
+from kner.tokenizer import CharTokenizer, build_vocab, read_vocab
+from kner.trainer import TrainConfig, Trainer, steps_per_epoch
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("train_file", None, "Training data: CLUENER JSON lines or a char-per-line column file.")
+flags.DEFINE_string("dev_file", None, "Dev data, evaluated after every epoch (optional).")
+flags.DEFINE_enum("data_format", "auto", ["auto", "cluener", "column"], "Format of the data files.")
+flags.DEFINE_string("input_tag_scheme", "auto", "Tag scheme of column files: auto or one of " + "|".join(SCHEMES))
+flags.DEFINE_bool("lenient", False, "Repair invalid tag sequences in column files (counted) instead of failing.")
+flags.DEFINE_enum("tag_scheme", "bios", list(SCHEMES), "Tags the model predicts.")
+flags.DEFINE_string("model_dir", None, "Where checkpoints, summaries, weights and reports go.")
+flags.DEFINE_string("init_checkpoint", None, "Pretrained BERT: a Google TF1 checkpoint dir/prefix or an HF dir.")
+flags.DEFINE_string("bert_config", None, "bert_config.json for a from-scratch model (no --init_checkpoint).")
+flags.DEFINE_string("vocab_file", None, "vocab.txt for a from-scratch model; default: built from the train text.")
+flags.DEFINE_enum("head", "crf", list(HEADS), "Output layer.")
+flags.DEFINE_float("dropout", 0.1, "Dropout before the tag projection.")
+flags.DEFINE_integer("max_seq_length", 128, "Training sentences are truncated to this many tokens (logged).")
+flags.DEFINE_integer("batch_size", 32, "Global training batch, split across replicas.")
+flags.DEFINE_integer("eval_batch_size", 64, "Evaluation batch.")
+flags.DEFINE_integer("epochs", 4, "Training epochs.")
+flags.DEFINE_float("learning_rate", 3e-5, "Peak learning rate of the backbone.")
+flags.DEFINE_float("head_learning_rate", 1e-3, "Peak learning rate of the classifier and CRF.")
+flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of steps with linear warmup.")
+flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on LayerNorm and biases).")
+flags.DEFINE_float("clip_norm", 1.0, "Global-norm gradient clipping (0: off).")
+flags.DEFINE_integer("seed", 42, "Seed for initialisation, dropout and batch order.")
+flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute strategy.")
+flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
+flags.DEFINE_enum("mixed_precision", None, ["mixed_float16", "mixed_bfloat16"], "Mixed-precision policy.")
+flags.DEFINE_bool("jit_compile", False, "Compile the training and evaluation steps with XLA.")
+flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints (also saved at each epoch end).")
+flags.DEFINE_integer("log_every", 20, "Steps between TensorBoard training summaries.")
+flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many epochs without dev F1 gain (0: never).")
+flags.DEFINE_string("export_dir", None, "Also export a TF Serving SavedModel here at the end.")
+flags.mark_flags_as_required(["train_file", "model_dir"])
+
+DOWNLOADS = (
+    "expected a directory with bert_config.json, bert_model.ckpt.index/.data-* and vocab.txt "
+    "(Google: chinese_L-12_H-768_A-12 from github.com/google-research/bert; HFL: chinese-roberta-wwm-ext or "
+    "chinese-bert-wwm-ext from github.com/ymcui/Chinese-BERT-wwm), or a Hugging Face dir with model.safetensors"
+)
+
+
+def build_backbone(train_texts: list[str]):
+    """The backbone, its vocab and its Google-format config, from the flags."""
+    if FLAGS.init_checkpoint:
+        path = Path(FLAGS.init_checkpoint)
+        if not path.exists() and not Path(f"{path}.index").exists():
+            raise InputError(path, None, f"checkpoint not found: {DOWNLOADS}")
+        files = checkpoint.locate_checkpoint(path)
+        if files.vocab is None:
+            raise InputError(path, None, "no vocab.txt beside the checkpoint")
+        backbone = checkpoint.load_backbone(path, FLAGS.max_seq_length)
+        return backbone, read_vocab(files.vocab), checkpoint.read_bert_config(files.config)
+    if not FLAGS.bert_config:
+        raise InputError("--bert_config", None, "give --init_checkpoint or --bert_config")
+    vocabulary = read_vocab(FLAGS.vocab_file) if FLAGS.vocab_file else build_vocab(train_texts)
+    config = {**checkpoint.read_bert_config(FLAGS.bert_config), "vocab_size": len(vocabulary)}
+    return checkpoint.backbone_from_config(config), vocabulary, config
+
+
+def build_optimizer(model: Tagger, total_steps: int) -> keras.optimizers.Optimizer:
+    schedule = WarmupLinearDecay(FLAGS.learning_rate, int(total_steps * FLAGS.warmup_proportion), total_steps)
+    factor = FLAGS.head_learning_rate / FLAGS.learning_rate
+    head_variables = [v for layer in model.head_layers() for v in layer.trainable_variables]
+    optimizer = FineTuningAdamW(
+        schedule,
+        weight_decay=FLAGS.weight_decay,
+        clip_norm=FLAGS.clip_norm,
+        lr_multipliers={id(v): factor for v in head_variables},
+    )
+    if FLAGS.mixed_precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def read_data(path: str | None):
+    if not path:
+        return None
+    return read_corpus(path, FLAGS.data_format, FLAGS.input_tag_scheme, strict=not FLAGS.lenient)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.mixed_precision:
+        keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    train, dev = read_data(FLAGS.train_file), read_data(FLAGS.dev_file)
+    labels = LabelVocab.from_sentences(train, FLAGS.tag_scheme)
+    config = TrainConfig(
+        batch_size=FLAGS.batch_size,
+        eval_batch_size=FLAGS.eval_batch_size,
+        epochs=FLAGS.epochs,
+        max_seq_length=FLAGS.max_seq_length,
+        seed=FLAGS.seed,
+        checkpoint_every=FLAGS.checkpoint_every,
+        log_every=FLAGS.log_every,
+        jit_compile=FLAGS.jit_compile,
+        early_stopping_patience=FLAGS.early_stopping_patience,
+    )
+    strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
+    logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)
+    with strategy.scope():
+        backbone, vocabulary, bert_config = build_backbone([s.text for s in train])
+        model = Tagger(backbone, labels, head=FLAGS.head, dropout=FLAGS.dropout)
+        model(artifacts.dummy_batch())
+        optimizer = build_optimizer(model, steps_per_epoch(train, config) * config.epochs)
+    settings = {"head": FLAGS.head, "dropout": FLAGS.dropout, "max_seq_length": FLAGS.max_seq_length}
+    if distribute.is_chief(strategy):
+        artifacts.save_artifacts(FLAGS.model_dir, bert_config, vocabulary, labels, settings)
+        Path(FLAGS.model_dir, "flags.cfg").write_text(FLAGS.flags_into_string())
+    trainer = Trainer(model, optimizer, strategy, FLAGS.model_dir, config)
+    report = trainer.fit(train, dev, CharTokenizer(vocabulary))
+    if report is None and distribute.is_chief(strategy):
+        model.save_weights(str(Path(FLAGS.model_dir, artifacts.WEIGHTS)))
+    if report is not None:
+        print(f"best dev micro F1 {report['micro']['f1']:.4f} (epoch {report['epoch']})")
+    if FLAGS.export_dir and distribute.is_chief(strategy):
+        from kner.export import export_model
+
+        export_model(FLAGS.model_dir, FLAGS.export_dir)
+
+
+if __name__ == "__main__":
+    run_cli(main)
