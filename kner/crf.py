@@ -30,25 +30,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kner.tags import SCHEMES, split_tag
+
 # Score added to transitions the tag scheme forbids when decoding. Finite (not
 # -inf) so that sums stay NaN-free under XLA and in float32.
 DISALLOWED_SCORE = -1e4
-
-SCHEME_PREFIXES = {
-    "bio": ("B", "I"),
-    "bios": ("B", "I", "S"),
-    "bioes": ("B", "I", "E", "S"),
-    "bmes": ("B", "M", "E", "S"),
-}
-
-
-def _parse_tag(tag: str, scheme: str) -> tuple[str, str | None]:
-    if tag == "O":
-        return "O", None
-    prefix, sep, entity_type = tag.partition("-")
-    if not sep or not entity_type or prefix not in SCHEME_PREFIXES[scheme]:
-        raise ValueError(f"tag {tag!r} is not valid in the {scheme!r} scheme")
-    return prefix, entity_type
 
 
 def _may_follow(prev: tuple, cur: tuple, scheme: str) -> bool:
@@ -65,9 +51,7 @@ def _may_follow(prev: tuple, cur: tuple, scheme: str) -> bool:
     return cur_prefix in ("O", "B", "S")
 
 
-def allowed_transitions(
-    tag_names: list[str], scheme: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def allowed_transitions(tag_names: list[str], scheme: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Transitions allowed by a tagging scheme, for `CRF(allowed_*=...)`.
 
     Args:
@@ -85,11 +69,9 @@ def allowed_transitions(
     >>> bool(trans[0, 2]), bool(start[2]), bool(end[1])
     (False, False, True)
     """
-    if scheme not in SCHEME_PREFIXES:
-        raise ValueError(
-            f"unknown tag scheme {scheme!r}; expected one of {sorted(SCHEME_PREFIXES)}"
-        )
-    tags = [_parse_tag(name, scheme) for name in tag_names]
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown tag scheme {scheme!r}; expected one of {SCHEMES}")
+    tags = [split_tag(name, scheme) for name in tag_names]
     boundary = ("O", None)
     transitions = np.array(
         [[_may_follow(prev, cur, scheme) for cur in tags] for prev in tags],
@@ -154,9 +136,7 @@ class CRF(keras.layers.Layer):
         self.num_tags = int(num_tags)
         self.use_boundary_transitions = bool(use_boundary_transitions)
         shape2, shape1 = (self.num_tags, self.num_tags), (self.num_tags,)
-        self.allowed_transitions = _as_allowed(
-            allowed_transitions, shape2, "allowed_transitions"
-        )
+        self.allowed_transitions = _as_allowed(allowed_transitions, shape2, "allowed_transitions")
         self.allowed_start = _as_allowed(allowed_start, shape1, "allowed_start")
         self.allowed_end = _as_allowed(allowed_end, shape1, "allowed_end")
         # Non-trainable constants: embedded into traced graphs as tf.constant.
