@@ -93,6 +93,67 @@ def plan_batches(lengths: Sequence[int], batch_size: int, seed: int | None = Non
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def _ragged(rows: Sequence[Sequence[int]], dtype) -> tf.RaggedTensor:
+    lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
+    values = np.fromiter((v for r in rows for v in r), dtype.as_numpy_dtype, int(lengths.sum()))
+    return tf.RaggedTensor.from_row_lengths(values, lengths)
+
+
+@dataclasses.dataclass
+class EncodedData:
+    """Sentences as tensors, ready to batch: `columns` holds ragged `char_ids`
+    and, for labelled data, ragged `label_ids`; `lengths` are character counts."""
+
+    columns: dict[str, tf.Tensor | tf.RaggedTensor]
+    lengths: np.ndarray
+    report: TruncationReport
+    _batch_functions: dict = dataclasses.field(default_factory=dict, repr=False)
+
+    def batch_function(self, tokenizer: CharTokenizer) -> tf.types.experimental.PolymorphicFunction:
+        """Sentence indices -> batch features; traced once, reused every epoch."""
+        if id(tokenizer) not in self._batch_functions:
+            columns = self.columns
+
+            @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)], autograph=False)
+            def features(indices):
+                return to_features({k: tf.gather(v, indices) for k, v in columns.items()}, tokenizer)
+
+            self._batch_functions[id(tokenizer)] = features
+        return self._batch_functions[id(tokenizer)]
+
+
+def encode(
+    sentences: Sequence[Sentence],
+    tokenizer: CharTokenizer,
+    labels: LabelVocab | None = None,
+    max_chars: int | None = None,
+) -> EncodedData:
+    """Tokenizes (and labels) once what every epoch batches again;
+    `max_chars` truncates (training only)."""
+    if labels is None:
+        texts = [s.text for s in sentences]
+        columns = {}
+        report = TruncationReport(sentences=len(texts))
+    else:
+        texts, label_ids, report = encode_labels(sentences, labels, max_chars)
+        columns = {"label_ids": _ragged(label_ids, tf.int32)}
+        if report.truncated:
+            logging.warning("truncated to %d characters: %s", max_chars, report)
+    columns["char_ids"] = tokenizer(tf.constant(texts, tf.string))
+    return EncodedData(columns, columns["char_ids"].row_lengths().numpy(), report)
+
+
+def batched(data: EncodedData, tokenizer: CharTokenizer, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
+    """Batches of `data` by `plan_batches` (shuffled and bucketed with a
+    `seed`; in order and cached without)."""
+    plan = plan_batches(data.lengths, batch_size, seed)
+    dataset = tf.data.Dataset.from_tensor_slices(_ragged(plan, tf.int64))
+    dataset = dataset.map(data.batch_function(tokenizer), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if seed is None:
+        dataset = dataset.cache()
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
 def make_dataset(
     sentences: Sequence[Sentence],
     tokenizer: CharTokenizer,
@@ -105,40 +166,21 @@ def make_dataset(
 ) -> tuple[tf.data.Dataset, TruncationReport]:
     """Batches for training (`training=True`: bucketed and shuffled by `seed`,
     truncated to `max_seq_length`) or for evaluation and prediction (input
-    order, nothing cut, cached). The number of batches is
-    `len(plan_batches(...))`, known before iterating.
+    order, nothing cut, cached). Training for several epochs? `encode` once
+    and call `batched` with a new seed per epoch.
 
     `batch_size` is the global batch: under a `tf.distribute` strategy, hand the
     dataset to `strategy.experimental_distribute_dataset`, which splits it.
     """
     max_chars = max_seq_length - 2 if training and max_seq_length else None
-    if labels is None:
-        texts = [s.text for s in sentences]
-        columns = {"text": tf.constant(texts, tf.string)}
-        report = TruncationReport(sentences=len(texts))
-    else:
-        texts, label_ids, report = encode_labels(sentences, labels, max_chars)
-        columns = {
-            "text": tf.constant(texts, tf.string),
-            "label_ids": tf.ragged.constant(label_ids, tf.int32, ragged_rank=1, inner_shape=()),
-        }
-        if report.truncated:
-            logging.warning("max_seq_length=%d: %s", max_seq_length, report)
-    plan = plan_batches([len(t) for t in texts], batch_size, seed if training else None)
-    dataset = tf.data.Dataset.from_tensor_slices(tf.ragged.constant(plan, tf.int64, ragged_rank=1))
-    dataset = dataset.map(
-        lambda indices: to_features({k: tf.gather(v, indices) for k, v in columns.items()}, tokenizer),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
-    if not training:
-        dataset = dataset.cache()
-    return dataset.prefetch(tf.data.AUTOTUNE), report
+    data = encode(sentences, tokenizer, labels, max_chars)
+    return batched(data, tokenizer, batch_size, seed if training else None), data.report
 
 
 def to_features(batch: dict[str, tf.Tensor], tokenizer: CharTokenizer) -> dict[str, tf.Tensor]:
-    """Turns a batch of texts (and ragged or padded label ids) into model inputs."""
-    chars = tokenizer(batch["text"])
+    """Turns a batch of texts (`text`) or of their character ids (`char_ids`,
+    ragged), with ragged or padded `label_ids` if labelled, into model inputs."""
+    chars = batch["char_ids"] if "char_ids" in batch else tokenizer(batch["text"])
     num_chars = chars.row_lengths()
     rows = tf.shape(num_chars, out_type=tf.int64)[0]
     cls = tf.fill([rows, 1], tokenizer.cls_id)
