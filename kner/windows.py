@@ -1,0 +1,129 @@
+"""Overlapping windows over texts longer than the model's input, in core TF ops.
+
+A text of `n` characters is cut into windows of `window` characters (the
+model's `max_seq_length - 2`, leaving room for `[CLS]` and `[SEP]`) that start
+every `stride` characters; the last window is moved back to end at the text's
+end, so every window but the only one of a short text is full. A text of at
+most `window` characters is one window: it runs exactly as without windowing.
+
+Each character then takes its tag scores from the one window where it sits
+farthest from a window edge: the window maximising `min(left, right)`, where
+`left`/`right` count the characters of that window on each side of it (an edge
+at the start or end of the text does not count as an edge: no context is
+lost there); ties go to the earlier window. With `stride <= window`, every
+character gets at least `(window - 1 - stride) // 2` characters of context on
+each side that is not a text edge (31 for `max_seq_length=128` and the default
+stride `window // 2`). The merged scores are decoded once over the whole text
+(CRF Viterbi included), so tags never break at a window seam and entities
+crossing a window edge come out whole.
+
+Everything here works on batches inside `tf.function` (and eagerly) with
+dynamic shapes, so the same plan runs in the Python API and in the exported
+SavedModel.
+
+Example:
+>>> plan = plan_windows(tf.constant([5, 0, 130]), window=62, stride=31)
+>>> plan.text.numpy(), plan.start.numpy(), plan.length.numpy()
+(array([0, 1, 2, 2, 2, 2]), array([ 0,  0,  0, 31, 62, 68]), array([ 5,  0, 62, 62, 62, 62]))
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import tensorflow as tf
+
+# Context of a window side that is a text edge: larger than any window.
+_UNBOUNDED = 2**30
+
+
+class WindowPlan(NamedTuple):
+    """Windows of a batch of texts, and which window each character reads.
+
+    Window tensors are [num_windows], in text order then start order;
+    character tensors are [total_chars], in the order of the flat values of
+    a ragged [batch, (chars)] tensor.
+    """
+
+    text: tf.Tensor  # window -> index of its text in the batch
+    start: tf.Tensor  # window -> its first character in the text
+    length: tf.Tensor  # window -> its number of characters
+    char_window: tf.Tensor  # character -> the window it takes its scores from
+    char_offset: tf.Tensor  # character -> its position in that window
+
+
+def default_stride(window: int) -> int:
+    """Half a window (at least 1)."""
+    return max(window // 2, 1)
+
+
+def check_window(window: int, stride: int) -> None:
+    """Raises ValueError unless `1 <= stride <= window`."""
+    if window < 1:
+        raise ValueError(f"window must hold at least 1 character, got {window}")
+    if not 1 <= stride <= window:
+        raise ValueError(f"window_stride must be in [1, {window}] (the window), got {stride}")
+
+
+def plan_windows(num_chars: tf.Tensor, window: int, stride: int) -> WindowPlan:
+    """The windows of texts of `num_chars` [batch] characters.
+
+    Args:
+        num_chars: int32 [batch] text lengths, in characters.
+        window: characters per window.
+        stride: characters between window starts, in `[1, window]`.
+    """
+    check_window(window, stride)
+    num_chars = tf.cast(num_chars, tf.int32)
+    overflow = tf.maximum(num_chars - window, 0)  # the last window's start
+    count = 1 + (overflow + stride - 1) // stride
+    first_window = tf.cumsum(count, exclusive=True)
+
+    windows = tf.ragged.range(count)
+    text = tf.cast(windows.value_rowids(), tf.int32)
+    start = tf.minimum(windows.flat_values * stride, tf.gather(overflow, text))
+    length = tf.minimum(window, tf.gather(num_chars, text) - start)
+
+    chars = tf.ragged.range(num_chars)
+    char_text = tf.cast(chars.value_rowids(), tf.int32)
+    position = chars.flat_values
+    n = tf.gather(num_chars, char_text)[:, None]
+    last = tf.gather(count, char_text)[:, None] - 1
+    # The windows holding a character are among these, in ascending order.
+    spread = tf.range(-((window + stride - 1) // stride), 2)
+    candidate = tf.clip_by_value(position[:, None] // stride + spread[None], 0, last)
+    cand_start = tf.minimum(candidate * stride, tf.gather(overflow, char_text)[:, None])
+    cand_end = cand_start + tf.minimum(window, n - cand_start)  # exclusive
+    left = tf.where(cand_start > 0, position[:, None] - cand_start, _UNBOUNDED)
+    right = tf.where(cand_end < n, cand_end - 1 - position[:, None], _UNBOUNDED)
+    holds = (cand_start <= position[:, None]) & (position[:, None] < cand_end)
+    context = tf.where(holds, tf.minimum(left, right), -1)
+    # Unique keys so that ties deterministically go to the earlier window.
+    width = tf.size(spread)
+    key = context * width + (width - 1 - tf.range(width))[None]
+    best = tf.argmax(key, axis=1, output_type=tf.int32)
+    chosen = tf.gather(candidate, best, batch_dims=1)
+    chosen_start = tf.gather(cand_start, best, batch_dims=1)
+    return WindowPlan(
+        text=text,
+        start=start,
+        length=length,
+        char_window=tf.gather(first_window, char_text) + chosen,
+        char_offset=position - chosen_start,
+    )
+
+
+def window_values(values: tf.RaggedTensor, plan: WindowPlan) -> tf.RaggedTensor:
+    """The slices of ragged [batch, (chars)] `values` under each window:
+    ragged [num_windows, (length)]."""
+    offsets = tf.gather(tf.cast(values.row_starts(), tf.int32), plan.text) + plan.start
+    indices = tf.ragged.range(offsets, offsets + plan.length)
+    return tf.gather(values.flat_values, indices)
+
+
+def merge_windows(window_scores: tf.Tensor, plan: WindowPlan, first_position: int = 1) -> tf.Tensor:
+    """Per-character scores [total_chars, ...] taken from [num_windows,
+    length, ...] window scores, where a window's first character sits at
+    `first_position` (1: after `[CLS]`)."""
+    index = tf.stack([plan.char_window, plan.char_offset + first_position], axis=1)
+    return tf.gather_nd(window_scores, index)
