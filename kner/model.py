@@ -53,6 +53,9 @@ class Tagger(keras.Model):
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         super().__init__(**kwargs)
         self.backbone = backbone
+        # Only the sequence output is used: the pooler would get no gradient
+        # (and Keras would warn at every trace), so it stays frozen.
+        backbone.pooled_dense.trainable = False
         self.labels = labels
         self.head = head
         self.dropout = keras.layers.Dropout(dropout)

@@ -4,7 +4,10 @@ same update under every `tf.distribute` strategy.
 
 Keras clips gradients before it sums them across replicas, so with several
 replicas `global_clipnorm` would clip each replica's partial gradient. Here the
-clip is applied to the all-reduced (global-batch) gradient instead.
+clip is applied to the all-reduced (global-batch) gradient instead. Likewise
+Keras' `LossScaleOptimizer` looks for overflow in each replica's own
+gradients; `CrossReplicaLossScaleOptimizer` skips the step on every replica
+when any of them overflowed.
 
 Example:
 >>> schedule = WarmupLinearDecay(3e-5, warmup_steps=100, total_steps=1000)
@@ -17,12 +20,15 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-NO_DECAY_NAMES = ["gamma", "beta", "bias"]
+# Variable names (keras-hub BertBackbone: LayerNorm `gamma`/`beta`, Dense and
+# EinsumDense `bias`) that get no weight decay, as in Google's BERT.
+NO_DECAY_NAMES = ("gamma", "beta", "bias")
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """Linear warmup from 0 to `peak` over `warmup_steps`, then linear decay to 0
-    at `total_steps` (the BERT fine-tuning schedule)."""
+    at `total_steps` (the BERT fine-tuning schedule). Without warmup the rate
+    starts at `peak`."""
 
     def __init__(self, peak: float, warmup_steps: int, total_steps: int):
         self.peak = peak
@@ -31,7 +37,7 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __call__(self, step):
         step = tf.cast(step, tf.float32)
-        warmup = step / max(self.warmup_steps, 1)
+        warmup = step / self.warmup_steps if self.warmup_steps > 0 else 1.0
         decay = (self.total_steps - step) / max(self.total_steps - self.warmup_steps, 1)
         return self.peak * tf.clip_by_value(tf.minimum(warmup, decay), 0.0, 1.0)
 
@@ -43,8 +49,14 @@ class FineTuningAdamW(keras.optimizers.AdamW):
     """AdamW with per-variable learning-rate multipliers and post-all-reduce
     global-norm clipping.
 
+    A variable's rate is the scheduled rate times its multiplier, and so is its
+    (decoupled) weight decay, as in Google's BERT optimizer; Keras would decay
+    every variable at the base rate. Variables named in `NO_DECAY_NAMES` are
+    not decayed.
+
     Args:
         learning_rate: float or schedule, the backbone's rate.
+        weight_decay: decoupled weight decay (per step, times the rate).
         clip_norm: clip the global-batch gradient to this global norm (0: off).
         lr_multipliers: `{id(keras_variable): factor}`; a variable's rate is the
             scheduled rate times its factor (default 1).
@@ -60,21 +72,29 @@ class FineTuningAdamW(keras.optimizers.AdamW):
         **kwargs,
     ):
         super().__init__(learning_rate=learning_rate, weight_decay=weight_decay, epsilon=epsilon, **kwargs)
-        self.exclude_from_weight_decay(var_names=NO_DECAY_NAMES)
         self.clip_norm = clip_norm
         self._lr_multipliers = dict(lr_multipliers or {})
         self._multiplier_by_key: dict = {}
+        self._decayed_keys: set = set()
 
     def build(self, variables):
         super().build(variables)
         for variable in variables:
-            factor = self._lr_multipliers.get(id(variable), 1.0)
-            if factor != 1.0:
-                self._multiplier_by_key[self._var_key(variable)] = factor
+            key = self._var_key(variable)
+            self._multiplier_by_key[key] = self._lr_multipliers.get(id(variable), 1.0)
+            if variable.name not in NO_DECAY_NAMES:
+                self._decayed_keys.add(key)
+
+    def _apply_weight_decay(self, variables):
+        """Weight decay happens in `update_step`, at each variable's own rate."""
 
     def update_step(self, gradient, variable, learning_rate):
-        factor = self._multiplier_by_key.get(self._var_key(variable), 1.0)
-        super().update_step(gradient, variable, learning_rate * factor)
+        key = self._var_key(variable)
+        learning_rate = learning_rate * self._multiplier_by_key.get(key, 1.0)
+        if self.weight_decay and key in self._decayed_keys:
+            decay = tf.cast(learning_rate * self.weight_decay, variable.dtype)
+            self.assign_sub(variable, variable * decay)
+        super().update_step(gradient, variable, learning_rate)
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         grads_and_vars = super()._all_reduce_sum_gradients(grads_and_vars)
@@ -83,3 +103,21 @@ class FineTuningAdamW(keras.optimizers.AdamW):
         grads, variables = zip(*grads_and_vars)
         clipped, _ = tf.clip_by_global_norm(list(grads), self.clip_norm)
         return list(zip(clipped, variables))
+
+
+class CrossReplicaLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """A `LossScaleOptimizer` (for `mixed_float16`) whose replicas agree on
+    overflow: Keras checks each replica's gradients before they are summed,
+    so with one replica overflowing the others would apply the (infinite)
+    sum, or, under `MultiWorkerMirroredStrategy`, wait for it forever.
+
+    >>> optimizer = CrossReplicaLossScaleOptimizer(FineTuningAdamW(3e-5))
+    """
+
+    def check_finite(self, grads):
+        finite = super().check_finite(grads)
+        context = tf.distribute.get_replica_context()
+        if context is None:
+            return finite
+        overflows = context.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+        return overflows == 0.0

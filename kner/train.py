@@ -13,9 +13,12 @@ same command resumes from the last checkpoint.
 
 from __future__ import annotations
 
+import logging as std_logging
+import os
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 from absl import flags, logging
 
 from kner import artifacts, checkpoint, distribute
@@ -23,7 +26,7 @@ from kner.corpus import read_corpus
 from kner.errors import InputError, run_cli
 from kner.labels import LabelVocab
 from kner.model import HEADS, Tagger
-from kner.optimization import FineTuningAdamW, WarmupLinearDecay
+from kner.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, WarmupLinearDecay
 from kner.tags import SCHEMES
 from kner.tokenizer import CharTokenizer, build_vocab, read_vocab
 from kner.trainer import TrainConfig, Trainer, steps_per_epoch
@@ -83,6 +86,10 @@ def build_backbone(train_texts: list[str]):
         raise InputError("--bert_config", None, "give --init_checkpoint or --bert_config")
     vocabulary = read_vocab(FLAGS.vocab_file) if FLAGS.vocab_file else build_vocab(train_texts)
     config = {**checkpoint.read_bert_config(FLAGS.bert_config), "vocab_size": len(vocabulary)}
+    positions = config["max_position_embeddings"]
+    if FLAGS.max_seq_length > positions:
+        message = f"max_seq_length {FLAGS.max_seq_length} exceeds max_position_embeddings {positions}"
+        raise InputError(FLAGS.bert_config, None, message)
     return checkpoint.backbone_from_config(config), vocabulary, config
 
 
@@ -97,24 +104,39 @@ def build_optimizer(model: Tagger, total_steps: int) -> keras.optimizers.Optimiz
         lr_multipliers={id(v): factor for v in head_variables},
     )
     if FLAGS.mixed_precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer = CrossReplicaLossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     return optimizer
+
+
+def quiet_tensorflow() -> None:
+    """Hides TensorFlow's own INFO log lines (one per checkpoint save, for
+    example) but not kner's, which share absl's handler."""
+    package = str(Path(tf.__file__).parent) + os.sep
+    tf.get_logger().setLevel(std_logging.WARNING)
+    logging.get_absl_handler().addFilter(
+        lambda record: record.levelno > std_logging.INFO or not record.pathname.startswith(package)
+    )
 
 
 def read_data(path: str | None):
     if not path:
         return None
-    return read_corpus(path, FLAGS.data_format, FLAGS.input_tag_scheme, strict=not FLAGS.lenient)
+    sentences = read_corpus(path, FLAGS.data_format, FLAGS.input_tag_scheme, strict=not FLAGS.lenient)
+    unlabelled = next((s for s in sentences if s.spans is None), None)
+    if unlabelled is not None:
+        raise InputError(path, unlabelled.line, "no label: training and dev data must be labelled")
+    return sentences
 
 
 def main(argv: list[str]) -> None:
     del argv
+    quiet_tensorflow()
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
     train, dev = read_data(FLAGS.train_file), read_data(FLAGS.dev_file)
-    labels = LabelVocab.from_sentences(train, FLAGS.tag_scheme)
+    labels = LabelVocab.from_sentences([*train, *(dev or [])], FLAGS.tag_scheme)
     config = TrainConfig(
         batch_size=FLAGS.batch_size,
         eval_batch_size=FLAGS.eval_batch_size,

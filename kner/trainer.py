@@ -12,11 +12,17 @@ count, so kner runs its own loop:
   strategies take the same step on the same global batch.
 
 It also checkpoints every `checkpoint_every` steps and at each epoch end,
-resumes from the last checkpoint (the batch plan is seeded per epoch, so
-the resumed run sees the batches it would have seen), evaluates on dev after
-every epoch, keeps the best weights by dev F1, and writes TensorBoard
-summaries (train loss, learning rate, examples/s, dev loss, P/R/F1 overall
-and per type).
+resumes from the last checkpoint (the batch plan is seeded per epoch and the
+dropout seeds are checkpointed, so the resumed run sees the batches and masks
+it would have seen), evaluates on dev after
+every epoch (also after a restart that interrupted that evaluation), keeps
+the best weights by dev F1, and writes TensorBoard summaries (train loss,
+learning rate, examples/s, dev loss, P/R/F1 overall and per type).
+
+In a cluster the chief writes `model_dir`; the other workers save their
+checkpoints to a scratch directory they delete at once (every worker must
+take part in saving) and resume from the chief's, so `model_dir` must be on
+a filesystem all workers share.
 
 Example:
 >>> trainer = Trainer(model, optimizer, strategy, model_dir, config)
@@ -28,16 +34,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
 from kner.corpus import Sentence
 from kner.distribute import is_chief, worker_id
+from kner.errors import InputError
 from kner.metrics import evaluate, format_report
 from kner.model import Tagger
 from kner.pipeline import char_mask, make_dataset, plan_batches
@@ -45,6 +54,7 @@ from kner.tokenizer import CharTokenizer
 
 BEST_WEIGHTS = "best.weights.h5"
 EVAL_REPORT = "eval_report.json"
+CHECKPOINTS = "checkpoints"
 
 
 @dataclasses.dataclass
@@ -83,24 +93,35 @@ class Trainer:
         self.chief = is_chief(strategy)
         with strategy.scope():
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-            self.best_f1 = tf.Variable(-1.0, dtype=tf.float32, trainable=False, name="best_f1")
+            self.best_f1 = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_f1")
             self.stale_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="stale_epochs")
+            self.evaluated_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="evaluated_epochs")
+        weights = {id(v) for v in model.weights}
         self.checkpoint = tf.train.Checkpoint(
-            model=model, optimizer=optimizer, step=self.step, best_f1=self.best_f1, stale_epochs=self.stale_epochs
+            model=model,
+            # The dropout seeds, so that a resumed run draws the masks an
+            # uninterrupted one would.
+            random_state=[v for v in model.variables if id(v) not in weights],
+            optimizer=optimizer,
+            step=self.step,
+            best_f1=self.best_f1,
+            stale_epochs=self.stale_epochs,
+            evaluated_epochs=self.evaluated_epochs,
         )
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=config.keep_checkpoints
         )
         self._compute_gradients = tf.function(self._gradients, jit_compile=config.jit_compile)
-        self._train_step = tf.function(self._distributed_step)
-        self._forward = tf.function(self._loss_and_tags, jit_compile=config.jit_compile)
+        # Traced on first use with the dataset's element_spec (batch and length
+        # unknown), so that batches of new shapes do not retrace.
+        self._train_step = self._forward = None
         self._summaries = {}
 
     def _checkpoint_dir(self) -> str:
         if self.chief:
-            return str(self.model_dir / "checkpoints")
+            return str(self.model_dir / CHECKPOINTS)
         task_type, task_id = worker_id(self.strategy)
-        return str(self.model_dir / f"checkpoints_tmp_{task_type}_{task_id}")
+        return str(self.model_dir / f"{CHECKPOINTS}_tmp_{task_type}_{task_id}")
 
     def _writer(self, name: str) -> tf.summary.SummaryWriter:
         if name not in self._summaries:
@@ -123,11 +144,12 @@ class Trainer:
         global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, self.model.loss_count(batch))
         loss, gradients = self._compute_gradients(batch, tf.maximum(global_count, 1.0))
         self.optimizer.apply(gradients, self.model.trainable_variables)
-        return loss
+        return tf.stack([loss, tf.cast(tf.shape(batch["token_ids"])[0], tf.float32)])
 
     def _distributed_step(self, batch) -> tf.Tensor:
-        losses = self.strategy.run(self._replica_step, args=(batch,))
-        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, losses, axis=None)
+        """[global-batch mean loss, sentences in the global batch]."""
+        results = self.strategy.run(self._replica_step, args=(batch,))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, results, axis=None)
 
     def _loss_and_tags(self, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         scores = self.model(batch, training=False)
@@ -141,27 +163,36 @@ class Trainer:
         best dev report, also written to `model_dir/eval_report.json`."""
         config = self.config
         per_epoch = steps_per_epoch(train, config)
-        total = per_epoch * config.epochs
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint)
-            logging.info("resumed from %s at step %d", self.manager.latest_checkpoint, int(self.step.numpy()))
+        self._restore()
         report = self._read_report()
-        while int(self.step.numpy()) < total:
-            step = int(self.step.numpy())
-            epoch, done = divmod(step, per_epoch)
+        while True:
+            finished, done = divmod(int(self.step.numpy()), per_epoch)
+            if dev and done == 0 and finished > int(self.evaluated_epochs.numpy()):
+                report = self._end_of_epoch_eval(dev, tokenizer, finished) or report
+            if finished >= config.epochs:
+                break
             if config.early_stopping_patience and int(self.stale_epochs.numpy()) >= config.early_stopping_patience:
                 logging.info("early stopping: no dev F1 gain in %d epochs", config.early_stopping_patience)
                 break
-            self._train_epoch(train, tokenizer, epoch, done, per_epoch)
+            self._train_epoch(train, tokenizer, finished, done, per_epoch)
             self._save_checkpoint()
-            if dev:
-                report = self._end_of_epoch_eval(dev, tokenizer, epoch) or report
-        self._cleanup()
+        for writer in self._summaries.values():
+            writer.flush()
         return report
+
+    def _restore(self) -> None:
+        latest = tf.train.latest_checkpoint(str(self.model_dir / CHECKPOINTS))
+        if latest:
+            try:
+                self.checkpoint.restore(latest).assert_consumed()
+            except (AssertionError, ValueError) as error:
+                message = f"does not fit this model ({str(error).splitlines()[0]}): train into a new --model_dir"
+                raise InputError(latest, None, message) from None
+            logging.info("resumed from %s at step %d", latest, int(self.step.numpy()))
 
     def _train_epoch(self, train, tokenizer, epoch: int, done: int, per_epoch: int) -> None:
         config = self.config
-        dataset, report = make_dataset(
+        dataset, _ = make_dataset(
             train,
             tokenizer,
             self.model.labels,
@@ -170,35 +201,47 @@ class Trainer:
             training=True,
             seed=config.seed + epoch,
         )
-        if epoch == 0 and done == 0 and report.truncated:
-            logging.warning("training data: %s", report)
-        dataset = self.strategy.experimental_distribute_dataset(dataset.skip(done))
-        progress = keras.utils.Progbar(per_epoch, verbose=1 if self.chief else 0, stateful_metrics=["lr"])
-        progress.update(done)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = self.strategy.experimental_distribute_dataset(dataset.skip(done).with_options(options))
+        if self._train_step is None:
+            self._train_step = tf.function(self._distributed_step, input_signature=[dataset.element_spec])
         if self.chief:
             print(f"epoch {epoch + 1}/{config.epochs}", flush=True)
-        examples, started = 0, time.perf_counter()
+        verbose = (1 if sys.stdout.isatty() else 2) if self.chief else 0
+        # Shown as given: the epoch's mean loss so far and the current rate.
+        progress = keras.utils.Progbar(per_epoch, verbose=verbose, stateful_metrics=["loss", "lr"])
+        progress.update(done)
+        epoch_losses, losses, examples, started = [], [], 0.0, time.perf_counter()
         for batch in dataset:
-            loss = float(self._train_step(batch))
-            step = int(self.step.assign_add(1).numpy())
-            examples += config.batch_size
             learning_rate = float(self.optimizer.learning_rate)
-            progress.add(1, [("loss", loss), ("lr", learning_rate)])
+            loss, sentences = self._train_step(batch).numpy().tolist()
+            step = int(self.step.assign_add(1).numpy())
+            epoch_losses.append(loss)
+            losses.append(loss)
+            examples += sentences
+            progress.update(step - epoch * per_epoch, [("loss", np.mean(epoch_losses)), ("lr", learning_rate)])
             if step % config.log_every == 0:
                 with self._writer("train").as_default(step=step):
-                    tf.summary.scalar("loss", loss)
+                    tf.summary.scalar("loss", np.mean(losses))
                     tf.summary.scalar("learning_rate", learning_rate)
                     tf.summary.scalar("examples_per_second", examples / (time.perf_counter() - started))
-                examples, started = 0, time.perf_counter()
-            if config.checkpoint_every and step % config.checkpoint_every == 0:
+                losses, examples, started = [], 0.0, time.perf_counter()
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step % per_epoch:
                 self._save_checkpoint()
 
     def _save_checkpoint(self) -> None:
         self.manager.save(checkpoint_number=self.step)
+        if not self.chief:
+            shutil.rmtree(self.manager.directory, ignore_errors=True)
 
     def evaluate(self, sentences: Sequence[Sentence], tokenizer: CharTokenizer) -> dict:
         """Dev loss plus the span, per-type, CLUENER and seqeval scores."""
         dataset, _ = make_dataset(sentences, tokenizer, self.model.labels, batch_size=self.config.eval_batch_size)
+        if self._forward is None:
+            self._forward = tf.function(
+                self._loss_and_tags, jit_compile=self.config.jit_compile, input_signature=[dataset.element_spec]
+            )
         predicted, loss_sum, count = [], 0.0, 0.0
         for batch in dataset:
             batch_loss, batch_count, tags = self._forward(batch)
@@ -210,10 +253,11 @@ class Trainer:
         return report
 
     def _end_of_epoch_eval(self, dev, tokenizer, epoch: int) -> dict | None:
+        """Evaluates after `epoch` (1-based) epochs; returns the report if it
+        is the best so far."""
         report = self.evaluate(dev, tokenizer)
-        report["epoch"] = epoch + 1
-        step = int(self.step.numpy())
-        with self._writer("dev").as_default(step=step):
+        report["epoch"] = epoch
+        with self._writer("dev").as_default(step=int(self.step.numpy())):
             tf.summary.scalar("loss", report["loss"])
             for name, value in report["micro"].items():
                 if name != "support":
@@ -222,26 +266,21 @@ class Trainer:
             for entity_type, scores in report["per_type"].items():
                 for name in ("precision", "recall", "f1"):
                     tf.summary.scalar(f"{entity_type}/{name}", scores[name])
-        f1 = report["micro"]["f1"]
         if self.chief:
-            print(f"dev after epoch {epoch + 1}: loss {report['loss']:.4f}\n{format_report(report)}", flush=True)
-        if f1 <= float(self.best_f1.numpy()):
+            print(f"dev after epoch {epoch}: loss {report['loss']:.4f}\n{format_report(report)}", flush=True)
+        self.evaluated_epochs.assign(epoch)
+        improved = report["micro"]["f1"] > float(self.best_f1.numpy())
+        if improved:
+            self.best_f1.assign(report["micro"]["f1"])
+            self.stale_epochs.assign(0)
+            if self.chief:
+                self.model.save_weights(str(self.model_dir / BEST_WEIGHTS))
+                (self.model_dir / EVAL_REPORT).write_text(json.dumps(report, indent=1, ensure_ascii=False))
+        else:
             self.stale_epochs.assign_add(1)
-            return None
-        self.best_f1.assign(f1)
-        self.stale_epochs.assign(0)
-        if self.chief:
-            self.model.save_weights(str(self.model_dir / BEST_WEIGHTS))
-            (self.model_dir / EVAL_REPORT).write_text(json.dumps(report, indent=1, ensure_ascii=False))
         self._save_checkpoint()
-        return report
+        return report if improved else None
 
     def _read_report(self) -> dict | None:
         path = self.model_dir / EVAL_REPORT
         return json.loads(path.read_text()) if path.exists() else None
-
-    def _cleanup(self) -> None:
-        for writer in self._summaries.values():
-            writer.flush()
-        if not self.chief:
-            shutil.rmtree(self._checkpoint_dir(), ignore_errors=True)
