@@ -49,7 +49,10 @@ from kner.distribute import is_chief, worker_id
 from kner.errors import InputError
 from kner.metrics import evaluate, format_report
 from kner.model import Tagger
-from kner.pipeline import char_mask, make_dataset, plan_batches
+from kner.pipeline import EncodedData, batched, char_mask, encode, plan_batches
+from kner.predict import Predictor
+from kner.serving import TextTagger
+from kner.spans import Span
 from kner.tokenizer import CharTokenizer
 
 BEST_WEIGHTS = "best.weights.h5"
@@ -115,6 +118,7 @@ class Trainer:
         # Traced on first use with the dataset's element_spec (batch and length
         # unknown), so that batches of new shapes do not retrace.
         self._train_step = self._forward = None
+        self._eval_datasets: dict = {}
         self._summaries = {}
 
     def _checkpoint_dir(self) -> str:
@@ -163,6 +167,7 @@ class Trainer:
         best dev report, also written to `model_dir/eval_report.json`."""
         config = self.config
         per_epoch = steps_per_epoch(train, config)
+        encoded = encode(train, tokenizer, self.model.labels, max_chars=config.max_seq_length - 2)
         self._restore()
         report = self._read_report()
         while True:
@@ -174,7 +179,7 @@ class Trainer:
             if config.early_stopping_patience and int(self.stale_epochs.numpy()) >= config.early_stopping_patience:
                 logging.info("early stopping: no dev F1 gain in %d epochs", config.early_stopping_patience)
                 break
-            self._train_epoch(train, tokenizer, finished, done, per_epoch)
+            self._train_epoch(encoded, tokenizer, finished, done, per_epoch)
             self._save_checkpoint()
         for writer in self._summaries.values():
             writer.flush()
@@ -190,17 +195,9 @@ class Trainer:
                 raise InputError(latest, None, message) from None
             logging.info("resumed from %s at step %d", latest, int(self.step.numpy()))
 
-    def _train_epoch(self, train, tokenizer, epoch: int, done: int, per_epoch: int) -> None:
+    def _train_epoch(self, train: EncodedData, tokenizer, epoch: int, done: int, per_epoch: int) -> None:
         config = self.config
-        dataset, _ = make_dataset(
-            train,
-            tokenizer,
-            self.model.labels,
-            batch_size=config.batch_size,
-            max_seq_length=config.max_seq_length,
-            training=True,
-            seed=config.seed + epoch,
-        )
+        dataset = batched(train, tokenizer, config.batch_size, seed=config.seed + epoch)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         dataset = self.strategy.experimental_distribute_dataset(dataset.skip(done).with_options(options))
@@ -236,21 +233,43 @@ class Trainer:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
 
     def evaluate(self, sentences: Sequence[Sentence], tokenizer: CharTokenizer) -> dict:
-        """Dev loss plus the span, per-type, CLUENER and seqeval scores."""
-        dataset, _ = make_dataset(sentences, tokenizer, self.model.labels, batch_size=self.config.eval_batch_size)
-        if self._forward is None:
-            self._forward = tf.function(
-                self._loss_and_tags, jit_compile=self.config.jit_compile, input_signature=[dataset.element_spec]
-            )
-        predicted, loss_sum, count = [], 0.0, 0.0
+        """Dev loss plus the span, per-type, CLUENER and seqeval scores.
+
+        Nothing is cut: texts longer than `max_seq_length - 2` characters are
+        tagged through overlapping windows exactly as the exported model does
+        (`kner.serving`), and the loss is over the texts that fit."""
+        limit = self.config.max_seq_length - 2
+        fits = [i for i, s in enumerate(sentences) if len(s.text) <= limit]
+        longer = [i for i, s in enumerate(sentences) if len(s.text) > limit]
+        dataset = self._eval_dataset(sentences, fits, tokenizer)
+        predicted: list[list[Span] | None] = [None] * len(sentences)
+        rows, loss_sum, count = iter(fits), 0.0, 0.0
         for batch in dataset:
             batch_loss, batch_count, tags = self._forward(batch)
             loss_sum, count = loss_sum + float(batch_loss), count + float(batch_count)
             for row, mask in zip(tags.numpy(), char_mask(batch["padding_mask"]).numpy()):
-                predicted.append(self.model.labels.decode(row[mask])[0])
+                predicted[next(rows)] = self.model.labels.decode(row[mask])[0]
+        if longer:
+            predictor = Predictor(TextTagger(self.model, tokenizer, self.config.max_seq_length))
+            entities = predictor.predict([sentences[i].text for i in longer], batch_size=self.config.eval_batch_size)
+            for i, found in zip(longer, entities):
+                predicted[i] = [Span(e.start, e.end, e.type) for e in found]
         report = evaluate([s.text for s in sentences], [s.spans for s in sentences], predicted)
         report["loss"] = loss_sum / max(count, 1.0)
         return report
+
+    def _eval_dataset(self, sentences: Sequence[Sentence], rows: list[int], tokenizer) -> tf.data.Dataset:
+        """The batches of `sentences[rows]`, built (and cached) once per dev set."""
+        key = (id(sentences), len(sentences))
+        if key not in self._eval_datasets:
+            data = encode([sentences[i] for i in rows], tokenizer, self.model.labels)
+            self._eval_datasets[key] = batched(data, tokenizer, self.config.eval_batch_size)
+        dataset = self._eval_datasets[key]
+        if self._forward is None:
+            self._forward = tf.function(
+                self._loss_and_tags, jit_compile=self.config.jit_compile, input_signature=[dataset.element_spec]
+            )
+        return dataset
 
     def _end_of_epoch_eval(self, dev, tokenizer, epoch: int) -> dict | None:
         """Evaluates after `epoch` (1-based) epochs; returns the report if it

@@ -17,11 +17,15 @@ from train_runs import REPO, child_env, read_scalars, run_train, start_train, to
 
 from kner import artifacts
 from kner.checkpoint import backbone_from_config
-from kner.corpus import read_corpus
+from kner.corpus import Sentence, read_corpus
 from kner.errors import InputError
 from kner.labels import LabelVocab
+from kner.metrics import evaluate
 from kner.model import Tagger
 from kner.optimization import FineTuningAdamW
+from kner.predict import Predictor
+from kner.serving import TextTagger
+from kner.spans import Span
 from kner.tokenizer import CharTokenizer
 from kner.trainer import BEST_WEIGHTS, CHECKPOINTS, EVAL_REPORT, TrainConfig, Trainer, steps_per_epoch
 
@@ -166,6 +170,27 @@ def test_restart_evaluates_the_cut_off_epoch_then_stops_early(tmp_path):
     other, tokenizer = tiny_trainer(tmp_path, config, head="softmax")
     with pytest.raises(InputError, match="does not fit this model"):
         other.fit(train, dev, tokenizer)
+
+
+def test_evaluation_windows_long_texts_like_the_exported_graph(tmp_path):
+    """Dev texts longer than the window are tagged through the serving
+    windows, not cut: the report equals scoring what the graph predicts."""
+    config = TrainConfig(batch_size=4, epochs=1, max_seq_length=12)
+    trainer, tokenizer = tiny_trainer(tmp_path, config)
+    short = toy_sentences(6, seed=3)
+    spans, text = [], ""
+    for sentence in toy_sentences(8, seed=4):
+        spans += [Span(s.start + len(text), s.end + len(text), s.type) for s in sentence.spans]
+        text += sentence.text
+    dev = [*short, Sentence(text, spans)]
+    assert len(text) > 3 * config.max_seq_length
+    report = trainer.evaluate(dev, tokenizer)
+    predicted = Predictor(TextTagger(trainer.model, tokenizer, config.max_seq_length)).predict([s.text for s in dev])
+    expected = evaluate(
+        [s.text for s in dev], [s.spans for s in dev], [[Span(e.start, e.end, e.type) for e in p] for p in predicted]
+    )
+    assert sum(t["support"] for t in report["per_type"].values()) == sum(len(s.spans) for s in dev)
+    assert {k: report[k] for k in ("micro", "per_type")} == {k: expected[k] for k in ("micro", "per_type")}
 
 
 # ---- resuming after SIGKILL -------------------------------------------------
