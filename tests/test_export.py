@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
-from tagger_dirs import cached_export, toy_dir
 from tensorflow.core.protobuf import saved_model_pb2
 
 from kner.errors import InputError
@@ -36,16 +35,6 @@ TF_TEXT_OPS = (
 def run(*args: str, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
     return subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return toy_dir(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="module")
-def export_dir(model_dir, tmp_path_factory):
-    return cached_export(tmp_path_factory.getbasetemp(), "toy_export", model_dir)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shared_data import shared_file
-from tagger_dirs import cached_export, toy_dir
 
 import kner
 from kner.corpus import Sentence
@@ -32,16 +31,6 @@ TRICKY = [
     "\ud83d\ude00",  # a surrogate pair as two code points
     "\r\n王五\r",
 ]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return toy_dir(tmp_path_factory.getbasetemp())
-
-
-@pytest.fixture(scope="module")
-def export_dir(model_dir, tmp_path_factory):
-    return cached_export(tmp_path_factory.getbasetemp(), "toy_export", model_dir)
 
 
 @pytest.fixture(scope="module")
