@@ -79,9 +79,7 @@ def _detect_format(lines: list[str]) -> str:
     return "column" if parts and parts[0] == "{" else "cluener"
 
 
-def read_corpus(
-    path: str | Path, fmt: str = "auto", tag_scheme: str = "auto", strict: bool = True
-) -> list[Sentence]:
+def read_corpus(path: str | Path, fmt: str = "auto", tag_scheme: str = "auto", strict: bool = True) -> list[Sentence]:
     """Reads a corpus file into sentences.
 
     Args:
@@ -128,8 +126,7 @@ def _parse_cluener(path: str | Path, lines: list[str]) -> list[Sentence]:
         sentences.append(Sentence(text, spans, record.get("id"), str(path), number))
     if nested:
         _logger.warning(
-            "%s: %d sentence(s) have an entity nested in another (first at line %d);"
-            " flat tags keep only the outer one",
+            "%s: %d sentence(s) have an entity nested in another (first at line %d); flat tags keep only the outer one",
             path,
             len(nested),
             nested[0],
@@ -149,27 +146,20 @@ def _cluener_spans(text: str, label: object) -> list[Span]:
             raise TypeError(shape)
         for entity, positions in entities.items():
             if not isinstance(positions, list) or not all(
-                isinstance(pair, list)
-                and len(pair) == 2
-                and all(type(value) is int for value in pair)
+                isinstance(pair, list) and len(pair) == 2 and all(type(value) is int for value in pair)
                 for pair in positions
             ):
                 raise TypeError(f"{entity_type} {entity!r}: {shape}")
             for start, end in positions:
                 where = f"span [{start}, {end}] of {entity_type} {entity!r}"
                 if not 0 <= start <= end < len(text):
-                    raise ValueError(
-                        f"{where} is outside the text (length {len(text)})"
-                    )
+                    raise ValueError(f"{where} is outside the text (length {len(text)})")
                 if text[start : end + 1] != entity:
                     raise ValueError(f"{where} covers {text[start : end + 1]!r}")
                 spans.add(Span(start, end, entity_type))
     conflict = find_conflict(spans)
     if conflict:
-        first, second = (
-            f"[{s.start}, {s.end}] {s.type} {text[s.start : s.end + 1]!r}"
-            for s in conflict
-        )
+        first, second = (f"[{s.start}, {s.end}] {s.type} {text[s.start : s.end + 1]!r}" for s in conflict)
         raise ValueError(f"overlapping spans {first} and {second}")
     return sorted(spans)
 
@@ -189,9 +179,7 @@ def _split_column_line(line: str) -> tuple[str, str] | None:
     return (head[0], tag) if len(head) > 1 else None
 
 
-def _parse_column(
-    path: str | Path, lines: list[str], tag_scheme: str, strict: bool
-) -> list[Sentence]:
+def _parse_column(path: str | Path, lines: list[str], tag_scheme: str, strict: bool) -> list[Sentence]:
     blocks = []  # per sentence: [(line number, character, tag), ...]
     block = []
     for number, line in enumerate(lines, 1):
@@ -212,9 +200,7 @@ def _parse_column(
     if tag_scheme == "auto":
         tag_scheme = detect_scheme(tag for block in blocks for _, _, tag in block)
     elif tag_scheme not in SCHEMES:
-        raise ValueError(
-            f"unknown tag scheme {tag_scheme!r}; expected one of {SCHEMES}"
-        )
+        raise ValueError(f"unknown tag scheme {tag_scheme!r}; expected one of {SCHEMES}")
     sentences = []
     repairs = []
     for block in blocks:
@@ -225,9 +211,7 @@ def _parse_column(
             raise InputError(path, numbers[error.position], error.message) from None
         if repaired:
             repairs.append((numbers[0], repaired))
-        sentences.append(
-            Sentence("".join(characters), spans, None, str(path), numbers[0])
-        )
+        sentences.append(Sentence("".join(characters), spans, None, str(path), numbers[0]))
     if repairs:
         _logger.warning(
             "%s: repaired %d invalid %s tag(s) in %d sentence(s) (first at line %d)",
@@ -250,9 +234,7 @@ def _cluener_label(sentence: Sentence) -> dict[str, dict[str, list[list[int]]]]:
     return label
 
 
-def write_cluener(
-    path: str | Path, sentences: Iterable[Sentence], submission: bool = False
-) -> None:
+def write_cluener(path: str | Path, sentences: Iterable[Sentence], submission: bool = False) -> None:
     """Writes CLUENER2020 JSON lines.
 
     Records are `{"id", "text", "label"}`, leaving out an id that is None
@@ -288,7 +270,5 @@ def write_column(path: str | Path, sentences: Iterable[Sentence], scheme: str) -
             if any(character in _LINE_BREAKS for character in sentence.text):
                 raise ValueError(f"sentence {index} holds a line break")
             tags = spans_to_tags(sentence.spans, len(sentence.text), scheme)
-            out.writelines(
-                f"{char} {tag}\n" for char, tag in zip(sentence.text, tags, strict=True)
-            )
+            out.writelines(f"{char} {tag}\n" for char, tag in zip(sentence.text, tags, strict=True))
             out.write("\n")

@@ -26,15 +26,9 @@ from kner.spans import flatten_spans
 from kner.tags import SCHEMES
 
 _FORMAT = flags.DEFINE_enum("format", "auto", ("auto", *FORMATS), "Input format.")
-_TAG_SCHEME = flags.DEFINE_enum(
-    "tag_scheme", "auto", ("auto", *SCHEMES), "Tag scheme of a column input file."
-)
-_LENIENT = flags.DEFINE_bool(
-    "lenient", False, "Repair invalid tag sequences instead of failing."
-)
-_TO = flags.DEFINE_enum(
-    "to", None, ("cluener", *SCHEMES), "convert: output format or column tag scheme."
-)
+_TAG_SCHEME = flags.DEFINE_enum("tag_scheme", "auto", ("auto", *SCHEMES), "Tag scheme of a column input file.")
+_LENIENT = flags.DEFINE_bool("lenient", False, "Repair invalid tag sequences instead of failing.")
+_TO = flags.DEFINE_enum("to", None, ("cluener", *SCHEMES), "convert: output format or column tag scheme.")
 _COMMANDS = {"stats": 1, "convert": 2, "validate": 1}
 PERCENTILES = (50, 90, 95, 99)
 
@@ -52,9 +46,7 @@ def describe(sentences: Sequence[Sentence]) -> str:
     """A report of sentence, character and entity counts."""
     lengths = sorted(len(sentence.text) for sentence in sentences)
     spread = "  ".join(f"p{p} {_percentile(lengths, p)}" for p in PERCENTILES)
-    counts = collections.Counter(
-        span.type for sentence in sentences for span in sentence.spans or ()
-    )
+    counts = collections.Counter(span.type for sentence in sentences for span in sentence.spans or ())
     lines = [
         f"sentences   {len(sentences)}",
         f"characters  {sum(lengths)}",

@@ -42,9 +42,7 @@ class LabelVocab:
 
     def __init__(self, tags: Sequence[str], scheme: str):
         if scheme not in SCHEMES:
-            raise ValueError(
-                f"unknown tag scheme {scheme!r}; expected one of {SCHEMES}"
-            )
+            raise ValueError(f"unknown tag scheme {scheme!r}; expected one of {SCHEMES}")
         types = set()
         for tag in tags:
             entity_type = split_tag(tag, scheme)[1]
@@ -95,13 +93,9 @@ class LabelVocab:
 
     def encode(self, spans: Iterable[Span], length: int) -> list[int]:
         """Tag ids for `length` characters with entity `spans`."""
-        return [
-            self.tag_to_id(tag) for tag in spans_to_tags(spans, length, self.scheme)
-        ]
+        return [self.tag_to_id(tag) for tag in spans_to_tags(spans, length, self.scheme)]
 
-    def decode(
-        self, ids: Iterable[int], strict: bool = False
-    ) -> tuple[list[Span], int]:
+    def decode(self, ids: Iterable[int], strict: bool = False) -> tuple[list[Span], int]:
         """Spans from tag ids, by default repairing invalid sequences (as
         model output may have); returns the spans and the repair count."""
         tags = [self.tags[int(index)] for index in ids]

@@ -60,9 +60,6 @@ def flatten_spans(spans: Iterable[Span]) -> tuple[list[Span], int]:
     kept = [
         span
         for span in unique
-        if not any(
-            other != span and other.start <= span.start and span.end <= other.end
-            for other in unique
-        )
+        if not any(other != span and other.start <= span.start and span.end <= other.end for other in unique)
     ]
     return kept, len(unique) - len(kept)

@@ -86,10 +86,7 @@ def split_tag(tag: str, scheme: str) -> tuple[str, str | None]:
         raise ValueError(f"tag {tag!r}: O takes no entity type")
     if prefix not in prefixes:
         allowed = ", ".join((OUTSIDE, *prefixes))
-        raise ValueError(
-            f"unknown tag prefix {prefix!r} in {tag!r} "
-            f"(the {scheme} scheme uses {allowed})"
-        )
+        raise ValueError(f"unknown tag prefix {prefix!r} in {tag!r} (the {scheme} scheme uses {allowed})")
     if not dash or not entity_type:
         raise ValueError(f"tag {tag!r} has no entity type")
     return prefix, entity_type
@@ -129,9 +126,7 @@ def spans_to_tags(spans: Iterable[Span], length: int, scheme: str) -> list[str]:
     return tags
 
 
-def tags_to_spans(
-    tags: Sequence[str], scheme: str, strict: bool = True
-) -> tuple[list[Span], int]:
+def tags_to_spans(tags: Sequence[str], scheme: str, strict: bool = True) -> tuple[list[Span], int]:
     """Reads the entity spans of a tag sequence.
 
     Returns the spans and the number of repairs made; with `strict=True`
@@ -158,14 +153,12 @@ def tags_to_spans(
         if roles.end:
             problem(
                 min(position, len(tags) - 1),
-                f"{previous!r} {followed}: entity not closed with "
-                f"{roles.end}-{open_type}",
+                f"{previous!r} {followed}: entity not closed with {roles.end}-{open_type}",
             )
         elif roles.single and open_start == position - 1:
             problem(
                 min(position, len(tags) - 1),
-                f"{previous!r} {followed}: a one-character entity is "
-                f"{roles.single}-{open_type}",
+                f"{previous!r} {followed}: a one-character entity is {roles.single}-{open_type}",
             )
         spans.append(Span(open_start, position - 1, open_type))
 
@@ -183,16 +176,14 @@ def tags_to_spans(
             if prefix in continuing:
                 problem(
                     position,
-                    f"{tags[position - 1]!r} followed by {tag!r}: "
-                    "entity type changes inside an entity",
+                    f"{tags[position - 1]!r} followed by {tag!r}: entity type changes inside an entity",
                 )
             close(position, tag)
             open_start, open_type = None, None
         elif prefix in continuing:
             problem(
                 position,
-                f"{tag!r} continues no entity "
-                f"(expected {roles.begin}-{entity_type} before it)",
+                f"{tag!r} continues no entity (expected {roles.begin}-{entity_type} before it)",
             )
         if prefix in (roles.single, roles.end):
             spans.append(Span(position, position, entity_type))

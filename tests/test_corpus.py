@@ -37,8 +37,7 @@ BAD_INPUTS = [
     ),
     (
         "overlap.json",
-        GOOD
-        + '{"text": "abcd", "label": {"x": {"abc": [[0, 2]]}, "y": {"cd": [[2, 3]]}}}',
+        GOOD + '{"text": "abcd", "label": {"x": {"abc": [[0, 2]]}, "y": {"cd": [[2, 3]]}}}',
         2,
         "overlapping spans [0, 2] x 'abc' and [2, 3] y 'cd'",
     ),
@@ -101,10 +100,7 @@ def test_read_cluener(tmp_path, caplog):
         str(path),
         2,
     )
-    assert (
-        "1 sentence(s) have an entity nested in another (first at line 2)"
-        in caplog.text
-    )
+    assert "1 sentence(s) have an entity nested in another (first at line 2)" in caplog.text
 
 
 def test_read_unlabelled_cluener():
@@ -133,9 +129,7 @@ def test_cluener_write_read_round_trip(tmp_path):
     }
     assert json.loads(lines[2]) == {"id": "t-1", "text": "未标注"}
     read = read_corpus(tmp_path / "out.json")
-    assert [(s.text, s.spans, s.id) for s in read] == [
-        (s.text, s.spans and sorted(s.spans), s.id) for s in sentences
-    ]
+    assert [(s.text, s.spans, s.id) for s in read] == [(s.text, s.spans and sorted(s.spans), s.id) for s in sentences]
 
 
 def test_write_submission(tmp_path):
@@ -145,9 +139,7 @@ def test_write_submission(tmp_path):
         Span(12, 14, "address"),
         Span(16, 22, "goverment"),
     ]
-    write_cluener(
-        tmp_path / "predict.json", [Sentence(text, spans, 1)], submission=True
-    )
+    write_cluener(tmp_path / "predict.json", [Sentence(text, spans, 1)], submission=True)
     expected = (
         '{"id": 1, "label": {"goverment": {"尼日利亚海军": [[0, 5]], '
         '"尼日利亚通讯社": [[16, 22]]}, "address": {"阿布贾": [[12, 14]]}}}\n'
@@ -170,9 +162,7 @@ def test_column_write_read_round_trip(tmp_path, scheme):
     write_column(path, COLUMN_SENTENCES, scheme)
     for tag_scheme in ("auto", scheme):
         read = read_corpus(path, tag_scheme=tag_scheme)
-        assert [(s.text, s.spans) for s in read] == [
-            (s.text, s.spans) for s in COLUMN_SENTENCES
-        ]
+        assert [(s.text, s.spans) for s in read] == [(s.text, s.spans) for s in COLUMN_SENTENCES]
         assert [s.line for s in read] == [1, 9, 12]
 
 
@@ -213,10 +203,7 @@ def test_lenient_column_repairs_and_warns(tmp_path, caplog):
         [],
         [Span(0, 0, "PER"), Span(1, 1, "LOC")],
     ]
-    assert (
-        "repaired 2 invalid bio tag(s) in 2 sentence(s) (first at line 1)"
-        in caplog.text
-    )
+    assert "repaired 2 invalid bio tag(s) in 2 sentence(s) (first at line 1)" in caplog.text
 
 
 def test_write_column_rejects_what_it_cannot_hold(tmp_path):

@@ -63,12 +63,7 @@ def random_batch(length, num_tags, seed):
     return potentials, tags.astype("int32"), mask, lengths
 
 
-CASES = [
-    (length, num_tags, boundary)
-    for length in range(1, 6)
-    for num_tags in (3, 4)
-    for boundary in (True, False)
-]
+CASES = [(length, num_tags, boundary) for length in range(1, 6) for num_tags in (3, 4) for boundary in (True, False)]
 
 
 @pytest.mark.parametrize("length,num_tags,boundary", CASES)
@@ -129,9 +124,7 @@ def test_constrained_decode_matches_restricted_brute_force(scheme):
 
 def test_bio_constraints_never_decode_o_to_i():
     trans, start, end = allowed_transitions(BIO_TAGS, "bio")
-    crf = make_crf(
-        len(BIO_TAGS), allowed_transitions=trans, allowed_start=start, allowed_end=end
-    )
+    crf = make_crf(len(BIO_TAGS), allowed_transitions=trans, allowed_start=start, allowed_end=end)
     rng = np.random.default_rng(1)
     potentials = rng.normal(size=(32, 12, len(BIO_TAGS))).astype("float32")
     potentials[:, :, [2, 4]] += 3.0  # I-a and I-b dominate the unary scores
@@ -218,12 +211,8 @@ def test_low_precision_potentials_compute_in_float32(dtype):
     decoded, scores = crf.decode(low, mask)
 
     assert log_likelihood.dtype == tf.float32 and scores.dtype == tf.float32
-    np.testing.assert_allclose(
-        log_likelihood, crf.log_likelihood(rounded, tags, mask), atol=1e-5
-    )
-    np.testing.assert_allclose(
-        log_likelihood, crf.log_likelihood(potentials, tags, mask), atol=0.1
-    )
+    np.testing.assert_allclose(log_likelihood, crf.log_likelihood(rounded, tags, mask), atol=1e-5)
+    np.testing.assert_allclose(log_likelihood, crf.log_likelihood(potentials, tags, mask), atol=0.1)
     np.testing.assert_array_equal(decoded, crf.decode(rounded, mask)[0])
 
 
@@ -250,9 +239,7 @@ def test_layer_call_in_functional_model():
 
 def test_config_round_trip_keeps_constraints():
     trans, start, end = allowed_transitions(BIO_TAGS, "bio")
-    crf = make_crf(
-        len(BIO_TAGS), allowed_transitions=trans, allowed_start=start, allowed_end=end
-    )
+    crf = make_crf(len(BIO_TAGS), allowed_transitions=trans, allowed_start=start, allowed_end=end)
     serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(crf)))
     restored = keras.saving.deserialize_keras_object(serialized)
     restored.set_weights(crf.get_weights())
@@ -273,9 +260,7 @@ def test_rejects_constraints_of_wrong_shape():
 
 def test_saved_model_serves_with_tensorflow_only(tmp_path):
     trans, start, end = allowed_transitions(BIO_TAGS, "bio")
-    crf = make_crf(
-        len(BIO_TAGS), allowed_transitions=trans, allowed_start=start, allowed_end=end
-    )
+    crf = make_crf(len(BIO_TAGS), allowed_transitions=trans, allowed_start=start, allowed_end=end)
 
     class Server(tf.Module):
         def __init__(self, crf):
@@ -294,9 +279,7 @@ def test_saved_model_serves_with_tensorflow_only(tmp_path):
 
     server = Server(crf)
     export_dir = str(tmp_path / "crf")
-    tf.saved_model.save(
-        server, export_dir, signatures={"serving_default": server.decode}
-    )
+    tf.saved_model.save(server, export_dir, signatures={"serving_default": server.decode})
 
     potentials, _, mask, _ = random_batch(7, len(BIO_TAGS), seed=4)
     potentials *= 3.0

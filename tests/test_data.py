@@ -78,9 +78,7 @@ def test_convert_round_trip(tmp_path, to):
     converted = run_data("convert", source, tmp_path / "out", f"--to={to}")
     assert converted.returncode == 0, converted.stderr
     assert "wrote 2 sentences" in converted.stdout
-    back = run_data(
-        "convert", tmp_path / "out", tmp_path / "back.json", "--to", "cluener"
-    )
+    back = run_data("convert", tmp_path / "out", tmp_path / "back.json", "--to", "cluener")
     assert back.returncode == 0, back.stderr
     lines = (tmp_path / "back.json").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == records
@@ -92,14 +90,10 @@ def test_convert_lenient_and_given_scheme(tmp_path):
     strict = run_data("convert", source, tmp_path / "out.json", "--to=cluener")
     assert strict.returncode == 2
     assert "in.txt:1: 'I-LOC' continues no entity" in strict.stderr
-    lenient = run_data(
-        "convert", "--lenient", source, tmp_path / "out.json", "--to=cluener"
-    )
+    lenient = run_data("convert", "--lenient", source, tmp_path / "out.json", "--to=cluener")
     assert lenient.returncode == 0, lenient.stderr
     assert "repaired 1 invalid bioes tag(s)" in lenient.stderr
-    assert '"LOC": {"中国": [[0, 1]]}' in (tmp_path / "out.json").read_text(
-        encoding="utf-8"
-    )
+    assert '"LOC": {"中国": [[0, 1]]}' in (tmp_path / "out.json").read_text(encoding="utf-8")
     given = run_data("validate", source, "--tag_scheme=bio", "--lenient")
     assert given.returncode == 2
     assert "in.txt:2: unknown tag prefix 'E'" in given.stderr
@@ -108,9 +102,7 @@ def test_convert_lenient_and_given_scheme(tmp_path):
 def test_convert_drops_nested_with_warning(tmp_path):
     source = tmp_path / "in.json"
     label = {"book": {"《浙商》": [[0, 3]]}, "company": {"浙商": [[1, 2]]}}
-    source.write_text(
-        json.dumps({"text": "《浙商》", "label": label}, ensure_ascii=False)
-    )
+    source.write_text(json.dumps({"text": "《浙商》", "label": label}, ensure_ascii=False))
     result = run_data("convert", source, tmp_path / "out.bio", "--to=bio")
     assert result.returncode == 0, result.stderr
     assert "dropped 1 entity(ies) nested in another" in result.stderr
@@ -122,9 +114,7 @@ def test_convert_drops_nested_with_warning(tmp_path):
 
 def test_validate_ok(tmp_path):
     path = tmp_path / "ok.json"
-    path.write_text(
-        '{"text": "ab", "label": {"x": {"a": [[0, 0]], "b": [[1, 1]]}}}\n{"text": "c"}'
-    )
+    path.write_text('{"text": "ab", "label": {"x": {"a": [[0, 0]], "b": [[1, 1]]}}}\n{"text": "c"}')
     result = run_data("validate", path)
     assert (result.returncode, result.stdout) == (0, "OK: 2 sentences, 2 entities\n")
     path.write_text('{"id": 0, "text": "ab"}\n')

@@ -44,15 +44,11 @@ def test_run_cli_prints_one_line_and_exits_2(raised, stderr):
         run_cli(main)
         """
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
     assert (result.returncode, result.stderr, result.stdout) == (2, stderr, "")
 
 
 def test_run_cli_passes_other_exit_codes():
     script = "from kner.errors import run_cli\nrun_cli(lambda argv: print(argv[1:]))"
-    result = subprocess.run(
-        [sys.executable, "-c", script, "x"], capture_output=True, text=True, check=False
-    )
+    result = subprocess.run([sys.executable, "-c", script, "x"], capture_output=True, text=True, check=False)
     assert (result.returncode, result.stdout) == (0, "['x']\n")

@@ -41,9 +41,7 @@ def test_from_sentences_ignores_order_and_unlabelled():
         Sentence("c", None),
         Sentence("de", [Span(1, 1, "game")]),
     ]
-    assert LabelVocab.from_sentences(first, "bio") == LabelVocab.from_sentences(
-        first[::-1], "bio"
-    )
+    assert LabelVocab.from_sentences(first, "bio") == LabelVocab.from_sentences(first[::-1], "bio")
     assert LabelVocab.from_sentences(first, "bio").types == ["game", "name"]
 
 

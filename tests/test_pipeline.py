@@ -68,6 +68,7 @@ def test_plan_is_seeded_complete_and_bucketed():
     assert sorted(np.concatenate(plan).tolist()) == list(range(1000))
     assert [p.tolist() for p in plan] == [p.tolist() for p in plan_batches(lengths, 32, seed=3)]
     assert [p.tolist() for p in plan] != [p.tolist() for p in plan_batches(lengths, 32, seed=4)]
+
     def mean_spread(batches):
         return np.mean([np.ptp(np.asarray(lengths)[p]) for p in batches if len(p) == 32])
 

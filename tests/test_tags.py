@@ -163,6 +163,4 @@ def test_cluener_round_trip(scheme):
                 changed.append(record["text"])
             sentences += 1
     assert sentences == 12091
-    assert (
-        len(changed) == 1 and "《招商银行：投资永隆银行浮亏逾百亿港元》" in changed[0]
-    )
+    assert len(changed) == 1 and "《招商银行：投资永隆银行浮亏逾百亿港元》" in changed[0]
