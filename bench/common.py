@@ -1,0 +1,262 @@
+"""Helpers shared by the benchmarks: model sizes, batches, child processes,
+machine facts, tables and JSON.
+
+Every measurement that reports memory runs in a child process of its own
+(`run_child`), so that its peak RSS (`ru_maxrss`) belongs to one framework
+and one configuration only. Batches are built once in the parent, with
+kner's tokenizer and length bucketing, and handed to both sides as one
+`.npz` file: kner and the PyTorch reference see the same token ids.
+
+Example:
+>>> batches = cluener_batches(batch_size=32, count=10)
+>>> save_batches(batches, "/tmp/batches.npz")
+>>> result = run_child(__file__, {"side": "torch", "batches": "/tmp/batches.npz"})
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+# PyTorch's OpenMP threads spin while they wait, by default. On this shared
+# 2-core machine that made its steps 2-4x slower whenever other processes ran
+# (see README); TensorFlow's thread pool backs off by itself. Set before torch
+# loads its OpenMP runtime: import this module before torch.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+RESULTS = ROOT / "bench" / "results"
+BERT_VOCAB = SHARED / "vocab" / "bert-base-chinese-vocab.txt"
+
+# name -> (layers, hidden); heads = hidden / 64, FFN = 4 * hidden (2L/128 = flags/tiny_bert_config.json).
+CLUENER_TYPES = (
+    "address",
+    "book",
+    "company",
+    "game",
+    "government",
+    "movie",
+    "name",
+    "organization",
+    "position",
+    "scene",
+)
+SIZES = {"2L/128": (2, 128), "4L/256": (4, 256), "12L/768": (12, 768)}
+
+
+def bert_config(size: str, vocab_size: int) -> dict:
+    """A Google `bert_config.json` of one of `SIZES`."""
+    layers, hidden = SIZES[size]
+    return {
+        "attention_probs_dropout_prob": 0.1,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": 4 * hidden,
+        "max_position_embeddings": 512,
+        "num_attention_heads": hidden // 64,
+        "num_hidden_layers": layers,
+        "type_vocab_size": 2,
+        "vocab_size": vocab_size,
+    }
+
+
+def set_threads(threads: int) -> None:
+    """The same thread counts for whichever framework this process imported:
+    `threads` for the ops, one for running independent ops side by side."""
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(threads)
+        torch.set_num_interop_threads(1)
+
+
+def machine() -> dict:
+    """Date, CPU, load and library versions, for the JSON of every run."""
+    versions = {}
+    for name in ("tensorflow", "keras", "keras-hub", "torch", "transformers"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "cpus": os.cpu_count(),
+        "processor": _cpu_model(),
+        "python": platform.python_version(),
+        "loadavg_at_start": os.getloadavg(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "versions": versions,
+    }
+
+
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+# ---- batches ---------------------------------------------------------------
+
+
+def cluener_batches(batch_size: int, count: int, max_seq_length: int = 128, seed: int = 0) -> list[dict]:
+    """`count` training batches of CLUENER train as kner makes them: bucketed
+    by length, padded to their longest sentence, BERT vocab, BIOS labels.
+    Each is a dict of numpy arrays: token_ids, padding_mask, label_ids."""
+    from kner.corpus import read_corpus
+    from kner.labels import LabelVocab
+    from kner.pipeline import plan_batches
+    from kner.tokenizer import CharTokenizer
+
+    sentences = read_corpus(SHARED / "cluener" / "train.json")
+    labels = LabelVocab.from_sentences(sentences, "bios")
+    tokenizer = CharTokenizer(BERT_VOCAB)
+    texts = [s.text[: max_seq_length - 2] for s in sentences]
+    plan = plan_batches([len(t) for t in texts], batch_size, seed=seed)[:count]
+    return [
+        pad_batch(
+            [tokenizer.encode(texts[i]) for i in indices],
+            [labels.encode(sentences[i].spans, len(sentences[i].text))[: max_seq_length - 2] for i in indices],
+            tokenizer,
+        )
+        for indices in plan
+    ]
+
+
+def pad_batch(char_ids: list[list[int]], label_ids: list[list[int]] | None, tokenizer) -> dict:
+    """`[CLS] chars [SEP]` padded to the longest row, as `kner.pipeline.to_features`."""
+    length = max(len(row) for row in char_ids) + 2
+    batch = {
+        "token_ids": np.full((len(char_ids), length), tokenizer.pad_id, np.int32),
+        "padding_mask": np.zeros((len(char_ids), length), bool),
+        "label_ids": np.zeros((len(char_ids), length), np.int32),
+    }
+    for row, chars in enumerate(char_ids):
+        batch["token_ids"][row, : len(chars) + 2] = [tokenizer.cls_id, *chars, tokenizer.sep_id]
+        batch["padding_mask"][row, : len(chars) + 2] = True
+        if label_ids is not None:
+            batch["label_ids"][row, 1 : len(chars) + 1] = label_ids[row]
+    return batch
+
+
+def random_batches(batch_size: int, length: int, count: int, vocab_size: int, num_labels: int) -> list[dict]:
+    """`count` batches of `length` tokens, every position real (no padding)."""
+    rng = np.random.default_rng(0)
+    return [
+        {
+            "token_ids": rng.integers(6, vocab_size, (batch_size, length), dtype=np.int32),
+            "padding_mask": np.ones((batch_size, length), bool),
+            "label_ids": rng.integers(0, num_labels, (batch_size, length), dtype=np.int32),
+        }
+        for _ in range(count)
+    ]
+
+
+def subset(path: Path, limit: int, work_dir: Path) -> Path:
+    """A file of the first `limit` sentences of corpus `path` (read leniently),
+    in `work_dir`, in the same format; `path` itself when `limit` is 0."""
+    if not limit:
+        return path
+    from kner.corpus import read_corpus, write_cluener, write_column
+
+    sentences = read_corpus(path, strict=False)[:limit]
+    target = work_dir / f"{path.parent.name}_{limit}{path.suffix}"
+    if path.suffix == ".json":
+        write_cluener(target, sentences)
+    else:
+        write_column(target, sentences, "bio")
+    return target
+
+
+def save_batches(batches: list[dict], path: str | Path) -> None:
+    np.savez(path, **{f"{i}/{key}": value for i, batch in enumerate(batches) for key, value in batch.items()})
+
+
+def load_batches(path: str | Path) -> list[dict]:
+    data = np.load(path)
+    batches: dict[int, dict] = {}
+    for name in data.files:
+        index, key = name.split("/")
+        batches.setdefault(int(index), {})[key] = data[name]
+    return [batches[i] for i in sorted(batches)]
+
+
+def char_mask(padding_mask: np.ndarray) -> np.ndarray:
+    """True on character positions (not [CLS], [SEP] or padding)."""
+    lengths = padding_mask.sum(axis=1) - 2
+    positions = np.arange(padding_mask.shape[1])[None]
+    return (positions >= 1) & (positions <= lengths[:, None])
+
+
+# ---- child processes -------------------------------------------------------
+
+
+def run_child(script: str | Path, spec: dict) -> dict:
+    """Runs `python script --child=<spec as JSON>` in a fresh interpreter and
+    returns the JSON object it printed last (see `child_result`)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run(
+        [sys.executable, str(script), f"--child={json.dumps(spec)}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    if done.returncode:
+        raise RuntimeError(f"child {spec} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_result(result: dict) -> None:
+    """Prints `result` plus this process's peak RSS in MiB, for `run_child`."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(json.dumps({**result, "peak_rss_mib": peak}), flush=True)
+
+
+# ---- output ----------------------------------------------------------------
+
+
+def print_table(header: list[str], rows: list[list]) -> str:
+    """Prints (and returns) an aligned Markdown table."""
+
+    def cell(value) -> str:
+        if isinstance(value, float):
+            return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+        return "—" if value is None else str(value)
+
+    cells = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    numeric = [all(isinstance(row[i], (int, float)) or row[i] is None for row in rows) for i in range(len(header))]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |"]
+    lines.append("|" + "|".join("-" * (w + 1) + (":" if n else "-") for w, n in zip(widths, numeric)) + "|")
+    for row in cells:
+        lines.append("| " + " | ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(row, widths, numeric)) + " |")
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return text
+
+
+def write_json(path: str | Path | None, results: dict) -> None:
+    """Writes `results` with the machine facts and the load at the end."""
+    if not path:
+        return
+    results = {**results, "loadavg_at_end": os.getloadavg()}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")

@@ -1,0 +1,76 @@
+"""The kner side of the step benchmarks: a `Tagger` and kner's own training
+step (`kner.trainer.Trainer`, `kner.optimization.FineTuningAdamW`), set up
+as `python -m kner.train` sets them up.
+
+Example:
+>>> model = tagger(bert_config, "softmax")
+>>> step = train_step(model, jit_compile=True, total_steps=1000)
+>>> loss, sentences = step(to_tensorflow(batch)).numpy()
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import tensorflow as tf
+from common import CLUENER_TYPES
+
+from kner.artifacts import dummy_batch
+from kner.checkpoint import backbone_from_config
+from kner.labels import LabelVocab
+from kner.model import Tagger
+from kner.optimization import FineTuningAdamW, WarmupLinearDecay
+from kner.trainer import TrainConfig, Trainer
+
+
+def tagger(bert_config: dict, head: str = "softmax") -> Tagger:
+    """A randomly initialised tagger over CLUENER's types in BIOS tags."""
+    model = Tagger(backbone_from_config(bert_config), LabelVocab.from_types(CLUENER_TYPES, "bios"), head=head)
+    model(dummy_batch())
+    return model
+
+
+def train_step(
+    model: Tagger,
+    jit_compile: bool,
+    total_steps: int,
+    learning_rate: float = 1e-3,
+    head_learning_rate: float = 5e-3,
+    weight_decay: float = 0.01,
+    warmup_proportion: float = 0.06,
+):
+    """kner's full training step (forward, backward, clipping, AdamW) as a
+    function of one batch, traced like the trainer traces it (shapes unknown)."""
+    schedule = WarmupLinearDecay(learning_rate, int(total_steps * warmup_proportion), total_steps)
+    head_variables = [v for layer in model.head_layers() for v in layer.trainable_variables]
+    optimizer = FineTuningAdamW(
+        schedule,
+        weight_decay=weight_decay,
+        clip_norm=1.0,
+        lr_multipliers={id(v): head_learning_rate / learning_rate for v in head_variables},
+    )
+    optimizer.build(model.trainable_variables)
+    strategy = tf.distribute.get_strategy()
+    trainer = Trainer(model, optimizer, strategy, tempfile.mkdtemp(), TrainConfig(jit_compile=jit_compile))
+    signature = {
+        "token_ids": tf.TensorSpec([None, None], tf.int32),
+        "segment_ids": tf.TensorSpec([None, None], tf.int32),
+        "padding_mask": tf.TensorSpec([None, None], tf.bool),
+        "label_ids": tf.TensorSpec([None, None], tf.int32),
+    }
+    # The step `Trainer.fit` runs for every batch (its private method: the
+    # public `fit` also checkpoints and evaluates, which is not timed here).
+    return tf.function(trainer._distributed_step, input_signature=[signature])
+
+
+def to_tensorflow(batch: dict) -> dict[str, tf.Tensor]:
+    """A numpy batch of `common` as the features of `kner.pipeline`."""
+    token_ids = tf.constant(batch["token_ids"])
+    features = {
+        "token_ids": token_ids,
+        "segment_ids": tf.zeros_like(token_ids),
+        "padding_mask": tf.constant(batch["padding_mask"]),
+    }
+    if "label_ids" in batch:
+        features["label_ids"] = tf.constant(batch["label_ids"])
+    return features

@@ -1,0 +1,171 @@
+"""Training speed and peak memory: kner (XLA off and on) against Hugging Face
+`BertForTokenClassification` on PyTorch, the same full step on the same batches.
+
+A step is forward, backward, global-norm clipping and the AdamW update (with
+the warmup/decay schedule), softmax head, batch 32. Two workloads:
+- `len128`: every sentence 128 tokens, no padding;
+- `cluener`: CLUENER train batches as kner makes them (length-bucketed,
+  padded per batch), the same batches for both sides.
+
+Each measurement runs in a child process of its own: one warm-up pass over
+the batches (tracing, and with XLA one compilation per batch shape), then
+timed passes until `--min_seconds` and `--min_steps` are reached; the table
+shows the best pass (the machine is shared: see README), the JSON also the
+median. Peak memory is the child's `ru_maxrss`. The sides of one model run
+back to back, `--rounds` times interleaved; the best round counts.
+
+    PYTHONPATH=. .venv/bin/python bench/train_speed.py --json=bench/results/train_speed.json
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from absl import app, flags
+from common import (
+    BERT_VOCAB,
+    CLUENER_TYPES,
+    SIZES,
+    bert_config,
+    child_result,
+    cluener_batches,
+    load_batches,
+    machine,
+    print_table,
+    random_batches,
+    run_child,
+    save_batches,
+    set_threads,
+    write_json,
+)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sizes", list(SIZES), "Model sizes for the len128 workload.")
+flags.DEFINE_list("cluener_sizes", ["2L/128", "4L/256"], "Model sizes for the cluener workload.")
+flags.DEFINE_list("sides", ["kner", "kner_xla", "torch"], "What to measure.")
+flags.DEFINE_integer("batch_size", 32, "Sentences per step.")
+flags.DEFINE_integer("length", 128, "Tokens per sentence in the len128 workload.")
+flags.DEFINE_integer("cluener_batches", 8, "Distinct CLUENER batches per pass.")
+flags.DEFINE_float("min_seconds", 20.0, "Time each measurement for at least this long.")
+flags.DEFINE_integer("min_steps", 3, "And for at least this many steps.")
+flags.DEFINE_integer("rounds", 2, "Interleaved rounds of all sides per model.")
+flags.DEFINE_integer("threads", 2, "Intra-op threads of both frameworks.")
+flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("child", None, "Internal: run one measurement (JSON spec).")
+
+NUM_TAGS = 1 + 3 * len(CLUENER_TYPES)  # BIOS
+
+
+def measure(step, batches: list, min_seconds: float, min_steps: int) -> dict:
+    """A warm-up pass, then whole timed passes over `batches`. Other work on
+    the machine slows some passes down: the best pass is the least disturbed."""
+    for batch in batches:
+        step(batch)
+    sentences = sum(len(b["token_ids"]) for b in batches)
+    passes = []
+    while len(passes) * len(batches) < min_steps or sum(passes) < min_seconds:
+        started = time.perf_counter()
+        for batch in batches:
+            step(batch)
+        passes.append(time.perf_counter() - started)
+    best, median = min(passes), statistics.median(passes)
+    return {
+        "steps": len(passes) * len(batches),
+        "seconds": sum(passes),
+        "examples_per_s": sentences / best,
+        "examples_per_s_median": sentences / median,
+        "ms_per_step": 1e3 * best / len(batches),
+    }
+
+
+def child(spec: dict) -> None:
+    batches = load_batches(spec["batches"])
+    config = bert_config(spec["size"], spec["vocab_size"])
+    if spec["side"] == "torch":
+        import torch
+        from torch_reference import TorchTagger, make_optimizer, to_torch, train_step
+
+        set_threads(spec["threads"])
+        torch.manual_seed(42)
+        model = TorchTagger(config, NUM_TAGS)
+        optimizer, scheduler = make_optimizer(model, 1e-3, 5e-3, 0.01, 10, 10_000)
+        inputs = [to_torch(b) for b in batches]
+        result = measure(
+            lambda b: train_step(model, optimizer, scheduler, b), inputs, spec["min_seconds"], spec["min_steps"]
+        )
+    else:
+        import kner_side
+
+        set_threads(spec["threads"])
+        step = kner_side.train_step(kner_side.tagger(config), spec["side"] == "kner_xla", total_steps=10_000)
+        inputs = [kner_side.to_tensorflow(b) for b in batches]
+        result = measure(lambda b: step(b).numpy(), inputs, spec["min_seconds"], spec["min_steps"])
+    child_result(result)
+
+
+def measure_side(side: str, size: str, vocab_size: int, batches: Path) -> dict:
+    spec = {
+        "side": side,
+        "size": size,
+        "vocab_size": vocab_size,
+        "batches": str(batches),
+        "threads": FLAGS.threads,
+        "min_seconds": FLAGS.min_seconds,
+        "min_steps": FLAGS.min_steps,
+    }
+    return {"side": side, **run_child(__file__, spec)}
+
+
+def main(argv) -> None:
+    del argv
+    if FLAGS.child:
+        child(json.loads(FLAGS.child))
+        return
+    results = {"machine": machine(), "batch_size": FLAGS.batch_size, "threads": FLAGS.threads, "rows": []}
+    workloads = [("len128", size) for size in FLAGS.sizes] + [("cluener", size) for size in FLAGS.cluener_sizes]
+    scratch = Path(tempfile.mkdtemp())
+    from kner.tokenizer import read_vocab  # imports TensorFlow: not at the top, which children import
+
+    vocab_size = len(read_vocab(BERT_VOCAB))
+    for workload, size in workloads:
+        if workload == "len128":
+            batches = random_batches(FLAGS.batch_size, FLAGS.length, 1, vocab_size, NUM_TAGS)
+        else:
+            batches = cluener_batches(FLAGS.batch_size, FLAGS.cluener_batches)
+        path = scratch / f"{workload}.npz"
+        save_batches(batches, path)
+        tokens = sum(int(b["padding_mask"].sum()) for b in batches) / sum(len(b["token_ids"]) for b in batches)
+        rounds = [[measure_side(side, size, vocab_size, path) for side in FLAGS.sides] for _ in range(FLAGS.rounds)]
+        for side_rounds in zip(*rounds):
+            best = max(side_rounds, key=lambda r: r["examples_per_s"])
+            row = {"workload": workload, "size": size, "mean_tokens": tokens, **best, "rounds": list(side_rounds)}
+            print(json.dumps(row), flush=True)
+            results["rows"].append(row)
+    torch_speed = {(r["workload"], r["size"]): r["examples_per_s"] for r in results["rows"] if r["side"] == "torch"}
+    table = []
+    for r in results["rows"]:
+        reference = torch_speed.get((r["workload"], r["size"]))
+        r["vs_torch"] = r["examples_per_s"] / reference if reference else None
+        table.append(
+            [
+                r["size"],
+                f"{r['workload']} ({r['mean_tokens']:.0f} tokens)",
+                r["side"],
+                r["examples_per_s"],
+                r["ms_per_step"],
+                r["peak_rss_mib"],
+                r["vs_torch"],
+            ]
+        )
+    print(f"\nbatch {FLAGS.batch_size}, {FLAGS.threads} threads, load {results['machine']['loadavg_at_start']}")
+    header = ["model", "workload", "side", "examples/s", "ms/step", "peak RSS MiB", "examples/s vs torch"]
+    results["table"] = print_table(header, table)
+    write_json(FLAGS.json, results)
+
+
+if __name__ == "__main__":
+    app.run(main)
