@@ -24,6 +24,7 @@ from absl import flags, logging
 from kner import artifacts, checkpoint, distribute
 from kner.corpus import read_corpus
 from kner.errors import InputError, run_cli
+from kner.export import export_model
 from kner.labels import LabelVocab
 from kner.model import HEADS, Tagger
 from kner.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, WarmupLinearDecay
@@ -166,8 +167,6 @@ def main(argv: list[str]) -> None:
     if report is not None:
         print(f"best dev micro F1 {report['micro']['f1']:.4f} (epoch {report['epoch']})")
     if FLAGS.export_dir and distribute.is_chief(strategy):
-        from kner.export import export_model
-
         export_model(FLAGS.model_dir, FLAGS.export_dir)
 
 
