@@ -35,7 +35,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-RESULTS = ROOT / "bench" / "results"
 BERT_VOCAB = SHARED / "vocab" / "bert-base-chinese-vocab.txt"
 
 # name -> (layers, hidden); heads = hidden / 64, FFN = 4 * hidden (2L/128 = flags/tiny_bert_config.json).
@@ -51,6 +50,7 @@ CLUENER_TYPES = (
     "position",
     "scene",
 )
+NUM_TAGS = 1 + 3 * len(CLUENER_TYPES)  # O, then B-, I-, S- of each type (BIOS)
 SIZES = {"2L/128": (2, 128), "4L/256": (4, 256), "12L/768": (12, 768)}
 
 

@@ -27,7 +27,17 @@ import numpy as np
 import tensorflow as tf
 import torch
 from absl import app, flags
-from common import BERT_VOCAB, SIZES, bert_config, machine, print_table, random_batches, set_threads, write_json
+from common import (
+    BERT_VOCAB,
+    NUM_TAGS,
+    SIZES,
+    bert_config,
+    machine,
+    print_table,
+    random_batches,
+    set_threads,
+    write_json,
+)
 from torch_reference import TorchTagger, to_torch
 
 from kner.tokenizer import read_vocab
@@ -66,11 +76,11 @@ def main(argv) -> None:
     tf_a, torch_a = tf.constant(a), torch.from_numpy(a)
 
     config = bert_config(FLAGS.size, len(read_vocab(BERT_VOCAB)))
-    batch = random_batches(FLAGS.batch_size, FLAGS.length, 1, config["vocab_size"], 31)[0]
+    batch = random_batches(FLAGS.batch_size, FLAGS.length, 1, config["vocab_size"], NUM_TAGS)[0]
     kner_model = kner_side.tagger(config)
     kner_inputs = kner_side.to_tensorflow(batch)
     torch.manual_seed(0)
-    torch_model = TorchTagger(config, 31).eval()
+    torch_model = TorchTagger(config, NUM_TAGS).eval()
     torch_inputs = to_torch(batch)
 
     def torch_forward():

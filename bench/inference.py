@@ -17,6 +17,8 @@ that `Predictor` sorts by length itself); latency sends the first
 `--rounds`; the best round's throughput counts, latencies pool all rounds.
 
     PYTHONPATH=. .venv/bin/python bench/inference.py --json=bench/results/inference.json
+    PYTHONPATH=. .venv/bin/python bench/inference.py --size=12L/768 --sentences=320 --latency_sentences=50 \
+        --rounds=1 --json=bench/results/inference_12L.json
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Epoch time and peak memory of `python -m kner.train` against training-set size.
 
 For each size, the first N sentences of People's Daily train (read leniently)
-are trained for one epoch with flags/tiny.cfg (2-layer/128-hidden, CRF head,
+are trained for one epoch (`--epochs`) with flags/tiny.cfg (2-layer/128-hidden, CRF head,
 batch 32), no dev set, in a fresh model_dir. Epoch time is the trainer's own
 progress-bar time (first step's tracing included); wall time is the whole
 command; peak memory is the command's `ru_maxrss` (from `os.wait4`). A least-
@@ -28,6 +28,7 @@ from common import ROOT, SHARED, machine, print_table, subset, write_json
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["1000", "5000", "10000", "50000"], "Training-set sizes (sentences).")
+flags.DEFINE_integer("epochs", 1, "Epochs per run (epoch time: their mean).")
 flags.DEFINE_string("work_dir", str(Path(tempfile.gettempdir()) / "kner-bench-scaling"), "Scratch space.")
 flags.DEFINE_string("json", None, "Also write the results here.")
 
@@ -44,7 +45,7 @@ def train_one_epoch(train: Path, model_dir: Path) -> dict:
         "--dev_file=",
         "--lenient",
         f"--model_dir={model_dir}",
-        "--epochs=1",
+        f"--epochs={FLAGS.epochs}",
     ]
     shutil.rmtree(model_dir, ignore_errors=True)
     started = time.perf_counter()
@@ -76,7 +77,7 @@ def main(argv) -> None:
         rows.append(row)
     sentences = np.array([r["sentences"] for r in rows], float)
     seconds = np.array([r["epoch_seconds"] for r in rows], float)
-    slope, intercept = np.polyfit(sentences, seconds, 1)
+    slope, intercept = np.polyfit(sentences, seconds, 1) if len(rows) > 1 else (seconds[0] / sentences[0], 0.0)
     memory = [r["peak_rss_mib"] for r in rows]
     fit = {
         "seconds_per_1k_sentences": 1000 * slope,
@@ -84,7 +85,7 @@ def main(argv) -> None:
         "max_relative_residual": float(np.max(np.abs(seconds - (slope * sentences + intercept)) / seconds)),
         "peak_rss_mib_range": [min(memory), max(memory)],
     }
-    print(f"\nPeople's Daily, 2L/128 CRF, 1 epoch, batch 32; load {facts['loadavg_at_start']}")
+    print(f"\nPeople's Daily, 2L/128 CRF, {FLAGS.epochs} epoch(s), batch 32; load {facts['loadavg_at_start']}")
     header = ["sentences", "steps", "epoch s", "s per 1k sentences", "wall s", "peak RSS MiB"]
     table = print_table(
         header,
@@ -104,7 +105,7 @@ def main(argv) -> None:
         f"fit: {fit['seconds_per_1k_sentences']:.1f} s per 1k sentences + {fit['fixed_seconds']:.1f} s "
         f"(largest residual {fit['max_relative_residual']:.0%}); peak RSS {min(memory):.0f}-{max(memory):.0f} MiB"
     )
-    write_json(FLAGS.json, {"machine": facts, "rows": rows, "fit": fit, "table": table})
+    write_json(FLAGS.json, {"machine": facts, "epochs": FLAGS.epochs, "rows": rows, "fit": fit, "table": table})
 
 
 if __name__ == "__main__":

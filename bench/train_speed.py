@@ -14,7 +14,10 @@ shows the best pass (the machine is shared: see README), the JSON also the
 median. Peak memory is the child's `ru_maxrss`. The sides of one model run
 back to back, `--rounds` times interleaved; the best round counts.
 
-    PYTHONPATH=. .venv/bin/python bench/train_speed.py --json=bench/results/train_speed.json
+    PYTHONPATH=. .venv/bin/python bench/train_speed.py --sizes=2L/128,4L/256 --min_seconds=15 \
+        --json=bench/results/train_speed.json
+    PYTHONPATH=. .venv/bin/python bench/train_speed.py --sizes=12L/768 --cluener_sizes= --rounds=1 \
+        --min_steps=2 --min_seconds=0 --json=bench/results/train_speed_12L.json
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 from absl import app, flags
 from common import (
     BERT_VOCAB,
-    CLUENER_TYPES,
+    NUM_TAGS,
     SIZES,
     bert_config,
     child_result,
@@ -56,8 +59,6 @@ flags.DEFINE_integer("rounds", 2, "Interleaved rounds of all sides per model.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads of both frameworks.")
 flags.DEFINE_string("json", None, "Also write the results here.")
 flags.DEFINE_string("child", None, "Internal: run one measurement (JSON spec).")
-
-NUM_TAGS = 1 + 3 * len(CLUENER_TYPES)  # BIOS
 
 
 def measure(step, batches: list, min_seconds: float, min_steps: int) -> dict:
