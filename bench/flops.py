@@ -11,7 +11,7 @@ fraction divides by the better of the two. Each case's time is the best of
 `--repeats` runs, the cases interleaved, so that a burst of other work on
 the machine hits all of them alike.
 
-    PYTHONPATH=. .venv/bin/python bench/flops.py --json=bench/results/flops.json
+    PYTHONPATH=. .venv/bin/python bench/flops.py --repeats=3 --json=bench/results/flops_quiet.json
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ shows the best pass (the machine is shared: see README), the JSON also the
 median. Peak memory is the child's `ru_maxrss`. The sides of one model run
 back to back, `--rounds` times interleaved; the best round counts.
 
-    PYTHONPATH=. .venv/bin/python bench/train_speed.py --sizes=2L/128,4L/256 --min_seconds=15 \
-        --json=bench/results/train_speed.json
+    PYTHONPATH=. .venv/bin/python bench/train_speed.py --sizes=2L/128,4L/256 --min_seconds=10 \
+        --json=bench/results/train_speed_quiet.json
     PYTHONPATH=. .venv/bin/python bench/train_speed.py --sizes=12L/768 --cluener_sizes= --rounds=1 \
         --min_steps=2 --min_seconds=0 --json=bench/results/train_speed_12L.json
 """
