@@ -24,10 +24,12 @@ assert read_corpus("train.bioes")[0].spans == sentences[0].spans
 ```
 """
 
+import codecs
 import dataclasses
+import itertools
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from kner.errors import InputError
@@ -39,7 +41,7 @@ _LINE_BREAKS = "\n\r"
 _logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Sentence:
     """A text and its entity spans (None when unlabelled), with its source
     `path` and first `line` for messages."""
@@ -51,36 +53,42 @@ class Sentence:
     line: int | None = None
 
 
-def _read_lines(path: str | Path) -> list[str]:
-    """The file's lines without line ends, or an InputError for a missing,
-    unreadable, non-UTF-8 or empty file."""
+def _numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yields `(line number, line)` without line ends, one line at a time,
+    or raises an InputError for a missing, unreadable, non-UTF-8 or empty
+    file. Nothing but the current line is held, whatever the file's size."""
     try:
-        data = Path(path).read_bytes()
+        file = open(path, "rb")  # noqa: SIM115 - closed below; open errors become InputError
     except OSError as error:
         raise InputError.from_os_error(path, error) from None
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        byte = data[error.start : error.start + 1].hex()
-        raise InputError(path, line, f"not valid UTF-8 (byte 0x{byte})") from None
-    if not text.strip():
+    blank = True
+    with file:
+        for number, raw in enumerate(file, 1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                byte = raw[error.start : error.start + 1].hex()
+                raise InputError(path, number, f"not valid UTF-8 (byte 0x{byte})") from None
+            line = line.removesuffix("\n").removesuffix("\r")
+            blank = blank and not line.strip()
+            yield number, line
+    if blank:
         raise InputError(path, None, "file is empty")
-    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
-def _detect_format(lines: list[str]) -> str:
-    """`cluener` when the first line opens a JSON object (and is not a
-    column line tagging the character `{`), else `column`."""
-    first = next(line for line in lines if line.strip())
-    if not first.lstrip().startswith("{"):
-        return "column"
-    parts = _split_column_line(first)
-    return "column" if parts and parts[0] == "{" else "cluener"
+def _is_cluener(first_line: str) -> bool:
+    """True when the first non-blank line opens a JSON object (and is not
+    a column line tagging the character `{`)."""
+    if not first_line.lstrip().startswith("{"):
+        return False
+    parts = _split_column_line(first_line)
+    return not (parts and parts[0] == "{")
 
 
 def read_corpus(path: str | Path, fmt: str = "auto", tag_scheme: str = "auto", strict: bool = True) -> list[Sentence]:
-    """Reads a corpus file into sentences.
+    """Reads a corpus file into sentences, streaming it line by line.
 
     Args:
         path: the file.
@@ -89,20 +97,28 @@ def read_corpus(path: str | Path, fmt: str = "auto", tag_scheme: str = "auto", s
             (detected from the tags of the whole file).
         strict: raise on invalid tag sequences; False repairs them.
     """
-    lines = _read_lines(path)
+    if fmt not in ("auto", *FORMATS):
+        raise ValueError(f"unknown format {fmt!r}; expected auto or one of {FORMATS}")
+    if tag_scheme not in ("auto", *SCHEMES):
+        raise ValueError(f"unknown tag scheme {tag_scheme!r}; expected auto or one of {SCHEMES}")
+    lines = _numbered_lines(path)
     if fmt == "auto":
-        fmt = _detect_format(lines)
+        head = []
+        for numbered in lines:  # up to the first non-blank line; an empty file raises here
+            head.append(numbered)
+            if numbered[1].strip():
+                break
+        fmt = "cluener" if _is_cluener(head[-1][1]) else "column"
+        lines = itertools.chain(head, lines)
     if fmt == "cluener":
         return _parse_cluener(path, lines)
-    if fmt == "column":
-        return _parse_column(path, lines, tag_scheme, strict)
-    raise ValueError(f"unknown format {fmt!r}; expected auto or one of {FORMATS}")
+    return _parse_column(path, lines, tag_scheme, strict)
 
 
-def _parse_cluener(path: str | Path, lines: list[str]) -> list[Sentence]:
+def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]]) -> list[Sentence]:
     sentences = []
     nested = []
-    for number, line in enumerate(lines, 1):
+    for number, line in lines:
         if not line.strip():
             continue
         try:
@@ -179,14 +195,17 @@ def _split_column_line(line: str) -> tuple[str, str] | None:
     return (head[0], tag) if len(head) > 1 else None
 
 
-def _parse_column(path: str | Path, lines: list[str], tag_scheme: str, strict: bool) -> list[Sentence]:
-    blocks = []  # per sentence: [(line number, character, tag), ...]
-    block = []
-    for number, line in enumerate(lines, 1):
+def _column_blocks(path: str | Path, lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str, tuple[str, ...]]]:
+    """Yields `(first line number, text, tags)` per sentence of a column
+    file; equal tags are one shared string, so a sentence costs little more
+    than its text."""
+    shared_tags = {}
+    first, characters, tags = 0, [], []
+    for number, line in itertools.chain(lines, [(0, "")]):
         if not line.strip():
-            if block:
-                blocks.append(block)
-            block = []
+            if characters:
+                yield first, "".join(characters), tuple(tags)
+            first, characters, tags = 0, [], []
             continue
         parts = _split_column_line(line)
         if parts is None:
@@ -194,24 +213,25 @@ def _parse_column(path: str | Path, lines: list[str], tag_scheme: str, strict: b
         if len(parts[0]) != 1:
             message = f"expected one character before the tag, got {parts[0]!r}"
             raise InputError(path, number, message)
-        block.append((number, *parts))
-    if block:
-        blocks.append(block)
+        first = first or number
+        characters.append(parts[0])
+        tags.append(shared_tags.setdefault(parts[1], parts[1]))
+
+
+def _parse_column(path: str | Path, lines: Iterable[tuple[int, str]], tag_scheme: str, strict: bool) -> list[Sentence]:
+    blocks = list(_column_blocks(path, lines))
     if tag_scheme == "auto":
-        tag_scheme = detect_scheme(tag for block in blocks for _, _, tag in block)
-    elif tag_scheme not in SCHEMES:
-        raise ValueError(f"unknown tag scheme {tag_scheme!r}; expected one of {SCHEMES}")
+        tag_scheme = detect_scheme({tag for _, _, tags in blocks for tag in tags})
     sentences = []
     repairs = []
-    for block in blocks:
-        numbers, characters, tags = zip(*block, strict=True)
+    for first, text, tags in blocks:
         try:
             spans, repaired = tags_to_spans(tags, tag_scheme, strict)
         except TagError as error:
-            raise InputError(path, numbers[error.position], error.message) from None
+            raise InputError(path, first + error.position, error.message) from None
         if repaired:
-            repairs.append((numbers[0], repaired))
-        sentences.append(Sentence("".join(characters), spans, None, str(path), numbers[0]))
+            repairs.append((first, repaired))
+        sentences.append(Sentence(text, spans, None, str(path), first))
     if repairs:
         _logger.warning(
             "%s: repaired %d invalid %s tag(s) in %d sentence(s) (first at line %d)",
