@@ -80,16 +80,24 @@ def bucket_boundaries(lengths: Sequence[int], batch_size: int, max_buckets: int 
 def plan_batches(lengths: Sequence[int], batch_size: int, seed: int | None = None) -> list[np.ndarray]:
     """Sentence indices of each batch. With a `seed`: shuffled, grouped into
     length buckets, batched within buckets, and the batches shuffled; the
-    same seed gives the same plan. Without: consecutive, in input order."""
+    same seed gives the same plan, and every seed the same number of batches.
+    Without: consecutive, in input order."""
     if seed is None:
         return [np.arange(i, min(i + batch_size, len(lengths))) for i in range(0, len(lengths), batch_size)]
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(lengths))
     bucket = np.searchsorted(bucket_boundaries(lengths, batch_size), np.asarray(lengths)[order], side="right")
-    batches = []
+    batches, leftovers = [], []
     for b in np.unique(bucket):
         members = order[bucket == b]
-        batches += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+        full = len(members) - len(members) % batch_size
+        batches += [members[i : i + batch_size] for i in range(0, full, batch_size)]
+        leftovers.append(members[full:])
+    # Each bucket's remainder joins its neighbours' rather than making a small
+    # batch of its own: one partial batch an epoch, so that XLA, which compiles
+    # once per (batch, length) shape, compiles about once per bucket.
+    rest = np.concatenate(leftovers)
+    batches += [rest[i : i + batch_size] for i in range(0, len(rest), batch_size)]
     return [batches[i] for i in rng.permutation(len(batches))]
 
 

@@ -76,6 +76,16 @@ def test_plan_is_seeded_complete_and_bucketed():
     assert mean_spread(plan) < mean_spread(unbucketed) / 4  # near-equal lengths per batch
 
 
+def test_plan_has_one_partial_batch_and_few_shapes():
+    lengths = np.random.default_rng(1).integers(1, 120, size=5000)
+    plans = [plan_batches(lengths, 32, seed=seed) for seed in range(5)]
+    assert len({len(plan) for plan in plans}) == 1  # the same steps per epoch for every seed
+    for plan in plans:
+        assert sum(len(p) < 32 for p in plan) == 1  # 5000 = 156 * 32 + 8
+    shapes = {(len(p), lengths[p].max()) for plan in plans for p in plan}
+    assert len(shapes) < 2 * 32 + 5  # about one per bucket (32 here), not one per batch
+
+
 def test_cluener_padding_waste_below_15_percent(bert_vocab_path):
     sentences = read_corpus(shared_file("cluener/train.json"))
     labels = LabelVocab.from_sentences(sentences, "bio")
