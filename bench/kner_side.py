@@ -58,9 +58,9 @@ def train_step(
         "padding_mask": tf.TensorSpec([None, None], tf.bool),
         "label_ids": tf.TensorSpec([None, None], tf.int32),
     }
-    # The step `Trainer.fit` runs for every batch (its private method: the
-    # public `fit` also checkpoints and evaluates, which is not timed here).
-    return tf.function(trainer._distributed_step, input_signature=[signature])
+    # The step `Trainer.fit` runs for every batch (`fit` also checkpoints and
+    # evaluates, which is not timed here).
+    return tf.function(trainer.train_step, input_signature=[signature])
 
 
 def to_tensorflow(batch: dict) -> dict[str, tf.Tensor]:

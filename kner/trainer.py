@@ -117,7 +117,7 @@ class Trainer:
         self._compute_gradients = tf.function(self._gradients, jit_compile=config.jit_compile)
         # Traced on first use with the dataset's element_spec (batch and length
         # unknown), so that batches of new shapes do not retrace.
-        self._train_step = self._forward = None
+        self._traced_step = self._forward = None
         self._eval_datasets: dict = {}
         self._summaries = {}
 
@@ -150,8 +150,14 @@ class Trainer:
         self.optimizer.apply(gradients, self.model.trainable_variables)
         return tf.stack([loss, tf.cast(tf.shape(batch["token_ids"])[0], tf.float32)])
 
-    def _distributed_step(self, batch) -> tf.Tensor:
-        """[global-batch mean loss, sentences in the global batch]."""
+    def train_step(self, batch) -> tf.Tensor:
+        """One optimizer step on a global batch (an element of the distributed
+        dataset, or a batch of features under the default strategy); returns
+        [global-batch mean loss, sentences in the global batch]. `fit` runs it
+        traced, once per batch; it is public for benchmarks and custom loops.
+
+        >>> loss, sentences = tf.function(trainer.train_step)(batch).numpy()
+        """
         results = self.strategy.run(self._replica_step, args=(batch,))
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, results, axis=None)
 
@@ -201,8 +207,8 @@ class Trainer:
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         dataset = self.strategy.experimental_distribute_dataset(dataset.skip(done).with_options(options))
-        if self._train_step is None:
-            self._train_step = tf.function(self._distributed_step, input_signature=[dataset.element_spec])
+        if self._traced_step is None:
+            self._traced_step = tf.function(self.train_step, input_signature=[dataset.element_spec])
         if self.chief:
             print(f"epoch {epoch + 1}/{config.epochs}", flush=True)
         verbose = (1 if sys.stdout.isatty() else 2) if self.chief else 0
@@ -212,7 +218,7 @@ class Trainer:
         epoch_losses, losses, examples, started = [], [], 0.0, time.perf_counter()
         for batch in dataset:
             learning_rate = float(self.optimizer.learning_rate)
-            loss, sentences = self._train_step(batch).numpy().tolist()
+            loss, sentences = self._traced_step(batch).numpy().tolist()
             step = int(self.step.assign_add(1).numpy())
             epoch_losses.append(loss)
             losses.append(loss)
