@@ -39,6 +39,7 @@ flags.DEFINE_string("bert_config", "flags/tiny_bert_config.json", "Model shape."
 flags.DEFINE_list("heads", ["softmax", "crf"], "Heads to train.")
 flags.DEFINE_list("sides", ["kner", "torch"], "kner, and/or the PyTorch reference (needs the kner run's model_dir).")
 flags.DEFINE_integer("epochs", 15, "Epochs on both sides.")
+flags.DEFINE_integer("seed", None, "Seed on both sides (default: the flagfile's).")
 flags.DEFINE_integer("train_limit", 0, "Train on the first N sentences only (0: all).")
 flags.DEFINE_string("work_dir", str(Path(tempfile.gettempdir()) / "kner-bench-accuracy"), "model_dirs go here.")
 flags.DEFINE_string("json", None, "Also write the results here.")
@@ -65,6 +66,7 @@ def run_kner(head: str, model_dir: Path, train: Path) -> dict:
         f"--model_dir={model_dir}",
         f"--epochs={FLAGS.epochs}",
         *extra,
+        *([f"--seed={FLAGS.seed}"] if FLAGS.seed is not None else []),
     ]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -162,7 +164,7 @@ def main(argv) -> None:
     size = f"{shape['num_hidden_layers']}L/{shape['hidden_size']}"
     rows = []
     for head in FLAGS.heads:
-        model_dir = work_dir / f"{FLAGS.corpus}_{size.replace('/', '_')}_{head}"
+        model_dir = work_dir / f"{FLAGS.corpus}_{size.replace('/', '_')}_{head}_seed{FLAGS.seed}"
         for side in FLAGS.sides:
             if side == "kner":
                 shutil.rmtree(model_dir, ignore_errors=True)  # kner.train would resume from it
@@ -180,7 +182,7 @@ def main(argv) -> None:
     table = print_table(
         header, [[r["size"], r["head"], r["side"], r["f1"], r["best_epoch"], r["wall_seconds"] / 60] for r in rows]
     )
-    settings = {"corpus": FLAGS.corpus, "bert_config": FLAGS.bert_config, "epochs": FLAGS.epochs}
+    settings = {"corpus": FLAGS.corpus, "bert_config": FLAGS.bert_config, "epochs": FLAGS.epochs, "seed": FLAGS.seed}
     write_json(
         FLAGS.json, {"machine": facts, **settings, "train_limit": FLAGS.train_limit, "rows": rows, "table": table}
     )
