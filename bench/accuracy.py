@@ -39,6 +39,7 @@ flags.DEFINE_string("bert_config", "flags/tiny_bert_config.json", "Model shape."
 flags.DEFINE_list("heads", ["softmax", "crf"], "Heads to train.")
 flags.DEFINE_list("sides", ["kner", "torch"], "kner, and/or the PyTorch reference (needs the kner run's model_dir).")
 flags.DEFINE_integer("epochs", 15, "Epochs on both sides.")
+flags.DEFINE_enum("reference_init", "hf", ["hf", "keras_hub"], "The reference's initialiser: HF's or keras-hub's.")
 flags.DEFINE_integer("seed", None, "Seed on both sides (default: the flagfile's).")
 flags.DEFINE_integer("train_limit", 0, "Train on the first N sentences only (0: all).")
 flags.DEFINE_string("work_dir", str(Path(tempfile.gettempdir()) / "kner-bench-accuracy"), "model_dirs go here.")
@@ -85,10 +86,17 @@ def run_kner(head: str, model_dir: Path, train: Path) -> dict:
 
 def run_torch(head: str, model_dir: Path, train: Path) -> dict:
     _, dev, extra = DATA[FLAGS.corpus]
-    spec = {"head": head, "model_dir": str(model_dir), "train": str(train), "dev": str(dev), "lenient": bool(extra)}
+    spec = {
+        "head": head,
+        "model_dir": str(model_dir),
+        "train": str(train),
+        "dev": str(dev),
+        "lenient": bool(extra),
+        "init": FLAGS.reference_init,
+    }
     started = time.perf_counter()
     result = run_child(__file__, spec)
-    return {**result, "wall_seconds": time.perf_counter() - started}
+    return {**result, "init": FLAGS.reference_init, "wall_seconds": time.perf_counter() - started}
 
 
 def child(spec: dict) -> None:
@@ -118,7 +126,7 @@ def child(spec: dict) -> None:
     per_epoch = len(plan_batches([len(t) for t in texts], batch_size, seed=0))
     torch.manual_seed(seed)
     constraints = allowed_transitions(labels.tags, labels.scheme)
-    model = TorchTagger(bert_config, len(labels), spec["head"], constraints, number["dropout"])
+    model = TorchTagger(bert_config, len(labels), spec["head"], constraints, number["dropout"], spec["init"])
     optimizer, scheduler = make_optimizer(
         model,
         number["learning_rate"],

@@ -95,12 +95,38 @@ class CRF(torch.nn.Module):
         return torch.stack(path[::-1], 1) * mask
 
 
-class TorchTagger(torch.nn.Module):
-    """BertForTokenClassification, optionally followed by `CRF`."""
+INITS = ("hf", "keras_hub")
 
-    def __init__(self, bert_config: dict, num_tags: int, head: str = "softmax", constraints=None, dropout: float = 0.1):
+
+def keras_hub_init(module: torch.nn.Module, stddev: float) -> None:
+    """Re-draws every Linear and Embedding weight as keras-hub's BERT (and
+    kner's classifier) draw theirs: a normal truncated at two standard
+    deviations, which leaves 0.88x the standard deviation. HF draws a plain
+    normal and zeroes the [PAD] embedding row."""
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.Linear | torch.nn.Embedding):
+            torch.nn.init.trunc_normal_(layer.weight, std=stddev, a=-2 * stddev, b=2 * stddev)
+
+
+class TorchTagger(torch.nn.Module):
+    """BertForTokenClassification, optionally followed by `CRF`; `init` is
+    HF's own (`hf`) or keras-hub's (`keras_hub`)."""
+
+    def __init__(
+        self,
+        bert_config: dict,
+        num_tags: int,
+        head: str = "softmax",
+        constraints=None,
+        dropout: float = 0.1,
+        init: str = "hf",
+    ):
         super().__init__()
         self.bert = BertForTokenClassification(hf_config(bert_config, num_tags, dropout))
+        if init == "keras_hub":
+            keras_hub_init(self.bert, bert_config["initializer_range"])
+        elif init != "hf":
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
         self.crf = CRF(*constraints) if head == "crf" else None
 
     def head_parameters(self) -> list[torch.nn.Parameter]:
