@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
+from keras import ops
 
 # Variable names (keras-hub BertBackbone: LayerNorm `gamma`/`beta`, Dense and
 # EinsumDense `bias`) that get no weight decay, as in Google's BERT.
@@ -89,12 +90,26 @@ class FineTuningAdamW(keras.optimizers.AdamW):
         """Weight decay happens in `update_step`, at each variable's own rate."""
 
     def update_step(self, gradient, variable, learning_rate):
+        """Decoupled decay, then Adam with `epsilon` added to the bias-corrected
+        sqrt(v), as PyTorch's and Hugging Face's AdamW do. Keras adds it to the
+        uncorrected sqrt(v), which amounts to epsilon / sqrt(1 - beta_2^t): 32x
+        at step 1, still 3x at step 100. Clipped gradients are about 1e-5 per
+        weight, so that damped the early steps: from scratch on CLUENER,
+        softmax dev F1 trailed the PyTorch reference by 3-4 points."""
         key = self._var_key(variable)
-        learning_rate = learning_rate * self._multiplier_by_key.get(key, 1.0)
+        dtype = variable.dtype
+        learning_rate = ops.cast(learning_rate * self._multiplier_by_key.get(key, 1.0), dtype)
         if self.weight_decay and key in self._decayed_keys:
-            decay = tf.cast(learning_rate * self.weight_decay, variable.dtype)
-            self.assign_sub(variable, variable * decay)
-        super().update_step(gradient, variable, learning_rate)
+            self.assign_sub(variable, variable * (learning_rate * self.weight_decay))
+        gradient = ops.cast(gradient, dtype)
+        step = ops.cast(self.iterations + 1, dtype)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        self.assign_add(m, (gradient - m) * (1 - self.beta_1))
+        self.assign_add(v, (ops.square(gradient) - v) * (1 - self.beta_2))
+        m_hat = m / (1 - ops.power(ops.cast(self.beta_1, dtype), step))
+        v_hat = v / (1 - ops.power(ops.cast(self.beta_2, dtype), step))
+        self.assign_sub(variable, learning_rate * m_hat / (ops.sqrt(v_hat) + self.epsilon))
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         grads_and_vars = super()._all_reduce_sum_gradients(grads_and_vars)

@@ -67,6 +67,37 @@ def test_lr_multiplier_moves_a_variable_that_many_times_as_far(weight_decay):
     np.testing.assert_allclose(boosted.numpy() - start, 7.0 * moved, rtol=1e-5)
 
 
+def torch_adamw(start, gradients, lr, weight_decay, eps, beta_1=0.9, beta_2=0.999):
+    """PyTorch's `AdamW.step` (and HF's), written out in NumPy."""
+    theta, m, v = start.astype(np.float64), 0.0, 0.0
+    for t, g in enumerate(gradients, 1):
+        theta = theta * (1 - lr * weight_decay)
+        m, v = beta_1 * m + (1 - beta_1) * g, beta_2 * v + (1 - beta_2) * g * g
+        theta = theta - lr * (m / (1 - beta_1**t)) / (np.sqrt(v / (1 - beta_2**t)) + eps)
+    return theta
+
+
+def test_adam_update_is_pytorchs_with_epsilon_on_the_corrected_scale():
+    rng = np.random.default_rng(0)
+    start = rng.normal(0, 0.02, 6).astype(np.float32)
+    # Gradients of the size clipped BERT gradients have per weight, where
+    # epsilon 1e-6 matters: Keras' own Adam is 3-30x off in these steps.
+    gradients = [rng.normal(0, 1e-5, 6) for _ in range(5)]
+    variable = keras.Variable(start, name="kernel")
+    optimizer = FineTuningAdamW(1e-3, weight_decay=0.01, clip_norm=0.0, lr_multipliers={id(variable): 2.0})
+    optimizer.build([variable])
+    for gradient in gradients:
+        optimizer.apply([tf.constant(gradient, tf.float32)], [variable])
+    expected = torch_adamw(start, gradients, lr=2e-3, weight_decay=0.01, eps=1e-6)
+    np.testing.assert_allclose(variable.numpy() - start, expected - start, rtol=1e-4)
+    keras_adam = keras.Variable(start, name="kernel")
+    keras.optimizers.AdamW(1e-3 * 2, weight_decay=0.01, epsilon=1e-6).apply(
+        [tf.constant(gradients[0], tf.float32)], [keras_adam]
+    )
+    first = torch_adamw(start, gradients[:1], lr=2e-3, weight_decay=0.01, eps=1e-6)
+    assert np.abs(keras_adam.numpy() - start).max() < 0.5 * np.abs(first - start).max()
+
+
 def first_moments(optimizer, variables):
     return [optimizer._momentums[optimizer._get_variable_index(v)].numpy() for v in variables]
 
