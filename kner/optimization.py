@@ -48,7 +48,8 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 class FineTuningAdamW(keras.optimizers.AdamW):
     """AdamW with per-variable learning-rate multipliers and post-all-reduce
-    global-norm clipping.
+    global-norm clipping, computing PyTorch's AdamW update (see
+    `update_step`) on dense gradients.
 
     A variable's rate is the scheduled rate times its multiplier, and so is its
     (decoupled) weight decay, as in Google's BERT optimizer; Keras would decay
@@ -113,11 +114,16 @@ class FineTuningAdamW(keras.optimizers.AdamW):
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         grads_and_vars = super()._all_reduce_sum_gradients(grads_and_vars)
-        if not self.clip_norm:
-            return grads_and_vars
         grads, variables = zip(*grads_and_vars)
-        clipped, _ = tf.clip_by_global_norm(list(grads), self.clip_norm)
-        return list(zip(clipped, variables))
+        # Embedding gradients come as IndexedSlices, one row per token: a
+        # character seen twice in the batch gives two rows. Keras' Adam squares
+        # the rows before they are summed (v gets sum(g^2), not (sum g)^2), and
+        # the global norm adds up their squares too. Made dense, both are
+        # right, as in PyTorch, whose embedding gradients are dense.
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+        if self.clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, self.clip_norm)
+        return list(zip(grads, variables))
 
 
 class CrossReplicaLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):

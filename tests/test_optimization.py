@@ -98,6 +98,20 @@ def test_adam_update_is_pytorchs_with_epsilon_on_the_corrected_scale():
     assert np.abs(keras_adam.numpy() - start).max() < 0.5 * np.abs(first - start).max()
 
 
+@pytest.mark.parametrize("clip_norm", [0.0, 0.5])
+def test_repeated_rows_of_an_embedding_gradient_count_as_their_sum(clip_norm):
+    # Token 0 twice, token 2 once: IndexedSlices as tf.gather's gradient gives them.
+    rows = tf.IndexedSlices(tf.constant([[0.3, -0.1], [0.2, 0.4], [-0.5, 0.1]]), tf.constant([0, 0, 2]), [3, 2])
+    sparse, dense = (keras.Variable(np.ones((3, 2), np.float32), name="embeddings") for _ in range(2))
+    for variable, gradient in ((sparse, rows), (dense, tf.convert_to_tensor(rows))):
+        optimizer = FineTuningAdamW(0.1, weight_decay=0.0, clip_norm=clip_norm)
+        optimizer.build([variable])
+        for _ in range(2):
+            optimizer.apply([gradient], [variable])
+    np.testing.assert_allclose(sparse.numpy(), dense.numpy(), rtol=1e-6)
+    assert sparse.numpy()[1].tolist() == [1.0, 1.0]  # no gradient, no move
+
+
 def first_moments(optimizer, variables):
     return [optimizer._momentums[optimizer._get_variable_index(v)].numpy() for v in variables]
 
