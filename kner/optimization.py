@@ -7,7 +7,9 @@ replicas `global_clipnorm` would clip each replica's partial gradient. Here the
 clip is applied to the all-reduced (global-batch) gradient instead. Likewise
 Keras' `LossScaleOptimizer` looks for overflow in each replica's own
 gradients; `CrossReplicaLossScaleOptimizer` skips the step on every replica
-when any of them overflowed.
+when any of them overflowed. The Adam step itself is PyTorch's AdamW on
+dense gradients (see `FineTuningAdamW.update_step`), which
+`bench/equivalence.py` shows to train step for step like the PyTorch reference.
 
 Example:
 >>> schedule = WarmupLinearDecay(3e-5, warmup_steps=100, total_steps=1000)
