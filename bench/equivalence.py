@@ -30,11 +30,11 @@ def main(argv) -> None:
     del argv
     import keras_hub
     import kner_side
-    import tensorflow as tf
     import torch
     from torch_reference import TorchTagger, make_optimizer, to_torch, train_step
     from transformers import BertModel
 
+    from kner.artifacts import dummy_batch
     from kner.checkpoint import load_backbone
     from kner.model import Tagger
 
@@ -56,9 +56,8 @@ def main(argv) -> None:
     # keras-hub's converter keeps its default dropout (0.1); this run has none.
     backbone = keras_hub.models.BertBackbone.from_config({**loaded.get_config(), "dropout": 0.0})
     backbone.set_weights(loaded.get_weights())
-    labels = kner_side.tagger(config).labels
-    model = Tagger(backbone, labels, head="softmax", dropout=0.0)
-    model(kner_side.to_tensorflow(cluener_batches(2, 1)[0]))
+    model = Tagger(backbone, kner_side.cluener_labels(), head="softmax", dropout=0.0)
+    model(dummy_batch())
     model.classifier.kernel.assign(reference.bert.classifier.weight.detach().numpy().T)
     model.classifier.bias.assign(reference.bert.classifier.bias.detach().numpy())
 
@@ -80,10 +79,7 @@ def main(argv) -> None:
         ),
         "classifier kernel": (model.classifier.kernel, reference.bert.classifier.weight.T),
     }
-    drift = {
-        name: float(np.abs(np.asarray(tf.convert_to_tensor(k)) - t.detach().numpy()).max())
-        for name, (k, t) in pairs.items()
-    }
+    drift = {name: float(np.abs(k.numpy() - t.detach().numpy()).max()) for name, (k, t) in pairs.items()}
     print(f"\n{FLAGS.size}, softmax, dropout off, {FLAGS.steps} steps, batch 32; load {facts['loadavg_at_start']}")
     table = print_table(["step", "kner loss", "torch loss", "relative difference"], rows)
     largest = max(row[3] for row in rows)

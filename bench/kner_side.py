@@ -23,9 +23,14 @@ from kner.optimization import FineTuningAdamW, WarmupLinearDecay
 from kner.trainer import TrainConfig, Trainer
 
 
+def cluener_labels() -> LabelVocab:
+    """CLUENER's types in BIOS tags."""
+    return LabelVocab.from_types(CLUENER_TYPES, "bios")
+
+
 def tagger(bert_config: dict, head: str = "softmax") -> Tagger:
-    """A randomly initialised tagger over CLUENER's types in BIOS tags."""
-    model = Tagger(backbone_from_config(bert_config), LabelVocab.from_types(CLUENER_TYPES, "bios"), head=head)
+    """A randomly initialised tagger over `cluener_labels()`."""
+    model = Tagger(backbone_from_config(bert_config), cluener_labels(), head=head)
     model(dummy_batch())
     return model
 

@@ -96,9 +96,9 @@ class FineTuningAdamW(keras.optimizers.AdamW):
         """Decoupled decay, then Adam with `epsilon` added to the bias-corrected
         sqrt(v), as PyTorch's and Hugging Face's AdamW do. Keras adds it to the
         uncorrected sqrt(v), which amounts to epsilon / sqrt(1 - beta_2^t): 32x
-        at step 1, still 3x at step 100. Clipped gradients are about 1e-5 per
-        weight, so that damped the early steps: from scratch on CLUENER,
-        softmax dev F1 trailed the PyTorch reference by 3-4 points."""
+        at step 1, still 3x at step 100, where clipped gradients are about
+        1e-5 per weight. With this step and dense gradients (below), kner and
+        the PyTorch reference train alike (`bench/equivalence.py`)."""
         key = self._var_key(variable)
         dtype = variable.dtype
         learning_rate = ops.cast(learning_rate * self._multiplier_by_key.get(key, 1.0), dtype)
