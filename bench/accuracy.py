@@ -104,12 +104,12 @@ def child(spec: dict) -> None:
     import torch
     from torch_reference import TorchTagger, make_optimizer, to_torch, train_step
 
-    from kner.corpus import read_corpus
-    from kner.crf import allowed_transitions
-    from kner.labels import LabelVocab
+    from kner.data.corpus import read_corpus
+    from kner.data.labels import LabelVocab
+    from kner.data.pipeline import encode_labels, plan_batches
+    from kner.data.tokenizer import CharTokenizer
     from kner.metrics import evaluate
-    from kner.pipeline import encode_labels, plan_batches
-    from kner.tokenizer import CharTokenizer
+    from kner.models.crf import allowed_transitions
 
     model_dir = Path(spec["model_dir"])
     settings = dict(re.findall(r"^--(\w+)=(.*)$", (model_dir / "flags.cfg").read_text(), re.M))

@@ -120,10 +120,10 @@ def cluener_batches(batch_size: int, count: int, max_seq_length: int = 128, seed
     """`count` training batches of CLUENER train as kner makes them: bucketed
     by length, padded to their longest sentence, BERT vocab, BIOS labels.
     Each is a dict of numpy arrays: token_ids, padding_mask, label_ids."""
-    from kner.corpus import read_corpus
-    from kner.labels import LabelVocab
-    from kner.pipeline import plan_batches
-    from kner.tokenizer import CharTokenizer
+    from kner.data.corpus import read_corpus
+    from kner.data.labels import LabelVocab
+    from kner.data.pipeline import plan_batches
+    from kner.data.tokenizer import CharTokenizer
 
     sentences = read_corpus(SHARED / "cluener" / "train.json")
     labels = LabelVocab.from_sentences(sentences, "bios")
@@ -141,7 +141,7 @@ def cluener_batches(batch_size: int, count: int, max_seq_length: int = 128, seed
 
 
 def pad_batch(char_ids: list[list[int]], label_ids: list[list[int]] | None, tokenizer) -> dict:
-    """`[CLS] chars [SEP]` padded to the longest row, as `kner.pipeline.to_features`."""
+    """`[CLS] chars [SEP]` padded to the longest row, as `kner.data.pipeline.to_features`."""
     length = max(len(row) for row in char_ids) + 2
     batch = {
         "token_ids": np.full((len(char_ids), length), tokenizer.pad_id, np.int32),
@@ -174,7 +174,7 @@ def subset(path: Path, limit: int, work_dir: Path) -> Path:
     in `work_dir`, in the same format; `path` itself when `limit` is 0."""
     if not limit:
         return path
-    from kner.corpus import read_corpus, write_cluener, write_column
+    from kner.data.corpus import read_corpus, write_cluener, write_column
 
     sentences = read_corpus(path, strict=False)[:limit]
     target = work_dir / f"{path.parent.name}_{limit}{path.suffix}"

@@ -34,9 +34,9 @@ def main(argv) -> None:
     from torch_reference import TorchTagger, make_optimizer, to_torch, train_step
     from transformers import BertModel
 
-    from kner.artifacts import dummy_batch
     from kner.checkpoint import load_backbone
-    from kner.model import Tagger
+    from kner.models.artifacts import dummy_batch
+    from kner.models.tagger import Tagger
 
     set_threads(2)
     facts = machine()

@@ -40,7 +40,7 @@ from common import (
 )
 from torch_reference import TorchTagger, to_torch
 
-from kner.tokenizer import read_vocab
+from kner.data.tokenizer import read_vocab
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("size", "12L/768", "Model size.")

@@ -43,13 +43,13 @@ from torch_reference import hf_config
 from transformers import BertForTokenClassification, BertTokenizerFast, pipeline
 
 import kner
-from kner.artifacts import dummy_batch, save_artifacts
 from kner.checkpoint import backbone_from_config
-from kner.corpus import read_corpus
-from kner.labels import LabelVocab
-from kner.model import Tagger
-from kner.predict import find_export
-from kner.tokenizer import read_vocab
+from kner.data.corpus import read_corpus
+from kner.data.labels import LabelVocab
+from kner.data.tokenizer import read_vocab
+from kner.models.artifacts import dummy_batch, save_artifacts
+from kner.models.tagger import Tagger
+from kner.serving.predictor import find_export
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("size", "2L/128", "Model size, when no --model_dir is given.")

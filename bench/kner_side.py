@@ -1,5 +1,5 @@
 """The kner side of the step benchmarks: a `Tagger` and kner's own training
-step (`kner.trainer.Trainer`, `kner.optimization.FineTuningAdamW`), set up
+step (`kner.training.trainer.Trainer`, `kner.training.optimization.FineTuningAdamW`), set up
 as `python -m kner.train` sets them up.
 
 Example:
@@ -15,12 +15,12 @@ import tempfile
 import tensorflow as tf
 from common import CLUENER_TYPES
 
-from kner.artifacts import dummy_batch
 from kner.checkpoint import backbone_from_config
-from kner.labels import LabelVocab
-from kner.model import Tagger
-from kner.optimization import FineTuningAdamW, WarmupLinearDecay
-from kner.trainer import TrainConfig, Trainer
+from kner.data.labels import LabelVocab
+from kner.models.artifacts import dummy_batch
+from kner.models.tagger import Tagger
+from kner.training.optimization import FineTuningAdamW, WarmupLinearDecay
+from kner.training.trainer import TrainConfig, Trainer
 
 
 def cluener_labels() -> LabelVocab:
@@ -69,7 +69,7 @@ def train_step(
 
 
 def to_tensorflow(batch: dict) -> dict[str, tf.Tensor]:
-    """A numpy batch of `common` as the features of `kner.pipeline`."""
+    """A numpy batch of `common` as the features of `kner.data.pipeline`."""
     token_ids = tf.constant(batch["token_ids"])
     features = {
         "token_ids": token_ids,

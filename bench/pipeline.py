@@ -19,10 +19,10 @@ from pathlib import Path
 import tensorflow as tf
 from absl import app, flags
 
-from kner.corpus import read_corpus
-from kner.labels import LabelVocab
-from kner.pipeline import batched, encode, padding_waste, to_features
-from kner.tokenizer import CharTokenizer
+from kner.data.corpus import read_corpus
+from kner.data.labels import LabelVocab
+from kner.data.pipeline import batched, encode, padding_waste, to_features
+from kner.data.tokenizer import CharTokenizer
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FLAGS = flags.FLAGS

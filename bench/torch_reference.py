@@ -25,7 +25,7 @@ import torch
 from common import char_mask
 from transformers import BertConfig, BertForTokenClassification, get_linear_schedule_with_warmup
 
-DISALLOWED_SCORE = -1e4  # kner.crf's penalty for transitions the scheme forbids
+DISALLOWED_SCORE = -1e4  # kner.models.crf's penalty for transitions the scheme forbids
 
 
 def hf_config(bert_config: dict, num_tags: int, classifier_dropout: float = 0.1) -> BertConfig:
@@ -146,7 +146,7 @@ class TorchTagger(torch.nn.Module):
 
     @torch.no_grad()
     def decode(self, batch: dict) -> torch.Tensor:
-        """Tag ids [B, L] at token positions, 0 elsewhere (as `kner.model.Tagger.decode`)."""
+        """Tag ids [B, L] at token positions, 0 elsewhere (as `kner.models.tagger.Tagger.decode`)."""
         scores = self.logits(batch)
         chars = batch["char_mask"]
         if self.crf is None:

@@ -129,7 +129,7 @@ def main(argv) -> None:
     results = {"machine": machine(), "batch_size": FLAGS.batch_size, "threads": FLAGS.threads, "rows": []}
     workloads = [("len128", size) for size in FLAGS.sizes] + [("cluener", size) for size in FLAGS.cluener_sizes]
     scratch = Path(tempfile.mkdtemp())
-    from kner.tokenizer import read_vocab  # imports TensorFlow: not at the top, which children import
+    from kner.data.tokenizer import read_vocab  # imports TensorFlow: not at the top, which children import
 
     vocab_size = len(read_vocab(BERT_VOCAB))
     for workload, size in workloads:

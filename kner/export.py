@@ -1,73 +1,17 @@
-"""Exports a trained model_dir as a SavedModel that stock TF Serving loads.
+"""`python -m kner.export`: a trained model_dir as a SavedModel for TF Serving.
 
     python -m kner.export --model_dir=runs/cluener --export_dir=serving/kner
 
-writes `serving/kner/<version>/` (`saved_model.pb`, `variables/`, `assets/`
-with `vocab.txt` and `labels.json`), the layout `tensorflow_model_server
---model_base_path=serving/kner` watches. The version is the next integer
-after the versions already there (1 for a new directory); a version is
-written under a temporary name and renamed when complete, so the server
-never sees half a model. Signatures (see `kner.serving`): `serving_default`
-takes raw texts (`text`, string [None]) and returns tags and entities;
-`predict_ids` takes `token_ids`, `padding_mask`, `segment_ids`.
-
-Example:
->>> export_model("runs/cluener", "serving/kner")
-PosixPath('serving/kner/1')
+writes `serving/kner/<version>/`, the layout `tensorflow_model_server
+--model_base_path=serving/kner` watches (`kner.serving.saved_model`).
 """
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-import tensorflow as tf
 from absl import flags
 
-from kner.artifacts import LABELS, VOCAB
 from kner.errors import InputError, run_cli
-from kner.serving import TextTagger
-
-
-def versions(export_dir: str | Path) -> list[int]:
-    """The integer version directories under `export_dir`, ascending."""
-    export_dir = Path(export_dir)
-    if not export_dir.is_dir():
-        return []
-    return sorted(int(p.name) for p in export_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def export_model(
-    model_dir: str | Path,
-    export_dir: str | Path,
-    version: int | None = None,
-    window_stride: int | None = None,
-    max_seq_length: int | None = None,
-) -> Path:
-    """Writes `export_dir/<version>` and returns that path.
-
-    Args:
-        model_dir: a trained model_dir (`kner.artifacts`).
-        export_dir: the model's base path for TF Serving.
-        version: default: one more than the highest existing version, or 1.
-            An existing version is never overwritten (InputError).
-        window_stride: characters between the starts of the windows long
-            texts are cut into; default half a window.
-        max_seq_length: tokens per window; default the training one.
-    """
-    export_dir = Path(export_dir)
-    if version is None:
-        version = (versions(export_dir) or [0])[-1] + 1
-    target = export_dir / str(version)
-    if version < 0 or target.exists():
-        raise InputError(target, None, "version exists already (or is negative): choose another --version")
-    module = TextTagger.from_model_dir(model_dir, window_stride, max_seq_length)
-    module.assets = [tf.saved_model.Asset(str(Path(model_dir) / name)) for name in (VOCAB, LABELS)]
-    partial = export_dir / f".partial-{version}"
-    shutil.rmtree(partial, ignore_errors=True)
-    tf.saved_model.save(module, str(partial), signatures=module.serving_signatures())
-    partial.rename(target)
-    return target
+from kner.serving.saved_model import export_model
 
 
 def define_flags() -> None:

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOBES
 
-from kner.spans import Span
-from kner.tags import spans_to_tags
+from kner.data.spans import Span
+from kner.data.tags import spans_to_tags
 
 
 def _prf(correct: int, predicted: int, gold: int) -> dict[str, float]:

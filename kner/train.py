@@ -7,39 +7,36 @@
 With `--init_checkpoint` the backbone and vocab come from a Google-format (or
 Hugging Face safetensors) checkpoint; without it, from `--bert_config` with a
 vocab built from the training text (or `--vocab_file`). Everything export and
-prediction need lands in `--model_dir` (see `kner.artifacts`). Rerunning the
+prediction need lands in `--model_dir` (see `kner.models.artifacts`). Rerunning the
 same command resumes from the last checkpoint.
 """
 
 from __future__ import annotations
 
-import logging as std_logging
-import os
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 from absl import flags, logging
 
-from kner import artifacts, checkpoint, distribute
-from kner.corpus import read_corpus
+from kner import cli
+from kner.backbones.bert import backbone_from_config, read_bert_config
+from kner.backbones.loader import load_backbone, locate_checkpoint
+from kner.data.corpus import read_corpus
+from kner.data.labels import LabelVocab
+from kner.data.tags import SCHEMES
+from kner.data.tokenizer import CharTokenizer, build_vocab, read_vocab
 from kner.errors import InputError, run_cli
-from kner.export import export_model
-from kner.labels import LabelVocab
-from kner.model import HEADS, Tagger
-from kner.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, WarmupLinearDecay
-from kner.tags import SCHEMES
-from kner.tokenizer import CharTokenizer, build_vocab, read_vocab
-from kner.trainer import TrainConfig, Trainer, steps_per_epoch
+from kner.models import artifacts
+from kner.models.tagger import HEADS, Tagger
+from kner.serving.saved_model import export_model
+from kner.training import distribute
+from kner.training.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, WarmupLinearDecay
+from kner.training.trainer import TrainConfig, Trainer, steps_per_epoch
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_file", None, "Training data: CLUENER JSON lines or a char-per-line column file.")
 flags.DEFINE_string("dev_file", None, "Dev data, evaluated after every epoch (optional).")
-flags.DEFINE_enum("data_format", "auto", ["auto", "cluener", "column"], "Format of the data files.")
-flags.DEFINE_string("input_tag_scheme", "auto", "Tag scheme of column files: auto or one of " + "|".join(SCHEMES))
-flags.DEFINE_bool("lenient", False, "Repair invalid tag sequences in column files (counted) instead of failing.")
 flags.DEFINE_enum("tag_scheme", "bios", list(SCHEMES), "Tags the model predicts.")
-flags.DEFINE_string("model_dir", None, "Where checkpoints, summaries, weights and reports go.")
 flags.DEFINE_string("init_checkpoint", None, "Pretrained BERT: a Google TF1 checkpoint dir/prefix or an HF dir.")
 flags.DEFINE_string("bert_config", None, "bert_config.json for a from-scratch model (no --init_checkpoint).")
 flags.DEFINE_string("vocab_file", None, "vocab.txt for a from-scratch model; default: built from the train text.")
@@ -54,15 +51,11 @@ flags.DEFINE_float("head_learning_rate", 1e-3, "Peak learning rate of the classi
 flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of steps with linear warmup.")
 flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on LayerNorm and biases).")
 flags.DEFINE_float("clip_norm", 1.0, "Global-norm gradient clipping (0: off).")
-flags.DEFINE_integer("seed", 42, "Seed for initialisation, dropout and batch order.")
-flags.DEFINE_enum("strategy", "default", list(distribute.STRATEGIES), "tf.distribute strategy.")
-flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.")
-flags.DEFINE_enum("mixed_precision", None, ["mixed_float16", "mixed_bfloat16"], "Mixed-precision policy.")
-flags.DEFINE_bool("jit_compile", False, "Compile the training and evaluation steps with XLA.")
-flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints (also saved at each epoch end).")
-flags.DEFINE_integer("log_every", 20, "Steps between TensorBoard training summaries.")
 flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many epochs without dev F1 gain (0: never).")
 flags.DEFINE_string("export_dir", None, "Also export a TF Serving SavedModel here at the end.")
+cli.define_data_flags()
+cli.define_runtime_flags()
+flags.adopt_module_key_flags(cli)
 flags.mark_flags_as_required(["train_file", "model_dir"])
 
 DOWNLOADS = (
@@ -78,20 +71,20 @@ def build_backbone(train_texts: list[str]):
         path = Path(FLAGS.init_checkpoint)
         if not path.exists() and not Path(f"{path}.index").exists():
             raise InputError(path, None, f"checkpoint not found: {DOWNLOADS}")
-        files = checkpoint.locate_checkpoint(path)
+        files = locate_checkpoint(path)
         if files.vocab is None:
             raise InputError(path, None, "no vocab.txt beside the checkpoint")
-        backbone = checkpoint.load_backbone(path, FLAGS.max_seq_length)
-        return backbone, read_vocab(files.vocab), checkpoint.read_bert_config(files.config)
+        backbone = load_backbone(path, FLAGS.max_seq_length)
+        return backbone, read_vocab(files.vocab), read_bert_config(files.config)
     if not FLAGS.bert_config:
         raise InputError("--bert_config", None, "give --init_checkpoint or --bert_config")
     vocabulary = read_vocab(FLAGS.vocab_file) if FLAGS.vocab_file else build_vocab(train_texts)
-    config = {**checkpoint.read_bert_config(FLAGS.bert_config), "vocab_size": len(vocabulary)}
+    config = {**read_bert_config(FLAGS.bert_config), "vocab_size": len(vocabulary)}
     positions = config["max_position_embeddings"]
     if FLAGS.max_seq_length > positions:
         message = f"max_seq_length {FLAGS.max_seq_length} exceeds max_position_embeddings {positions}"
         raise InputError(FLAGS.bert_config, None, message)
-    return checkpoint.backbone_from_config(config), vocabulary, config
+    return backbone_from_config(config), vocabulary, config
 
 
 def build_optimizer(model: Tagger, total_steps: int) -> keras.optimizers.Optimizer:
@@ -110,20 +103,10 @@ def build_optimizer(model: Tagger, total_steps: int) -> keras.optimizers.Optimiz
     return optimizer
 
 
-def quiet_tensorflow() -> None:
-    """Hides TensorFlow's own INFO log lines (one per checkpoint save, for
-    example) but not kner's, which share absl's handler."""
-    package = str(Path(tf.__file__).parent) + os.sep
-    tf.get_logger().setLevel(std_logging.WARNING)
-    logging.get_absl_handler().addFilter(
-        lambda record: record.levelno > std_logging.INFO or not record.pathname.startswith(package)
-    )
-
-
 def read_data(path: str | None):
     if not path:
         return None
-    sentences = read_corpus(path, FLAGS.data_format, FLAGS.input_tag_scheme, strict=not FLAGS.lenient)
+    sentences = read_corpus(path, FLAGS.input_format, FLAGS.input_tag_scheme, strict=not FLAGS.lenient)
     unlabelled = next((s for s in sentences if s.spans is None), None)
     if unlabelled is not None:
         raise InputError(path, unlabelled.line, "no label: training and dev data must be labelled")
@@ -132,7 +115,7 @@ def read_data(path: str | None):
 
 def main(argv: list[str]) -> None:
     del argv
-    quiet_tensorflow()
+    cli.quiet_tensorflow()
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)

@@ -20,3 +20,11 @@ def model_dir(tmp_path_factory) -> Path:
 def export_dir(model_dir, tmp_path_factory) -> Path:
     """That model exported for TF Serving."""
     return cached_export(tmp_path_factory.getbasetemp(), "toy_export", model_dir)
+
+
+@pytest.fixture(scope="session")
+def in_process(model_dir):
+    """A `kner.Predictor` built in-process from that model_dir."""
+    from kner.serving.predictor import Predictor
+
+    return Predictor.from_dir(model_dir)

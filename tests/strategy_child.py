@@ -28,13 +28,19 @@ import tensorflow as tf
 from tagger_dirs import TYPES, tiny_config, toy_vocabulary
 from train_runs import read_scalars, toy_sentences
 
-from kner import artifacts, distribute
 from kner.checkpoint import backbone_from_config
-from kner.labels import LabelVocab
-from kner.model import Tagger
-from kner.optimization import NO_DECAY_NAMES, CrossReplicaLossScaleOptimizer, FineTuningAdamW, WarmupLinearDecay
-from kner.tokenizer import CharTokenizer
-from kner.trainer import TrainConfig, Trainer
+from kner.data.labels import LabelVocab
+from kner.data.tokenizer import CharTokenizer
+from kner.models import artifacts
+from kner.models.tagger import Tagger
+from kner.training import distribute
+from kner.training.optimization import (
+    NO_DECAY_NAMES,
+    CrossReplicaLossScaleOptimizer,
+    FineTuningAdamW,
+    WarmupLinearDecay,
+)
+from kner.training.trainer import TrainConfig, Trainer
 
 CONFIG = TrainConfig(batch_size=4, eval_batch_size=8, epochs=1, checkpoint_every=0, log_every=1, seed=3)
 STEPS = 3

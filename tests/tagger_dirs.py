@@ -15,14 +15,14 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from kner import artifacts
 from kner.checkpoint import backbone_from_config
-from kner.corpus import Sentence
-from kner.labels import LabelVocab
-from kner.model import Tagger
-from kner.pipeline import make_dataset
-from kner.spans import Span
-from kner.tokenizer import CharTokenizer, build_vocab
+from kner.data.corpus import Sentence
+from kner.data.labels import LabelVocab
+from kner.data.pipeline import make_dataset
+from kner.data.spans import Span
+from kner.data.tokenizer import CharTokenizer, build_vocab
+from kner.models import artifacts
+from kner.models.tagger import Tagger
 
 FILLER = "的是在了有和这中大为个我以要他时来用们生到作于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学"
 NAMES = ("张三", "李小四", "王五")
@@ -137,7 +137,7 @@ def cached_model_dir(base: Path, name: str, **kwargs) -> Path:
 def cached_export(base: Path, name: str, model_dir: Path) -> Path:
     """`kner.export.export_model(model_dir, base / name)` (version 1), once per
     test session."""
-    from kner.export import export_model
+    from kner.serving.saved_model import export_model
 
     path = Path(base) / name
     if not (path / "1" / "saved_model.pb").exists():

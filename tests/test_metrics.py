@@ -1,7 +1,7 @@
 import pytest
 
+from kner.data.spans import Span
 from kner.metrics import evaluate, format_report, span_scores
-from kner.spans import Span
 
 GOLD = [[Span(0, 1, "name"), Span(3, 5, "loc")], [Span(0, 2, "loc")]]
 PRED = [[Span(0, 1, "name"), Span(3, 4, "loc")], [Span(0, 2, "loc"), Span(4, 4, "org")]]

@@ -12,11 +12,11 @@ import tensorflow as tf
 from tagger_dirs import tiny_config
 from train_runs import REPO, child_env, read_scalars, run_train, start_train, toy_sentences, write_toy_files
 
-from kner.artifacts import load_tagger
 from kner.checkpoint import backbone_from_config, read_bert_config, save_google_checkpoint
-from kner.corpus import Sentence, write_cluener, write_column
-from kner.spans import Span
-from kner.tokenizer import build_vocab, read_vocab, save_vocab
+from kner.data.corpus import Sentence, write_cluener, write_column
+from kner.data.spans import Span
+from kner.data.tokenizer import build_vocab, read_vocab, save_vocab
+from kner.models.artifacts import load_tagger
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = ("bert_config.json", "vocab.txt", "labels.json", "settings.json", "flags.cfg")

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tagger_dirs import tiny_config, toy_sentence
 from tensorflow.core.util import event_pb2
 
-from kner.corpus import Sentence, write_cluener
+from kner.data.corpus import Sentence, write_cluener
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,6 +53,13 @@ def train_command(**flags) -> list[str]:
 def child_env() -> dict[str, str]:
     """The environment for a child process that imports kner and the test helpers."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+
+
+def run_child(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    """Runs a command from the repository root with TensorFlow's C++ logging
+    off; text output captured."""
+    env = {**child_env(), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run(args, capture_output=True, text=True, env=env, cwd=REPO, timeout=300, **kwargs)
 
 
 def run_train(timeout: float = 240, **flags) -> subprocess.CompletedProcess:

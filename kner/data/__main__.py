@@ -1,0 +1,106 @@
+"""Command line tools for NER corpora: statistics, conversion, validation.
+
+Usage:
+
+```
+python -m kner.data stats ../shared/data/cluener/train.json
+python -m kner.data convert IN OUT --to=bioes     # or cluener, bio, bios, bmes
+python -m kner.data convert people.txt people.json --to=cluener --lenient
+python -m kner.data validate dev.json   # "OK: ..." or one error line, exit 2
+```
+
+The input format and tag scheme are detected unless `--input_format` and
+`--input_tag_scheme` say otherwise. Invalid tag sequences are errors unless
+`--lenient` is given, which repairs them and logs how many.
+"""
+
+import collections
+import math
+from collections.abc import Sequence
+
+from absl import app, flags, logging
+
+from kner import cli
+from kner.data.corpus import Sentence, read_corpus, write_cluener, write_column
+from kner.data.spans import flatten_spans
+from kner.data.tags import SCHEMES
+from kner.errors import InputError, run_cli
+
+cli.define_data_flags()
+flags.adopt_module_key_flags(cli)
+FLAGS = flags.FLAGS
+_TO = flags.DEFINE_enum("to", None, ("cluener", *SCHEMES), "convert: output format or column tag scheme.")
+_COMMANDS = {"stats": 1, "convert": 2, "validate": 1}
+PERCENTILES = (50, 90, 95, 99)
+
+
+def _read(path: str) -> list[Sentence]:
+    return read_corpus(path, FLAGS.input_format, FLAGS.input_tag_scheme, not FLAGS.lenient)
+
+
+def _percentile(ordered: Sequence[int], percent: float) -> int:
+    """Nearest-rank percentile of sorted values."""
+    return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
+
+
+def describe(sentences: Sequence[Sentence]) -> str:
+    """A report of sentence, character and entity counts."""
+    lengths = sorted(len(sentence.text) for sentence in sentences)
+    spread = "  ".join(f"p{p} {_percentile(lengths, p)}" for p in PERCENTILES)
+    counts = collections.Counter(span.type for sentence in sentences for span in sentence.spans or ())
+    lines = [
+        f"sentences   {len(sentences)}",
+        f"characters  {sum(lengths)}",
+        f"length      {spread}  max {lengths[-1]}",
+    ]
+    if all(sentence.spans is None for sentence in sentences):
+        return "\n".join([*lines, "entities    none (unlabelled)"])
+    lines.append(f"entities    {counts.total()} in {len(counts)} types")
+    width = max((len(name) for name in counts), default=0)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    lines += [f"  {name:<{width}}  {count:>6}" for name, count in ranked]
+    return "\n".join(lines)
+
+
+def _convert(source: str, target: str) -> None:
+    if _TO.value is None:
+        raise app.UsageError("convert needs --to")
+    sentences = _read(source)
+    try:
+        if _TO.value == "cluener":
+            write_cluener(target, sentences)
+        else:
+            dropped = sum(flatten_spans(s.spans or ())[1] for s in sentences)
+            if dropped:
+                logging.warning("dropped %d entity(ies) nested in another", dropped)
+            write_column(target, sentences, _TO.value)
+    except ValueError as error:
+        raise InputError(source, None, f"cannot write {_TO.value}: {error}") from None
+    print(f"wrote {len(sentences)} sentences to {target} ({_TO.value})")
+
+
+def _validate(path: str) -> None:
+    sentences = _read(path)
+    if all(sentence.spans is None for sentence in sentences):
+        print(f"OK: {len(sentences)} sentences, unlabelled")
+        return
+    entities = sum(len(sentence.spans or ()) for sentence in sentences)
+    print(f"OK: {len(sentences)} sentences, {entities} entities")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) < 2 or argv[1] not in _COMMANDS:
+        raise app.UsageError(f"expected a command: {', '.join(_COMMANDS)}")
+    command, args = argv[1], argv[2:]
+    if len(args) != _COMMANDS[command]:
+        raise app.UsageError(f"{command} takes {_COMMANDS[command]} file argument(s)")
+    if command == "stats":
+        print(describe(_read(args[0])))
+    elif command == "convert":
+        _convert(*args)
+    else:
+        _validate(*args)
+
+
+if __name__ == "__main__":
+    run_cli(main)

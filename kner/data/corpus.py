@@ -1,0 +1,294 @@
+"""Reading and writing NER corpora: CLUENER2020 JSON lines and column files.
+
+CLUENER2020 (`cluener`): one JSON object a line,
+`{"text": ..., "label": {type: {entity: [[start, end], ...]}}}` with
+inclusive character offsets; unlabelled files (`{"id", "text"}`) read with
+`spans=None`. Column files: one `character tag` line per character (the
+tag after the last whitespace run; a space or U+3000 may be the
+character), a blank line between sentences, tags in any scheme of
+`kner.data.tags`.
+
+Every problem in a file raises `InputError` naming `path:line`. Reading is
+strict by default: an invalid tag sequence in gold data is an error;
+`strict=False` repairs it and logs how many repairs were made.
+
+Example:
+
+```python
+from kner.data.corpus import read_corpus, write_column
+
+sentences = read_corpus("train.json")  # format and tag scheme detected
+sentences[0].text, sentences[0].spans
+write_column("train.bioes", sentences, "bioes")
+assert read_corpus("train.bioes")[0].spans == sentences[0].spans
+```
+"""
+
+import codecs
+import dataclasses
+import itertools
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from kner.data.spans import Span, find_conflict, flatten_spans
+from kner.data.tags import SCHEMES, TagError, detect_scheme, spans_to_tags, tags_to_spans
+from kner.errors import InputError
+
+FORMATS = ("cluener", "column")
+_LINE_BREAKS = "\n\r"
+_logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(slots=True)
+class Sentence:
+    """A text and its entity spans (None when unlabelled), with its source
+    `path` and first `line` for messages."""
+
+    text: str
+    spans: list[Span] | None
+    id: str | int | None = None
+    path: str | None = None
+    line: int | None = None
+
+
+def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yields `(line number, line)` without line ends, one line at a time,
+    or raises an InputError for a missing, unreadable, non-UTF-8 or empty
+    file. Nothing but the current line is held, whatever the file's size."""
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed below; open errors become InputError
+    except OSError as error:
+        raise InputError.from_os_error(path, error) from None
+    blank = True
+    with file:
+        for number, raw in enumerate(file, 1):
+            if number == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                byte = raw[error.start : error.start + 1].hex()
+                raise InputError(path, number, f"not valid UTF-8 (byte 0x{byte})") from None
+            line = line.removesuffix("\n").removesuffix("\r")
+            blank = blank and not line.strip()
+            yield number, line
+    if blank:
+        raise InputError(path, None, "file is empty")
+
+
+def _is_cluener(first_line: str) -> bool:
+    """True when the first non-blank line opens a JSON object (and is not
+    a column line tagging the character `{`)."""
+    if not first_line.lstrip().startswith("{"):
+        return False
+    parts = _split_column_line(first_line)
+    return not (parts and parts[0] == "{")
+
+
+def read_corpus(path: str | Path, fmt: str = "auto", tag_scheme: str = "auto", strict: bool = True) -> list[Sentence]:
+    """Reads a corpus file into sentences, streaming it line by line.
+
+    Args:
+        path: the file.
+        fmt: `cluener`, `column`, or `auto` (JSON objects mean cluener).
+        tag_scheme: for column files, one of `kner.data.tags.SCHEMES` or `auto`
+            (detected from the tags of the whole file).
+        strict: raise on invalid tag sequences; False repairs them.
+    """
+    if fmt not in ("auto", *FORMATS):
+        raise ValueError(f"unknown format {fmt!r}; expected auto or one of {FORMATS}")
+    if tag_scheme not in ("auto", *SCHEMES):
+        raise ValueError(f"unknown tag scheme {tag_scheme!r}; expected auto or one of {SCHEMES}")
+    lines = numbered_lines(path)
+    if fmt == "auto":
+        head = []
+        for numbered in lines:  # up to the first non-blank line; an empty file raises here
+            head.append(numbered)
+            if numbered[1].strip():
+                break
+        fmt = "cluener" if _is_cluener(head[-1][1]) else "column"
+        lines = itertools.chain(head, lines)
+    if fmt == "cluener":
+        return _parse_cluener(path, lines)
+    return _parse_column(path, lines, tag_scheme, strict)
+
+
+def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]]) -> list[Sentence]:
+    sentences = []
+    nested = []
+    for number, line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            message = f"malformed JSON: {error.msg} (column {error.colno})"
+            raise InputError(path, number, message) from None
+        if not isinstance(record, dict):
+            raise InputError(path, number, "expected a JSON object")
+        text = record.get("text")
+        if not isinstance(text, str):
+            raise InputError(path, number, "missing 'text' string")
+        spans = None
+        if "label" in record:
+            try:
+                spans = _cluener_spans(text, record["label"])
+            except (TypeError, ValueError) as error:
+                raise InputError(path, number, str(error)) from None
+            if flatten_spans(spans)[1]:
+                nested.append(number)
+        sentences.append(Sentence(text, spans, record.get("id"), str(path), number))
+    if nested:
+        _logger.warning(
+            "%s: %d sentence(s) have an entity nested in another (first at line %d); flat tags keep only the outer one",
+            path,
+            len(nested),
+            nested[0],
+        )
+    return sentences
+
+
+def _cluener_spans(text: str, label: object) -> list[Span]:
+    """Validated, sorted, deduplicated spans of a CLUENER `label` object;
+    raises TypeError for a malformed label, ValueError for a bad span."""
+    shape = "'label' must be {type: {entity: [[start, end], ...]}}"
+    if not isinstance(label, dict):
+        raise TypeError(shape)
+    spans = set()
+    for entity_type, entities in label.items():
+        if not isinstance(entities, dict):
+            raise TypeError(shape)
+        for entity, positions in entities.items():
+            if not isinstance(positions, list) or not all(
+                isinstance(pair, list) and len(pair) == 2 and all(type(value) is int for value in pair)
+                for pair in positions
+            ):
+                raise TypeError(f"{entity_type} {entity!r}: {shape}")
+            for start, end in positions:
+                where = f"span [{start}, {end}] of {entity_type} {entity!r}"
+                if not 0 <= start <= end < len(text):
+                    raise ValueError(f"{where} is outside the text (length {len(text)})")
+                if text[start : end + 1] != entity:
+                    raise ValueError(f"{where} covers {text[start : end + 1]!r}")
+                spans.add(Span(start, end, entity_type))
+    conflict = find_conflict(spans)
+    if conflict:
+        first, second = (f"[{s.start}, {s.end}] {s.type} {text[s.start : s.end + 1]!r}" for s in conflict)
+        raise ValueError(f"overlapping spans {first} and {second}")
+    return sorted(spans)
+
+
+def _split_column_line(line: str) -> tuple[str, str] | None:
+    """`(token, tag)` of a non-blank column line, None when it has no tag.
+
+    The tag follows the last whitespace run; the token is what precedes
+    that run, or, when only whitespace precedes the tag, its first
+    character (`"  O"` tags a space, `"\u3000 O"` an ideographic space).
+    """
+    body = line.rstrip()
+    tag = body.split()[-1]
+    head = body[: len(body) - len(tag)]
+    if head.strip():
+        return head.strip(), tag
+    return (head[0], tag) if len(head) > 1 else None
+
+
+def _column_blocks(path: str | Path, lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str, tuple[str, ...]]]:
+    """Yields `(first line number, text, tags)` per sentence of a column
+    file; equal tags are one shared string, so a sentence costs little more
+    than its text."""
+    shared_tags = {}
+    first, characters, tags = 0, [], []
+    for number, line in itertools.chain(lines, [(0, "")]):
+        if not line.strip():
+            if characters:
+                yield first, "".join(characters), tuple(tags)
+            first, characters, tags = 0, [], []
+            continue
+        parts = _split_column_line(line)
+        if parts is None:
+            raise InputError(path, number, f"expected 'character tag', got {line!r}")
+        if len(parts[0]) != 1:
+            message = f"expected one character before the tag, got {parts[0]!r}"
+            raise InputError(path, number, message)
+        first = first or number
+        characters.append(parts[0])
+        tags.append(shared_tags.setdefault(parts[1], parts[1]))
+
+
+def _parse_column(path: str | Path, lines: Iterable[tuple[int, str]], tag_scheme: str, strict: bool) -> list[Sentence]:
+    blocks = list(_column_blocks(path, lines))
+    if tag_scheme == "auto":
+        tag_scheme = detect_scheme({tag for _, _, tags in blocks for tag in tags})
+    sentences = []
+    repairs = []
+    for first, text, tags in blocks:
+        try:
+            spans, repaired = tags_to_spans(tags, tag_scheme, strict)
+        except TagError as error:
+            raise InputError(path, first + error.position, error.message) from None
+        if repaired:
+            repairs.append((first, repaired))
+        sentences.append(Sentence(text, spans, None, str(path), first))
+    if repairs:
+        _logger.warning(
+            "%s: repaired %d invalid %s tag(s) in %d sentence(s) (first at line %d)",
+            path,
+            sum(count for _, count in repairs),
+            tag_scheme,
+            len(repairs),
+            repairs[0][0],
+        )
+    return sentences
+
+
+def _cluener_label(sentence: Sentence) -> dict[str, dict[str, list[list[int]]]]:
+    label = {}
+    for start, end, entity_type in sorted(set(sentence.spans)):
+        if not 0 <= start <= end < len(sentence.text):
+            raise ValueError(f"span [{start}, {end}] is outside {sentence.text!r}")
+        entity = sentence.text[start : end + 1]
+        label.setdefault(entity_type, {}).setdefault(entity, []).append([start, end])
+    return label
+
+
+def write_cluener(path: str | Path, sentences: Iterable[Sentence], submission: bool = False) -> None:
+    """Writes CLUENER2020 JSON lines.
+
+    Records are `{"id", "text", "label"}`, leaving out an id that is None
+    and a label of an unlabelled sentence. With `submission=True` they are
+    the leaderboard's `{"id", "label"}` and every sentence needs an id and
+    spans. Type names are written as they are: the leaderboard's example
+    file spells `goverment`, the dataset itself `government`.
+    """
+    with open(path, "w", encoding="utf-8") as out:
+        for sentence in sentences:
+            if submission:
+                if sentence.id is None or sentence.spans is None:
+                    raise ValueError("a submission needs an id and spans per sentence")
+                record = {"id": sentence.id, "label": _cluener_label(sentence)}
+            else:
+                record = {"text": sentence.text}
+                if sentence.id is not None:
+                    record = {"id": sentence.id, **record}
+                if sentence.spans is not None:
+                    record["label"] = _cluener_label(sentence)
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def write_column(path: str | Path, sentences: Iterable[Sentence], scheme: str) -> None:
+    """Writes `character tag` lines in `scheme`, a blank line after each
+    sentence. Nested spans keep only the outer one (see
+    `kner.data.spans.flatten_spans`); unlabelled sentences and texts holding a
+    line break raise ValueError."""
+    with open(path, "w", encoding="utf-8") as out:
+        for index, sentence in enumerate(sentences):
+            if sentence.spans is None:
+                raise ValueError(f"sentence {index} is unlabelled")
+            if any(character in _LINE_BREAKS for character in sentence.text):
+                raise ValueError(f"sentence {index} holds a line break")
+            tags = spans_to_tags(sentence.spans, len(sentence.text), scheme)
+            out.writelines(f"{char} {tag}\n" for char, tag in zip(sentence.text, tags, strict=True))
+            out.write("\n")

@@ -1,0 +1,69 @@
+"""What a trained `model_dir` holds, and how to rebuild the tagger from it.
+
+    model_dir/
+      bert_config.json   the backbone's shape (Google format)
+      vocab.txt          the tokenizer's vocabulary
+      labels.json        the label vocabulary (`kner.data.labels.LabelVocab`)
+      settings.json      head, dropout, max_seq_length
+      flags.cfg          the flags of the training run (a flagfile)
+      best.weights.h5    the weights with the best dev F1 (or the last ones)
+      eval_report.json   the dev report of those weights
+      checkpoints/       training state, for resuming
+      train/, dev/       TensorBoard summaries
+
+Example:
+>>> model, tokenizer, settings = load_tagger("runs/cluener")
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import tensorflow as tf
+
+from kner.backbones.bert import backbone_from_config, read_bert_config
+from kner.data.labels import LabelVocab
+from kner.data.tokenizer import CharTokenizer, save_vocab
+from kner.errors import InputError
+from kner.models.tagger import Tagger
+
+BERT_CONFIG, VOCAB, LABELS, SETTINGS, WEIGHTS = (
+    "bert_config.json",
+    "vocab.txt",
+    "labels.json",
+    "settings.json",
+    "best.weights.h5",
+)
+
+
+def save_artifacts(
+    model_dir: str | Path, bert_config: dict, vocabulary: list[str], labels: LabelVocab, settings: dict
+) -> None:
+    """Writes everything but the weights, which the trainer writes."""
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / BERT_CONFIG).write_text(json.dumps(bert_config, indent=1))
+    save_vocab(vocabulary, model_dir / VOCAB)
+    labels.save(model_dir / LABELS)
+    (model_dir / SETTINGS).write_text(json.dumps(settings, indent=1))
+
+
+def dummy_batch(length: int = 8) -> dict[str, tf.Tensor]:
+    """A one-sentence batch that builds a model's weights."""
+    ids = tf.ones([1, length], tf.int32)
+    return {"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": tf.ones([1, length], tf.bool)}
+
+
+def load_tagger(model_dir: str | Path) -> tuple[Tagger, CharTokenizer, dict]:
+    """The trained tagger with its best weights, its tokenizer and settings."""
+    model_dir = Path(model_dir)
+    for name in (BERT_CONFIG, VOCAB, LABELS, SETTINGS, WEIGHTS):
+        if not (model_dir / name).exists():
+            raise InputError(model_dir / name, None, "missing: is this the model_dir of a finished training run?")
+    settings = json.loads((model_dir / SETTINGS).read_text())
+    backbone = backbone_from_config(read_bert_config(model_dir / BERT_CONFIG))
+    model = Tagger(backbone, LabelVocab.load(model_dir / LABELS), head=settings["head"], dropout=settings["dropout"])
+    model(dummy_batch())
+    model.load_weights(str(model_dir / WEIGHTS))
+    return model, CharTokenizer(model_dir / VOCAB), settings

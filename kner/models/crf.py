@@ -1,0 +1,325 @@
+"""Linear-chain conditional random field as a Keras 3 layer in core TF ops.
+
+The layer holds the transition scores and implements the masked forward
+algorithm (`log_likelihood`) and Viterbi decoding (`decode`). Everything runs
+in float32 whatever the dtype of the incoming potentials, and lowers to core
+TF ops only (`tf.scan`, `tf.foldl`, `tf.gather`, `tf.reduce_logsumexp`), so
+it works eagerly, in `tf.function`, under XLA and in a SavedModel served by
+stock TF Serving.
+
+Masks must be left-aligned prefixes: `mask[b]` is True for the first
+`length[b]` positions and False afterwards (the pipeline drops [CLS]/[SEP]
+before the CRF). A row that is all padding has likelihood 0 and decodes to
+all zeros.
+
+Example:
+
+```python
+tags = ["O", "B-name", "I-name"]
+trans, start, end = allowed_transitions(tags, "bio")
+crf = CRF(len(tags), allowed_transitions=trans, allowed_start=start,
+          allowed_end=end)
+potentials = keras.random.normal((2, 5, 3))
+mask = [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+loss = -crf.log_likelihood(potentials, [[0, 1, 2, 0, 0], [1, 2, 0, 0, 1]], mask)
+best_tags, scores = crf.decode(potentials, mask)
+```
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kner.data.tags import SCHEMES, split_tag
+
+# Score added to transitions the tag scheme forbids when decoding. Finite (not
+# -inf) so that sums stay NaN-free under XLA and in float32.
+DISALLOWED_SCORE = -1e4
+
+
+def _may_follow(prev: tuple, cur: tuple, scheme: str) -> bool:
+    """Whether tag `cur` may come right after tag `prev` ("O" stands for the
+    sequence boundary)."""
+    (prev_prefix, prev_type), (cur_prefix, cur_type) = prev, cur
+    if scheme in ("bio", "bios"):
+        if cur_prefix == "I":
+            return prev_prefix in ("B", "I") and prev_type == cur_type
+        return True
+    inside = "M" if scheme == "bmes" else "I"
+    if prev_prefix in ("B", inside):
+        return cur_prefix in (inside, "E") and cur_type == prev_type
+    return cur_prefix in ("O", "B", "S")
+
+
+def allowed_transitions(tag_names: list[str], scheme: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Transitions allowed by a tagging scheme, for `CRF(allowed_*=...)`.
+
+    Args:
+        tag_names: tag of each index, like `"O"`, `"B-name"`, `"I-name"`;
+            the entity type is everything after the first "-".
+        scheme: one of `"bio"`, `"bios"`, `"bioes"`, `"bmes"`.
+
+    Returns:
+        `(transitions, start, end)` boolean arrays of shapes (T, T) indexed
+        [from, to], (T,) and (T,).
+
+    Example:
+
+    >>> trans, start, end = allowed_transitions(["O", "B-x", "I-x"], "bio")
+    >>> bool(trans[0, 2]), bool(start[2]), bool(end[1])
+    (False, False, True)
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown tag scheme {scheme!r}; expected one of {SCHEMES}")
+    tags = [split_tag(name, scheme) for name in tag_names]
+    boundary = ("O", None)
+    transitions = np.array(
+        [[_may_follow(prev, cur, scheme) for cur in tags] for prev in tags],
+        dtype=bool,
+    ).reshape(len(tags), len(tags))
+    start = np.array([_may_follow(boundary, cur, scheme) for cur in tags], bool)
+    end = np.array([_may_follow(prev, boundary, scheme) for prev in tags], bool)
+    return transitions, start, end
+
+
+def _as_allowed(value, shape: tuple[int, ...], name: str) -> np.ndarray | None:
+    if value is None:
+        return None
+    array = np.asarray(value, dtype=bool)
+    if array.shape != shape:
+        raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+    return array
+
+
+def _penalty(allowed: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
+    if allowed is None:
+        return np.zeros(shape, np.float32)
+    return np.where(allowed, 0.0, DISALLOWED_SCORE).astype(np.float32)
+
+
+@keras.saving.register_keras_serializable(package="kner")
+class CRF(keras.layers.Layer):
+    """Linear-chain CRF over per-position tag potentials.
+
+    Args:
+        num_tags: number of tags T.
+        use_boundary_transitions: learn `start_transitions` and
+            `end_transitions` (scores for the first and last tag).
+        allowed_transitions: optional (T, T) bool array, [from, to]; forbidden
+            transitions are scored `DISALLOWED_SCORE` when decoding only.
+        allowed_start: optional (T,) bool array of tags a sequence may start
+            with (decoding only).
+        allowed_end: optional (T,) bool array of tags a sequence may end with
+            (decoding only).
+
+    Calling the layer on potentials [B, L, T] (and an optional mask [B, L])
+    returns the Viterbi tags [B, L] int32, with 0 at padded positions.
+
+    Example:
+
+    ```python
+    crf = CRF(num_tags=5)
+    tags = crf(keras.random.normal((2, 7, 5)))  # [2, 7] int32
+    ```
+    """
+
+    def __init__(
+        self,
+        num_tags: int,
+        use_boundary_transitions: bool = True,
+        allowed_transitions=None,
+        allowed_start=None,
+        allowed_end=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_tags = int(num_tags)
+        self.use_boundary_transitions = bool(use_boundary_transitions)
+        shape2, shape1 = (self.num_tags, self.num_tags), (self.num_tags,)
+        self.allowed_transitions = _as_allowed(allowed_transitions, shape2, "allowed_transitions")
+        self.allowed_start = _as_allowed(allowed_start, shape1, "allowed_start")
+        self.allowed_end = _as_allowed(allowed_end, shape1, "allowed_end")
+        # Non-trainable constants: embedded into traced graphs as tf.constant.
+        self._transition_penalty = _penalty(self.allowed_transitions, shape2)
+        self._start_penalty = _penalty(self.allowed_start, shape1)
+        self._end_penalty = _penalty(self.allowed_end, shape1)
+
+        self.build()
+
+    def build(self, input_shape=None):
+        # Weights depend only on `num_tags`, so the layer builds itself at
+        # init and `log_likelihood`/`decode` work before the first `call`.
+        def weight(name, shape):
+            return self.add_weight(
+                name=name,
+                shape=shape,
+                initializer="zeros",
+                dtype="float32",
+                autocast=False,
+            )
+
+        tags = self.num_tags
+        self.transitions = weight("transitions", (tags, tags))
+        if self.use_boundary_transitions:
+            self.start_transitions = weight("start_transitions", (tags,))
+            self.end_transitions = weight("end_transitions", (tags,))
+
+    def _boundary(self) -> tuple[tf.Tensor, tf.Tensor]:
+        if self.use_boundary_transitions:
+            return (
+                tf.convert_to_tensor(self.start_transitions),
+                tf.convert_to_tensor(self.end_transitions),
+            )
+        zeros = tf.zeros([self.num_tags], tf.float32)
+        return zeros, zeros
+
+    @staticmethod
+    def _prepare(potentials, mask) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """float32 potentials, bool mask and int32 lengths."""
+        potentials = tf.cast(potentials, tf.float32)
+        if mask is None:
+            mask = tf.ones(tf.shape(potentials)[:2], tf.bool)
+        mask = tf.cast(mask, tf.bool)
+        lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
+        return potentials, mask, lengths
+
+    @staticmethod
+    def _time_major(potentials, mask) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """Scan inputs over all L positions: potentials, mask, is-first flag.
+
+        Position 0 is handled inside the scan (rather than as the initial
+        state) so that no scan is ever empty: XLA rejects zero-length scans.
+        """
+        steps = tf.shape(potentials)[1]
+        return (
+            tf.transpose(potentials, [1, 0, 2]),
+            tf.transpose(mask),
+            tf.range(steps) == 0,
+        )
+
+    def _log_partition(self, potentials, mask, lengths) -> tf.Tensor:
+        start, end = self._boundary()
+        transitions = tf.convert_to_tensor(self.transitions)
+
+        def step(alpha, inputs):
+            potential, step_mask, is_first = inputs
+            scores = alpha[:, :, None] + transitions[None]
+            new_alpha = tf.where(is_first, start, tf.reduce_logsumexp(scores, 1))
+            return tf.where(step_mask[:, None], new_alpha + potential, alpha)
+
+        alpha = tf.foldl(
+            step,
+            self._time_major(potentials, mask),
+            initializer=tf.zeros_like(potentials[:, 0]),
+        )
+        log_z = tf.reduce_logsumexp(alpha + end, axis=1)
+        return tf.where(lengths > 0, log_z, 0.0)
+
+    def log_likelihood(self, potentials, tags, mask=None) -> tf.Tensor:
+        """Log p(tags | potentials) per sequence, [B] float32.
+
+        Args:
+            potentials: [B, L, T] unary scores (any float dtype), L >= 1.
+            tags: [B, L] int gold tags; values at padded positions are ignored.
+            mask: [B, L] bool/int prefix mask, True at real positions.
+        """
+        potentials, mask, lengths = self._prepare(potentials, mask)
+        tags = tf.where(mask, tf.cast(tags, tf.int32), 0)
+        start, end = self._boundary()
+        transitions = tf.convert_to_tensor(self.transitions)
+
+        unary = tf.gather(potentials, tags, batch_dims=2)
+        pairs = tf.stack([tags[:, :-1], tags[:, 1:]], axis=-1)
+        binary = tf.gather_nd(transitions, pairs)
+        last_tags = tf.gather(tags, tf.maximum(lengths - 1, 0), batch_dims=1)
+        nonempty = lengths > 0
+        gold = (
+            tf.reduce_sum(tf.where(mask, unary, 0.0), axis=1)
+            + tf.reduce_sum(tf.where(mask[:, 1:], binary, 0.0), axis=1)
+            + tf.where(nonempty, tf.gather(start, tags[:, 0]), 0.0)
+            + tf.where(nonempty, tf.gather(end, last_tags), 0.0)
+        )
+        return gold - self._log_partition(potentials, mask, lengths)
+
+    def _viterbi(self, potentials, mask, lengths) -> tuple[tf.Tensor, tf.Tensor]:
+        start, end = self._boundary()
+        start += self._start_penalty
+        end += self._end_penalty
+        transitions = tf.convert_to_tensor(self.transitions) + self._transition_penalty
+        batch_size = tf.shape(potentials)[0]
+        identity = tf.tile(tf.range(self.num_tags)[None], [batch_size, 1])
+
+        def forward(carry, inputs):
+            delta, _ = carry
+            potential, step_mask, is_first = inputs
+            scores = delta[:, :, None] + transitions[None]
+            new_delta = tf.where(is_first, start, tf.reduce_max(scores, 1))
+            backpointer = tf.argmax(scores, axis=1, output_type=tf.int32)
+            keep = step_mask[:, None]
+            # Padding keeps delta and points each tag back to itself.
+            return (
+                tf.where(keep, new_delta + potential, delta),
+                tf.where(keep, backpointer, identity),
+            )
+
+        deltas, backpointers = tf.scan(
+            forward,
+            self._time_major(potentials, mask),
+            initializer=(tf.zeros_like(potentials[:, 0]), identity),
+        )
+        final = deltas[-1] + end
+        last_tags = tf.argmax(final, axis=1, output_type=tf.int32)
+
+        # Backtrack: step t maps the tag at t + 1 to the tag at t; the extra
+        # last step maps anything to the best final tag.
+        backpointers = tf.concat(
+            [
+                backpointers[1:],
+                tf.tile(last_tags[None, :, None], [1, 1, self.num_tags]),
+            ],
+            axis=0,
+        )
+        tags = tf.scan(
+            lambda tag, backpointer: tf.gather(backpointer, tag, batch_dims=1),
+            backpointers,
+            initializer=tf.zeros_like(last_tags),
+            reverse=True,
+        )
+        scores = tf.where(lengths > 0, tf.reduce_max(final, axis=1), 0.0)
+        return tf.where(mask, tf.transpose(tags), 0), scores
+
+    def decode(self, potentials, mask=None) -> tuple[tf.Tensor, tf.Tensor]:
+        """Viterbi decoding under the allowed-transition constraints.
+
+        Returns:
+            `(tags, scores)`: best tags [B, L] int32 (0 at padded positions)
+            and the best path's unnormalised score [B] float32 (0 for
+            all-padding rows).
+        """
+        return self._viterbi(*self._prepare(potentials, mask))
+
+    def sequence_log_prob(self, potentials, mask=None) -> tuple[tf.Tensor, tf.Tensor]:
+        """Viterbi tags [B, L] and their log-probability [B] under the model."""
+        potentials, mask, lengths = self._prepare(potentials, mask)
+        tags, scores = self._viterbi(potentials, mask, lengths)
+        return tags, scores - self._log_partition(potentials, mask, lengths)
+
+    def call(self, potentials, mask=None):
+        return self.decode(potentials, mask)[0]
+
+    def compute_output_spec(self, potentials, mask=None):
+        return keras.KerasTensor(potentials.shape[:-1], dtype="int32")
+
+    def get_config(self) -> dict:
+        def as_list(array):
+            return None if array is None else array.tolist()
+
+        config = super().get_config()
+        config.update(
+            num_tags=self.num_tags,
+            use_boundary_transitions=self.use_boundary_transitions,
+            allowed_transitions=as_list(self.allowed_transitions),
+            allowed_start=as_list(self.allowed_start),
+            allowed_end=as_list(self.allowed_end),
+        )
+        return config

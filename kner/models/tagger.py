@@ -1,0 +1,108 @@
+"""The tagger: BERT backbone -> dropout -> dense over tags -> softmax or CRF.
+
+The model reads the batches of `kner.data.pipeline` (`token_ids`, `segment_ids`,
+`padding_mask`) and returns per-token tag scores. The character positions,
+the ones that carry labels, are `char_mask(padding_mask)`: everything but
+`[CLS]`, `[SEP]` and padding.
+
+The loss comes as a sum and a count so that the training loop can normalise
+by the count of the *global* batch: that makes the loss and its gradients
+the same whatever the number of replicas.
+
+Example:
+>>> model = Tagger(backbone, labels, head="crf")
+>>> scores = model(batch)                  # [batch, length, num_tags]
+>>> loss = model.loss_sum(batch, scores) / model.loss_count(batch)
+>>> tags = model.decode(batch, scores)     # [batch, length] tag ids
+"""
+
+from __future__ import annotations
+
+import keras
+import keras_hub
+import tensorflow as tf
+
+from kner.data.labels import LabelVocab
+from kner.data.pipeline import char_mask
+from kner.models.crf import CRF, allowed_transitions
+
+HEADS = ("softmax", "crf")
+
+
+class Tagger(keras.Model):
+    """Sequence tagger over a keras-hub `BertBackbone`.
+
+    Args:
+        backbone: the encoder (`kner.checkpoint.load_backbone` or
+            `backbone_from_config`).
+        labels: the label vocabulary; with the CRF head its tag scheme
+            constrains Viterbi decoding to valid tag sequences.
+        head: "crf" or "softmax".
+        dropout: dropout rate before the tag projection.
+    """
+
+    def __init__(
+        self,
+        backbone: keras_hub.models.BertBackbone,
+        labels: LabelVocab,
+        head: str = "crf",
+        dropout: float = 0.1,
+        **kwargs,
+    ):
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        # Only the sequence output is used: the pooler would get no gradient
+        # (and Keras would warn at every trace), so it stays frozen.
+        backbone.pooled_dense.trainable = False
+        self.labels = labels
+        self.head = head
+        self.dropout = keras.layers.Dropout(dropout)
+        self.classifier = keras.layers.Dense(
+            len(labels),
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            name="classifier",
+        )
+        self.crf = None
+        if head == "crf":
+            allowed, start, end = allowed_transitions(labels.tags, labels.scheme)
+            self.crf = CRF(len(labels), allowed_transitions=allowed, allowed_start=start, allowed_end=end, name="crf")
+
+    def head_layers(self) -> list[keras.layers.Layer]:
+        """Layers trained with the head learning rate."""
+        return [layer for layer in (self.classifier, self.crf) if layer is not None]
+
+    def call(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        features = {k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+        sequence = self.backbone(features, training=training)["sequence_output"]
+        scores = self.classifier(self.dropout(sequence, training=training))
+        return tf.cast(scores, tf.float32)
+
+    def loss_count(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        """What the loss is averaged over: sentences with at least one
+        character (CRF), or characters (softmax)."""
+        mask = char_mask(batch["padding_mask"])
+        if self.crf is not None:
+            mask = tf.reduce_any(mask, axis=1)
+        return tf.reduce_sum(tf.cast(mask, tf.float32))
+
+    def loss_sum(self, batch: dict[str, tf.Tensor], scores: tf.Tensor) -> tf.Tensor:
+        """Per-sentence CRF negative log-likelihood, or per-character
+        cross-entropy, summed over the batch."""
+        mask = char_mask(batch["padding_mask"])
+        labels = batch["label_ids"]
+        if self.crf is not None:
+            return -tf.reduce_sum(self.crf.log_likelihood(scores[:, 1:], labels[:, 1:], mask[:, 1:]))
+        token_loss = keras.losses.sparse_categorical_crossentropy(labels, scores, from_logits=True)
+        return tf.reduce_sum(token_loss * tf.cast(mask, tf.float32))
+
+    def decode(self, batch: dict[str, tf.Tensor], scores: tf.Tensor) -> tf.Tensor:
+        """Best tag ids [batch, length] at token positions; 0 (`O`) elsewhere."""
+        mask = char_mask(batch["padding_mask"])
+        if self.crf is not None:
+            tags, _ = self.crf.decode(scores[:, 1:], mask[:, 1:])
+            tags = tf.pad(tags, [[0, 0], [1, 0]])
+        else:
+            tags = tf.argmax(scores, axis=-1, output_type=tf.int32)
+        return tf.where(mask, tags, tf.zeros_like(tags))

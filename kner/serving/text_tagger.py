@@ -1,0 +1,243 @@
+"""Text in, entities out, in one TensorFlow graph: the module kner exports.
+
+`TextTagger` holds the trained tagger, its tokenizer and label tags, and does
+everything in core TF ops (no tensorflow-text, no `py_function`), so stock TF
+Serving runs it and the Python API (`kner.predict.Predictor`) calls the very
+same function:
+
+1. split UTF-8 strings into characters and look up their ids
+   (`kner.data.tokenizer.CharTokenizer`; invalid UTF-8 bytes become U+FFFD);
+2. cut texts longer than `max_seq_length - 2` characters into overlapping
+   windows and run all windows of the batch as one batch (`kner.serving.windows`);
+3. merge the windows' tag scores per character and decode them over the
+   whole text (CRF Viterbi with the scheme's constraints, or argmax);
+4. read the entity spans from the tags exactly as `LabelVocab.decode` does
+   (lenient: an orphan inside tag begins an entity, an unclosed one ends at
+   its last tag).
+
+`predict_text(text)` takes a [batch] string tensor and returns dense tensors
+(TF Serving signatures cannot return ragged ones), padded per batch:
+
+- `tags` [B, max_chars] string: the tag of every character, "" after the text;
+- `num_chars` [B] int32: characters (Unicode code points) per text;
+- `entity_type`, `entity_text` [B, max_entities] string ("" padding);
+- `entity_start`, `entity_end` [B, max_entities] int32, character offsets,
+  `end` inclusive (-1 padding);
+- `entity_score` [B, max_entities] float32: the mean over the entity's
+  characters of the softmax probability of the chosen tag under the
+  per-character tag scores (for a CRF head: the emission scores, not CRF
+  marginals); 0 padding;
+- `num_entities` [B] int32.
+
+`predict_ids(token_ids, padding_mask, segment_ids)` is for clients that
+tokenize themselves (`[CLS] chars [SEP]`, one id per character, padded; no
+windowing, so at most `max_position_embeddings` tokens): it returns `tag_ids`
+[B, L] int32 (0 outside characters) and `tags` [B, L] string ("" outside).
+
+Example:
+>>> module = TextTagger.from_model_dir("runs/cluener")
+>>> out = module.predict_text(tf.constant(["浙商银行企业信贷部叶老桂博士"]))
+>>> out["entity_text"], out["entity_type"]   # [[b"浙商银行", b"叶老桂"]], ...
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import tensorflow as tf
+
+from kner.data.pipeline import char_mask
+from kner.data.tags import OUTSIDE, split_tag
+from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_values
+
+if TYPE_CHECKING:
+    from kner.data.tokenizer import CharTokenizer
+    from kner.models.tagger import Tagger
+
+# Roles of a tag in span reading, whatever the scheme's letters.
+OUT, BEGIN, INSIDE, END, SINGLE = range(5)
+_ROLE_OF_PREFIX = {"B": BEGIN, "I": INSIDE, "M": INSIDE, "E": END, "S": SINGLE}
+
+
+def tag_roles(tags: list[str], scheme: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Per tag id: its role (OUT, BEGIN, INSIDE, END, SINGLE) and its entity
+    type id (-1 for `O`), with the list of type names."""
+    roles, types, names = [], [], []
+    for tag in tags:
+        prefix, entity_type = split_tag(tag, scheme)
+        if tag == OUTSIDE:
+            roles.append(OUT)
+            types.append(-1)
+            continue
+        if entity_type not in names:
+            names.append(entity_type)
+        roles.append(_ROLE_OF_PREFIX[prefix])
+        types.append(names.index(entity_type))
+    return np.array(roles, np.int32), np.array(types, np.int32), names
+
+
+def span_bounds(tag_ids: tf.Tensor, roles: tf.Tensor, types: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Where entities start and end: two bool [B, L] masks over tag ids
+    [B, L] (padding must be `O`, id 0); the k-th start of a row pairs with
+    its k-th end.
+
+    This is `kner.data.tags.tags_to_spans(strict=False)` in closed form: after a
+    B- or inside tag an entity is open, and a tag continues it when it is an
+    inside or end tag of the same type; any other non-`O` tag starts an
+    entity; an entity ends at an end or single tag, or before a tag that
+    does not continue it.
+    """
+    role = tf.gather(roles, tag_ids)
+    entity_type = tf.gather(types, tag_ids)
+    previous_role = tf.pad(role[:, :-1], [[0, 0], [1, 0]], constant_values=OUT)
+    previous_type = tf.pad(entity_type[:, :-1], [[0, 0], [1, 0]], constant_values=-1)
+    is_open = (previous_role == BEGIN) | (previous_role == INSIDE)
+    continues = is_open & ((role == INSIDE) | (role == END)) & (entity_type == previous_type)
+    tagged = role != OUT
+    next_continues = tf.pad(continues[:, 1:], [[0, 0], [0, 1]])
+    starts = tagged & ~continues
+    ends = tagged & ((role == END) | (role == SINGLE) | ~next_continues)
+    return starts, ends
+
+
+class TextTagger(tf.Module):
+    """The tagger wrapped for raw text, with windowing for long texts.
+
+    Args:
+        model: a built `kner.models.tagger.Tagger`.
+        tokenizer: its `CharTokenizer`.
+        max_seq_length: tokens per window, `[CLS]` and `[SEP]` included; at
+            most the backbone's `max_position_embeddings`.
+        window_stride: characters between window starts, in
+            `[1, max_seq_length - 2]`; default half a window.
+    """
+
+    def __init__(self, model: Tagger, tokenizer: CharTokenizer, max_seq_length: int, window_stride: int | None = None):
+        super().__init__(name="text_tagger")
+        limit = model.backbone.max_sequence_length
+        if not 3 <= max_seq_length <= limit:
+            raise ValueError(f"max_seq_length must be in [3, {limit}] (max_position_embeddings), got {max_seq_length}")
+        self.window = max_seq_length - 2
+        self.stride = default_stride(self.window) if window_stride is None else window_stride
+        check_window(self.window, self.stride)
+        self._set_model(model)
+        # What a SavedModel of this module holds: the model's tf.Variables
+        # themselves (see `_set_model`), the tokenizer's table, the functions.
+        self.model_variables = [variable.value for variable in model.variables]
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+        roles, types, type_names = tag_roles(model.labels.tags, model.labels.scheme)
+        self._roles = tf.constant(roles)
+        self._types = tf.constant(types)
+        self._type_names = tf.constant(type_names or [""], tf.string)
+        self._tag_names = tf.constant(model.labels.tags, tf.string)
+
+    @tf.__internal__.tracking.no_automatic_dependency_tracking
+    def _set_model(self, model: Tagger) -> None:
+        """Keeps the Keras model out of the saved object graph. A Keras 3
+        variable saves a *copy* of its tf.Variable, which the TF1-style loader
+        of TF Serving and `saved_model_cli run` restore while the functions
+        read the originals, never restored: "Could not find variable ..."
+        (keras-team/keras#19274, tensorflow/tensorflow#72963)."""
+        self.model = model
+
+    @classmethod
+    def from_model_dir(
+        cls, model_dir: str | Path, window_stride: int | None = None, max_seq_length: int | None = None
+    ) -> TextTagger:
+        """The module of a trained `model_dir` (`max_seq_length` defaults to
+        the training one)."""
+        from kner.models.artifacts import load_tagger
+
+        model, tokenizer, settings = load_tagger(model_dir)
+        return cls(model, tokenizer, max_seq_length or settings["max_seq_length"], window_stride)
+
+    def _model_inputs(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:
+        return {
+            "token_ids": tf.cast(token_ids, tf.int32),
+            "segment_ids": tf.cast(segment_ids, tf.int32),
+            "padding_mask": tf.cast(padding_mask, tf.bool),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def predict_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Tags and entities of a batch of UTF-8 texts (see the module doc)."""
+        chars = self.tokenizer.split(text)
+        ids = tf.ragged.map_flat_values(self.tokenizer.table.lookup, chars)
+        num_chars = tf.cast(chars.row_lengths(), tf.int32)
+        plan = plan_windows(num_chars, self.window, self.stride)
+
+        windows = window_values(ids, plan)
+        rows = tf.shape(plan.start)[0]
+        cls = tf.fill([rows, 1], self.tokenizer.cls_id)
+        sep = tf.fill([rows, 1], self.tokenizer.sep_id)
+        token_ids = tf.concat([cls, windows, sep], axis=1).to_tensor(self.tokenizer.pad_id)
+        padding_mask = tf.sequence_mask(plan.length + 2, tf.shape(token_ids)[1])
+        window_scores = self.model(self._model_inputs(token_ids, padding_mask, tf.zeros_like(token_ids)))
+
+        # Whole texts as `[CLS] chars [SEP]` rows again, with merged scores.
+        scores = tf.RaggedTensor.from_row_lengths(merge_windows(window_scores, plan), num_chars).to_tensor()
+        scores = tf.pad(scores, [[0, 0], [1, 1], [0, 0]])
+        length = tf.shape(scores)[1]
+        tag_ids = self.model.decode({"padding_mask": tf.sequence_mask(num_chars + 2, length)}, scores)[:, 1:-1]
+        in_text = tf.sequence_mask(num_chars, length - 2)
+        tags = tf.where(in_text, tf.gather(self._tag_names, tag_ids), "")
+
+        probabilities = tf.nn.softmax(scores[:, 1:-1], axis=-1)
+        chosen = tf.gather(probabilities, tag_ids, batch_dims=2)
+        entities = self._entities(tag_ids, in_text, chars, tf.ragged.boolean_mask(chosen, in_text))
+        return {"tags": tags, "num_chars": num_chars, **entities}
+
+    def _entities(
+        self, tag_ids: tf.Tensor, in_text: tf.Tensor, chars: tf.RaggedTensor, chosen: tf.RaggedTensor
+    ) -> dict[str, tf.Tensor]:
+        """Dense entity outputs from tag ids [B, N] (0 after the text)."""
+        starts, ends = span_bounds(tag_ids, self._roles, self._types)
+        positions = tf.broadcast_to(tf.range(tf.shape(tag_ids)[1]), tf.shape(tag_ids))
+        start = tf.ragged.boolean_mask(positions, starts & in_text)
+        end = tf.ragged.boolean_mask(positions, ends & in_text)
+        row_start = tf.cast(chars.row_starts(), tf.int32)
+        flat_start = tf.gather(row_start, tf.cast(start.value_rowids(), tf.int32)) + start.flat_values
+        flat_end = flat_start + end.flat_values - start.flat_values
+        covered = tf.ragged.range(flat_start, flat_end + 1)
+        entity_type = tf.gather(self._type_names, tf.gather(self._types, tf.gather_nd(tag_ids, _nd_index(start))))
+
+        def dense(flat_values, default):
+            return start.with_flat_values(flat_values).to_tensor(default)
+
+        return {
+            "entity_type": dense(entity_type, ""),
+            "entity_start": dense(start.flat_values, -1),
+            "entity_end": dense(end.flat_values, -1),
+            "entity_text": dense(tf.strings.reduce_join(tf.gather(chars.flat_values, covered), axis=1), ""),
+            "entity_score": dense(tf.reduce_mean(tf.gather(chosen.flat_values, covered), axis=1), 0.0),
+            "num_entities": tf.cast(start.row_lengths(), tf.int32),
+        }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+            tf.TensorSpec([None, None], tf.int32, name="segment_ids"),
+        ]
+    )
+    def predict_ids(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:
+        """Tag ids and tags of tokenized `[CLS] chars [SEP]` rows."""
+        batch = self._model_inputs(token_ids, padding_mask, segment_ids)
+        tag_ids = self.model.decode(batch, self.model(batch))
+        return {"tag_ids": tag_ids, "tags": tf.where(char_mask(padding_mask), tf.gather(self._tag_names, tag_ids), "")}
+
+    def serving_signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
+        """The serving signatures: `serving_default` (text) and `predict_ids`."""
+        return {
+            "serving_default": self.predict_text.get_concrete_function(),
+            "predict_ids": self.predict_ids.get_concrete_function(),
+        }
+
+
+def _nd_index(positions: tf.RaggedTensor) -> tf.Tensor:
+    """[row, position] pairs of a ragged [B, (k)] tensor of positions."""
+    rows = tf.cast(positions.value_rowids(), tf.int32)
+    return tf.stack([rows, positions.flat_values], axis=1)

@@ -1,0 +1,311 @@
+"""The training loop: one custom loop for every `tf.distribute` strategy.
+
+Keras 3.15 `fit()` fails under `MultiWorkerMirroredStrategy`, and a loss
+returned from an overridden `compute_loss` is multiplied by the replica
+count, so kner runs its own loop:
+
+- each replica sums its loss terms and divides by the count (sentences for
+  the CRF, characters for softmax) all-reduced over the *global* batch, so the
+  replicas' losses add up to the global-batch mean;
+- the optimizer sums gradients across replicas and then clips them
+  (`kner.training.optimization`), so default, Mirrored, MultiWorkerMirrored and TPU
+  strategies take the same step on the same global batch.
+
+It also checkpoints every `checkpoint_every` steps and at each epoch end,
+resumes from the last checkpoint (the batch plan is seeded per epoch and the
+dropout seeds are checkpointed, so the resumed run sees the batches and masks
+it would have seen), evaluates on dev after
+every epoch (also after a restart that interrupted that evaluation), keeps
+the best weights by dev F1, and writes TensorBoard summaries (train loss,
+learning rate, examples/s, dev loss, P/R/F1 overall and per type).
+
+In a cluster the chief writes `model_dir`; the other workers save their
+checkpoints to a scratch directory they delete at once (every worker must
+take part in saving) and resume from the chief's, so `model_dir` must be on
+a filesystem all workers share.
+
+Example:
+>>> trainer = Trainer(model, optimizer, strategy, model_dir, config)
+>>> report = trainer.fit(train_sentences, dev_sentences, tokenizer)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from kner.data.corpus import Sentence
+from kner.data.pipeline import EncodedData, batched, char_mask, encode, plan_batches
+from kner.data.spans import Span
+from kner.data.tokenizer import CharTokenizer
+from kner.errors import InputError
+from kner.metrics import evaluate, format_report
+from kner.models.tagger import Tagger
+from kner.serving.predictor import Predictor
+from kner.serving.text_tagger import TextTagger
+from kner.training.distribute import is_chief, worker_id
+
+BEST_WEIGHTS = "best.weights.h5"
+EVAL_REPORT = "eval_report.json"
+CHECKPOINTS = "checkpoints"
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    epochs: int = 4
+    max_seq_length: int = 128
+    seed: int = 42
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    log_every: int = 20
+    jit_compile: bool = False
+    early_stopping_patience: int = 0
+
+
+def steps_per_epoch(sentences: Sequence[Sentence], config: TrainConfig) -> int:
+    """Batches in one training epoch (the same for every seed)."""
+    lengths = [min(len(s.text), config.max_seq_length - 2) for s in sentences]
+    return len(plan_batches(lengths, config.batch_size, seed=0))
+
+
+class Trainer:
+    """Trains a `Tagger` under a strategy; see the module docstring."""
+
+    def __init__(
+        self,
+        model: Tagger,
+        optimizer: keras.optimizers.Optimizer,
+        strategy: tf.distribute.Strategy,
+        model_dir: str | Path,
+        config: TrainConfig,
+    ):
+        self.model, self.optimizer, self.strategy = model, optimizer, strategy
+        self.model_dir, self.config = Path(model_dir), config
+        self.chief = is_chief(strategy)
+        with strategy.scope():
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            self.best_f1 = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_f1")
+            self.stale_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="stale_epochs")
+            self.evaluated_epochs = tf.Variable(0, dtype=tf.int64, trainable=False, name="evaluated_epochs")
+        weights = {id(v) for v in model.weights}
+        self.checkpoint = tf.train.Checkpoint(
+            model=model,
+            # The dropout seeds, so that a resumed run draws the masks an
+            # uninterrupted one would.
+            random_state=[v for v in model.variables if id(v) not in weights],
+            optimizer=optimizer,
+            step=self.step,
+            best_f1=self.best_f1,
+            stale_epochs=self.stale_epochs,
+            evaluated_epochs=self.evaluated_epochs,
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._checkpoint_dir(), max_to_keep=config.keep_checkpoints
+        )
+        self._compute_gradients = tf.function(self._gradients, jit_compile=config.jit_compile)
+        # Traced on first use with the dataset's element_spec (batch and length
+        # unknown), so that batches of new shapes do not retrace.
+        self._traced_step = self._forward = None
+        self._eval_datasets: dict = {}
+        self._summaries = {}
+
+    def _checkpoint_dir(self) -> str:
+        if self.chief:
+            return str(self.model_dir / CHECKPOINTS)
+        task_type, task_id = worker_id(self.strategy)
+        return str(self.model_dir / f"{CHECKPOINTS}_tmp_{task_type}_{task_id}")
+
+    def _writer(self, name: str) -> tf.summary.SummaryWriter:
+        if name not in self._summaries:
+            writer = tf.summary.create_file_writer(str(self.model_dir / name)) if self.chief else None
+            self._summaries[name] = writer or tf.summary.create_noop_writer()
+        return self._summaries[name]
+
+    # ---- one step ---------------------------------------------------------
+
+    def _gradients(self, batch: dict[str, tf.Tensor], global_count: tf.Tensor):
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            scores = self.model(batch, training=True)
+            loss = self.model.loss_sum(batch, scores) / global_count
+            scaled = self.optimizer.scale_loss(loss)
+        return loss, tape.gradient(scaled, variables)
+
+    def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        context = tf.distribute.get_replica_context()
+        global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, self.model.loss_count(batch))
+        loss, gradients = self._compute_gradients(batch, tf.maximum(global_count, 1.0))
+        self.optimizer.apply(gradients, self.model.trainable_variables)
+        return tf.stack([loss, tf.cast(tf.shape(batch["token_ids"])[0], tf.float32)])
+
+    def train_step(self, batch) -> tf.Tensor:
+        """One optimizer step on a global batch (an element of the distributed
+        dataset, or a batch of features under the default strategy); returns
+        [global-batch mean loss, sentences in the global batch]. `fit` runs it
+        traced, once per batch; it is public for benchmarks and custom loops.
+
+        >>> loss, sentences = tf.function(trainer.train_step)(batch).numpy()
+        """
+        results = self.strategy.run(self._replica_step, args=(batch,))
+        return self.strategy.reduce(tf.distribute.ReduceOp.SUM, results, axis=None)
+
+    def _loss_and_tags(self, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        scores = self.model(batch, training=False)
+        loss_sum = self.model.loss_sum(batch, scores)
+        return loss_sum, self.model.loss_count(batch), self.model.decode(batch, scores)
+
+    # ---- loops ------------------------------------------------------------
+
+    def fit(self, train: Sequence[Sentence], dev: Sequence[Sentence] | None, tokenizer: CharTokenizer) -> dict | None:
+        """Trains (resuming from the last checkpoint if any) and returns the
+        best dev report, also written to `model_dir/eval_report.json`."""
+        config = self.config
+        per_epoch = steps_per_epoch(train, config)
+        encoded = encode(train, tokenizer, self.model.labels, max_chars=config.max_seq_length - 2)
+        self._restore()
+        report = self._read_report()
+        while True:
+            finished, done = divmod(int(self.step.numpy()), per_epoch)
+            if dev and done == 0 and finished > int(self.evaluated_epochs.numpy()):
+                report = self._end_of_epoch_eval(dev, tokenizer, finished) or report
+            if finished >= config.epochs:
+                break
+            if config.early_stopping_patience and int(self.stale_epochs.numpy()) >= config.early_stopping_patience:
+                logging.info("early stopping: no dev F1 gain in %d epochs", config.early_stopping_patience)
+                break
+            self._train_epoch(encoded, tokenizer, finished, done, per_epoch)
+            self._save_checkpoint()
+        for writer in self._summaries.values():
+            writer.flush()
+        return report
+
+    def _restore(self) -> None:
+        latest = tf.train.latest_checkpoint(str(self.model_dir / CHECKPOINTS))
+        if latest:
+            try:
+                self.checkpoint.restore(latest).assert_consumed()
+            except (AssertionError, ValueError) as error:
+                message = f"does not fit this model ({str(error).splitlines()[0]}): train into a new --model_dir"
+                raise InputError(latest, None, message) from None
+            logging.info("resumed from %s at step %d", latest, int(self.step.numpy()))
+
+    def _train_epoch(self, train: EncodedData, tokenizer, epoch: int, done: int, per_epoch: int) -> None:
+        config = self.config
+        dataset = batched(train, tokenizer, config.batch_size, seed=config.seed + epoch)
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        dataset = self.strategy.experimental_distribute_dataset(dataset.skip(done).with_options(options))
+        if self._traced_step is None:
+            self._traced_step = tf.function(self.train_step, input_signature=[dataset.element_spec])
+        if self.chief:
+            print(f"epoch {epoch + 1}/{config.epochs}", flush=True)
+        verbose = (1 if sys.stdout.isatty() else 2) if self.chief else 0
+        # Shown as given: the epoch's mean loss so far and the current rate.
+        progress = keras.utils.Progbar(per_epoch, verbose=verbose, stateful_metrics=["loss", "lr"])
+        progress.update(done)
+        epoch_losses, losses, examples, started = [], [], 0.0, time.perf_counter()
+        for batch in dataset:
+            learning_rate = float(self.optimizer.learning_rate)
+            loss, sentences = self._traced_step(batch).numpy().tolist()
+            step = int(self.step.assign_add(1).numpy())
+            epoch_losses.append(loss)
+            losses.append(loss)
+            examples += sentences
+            progress.update(step - epoch * per_epoch, [("loss", np.mean(epoch_losses)), ("lr", learning_rate)])
+            if step % config.log_every == 0:
+                with self._writer("train").as_default(step=step):
+                    tf.summary.scalar("loss", np.mean(losses))
+                    tf.summary.scalar("learning_rate", learning_rate)
+                    tf.summary.scalar("examples_per_second", examples / (time.perf_counter() - started))
+                losses, examples, started = [], 0.0, time.perf_counter()
+            if config.checkpoint_every and step % config.checkpoint_every == 0 and step % per_epoch:
+                self._save_checkpoint()
+
+    def _save_checkpoint(self) -> None:
+        self.manager.save(checkpoint_number=self.step)
+        if not self.chief:
+            shutil.rmtree(self.manager.directory, ignore_errors=True)
+
+    def evaluate(self, sentences: Sequence[Sentence], tokenizer: CharTokenizer) -> dict:
+        """Dev loss plus the span, per-type, CLUENER and seqeval scores.
+
+        Nothing is cut: texts longer than `max_seq_length - 2` characters are
+        tagged through overlapping windows exactly as the exported model does
+        (`kner.serving`), and the loss is over the texts that fit."""
+        limit = self.config.max_seq_length - 2
+        fits = [i for i, s in enumerate(sentences) if len(s.text) <= limit]
+        longer = [i for i, s in enumerate(sentences) if len(s.text) > limit]
+        dataset = self._eval_dataset(sentences, fits, tokenizer)
+        predicted: list[list[Span] | None] = [None] * len(sentences)
+        rows, loss_sum, count = iter(fits), 0.0, 0.0
+        for batch in dataset:
+            batch_loss, batch_count, tags = self._forward(batch)
+            loss_sum, count = loss_sum + float(batch_loss), count + float(batch_count)
+            for row, mask in zip(tags.numpy(), char_mask(batch["padding_mask"]).numpy()):
+                predicted[next(rows)] = self.model.labels.decode(row[mask])[0]
+        if longer:
+            predictor = Predictor(TextTagger(self.model, tokenizer, self.config.max_seq_length))
+            entities = predictor.predict([sentences[i].text for i in longer], batch_size=self.config.eval_batch_size)
+            for i, found in zip(longer, entities):
+                predicted[i] = [Span(e.start, e.end, e.type) for e in found]
+        report = evaluate([s.text for s in sentences], [s.spans for s in sentences], predicted)
+        report["loss"] = loss_sum / max(count, 1.0)
+        return report
+
+    def _eval_dataset(self, sentences: Sequence[Sentence], rows: list[int], tokenizer) -> tf.data.Dataset:
+        """The batches of `sentences[rows]`, built (and cached) once per dev set."""
+        key = (id(sentences), len(sentences))
+        if key not in self._eval_datasets:
+            data = encode([sentences[i] for i in rows], tokenizer, self.model.labels)
+            self._eval_datasets[key] = batched(data, tokenizer, self.config.eval_batch_size)
+        dataset = self._eval_datasets[key]
+        if self._forward is None:
+            self._forward = tf.function(
+                self._loss_and_tags, jit_compile=self.config.jit_compile, input_signature=[dataset.element_spec]
+            )
+        return dataset
+
+    def _end_of_epoch_eval(self, dev, tokenizer, epoch: int) -> dict | None:
+        """Evaluates after `epoch` (1-based) epochs; returns the report if it
+        is the best so far."""
+        report = self.evaluate(dev, tokenizer)
+        report["epoch"] = epoch
+        with self._writer("dev").as_default(step=int(self.step.numpy())):
+            tf.summary.scalar("loss", report["loss"])
+            for name, value in report["micro"].items():
+                if name != "support":
+                    tf.summary.scalar(f"overall/{name}", value)
+            tf.summary.scalar("overall/cluener_macro_f1", report["cluener_macro_f1"])
+            for entity_type, scores in report["per_type"].items():
+                for name in ("precision", "recall", "f1"):
+                    tf.summary.scalar(f"{entity_type}/{name}", scores[name])
+        if self.chief:
+            print(f"dev after epoch {epoch}: loss {report['loss']:.4f}\n{format_report(report)}", flush=True)
+        self.evaluated_epochs.assign(epoch)
+        improved = report["micro"]["f1"] > float(self.best_f1.numpy())
+        if improved:
+            self.best_f1.assign(report["micro"]["f1"])
+            self.stale_epochs.assign(0)
+            if self.chief:
+                self.model.save_weights(str(self.model_dir / BEST_WEIGHTS))
+                (self.model_dir / EVAL_REPORT).write_text(json.dumps(report, indent=1, ensure_ascii=False))
+        else:
+            self.stale_epochs.assign_add(1)
+        self._save_checkpoint()
+        return report if improved else None
+
+    def _read_report(self) -> dict | None:
+        path = self.model_dir / EVAL_REPORT
+        return json.loads(path.read_text()) if path.exists() else None

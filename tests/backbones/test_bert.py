@@ -1,0 +1,446 @@
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kner.checkpoint import (
+    backbone_from_config,
+    bert_config_from_backbone,
+    inspect,
+    load_backbone,
+    locate_checkpoint,
+    save_google_checkpoint,
+)
+from kner.errors import InputError
+
+REPO = Path(__file__).resolve().parents[2]
+REAL_VOCAB = REPO.parent / "shared" / "data" / "vocab" / "bert-base-chinese-vocab.txt"
+
+SMALL = {
+    "vocab_size": 120,
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "intermediate_size": 128,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 40,
+    "type_vocab_size": 2,
+    "initializer_range": 0.02,
+}
+# The real Chinese vocab size, 6 heads of 16, 3 layers, 3 segment types.
+CHINESE = dict(
+    SMALL,
+    vocab_size=21128,
+    hidden_size=96,
+    num_hidden_layers=3,
+    num_attention_heads=6,
+    intermediate_size=160,
+    max_position_embeddings=64,
+    type_vocab_size=3,
+)
+
+
+# --- Google-format fixture, written like Google's own run_pretraining.py ---
+
+
+def google_weights(config, seed=0):
+    """Random weights under Google's names and shapes, scaled so that GELU,
+    softmax and LayerNorm all work away from their linear regimes."""
+    rng = np.random.default_rng(seed)
+    h, i = config["hidden_size"], config["intermediate_size"]
+
+    def kernel(*shape):
+        return rng.normal(0, 1 / math.sqrt(shape[0]), shape)
+
+    def vector(n, mean=0.0):
+        return mean + rng.normal(0, 0.5, n)
+
+    weights = {
+        "bert/embeddings/word_embeddings": rng.normal(size=(config["vocab_size"], h)),
+        "bert/embeddings/position_embeddings": rng.normal(size=(config["max_position_embeddings"], h)),
+        "bert/embeddings/token_type_embeddings": rng.normal(size=(config["type_vocab_size"], h)),
+        "bert/embeddings/LayerNorm/gamma": vector(h, 1.0),
+        "bert/embeddings/LayerNorm/beta": vector(h),
+    }
+    for n in range(config["num_hidden_layers"]):
+        p = f"bert/encoder/layer_{n}"
+        for part in ("query", "key", "value"):
+            weights[f"{p}/attention/self/{part}/kernel"] = kernel(h, h)
+            weights[f"{p}/attention/self/{part}/bias"] = vector(h)
+        weights[f"{p}/attention/output/dense/kernel"] = kernel(h, h)
+        weights[f"{p}/attention/output/dense/bias"] = vector(h)
+        weights[f"{p}/attention/output/LayerNorm/gamma"] = vector(h, 1.0)
+        weights[f"{p}/attention/output/LayerNorm/beta"] = vector(h)
+        weights[f"{p}/intermediate/dense/kernel"] = kernel(h, i)
+        weights[f"{p}/intermediate/dense/bias"] = vector(i)
+        weights[f"{p}/output/dense/kernel"] = kernel(i, h)
+        weights[f"{p}/output/dense/bias"] = vector(h)
+        weights[f"{p}/output/LayerNorm/gamma"] = vector(h, 1.0)
+        weights[f"{p}/output/LayerNorm/beta"] = vector(h)
+    weights["bert/pooler/dense/kernel"] = kernel(h, h)
+    weights["bert/pooler/dense/bias"] = vector(h)
+    return {name: value.astype(np.float32) for name, value in weights.items()}
+
+
+def pretraining_extras(config, weights):
+    """What real downloads also hold: MLM/NSP heads, Adam slots, global_step."""
+    h, v = config["hidden_size"], config["vocab_size"]
+    heads = {
+        "cls/predictions/transform/dense/kernel": np.ones((h, h)),
+        "cls/predictions/transform/dense/bias": np.ones(h),
+        "cls/predictions/transform/LayerNorm/gamma": np.ones(h),
+        "cls/predictions/transform/LayerNorm/beta": np.ones(h),
+        "cls/predictions/output_bias": np.ones(v),
+        "cls/seq_relationship/output_weights": np.ones((2, h)),
+        "cls/seq_relationship/output_bias": np.ones(2),
+    }
+    extras = {name: value.astype(np.float32) for name, value in heads.items()}
+    for name, value in list(weights.items()) + list(extras.items()):
+        extras[f"{name}/adam_m"] = np.full_like(value, 0.5)
+        extras[f"{name}/adam_v"] = np.full_like(value, 0.25)
+    extras["global_step"] = np.int64(1_000_000)
+    return extras
+
+
+def write_tf1_checkpoint(prefix, variables):
+    """A TF1 graph-mode Saver over variables named exactly as given."""
+    with tf.Graph().as_default():
+        for name, value in variables.items():
+            tf.compat.v1.get_variable(name, initializer=tf.constant(value))
+        saver = tf.compat.v1.train.Saver()
+        with tf.compat.v1.Session() as session:
+            session.run(tf.compat.v1.global_variables_initializer())
+            saver.save(session, str(prefix), write_state=False)
+
+
+def write_vocab(path, size):
+    """The real 21,128-entry vocab when present, else a generated one."""
+    if size == 21128 and REAL_VOCAB.exists():
+        shutil.copyfile(REAL_VOCAB, path)
+        return
+    special = ["[PAD]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens = special + [chr(0x4E00 + n) for n in range(size - len(special))]
+    path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+
+
+def write_google_dir(directory, config, weights):
+    directory.mkdir(parents=True)
+    variables = dict(weights, **pretraining_extras(config, weights))
+    write_tf1_checkpoint(directory / "bert_model.ckpt", variables)
+    (directory / "bert_config.json").write_text(json.dumps(config))
+    write_vocab(directory / "vocab.txt", config["vocab_size"])
+    return directory
+
+
+# --- Reference forward pass in NumPy, following Google's modeling.py ---
+
+
+def layer_norm(x, gamma, beta):
+    mean = x.mean(-1, keepdims=True)
+    variance = ((x - mean) ** 2).mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(variance + 1e-12) * gamma + beta
+
+
+def gelu(x):  # modeling.py's gelu: the tanh approximation.
+    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+
+
+def reference_forward(config, weights, token_ids, segment_ids, mask):
+    w = {name: value.astype(np.float64) for name, value in weights.items()}
+    batch, length = token_ids.shape
+    heads = config["num_attention_heads"]
+    size = config["hidden_size"] // heads
+    x = (
+        w["bert/embeddings/word_embeddings"][token_ids]
+        + w["bert/embeddings/position_embeddings"][:length]
+        + w["bert/embeddings/token_type_embeddings"][segment_ids]
+    )
+    x = layer_norm(x, w["bert/embeddings/LayerNorm/gamma"], w["bert/embeddings/LayerNorm/beta"])
+    adder = (1.0 - mask[:, None, None, :]) * -10000.0
+
+    def split(t):
+        return t.reshape(batch, length, heads, size).transpose(0, 2, 1, 3)
+
+    for n in range(config["num_hidden_layers"]):
+        p = f"bert/encoder/layer_{n}"
+
+        def dense(t, name, p=p):
+            return t @ w[f"{p}/{name}/kernel"] + w[f"{p}/{name}/bias"]
+
+        q, k, v = (split(dense(x, f"attention/self/{part}")) for part in ("query", "key", "value"))
+        scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(size) + adder
+        probs = np.exp(scores - scores.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, length, -1)
+        attended = dense(context, "attention/output/dense")
+        x = layer_norm(
+            attended + x,
+            w[f"{p}/attention/output/LayerNorm/gamma"],
+            w[f"{p}/attention/output/LayerNorm/beta"],
+        )
+        out = dense(gelu(dense(x, "intermediate/dense")), "output/dense")
+        x = layer_norm(out + x, w[f"{p}/output/LayerNorm/gamma"], w[f"{p}/output/LayerNorm/beta"])
+    pooled = np.tanh(x[:, 0] @ w["bert/pooler/dense/kernel"] + w["bert/pooler/dense/bias"])
+    return x, pooled
+
+
+def make_inputs(config, length, seed=1):
+    rng = np.random.default_rng(seed)
+    token_ids = rng.integers(0, config["vocab_size"], (2, length)).astype("int32")
+    segment_ids = rng.integers(0, config["type_vocab_size"], (2, length)).astype("int32")
+    mask = np.ones((2, length), "int32")
+    mask[1, length // 2 :] = 0
+    return token_ids, segment_ids, mask
+
+
+def run_backbone(backbone, inputs):
+    token_ids, segment_ids, mask = inputs
+    outputs = backbone({"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": mask})
+    return outputs["sequence_output"].numpy(), outputs["pooled_output"].numpy()
+
+
+def assert_matches_reference(backbone, config, weights, length):
+    inputs = make_inputs(config, length)
+    sequence, pooled = run_backbone(backbone, inputs)
+    want_sequence, want_pooled = reference_forward(config, weights, *inputs)
+    real = inputs[2].astype(bool)
+    np.testing.assert_allclose(sequence[real], want_sequence[real], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(pooled, want_pooled, rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def small_weights():
+    return google_weights(SMALL)
+
+
+@pytest.fixture(scope="module")
+def small_dir(tmp_path_factory, small_weights):
+    return write_google_dir(tmp_path_factory.mktemp("ckpt") / "small", SMALL, small_weights)
+
+
+@pytest.fixture(scope="module")
+def small_backbone(small_dir):
+    return load_backbone(small_dir)
+
+
+def test_loads_google_checkpoint_like_modeling_py(small_backbone, small_weights):
+    assert_matches_reference(small_backbone, SMALL, small_weights, length=12)
+
+
+def test_loads_chinese_vocab_size_from_prefix_keeping_position_table(tmp_path):
+    weights = google_weights(CHINESE, seed=3)
+    directory = write_google_dir(tmp_path / "cn", CHINESE, weights)
+    backbone = load_backbone(directory / "bert_model.ckpt", max_seq_length=16)
+    table = backbone.position_embedding.position_embeddings
+    assert tuple(table.shape) == (64, 96)
+    assert backbone.num_segments == 3
+    # Longer than max_seq_length, up to max_position_embeddings, still works.
+    assert_matches_reference(backbone, CHINESE, weights, length=40)
+
+
+def test_save_google_checkpoint_round_trip(small_backbone, small_weights, small_dir, tmp_path):
+    prefix = save_google_checkpoint(small_backbone, tmp_path / "out", small_dir / "vocab.txt")
+    assert prefix == tmp_path / "out" / "bert_model.ckpt"
+    reader = tf.train.load_checkpoint(str(prefix))
+    shapes = reader.get_variable_to_shape_map()
+    assert shapes == {name: list(value.shape) for name, value in small_weights.items()}
+    for name, value in small_weights.items():
+        assert reader.get_variable_to_dtype_map()[name] == tf.float32
+        np.testing.assert_array_equal(reader.get_tensor(name), value)
+    saved_config = json.loads((tmp_path / "out" / "bert_config.json").read_text())
+    assert saved_config == SMALL
+    assert (tmp_path / "out" / "vocab.txt").read_bytes() == (small_dir / "vocab.txt").read_bytes()
+    inputs = make_inputs(SMALL, 10, seed=5)
+    reloaded = load_backbone(tmp_path / "out")
+    for got, want in zip(run_backbone(reloaded, inputs), run_backbone(small_backbone, inputs)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_backbone_from_config_file_and_dict(small_dir):
+    backbone = backbone_from_config(small_dir / "bert_config.json")
+    assert (backbone.vocabulary_size, backbone.hidden_dim, backbone.num_heads) == (
+        120,
+        64,
+        4,
+    )
+    assert (backbone.num_layers, backbone.intermediate_dim) == (2, 128)
+    assert bert_config_from_backbone(backbone) == SMALL
+    wide = backbone_from_config(dict(SMALL, initializer_range=0.5))
+    kernel = wide.transformer_layers[0]._feedforward_intermediate_dense.kernel.numpy()
+    assert 0.3 < kernel.std() < 0.5  # truncated normal with stddev 0.5
+    with pytest.raises(InputError, match="hidden_act 'relu' unsupported"):
+        backbone_from_config(dict(SMALL, hidden_act="relu"))
+    with pytest.raises(InputError, match="config lacks type_vocab_size"):
+        backbone_from_config({k: v for k, v in SMALL.items() if k != "type_vocab_size"})
+
+
+def huggingface_tensors(weights):
+    """Google weights under `BertForPreTraining`'s safetensors names."""
+    tensors = {}
+    for name, value in weights.items():
+        key = name.replace("/", ".").replace("layer_", "layer.")
+        if key.endswith(".kernel"):
+            key, value = key[: -len("kernel")] + "weight", value.T
+        elif key.endswith(".gamma"):
+            key = key[: -len("gamma")] + "weight"
+        elif key.endswith(".beta"):
+            key = key[: -len("beta")] + "bias"
+        elif key.endswith("_embeddings"):
+            key += ".weight"
+        tensors[key] = np.ascontiguousarray(value)
+    return tensors
+
+
+def write_huggingface_dir(directory, weights, vocab_source, **config):
+    safetensors_numpy = pytest.importorskip("safetensors.numpy")
+    directory.mkdir()
+    tensors = huggingface_tensors(weights)
+    safetensors_numpy.save_file(tensors, directory / "model.safetensors")
+    config = {**SMALL, "model_type": "bert", **config}
+    (directory / "config.json").write_text(json.dumps(config))
+    shutil.copy(vocab_source, directory / "vocab.txt")
+    return directory
+
+
+def test_loads_huggingface_safetensors_dir(small_backbone, small_weights, small_dir, tmp_path):
+    vocab = small_dir / "vocab.txt"
+    backbone = load_backbone(write_huggingface_dir(tmp_path / "hf", small_weights, vocab))
+    inputs = make_inputs(SMALL, 10, seed=7)
+    for got, want in zip(run_backbone(backbone, inputs), run_backbone(small_backbone, inputs)):
+        np.testing.assert_array_equal(got, want)
+    lacking = dict(small_weights)
+    del lacking["bert/encoder/layer_1/output/dense/bias"]
+    with pytest.raises(InputError, match="does not contain tensor encoder.layer.1"):
+        load_backbone(write_huggingface_dir(tmp_path / "lacking", lacking, vocab))
+    roberta = write_huggingface_dir(tmp_path / "roberta", small_weights, vocab, model_type="roberta")
+    with pytest.raises(InputError, match="model_type 'roberta' is not 'bert'"):
+        load_backbone(roberta)
+
+
+def test_pytorch_bin_only_dir_says_how_to_convert(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(dict(SMALL, model_type="bert")))
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not read")
+    with pytest.raises(InputError, match="safe_serialization=True"):
+        load_backbone(tmp_path)
+
+
+def broken_copy(source, target, config=None, vocab_size=None, delete=()):
+    shutil.copytree(source, target)
+    if config is not None:
+        (target / "bert_config.json").write_text(json.dumps(config))
+    if vocab_size is not None:
+        write_vocab(target / "vocab.txt", vocab_size)
+    for name in delete:
+        (target / name).unlink()
+    return target
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"delete": ["bert_config.json"]}, r"bert_config.json: missing \(every Google"),
+        (
+            {"delete": ["bert_model.ckpt.data-00000-of-00001"]},
+            "missing checkpoint data file",
+        ),
+        (
+            {"delete": ["bert_model.ckpt.index"]},
+            r"bert_model.ckpt.index: missing checkpoint index",
+        ),
+        (
+            {"vocab_size": 119},
+            r"vocab.txt: has 119 entries but bert_config.json says vocab_size=120",
+        ),
+        (
+            {"config": dict(SMALL, hidden_size=96, num_attention_heads=6)},
+            (
+                r"variable bert/embeddings/word_embeddings has shape \[120, 64\] "
+                r"but bert_config.json implies \[120, 96\]"
+            ),
+        ),
+        (
+            {"config": dict(SMALL, num_hidden_layers=3)},
+            "bert_config.json says num_hidden_layers=3 but the checkpoint has 2 encoder layers",
+        ),
+        (
+            {"config": dict(SMALL, intermediate_size=100)},
+            "layer_0/intermediate/dense/kernel has shape",
+        ),
+    ],
+)
+def test_broken_checkpoint_errors(small_dir, tmp_path, change, message):
+    directory = broken_copy(small_dir, tmp_path / "broken", **change)
+    with pytest.raises(InputError, match=message) as error:
+        load_backbone(directory)
+    assert "\n" not in str(error.value)
+
+
+def test_variable_errors(tmp_path, small_weights):
+    config = dict(SMALL, num_hidden_layers=1)
+    weights = {name: v for name, v in small_weights.items() if "layer_1" not in name}
+    lacking = dict(weights)
+    del lacking["bert/encoder/layer_0/attention/self/key/bias"]
+    write_tf1_checkpoint(tmp_path / "lacking" / "bert_model.ckpt", lacking)
+    (tmp_path / "lacking" / "bert_config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="lacks variable bert/encoder/layer_0/attention/self/key/bias"):
+        load_backbone(tmp_path / "lacking")
+    unknown = dict(weights, **{"bert/encoder/layer_0/relative_positions": np.ones(3, "float32")})
+    write_tf1_checkpoint(tmp_path / "unknown" / "model.ckpt-500", unknown)
+    (tmp_path / "unknown" / "bert_config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        InputError,
+        match="unknown BERT variable bert/encoder/layer_0/relative_positions",
+    ):
+        load_backbone(tmp_path / "unknown" / "model.ckpt-500.index")
+
+
+def test_path_and_length_errors(small_dir, tmp_path):
+    with pytest.raises(InputError, match="no such checkpoint directory or prefix"):
+        load_backbone(tmp_path / "nowhere")
+    with pytest.raises(InputError, match="not a BERT checkpoint directory"):
+        load_backbone(tmp_path)
+    with pytest.raises(
+        InputError,
+        match="max_seq_length 41 exceeds the checkpoint's max_position_embeddings 40",
+    ):
+        load_backbone(small_dir, max_seq_length=41)
+    assert locate_checkpoint(small_dir / "bert_model.ckpt").vocab == small_dir / "vocab.txt"
+
+
+def test_inspect_prints_config_and_variables(small_dir, capsys):
+    inspect(small_dir)
+    out = capsys.readouterr().out
+    assert "hidden_size: 64" in out
+    assert "bert/encoder/layer_1/attention/self/query/kernel [64, 64] float32\n" in out
+    assert "global_step [] int64  (ignored)" in out
+    assert "cls/seq_relationship/output_weights [2, 64] float32  (ignored)" in out
+    assert "kner can load it: BertBackbone with 2 layers, hidden 64, 4 heads" in out
+
+
+@pytest.mark.slow
+def test_cli_inspect_broken_checkpoint_exits_2(small_dir, tmp_path):
+    broken = broken_copy(small_dir, tmp_path / "broken", config=dict(SMALL, num_hidden_layers=3))
+    result = subprocess.run(
+        [sys.executable, "-m", "kner.checkpoint", "inspect", str(broken)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    # Earlier stderr lines are TensorFlow's own start-up log.
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: {broken / 'bert_model.ckpt'}: bert_config.json says num_hidden_layers=3 "
+        "but the checkpoint has 2 encoder layers"
+    )
+    assert "hidden_size: 64" in result.stdout

@@ -1,0 +1,141 @@
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_corpus import BAD_INPUTS, write_bad_input
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def run_data(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kner.data", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+
+
+def test_stats_on_cluener_train():
+    path = DATA / "cluener" / "train.json"
+    if not path.exists():
+        pytest.skip(f"CLUENER train set not found at {path}")
+    result = run_data("stats", path)
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^sentences +10748$", result.stdout, re.MULTILINE)
+    assert re.search(
+        r"^length +p50 \d+  p90 \d+  p95 \d+  p99 \d+  max 50$",
+        result.stdout,
+        re.MULTILINE,
+    )
+    types = re.findall(r"^  (\w+) +(\d+)$", result.stdout, re.MULTILINE)
+    assert types == [
+        ("name", "3755"),
+        ("organization", "3210"),
+        ("position", "3141"),
+        ("company", "2980"),
+        ("address", "2891"),
+        ("game", "2376"),
+        ("government", "1835"),
+        ("scene", "1521"),
+        ("book", "1139"),
+        ("movie", "1123"),
+    ]
+
+
+def test_stats_counts(tmp_path):
+    path = tmp_path / "in.txt"
+    lengths = [1, 2, 3, 4, 10]
+    lines = []
+    for length in lengths:
+        lines += ["字 B-x"] + ["字 I-x"] * (length - 1) + [""]
+    lines += ["字 B-y", ""]
+    path.write_text("\n".join(lines))
+    result = run_data("stats", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:5] == [
+        "sentences   6",
+        "characters  21",
+        "length      p50 2  p90 10  p95 10  p99 10  max 10",
+        "entities    6 in 2 types",
+        "  x       5",
+    ]
+
+
+@pytest.mark.parametrize("to", ["bio", "bios", "bioes", "bmes", "cluener"])
+def test_convert_round_trip(tmp_path, to):
+    source = tmp_path / "in.json"
+    records = [
+        {"text": "叶老桂在浙商银行", "label": {"name": {"叶老桂": [[0, 2]]}}},
+        {"text": "浙商", "label": {"company": {"浙": [[0, 0]]}}},
+    ]
+    source.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records))
+    converted = run_data("convert", source, tmp_path / "out", f"--to={to}")
+    assert converted.returncode == 0, converted.stderr
+    assert "wrote 2 sentences" in converted.stdout
+    back = run_data("convert", tmp_path / "out", tmp_path / "back.json", "--to", "cluener")
+    assert back.returncode == 0, back.stderr
+    lines = (tmp_path / "back.json").read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == records
+
+
+def test_convert_lenient_and_given_scheme(tmp_path):
+    source = tmp_path / "in.txt"
+    source.write_text("中 I-LOC\n国 E-LOC\n\n中 B-LOC\n国 E-LOC\n")
+    strict = run_data("convert", source, tmp_path / "out.json", "--to=cluener")
+    assert strict.returncode == 2
+    assert "in.txt:1: 'I-LOC' continues no entity" in strict.stderr
+    lenient = run_data("convert", "--lenient", source, tmp_path / "out.json", "--to=cluener")
+    assert lenient.returncode == 0, lenient.stderr
+    assert "repaired 1 invalid bioes tag(s)" in lenient.stderr
+    assert '"LOC": {"中国": [[0, 1]]}' in (tmp_path / "out.json").read_text(encoding="utf-8")
+    given = run_data("validate", source, "--input_tag_scheme=bio", "--lenient")
+    assert given.returncode == 2
+    assert "in.txt:2: unknown tag prefix 'E'" in given.stderr
+
+
+def test_convert_drops_nested_with_warning(tmp_path):
+    source = tmp_path / "in.json"
+    label = {"book": {"《浙商》": [[0, 3]]}, "company": {"浙商": [[1, 2]]}}
+    source.write_text(json.dumps({"text": "《浙商》", "label": label}, ensure_ascii=False))
+    result = run_data("convert", source, tmp_path / "out.bio", "--to=bio")
+    assert result.returncode == 0, result.stderr
+    assert "dropped 1 entity(ies) nested in another" in result.stderr
+    assert (tmp_path / "out.bio").read_text(encoding="utf-8").split("\n")[:2] == [
+        "《 B-book",
+        "浙 I-book",
+    ]
+
+
+def test_validate_ok(tmp_path):
+    path = tmp_path / "ok.json"
+    path.write_text('{"text": "ab", "label": {"x": {"a": [[0, 0]], "b": [[1, 1]]}}}\n{"text": "c"}')
+    result = run_data("validate", path)
+    assert (result.returncode, result.stdout) == (0, "OK: 2 sentences, 2 entities\n")
+    path.write_text('{"id": 0, "text": "ab"}\n')
+    assert run_data("validate", path).stdout == "OK: 1 sentences, unlabelled\n"
+
+
+@pytest.mark.parametrize("name, content, line, message", BAD_INPUTS)
+def test_validate_bad_input_prints_one_line(tmp_path, name, content, line, message):
+    path = write_bad_input(tmp_path, name, content)
+    result = run_data("validate", path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    location = f"{path}:{line}:" if line else f"{path}:"
+    assert result.stderr.startswith(f"error: {location} ")
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_help_and_usage():
+    help_text = run_data("--help")  # absl exits 1 after printing help
+    assert "--input_tag_scheme" in help_text.stdout and "convert IN OUT" in help_text.stdout
+    assert "Traceback" not in help_text.stderr
+    assert run_data("frobnicate").returncode == 1
+    assert run_data("convert", "only-one-file", "--to=bio").returncode == 1

@@ -1,0 +1,46 @@
+import pytest
+
+from kner.data.spans import Span, find_conflict, flatten_spans
+
+
+def test_span_end_is_inclusive():
+    text = "浙商银行企业信贷部叶老桂博士"
+    start, end, _ = Span(9, 11, "name")
+    assert text[start : end + 1] == "叶老桂"
+
+
+@pytest.mark.parametrize(
+    "spans, conflict",
+    [
+        ([Span(0, 2, "a"), Span(3, 4, "b")], None),
+        ([Span(0, 2, "a"), Span(0, 2, "a")], None),
+        ([Span(0, 5, "a"), Span(1, 2, "b"), Span(3, 5, "c")], None),
+        ([Span(0, 5, "a"), Span(0, 2, "b")], None),
+        ([Span(0, 2, "a"), Span(2, 4, "b")], (Span(0, 2, "a"), Span(2, 4, "b"))),
+        ([Span(1, 3, "b"), Span(1, 3, "a")], (Span(1, 3, "a"), Span(1, 3, "b"))),
+        (
+            [Span(0, 9, "a"), Span(1, 4, "b"), Span(3, 6, "c")],
+            (Span(1, 4, "b"), Span(3, 6, "c")),
+        ),
+    ],
+)
+def test_find_conflict(spans, conflict):
+    assert find_conflict(spans) == conflict
+
+
+def test_flatten_keeps_outermost_and_counts_dropped():
+    spans = [Span(16, 19, "company"), Span(15, 34, "book"), Span(23, 26, "company")]
+    assert flatten_spans([*spans, Span(0, 1, "x")]) == (
+        [Span(0, 1, "x"), Span(15, 34, "book")],
+        2,
+    )
+
+
+def test_flatten_merges_duplicates_and_sorts():
+    spans = [Span(5, 6, "b"), Span(0, 1, "a"), Span(5, 6, "b")]
+    assert flatten_spans(spans) == ([Span(0, 1, "a"), Span(5, 6, "b")], 0)
+
+
+def test_flatten_rejects_crossing_spans():
+    with pytest.raises(ValueError, match="overlap"):
+        flatten_spans([Span(0, 2, "a"), Span(1, 3, "b")])

@@ -1,0 +1,351 @@
+import itertools
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kner.models.crf import CRF, allowed_transitions
+
+BIO_TAGS = ["O", "B-a", "I-a", "B-b", "I-b"]
+
+
+def make_crf(num_tags, boundary=True, seed=0, **kwargs):
+    """A CRF with random (non-zero) transition weights."""
+    crf = CRF(num_tags, use_boundary_transitions=boundary, **kwargs)
+    rng = np.random.default_rng(seed)
+    for weight in crf.weights:
+        weight.assign(rng.normal(size=weight.shape).astype("float32"))
+    return crf
+
+
+def crf_params(crf):
+    trans = crf.transitions.numpy()
+    if crf.use_boundary_transitions:
+        return trans, crf.start_transitions.numpy(), crf.end_transitions.numpy()
+    zeros = np.zeros(crf.num_tags, np.float32)
+    return trans, zeros, zeros
+
+
+def path_score(potentials, path, trans, start, end):
+    score = start[path[0]] + end[path[-1]]
+    score += sum(potentials[i, tag] for i, tag in enumerate(path))
+    score += sum(trans[a, b] for a, b in itertools.pairwise(path))
+    return score
+
+
+def all_paths(num_tags, length, allowed=None):
+    """Every tag path of `length`, restricted to allowed ones when given."""
+    for path in itertools.product(range(num_tags), repeat=length):
+        if allowed is not None:
+            trans_ok, start_ok, end_ok = allowed
+            if not (start_ok[path[0]] and end_ok[path[-1]]):
+                continue
+            if not all(trans_ok[a, b] for a, b in itertools.pairwise(path)):
+                continue
+        yield path
+
+
+def random_batch(length, num_tags, seed):
+    """Potentials, tags and prefix masks; rows have lengths 0, 1, random, L.
+
+    Padded tags are -1 to check they are ignored.
+    """
+    rng = np.random.default_rng(seed)
+    lengths = np.array([0, 1, rng.integers(1, length + 1), length])
+    potentials = rng.normal(size=(len(lengths), length, num_tags)).astype("float32")
+    mask = np.arange(length)[None] < lengths[:, None]
+    tags = np.where(mask, rng.integers(0, num_tags, size=mask.shape), -1)
+    return potentials, tags.astype("int32"), mask, lengths
+
+
+CASES = [(length, num_tags, boundary) for length in range(1, 6) for num_tags in (3, 4) for boundary in (True, False)]
+
+
+@pytest.mark.parametrize("length,num_tags,boundary", CASES)
+def test_log_likelihood_and_decode_match_brute_force(length, num_tags, boundary):
+    crf = make_crf(num_tags, boundary, seed=length)
+    potentials, tags, mask, lengths = random_batch(length, num_tags, seed=num_tags)
+    params = crf_params(crf)
+
+    log_likelihood = crf.log_likelihood(potentials, tags, mask).numpy()
+    decoded, scores = (t.numpy() for t in crf.decode(potentials, mask))
+    log_prob = crf.sequence_log_prob(potentials, mask)[1].numpy()
+
+    assert log_likelihood.dtype == np.float32 and scores.dtype == np.float32
+    assert decoded.dtype == np.int32
+    for row, n in enumerate(lengths):
+        if n == 0:
+            assert log_likelihood[row] == 0.0 and scores[row] == 0.0
+            assert log_prob[row] == 0.0
+            assert not decoded[row].any()
+            continue
+        pots = potentials[row, :n].astype(np.float64)
+        paths = list(all_paths(num_tags, n))
+        path_scores = np.array([path_score(pots, p, *params) for p in paths])
+        log_z = np.logaddexp.reduce(path_scores)
+        gold = path_score(pots, tags[row, :n], *params)
+        np.testing.assert_allclose(log_likelihood[row], gold - log_z, atol=1e-5)
+
+        best = int(np.argmax(path_scores))
+        np.testing.assert_array_equal(decoded[row, :n], paths[best])
+        assert not decoded[row, n:].any()
+        np.testing.assert_allclose(scores[row], path_scores[best], atol=1e-5)
+        np.testing.assert_allclose(log_prob[row], path_scores[best] - log_z, atol=1e-5)
+
+
+@pytest.mark.parametrize("scheme", ["bio", "bioes"])
+def test_constrained_decode_matches_restricted_brute_force(scheme):
+    tag_names = BIO_TAGS if scheme == "bio" else ["O", "B-a", "I-a", "E-a", "S-a"]
+    allowed = allowed_transitions(tag_names, scheme)
+    num_tags, length = len(tag_names), 4
+    crf = make_crf(
+        num_tags,
+        allowed_transitions=allowed[0],
+        allowed_start=allowed[1],
+        allowed_end=allowed[2],
+    )
+    potentials, _, mask, lengths = random_batch(length, num_tags, seed=7)
+    potentials *= 3.0  # make unconstrained optima likely to be disallowed
+    decoded, scores = (t.numpy() for t in crf.decode(potentials, mask))
+    params = crf_params(crf)
+    for row, n in enumerate(lengths[1:], start=1):
+        pots = potentials[row, :n]
+        paths = list(all_paths(num_tags, n, allowed))
+        path_scores = [path_score(pots, p, *params) for p in paths]
+        best = int(np.argmax(path_scores))
+        np.testing.assert_array_equal(decoded[row, :n], paths[best])
+        np.testing.assert_allclose(scores[row], path_scores[best], atol=1e-4)
+
+
+def test_bio_constraints_never_decode_o_to_i():
+    trans, start, end = allowed_transitions(BIO_TAGS, "bio")
+    crf = make_crf(len(BIO_TAGS), allowed_transitions=trans, allowed_start=start, allowed_end=end)
+    rng = np.random.default_rng(1)
+    potentials = rng.normal(size=(32, 12, len(BIO_TAGS))).astype("float32")
+    potentials[:, :, [2, 4]] += 3.0  # I-a and I-b dominate the unary scores
+    lengths = rng.integers(1, 13, size=32)
+    mask = np.arange(12)[None] < lengths[:, None]
+
+    unconstrained = CRF(len(BIO_TAGS))(potentials, mask).numpy()
+    decoded = crf(potentials, mask).numpy()
+
+    def violations(tags):
+        bad = 0
+        for row, n in zip(tags, lengths):
+            bad += not start[row[0]]
+            bad += sum(not trans[a, b] for a, b in itertools.pairwise(row[:n]))
+        return bad
+
+    assert violations(unconstrained) > 0
+    assert violations(decoded) == 0
+
+
+@pytest.mark.parametrize("length", [1, 6])
+def test_xla_matches_eager(length):
+    crf = make_crf(4, allowed_transitions=~np.eye(4, k=1, dtype=bool))
+    potentials, tags, mask, _ = random_batch(length, 4, seed=3)
+    log_likelihood = tf.function(crf.log_likelihood, jit_compile=True)
+    decode = tf.function(crf.decode, jit_compile=True)
+
+    np.testing.assert_allclose(
+        log_likelihood(potentials, tags, mask),
+        crf.log_likelihood(potentials, tags, mask),
+        atol=1e-5,
+    )
+    xla_tags, xla_scores = decode(potentials, mask)
+    eager_tags, eager_scores = crf.decode(potentials, mask)
+    np.testing.assert_array_equal(xla_tags, eager_tags)
+    np.testing.assert_allclose(xla_scores, eager_scores, atol=1e-5)
+
+
+def test_gradient_is_observed_minus_expected_counts():
+    num_tags, length = 3, 4
+    crf = make_crf(num_tags, seed=5)
+    potentials, tags, mask, lengths = random_batch(length, num_tags, seed=5)
+    potentials_var = tf.Variable(potentials)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(crf.log_likelihood(potentials_var, tags, mask))
+    grads = tape.gradient(total, [potentials_var, *crf.weights])
+    grads = [g.numpy() for g in grads]
+    assert all(np.isfinite(g).all() for g in grads)
+
+    params = crf_params(crf)
+    expected = [np.zeros_like(potentials), *(np.zeros_like(w) for w in params)]
+
+    def add_counts(counts, row, path, weight):
+        pot_grad, trans_grad, start_grad, end_grad = counts
+        for i, tag in enumerate(path):
+            pot_grad[row, i, tag] += weight
+        for a, b in itertools.pairwise(path):
+            trans_grad[a, b] += weight
+        start_grad[path[0]] += weight
+        end_grad[path[-1]] += weight
+
+    for row, n in enumerate(lengths):
+        if n == 0:
+            continue
+        paths = list(all_paths(num_tags, n))
+        scores = np.array([path_score(potentials[row, :n], p, *params) for p in paths])
+        probs = np.exp(scores - np.logaddexp.reduce(scores))
+        add_counts(expected, row, tags[row, :n], 1.0)
+        for path, prob in zip(paths, probs):
+            add_counts(expected, row, path, -prob)
+
+    for grad, want in zip(grads, expected):
+        np.testing.assert_allclose(grad, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_low_precision_potentials_compute_in_float32(dtype):
+    crf = make_crf(4)
+    potentials, tags, mask, _ = random_batch(5, 4, seed=9)
+    low = tf.cast(potentials, dtype)
+    rounded = tf.cast(low, "float32")
+
+    log_likelihood = crf.log_likelihood(low, tags, mask)
+    decoded, scores = crf.decode(low, mask)
+
+    assert log_likelihood.dtype == tf.float32 and scores.dtype == tf.float32
+    np.testing.assert_allclose(log_likelihood, crf.log_likelihood(rounded, tags, mask), atol=1e-5)
+    np.testing.assert_allclose(log_likelihood, crf.log_likelihood(potentials, tags, mask), atol=0.1)
+    np.testing.assert_array_equal(decoded, crf.decode(rounded, mask)[0])
+
+
+def test_mixed_precision_policy_keeps_float32_weights():
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        crf = CRF(3)
+        potentials = tf.ones((1, 2, 3), "float16")
+        assert crf(potentials).dtype == tf.int32
+        assert crf.transitions.dtype == "float32"
+        assert crf.log_likelihood(potentials, [[0, 1]], [[1, 1]]).dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_layer_call_in_functional_model():
+    crf = make_crf(4)
+    inputs = keras.Input((None, 4))
+    model = keras.Model(inputs, crf(inputs))
+    potentials = random_batch(5, 4, seed=2)[0]
+    assert model.output.dtype == "int32"
+    np.testing.assert_array_equal(model(potentials), crf.decode(potentials)[0])
+
+
+def test_config_round_trip_keeps_constraints():
+    trans, start, end = allowed_transitions(BIO_TAGS, "bio")
+    crf = make_crf(len(BIO_TAGS), allowed_transitions=trans, allowed_start=start, allowed_end=end)
+    serialized = json.loads(json.dumps(keras.saving.serialize_keras_object(crf)))
+    restored = keras.saving.deserialize_keras_object(serialized)
+    restored.set_weights(crf.get_weights())
+
+    np.testing.assert_array_equal(restored.allowed_transitions, trans)
+    np.testing.assert_array_equal(restored.allowed_start, start)
+    np.testing.assert_array_equal(restored.allowed_end, end)
+    assert isinstance(restored, CRF)
+    assert restored.get_config() == crf.get_config()
+    potentials = np.random.default_rng(0).normal(size=(3, 6, 5)).astype("float32")
+    np.testing.assert_array_equal(restored(potentials), crf(potentials))
+
+
+def test_rejects_constraints_of_wrong_shape():
+    with pytest.raises(ValueError, match="allowed_start"):
+        CRF(3, allowed_start=np.ones(4, bool))
+
+
+def test_saved_model_serves_with_tensorflow_only(tmp_path):
+    trans, start, end = allowed_transitions(BIO_TAGS, "bio")
+    crf = make_crf(len(BIO_TAGS), allowed_transitions=trans, allowed_start=start, allowed_end=end)
+
+    class Server(tf.Module):
+        def __init__(self, crf):
+            super().__init__()
+            self.crf = crf
+
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, None, len(BIO_TAGS)], tf.float32),
+                tf.TensorSpec([None, None], tf.bool),
+            ]
+        )
+        def decode(self, potentials, mask):
+            tags, scores = self.crf.decode(potentials, mask)
+            return {"tags": tags, "scores": scores}
+
+    server = Server(crf)
+    export_dir = str(tmp_path / "crf")
+    tf.saved_model.save(server, export_dir, signatures={"serving_default": server.decode})
+
+    potentials, _, mask, _ = random_batch(7, len(BIO_TAGS), seed=4)
+    potentials *= 3.0
+    np.save(tmp_path / "potentials.npy", potentials)
+    np.save(tmp_path / "mask.npy", mask)
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        preloaded = set(sys.modules)  # `import tensorflow` pulls in keras utils
+        serve = tf.saved_model.load({export_dir!r}).signatures["serving_default"]
+        out = serve(
+            potentials=tf.constant(np.load({str(tmp_path / "potentials.npy")!r})),
+            mask=tf.constant(np.load({str(tmp_path / "mask.npy")!r})),
+        )
+        np.save({str(tmp_path / "tags.npy")!r}, out["tags"].numpy())
+        loaded = set(sys.modules) - preloaded
+        assert not [m for m in loaded if m.startswith(("kner", "keras"))], loaded
+        assert "kner" not in sys.modules
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+    served = np.load(tmp_path / "tags.npy")
+    np.testing.assert_array_equal(served, crf.decode(potentials, mask)[0])
+
+
+def test_allowed_transitions_bio():
+    trans, start, end = allowed_transitions(BIO_TAGS, "bio")
+    o, b_a, i_a, b_b, i_b = range(5)
+    assert trans[b_a, i_a] and trans[i_a, i_a] and trans[i_a, b_b]
+    assert trans[o, o] and trans[o, b_a] and trans[i_b, o]
+    assert not trans[o, i_a] and not trans[b_b, i_a] and not trans[i_b, i_a]
+    np.testing.assert_array_equal(start, [True, True, False, True, False])
+    assert end.all()
+
+
+def test_allowed_transitions_bios_s_behaves_like_o():
+    names = ["O", "B-a", "I-a", "S-a"]
+    trans, start, end = allowed_transitions(names, "bios")
+    np.testing.assert_array_equal(trans[3], trans[0])
+    np.testing.assert_array_equal(trans[3], [True, True, False, True])
+    assert trans[2, 3] and start[3] and end.all()
+
+
+@pytest.mark.parametrize("scheme,inside", [("bioes", "I"), ("bmes", "M")])
+def test_allowed_transitions_bioes_and_bmes(scheme, inside):
+    names = ["O", "B-org-x", f"{inside}-org-x", "E-org-x", "S-org-x", "B-y", "E-y"]
+    trans, start, end = allowed_transitions(names, scheme)
+    o, b, i, e, s, b_y, e_y = range(7)
+    np.testing.assert_array_equal(np.flatnonzero(trans[b]), [i, e])
+    np.testing.assert_array_equal(np.flatnonzero(trans[i]), [i, e])
+    for prev in (o, e, s, e_y):
+        np.testing.assert_array_equal(np.flatnonzero(trans[prev]), [o, b, s, b_y])
+    np.testing.assert_array_equal(np.flatnonzero(trans[b_y]), [e_y])
+    np.testing.assert_array_equal(np.flatnonzero(start), [o, b, s, b_y])
+    np.testing.assert_array_equal(np.flatnonzero(end), [o, e, s, e_y])
+
+
+def test_allowed_transitions_rejects_bad_input():
+    with pytest.raises(ValueError, match="scheme"):
+        allowed_transitions(["O"], "iob2")
+    with pytest.raises(ValueError, match="'E-a'"):
+        allowed_transitions(["O", "E-a"], "bio")
+    with pytest.raises(ValueError, match="'M-a'"):
+        allowed_transitions(["O", "M-a"], "bioes")
+    with pytest.raises(ValueError, match="'B'"):
+        allowed_transitions(["B"], "bio")

@@ -1,0 +1,104 @@
+import functools
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tagger_dirs import TYPES, tiny_config, toy_vocabulary
+
+from kner.checkpoint import backbone_from_config
+from kner.data.corpus import Sentence
+from kner.data.labels import LabelVocab
+from kner.data.pipeline import char_mask, make_dataset
+from kner.data.spans import Span
+from kner.data.tokenizer import CharTokenizer
+from kner.models import artifacts
+from kner.models.tagger import Tagger
+
+LABELS = LabelVocab.from_types(TYPES, "bioes")
+SENTENCES = [
+    Sentence("张三在北京", [Span(0, 1, "name"), Span(3, 4, "loc")]),
+    Sentence("的", []),
+    Sentence("", []),  # [CLS] [SEP] only: nothing to label
+    Sentence("王五去了上海市的大学", [Span(0, 1, "name"), Span(4, 6, "loc")]),
+]
+
+
+@functools.cache
+def tagger(head: str) -> Tagger:
+    keras.utils.set_random_seed(1)
+    vocabulary = toy_vocabulary()
+    model = Tagger(backbone_from_config(tiny_config(len(vocabulary))), LABELS, head=head, dropout=0.0)
+    model(artifacts.dummy_batch())
+    if head == "crf":  # non-zero transitions, so a wrong alignment would show
+        for weight in model.crf.trainable_variables:
+            weight.assign(keras.random.normal(weight.shape, seed=2))
+    return model
+
+
+@pytest.fixture(scope="module")
+def batch():
+    (first,) = make_dataset(SENTENCES, CharTokenizer(toy_vocabulary()), LABELS, batch_size=4)[0]
+    return first
+
+
+def char_rows(batch):
+    """(row, number of characters) of each sentence."""
+    return list(enumerate(char_mask(batch["padding_mask"]).numpy().sum(axis=1).tolist()))
+
+
+def test_softmax_loss_is_the_cross_entropy_summed_over_characters(batch):
+    model = tagger("softmax")
+    scores = model(batch).numpy()
+    labels = batch["label_ids"].numpy()
+    expected = 0.0
+    for row, chars in char_rows(batch):
+        for position in range(1, chars + 1):  # token 0 is [CLS]
+            logits = scores[row, position].astype(np.float64)
+            expected -= logits[labels[row, position]] - np.log(np.exp(logits).sum())
+    assert float(model.loss_sum(batch, scores)) == pytest.approx(expected, rel=1e-5)
+    assert float(model.loss_count(batch)) == sum(chars for _, chars in char_rows(batch)) == 16
+
+
+def test_crf_loss_is_the_negative_log_likelihood_of_each_unpadded_sentence(batch):
+    model = tagger("crf")
+    scores = model(batch)
+    labels = batch["label_ids"]
+    expected = 0.0
+    for row, chars in char_rows(batch):
+        if chars:
+            unpadded = scores[row : row + 1, 1 : chars + 1], labels[row : row + 1, 1 : chars + 1]
+            expected -= float(model.crf.log_likelihood(*unpadded)[0])
+    assert float(model.loss_sum(batch, scores)) == pytest.approx(expected, rel=1e-5)
+    assert float(model.loss_count(batch)) == 3  # sentences with characters
+
+
+@pytest.mark.parametrize("head", ["softmax", "crf"])
+def test_decode_tags_characters_only(batch, head):
+    model = tagger(head)
+    scores = model(batch)
+    tags = model.decode(batch, scores).numpy()
+    mask = char_mask(batch["padding_mask"]).numpy()
+    assert not tags[~mask].any()
+    for row, chars in char_rows(batch):
+        unpadded = scores[row : row + 1, 1 : chars + 1]
+        if head == "crf":
+            expected = model.crf.decode(unpadded)[0].numpy()[0] if chars else []
+        else:
+            expected = np.argmax(unpadded.numpy()[0], axis=-1)
+        np.testing.assert_array_equal(tags[row, 1 : chars + 1], expected)
+    assert tags[mask].any()  # random weights do not tag everything `O`
+
+
+def test_every_trainable_variable_gets_a_gradient(batch):
+    model = tagger("crf")
+    with tf.GradientTape() as tape:
+        loss = model.loss_sum(batch, model(batch, training=True))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in gradients)
+    assert not {v.path for v in model.trainable_variables} & {v.path for v in model.backbone.pooled_dense.weights}
+
+
+def test_unknown_head_is_rejected():
+    with pytest.raises(ValueError, match="head must be one of"):
+        Tagger(backbone_from_config(tiny_config(40)), LABELS, head="lstm")

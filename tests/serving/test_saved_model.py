@@ -1,0 +1,151 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from train_runs import run_child as run
+
+from kner.errors import InputError
+from kner.serving.predictor import Predictor
+from kner.serving.saved_model import export_model, versions
+
+TEXTS = ["张三在北京", "", "李小四😀去了上海市" * 3]
+# Op name prefixes of tensorflow-text kernels, which stock TF Serving lacks.
+TF_TEXT_OPS = (
+    "RegexSplit",
+    "CaseFold",
+    "WordpieceTokenize",
+    "Normalize",
+    "UnicodeScript",
+    "WhitespaceTokenize",
+    "SentencepieceOp",
+    "FastWordpiece",
+    "FastBert",
+    "TFText",
+    "Mst",
+    "SplitMergeTokenize",
+    "RoundRobin",
+)
+
+
+@pytest.fixture(scope="module")
+def expected(model_dir):
+    return Predictor.from_dir(model_dir).run(TEXTS)
+
+
+def test_layout_tf_serving_expects(export_dir):
+    version = export_dir / "1"
+    assert sorted(p.name for p in export_dir.iterdir()) == ["1"]  # no partial write left
+    assert (version / "saved_model.pb").is_file()
+    assert (version / "variables" / "variables.index").is_file()
+    assert sorted(p.name for p in (version / "assets").iterdir()) == ["labels.json", "vocab.txt"]
+
+
+def test_versions_count_up_and_are_never_overwritten(model_dir, tmp_path):
+    (tmp_path / "3").mkdir()
+    (tmp_path / "notes").mkdir()
+    assert export_model(model_dir, tmp_path) == tmp_path / "4"
+    assert versions(tmp_path) == [3, 4]
+    with pytest.raises(InputError, match="exists"):
+        export_model(model_dir, tmp_path, version=3)
+
+
+def test_loads_and_runs_with_tensorflow_alone(export_dir, expected):
+    """TF2 loading (`tf.saved_model.load`) and TF1 session loading, which is
+    how TF Serving loads (restore op, then init op), in a process that
+    imports nothing but TensorFlow."""
+    script = f"""
+import json, sys
+import tensorflow as tf
+path, texts = {str(export_dir / "1")!r}, {[t.encode() for t in TEXTS]!r}
+out = tf.saved_model.load(path).signatures["serving_default"](text=tf.constant(texts))
+out = {{k: v.numpy().tolist() for k, v in out.items()}}
+with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    signature = tf.compat.v1.saved_model.load(session, ["serve"], path).signature_def["serving_default"]
+    fetches = {{k: v.name for k, v in signature.outputs.items()}}
+    v1 = {{k: v.tolist() for k, v in session.run(fetches, {{signature.inputs["text"].name: texts}}).items()}}
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("kner", "keras_hub", "tensorflow_text"))
+print(json.dumps({{"out": out, "v1": v1, "heavy": heavy}}, default=lambda b: b.decode()))
+"""
+    result = run(sys.executable, "-c", script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["heavy"] == []
+    out = answer["out"]
+    assert answer["v1"] == out
+    for row, prediction in enumerate(expected):
+        n = out["num_chars"][row]
+        assert out["tags"][row][:n] == prediction.tags
+        got = [
+            (out["entity_type"][row][k], out["entity_start"][row][k], out["entity_end"][row][k])
+            for k in range(out["num_entities"][row])
+        ]
+        assert got == [(e.type, e.start, e.end) for e in prediction.entities]
+        assert out["entity_text"][row][: len(got)] == [e.text for e in prediction.entities]
+        assert out["entity_score"][row][: len(got)] == pytest.approx([e.score for e in prediction.entities])
+    assert expected[0].entities[0].text == "张三"
+
+
+def test_graph_uses_core_ops_only(export_dir):
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((export_dir / "1" / "saved_model.pb").read_bytes())
+    ops = set()
+    for graph in proto.meta_graphs:
+        ops |= {node.op for node in graph.graph_def.node}
+        for function in graph.graph_def.library.function:
+            ops |= {node.op for node in function.node_def}
+    assert {"UnicodeDecode", "LookupTableFindV2", "StatelessWhile"} <= ops  # the scan really is there
+    assert not [op for op in ops if op.startswith(TF_TEXT_OPS)]
+    assert ops <= set(dir(tf.raw_ops)), ops - set(dir(tf.raw_ops))
+    assert not [op for op in ops if op in ("PyFunc", "EagerPyFunc", "PyFuncStateless")]
+
+
+def saved_model_cli() -> list[str]:
+    binary = Path(sys.executable).parent / "saved_model_cli"
+    if binary.exists():
+        return [str(binary)]
+    return [sys.executable, "-m", "tensorflow.python.tools.saved_model_cli"]
+
+
+@pytest.mark.slow
+def test_saved_model_cli_shows_and_runs_the_text_signature(export_dir, expected):
+    version = str(export_dir / "1")
+    shown = run(*saved_model_cli(), "show", "--dir", version, "--all")
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    default = shown.stdout.split("signature_def['serving_default']")[1]
+    assert "inputs['text'] tensor_info:\n        dtype: DT_STRING\n        shape: (-1)" in default
+    assert "signature_def['predict_ids']" in shown.stdout
+    for name in ("tags", "entity_type", "entity_start", "entity_end", "entity_text", "entity_score", "num_entities"):
+        assert f"outputs['{name}']" in default
+    ran = run(
+        *saved_model_cli(),
+        "run",
+        "--dir",
+        version,
+        "--tag_set",
+        "serve",
+        "--signature_def",
+        "serving_default",
+        "--input_exprs",
+        "text=['张三在北京']",
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    entity_start = ran.stdout.split("Result for output key entity_start:")[1].split("Result for")[0]
+    assert str(expected[0].entities[1].start) in entity_start
+    assert "Result for output key entity_text" in ran.stdout
+
+
+def test_predict_ids_signature(export_dir, model_dir):
+    from kner.data.tokenizer import CharTokenizer
+
+    tokenizer = CharTokenizer(model_dir / "vocab.txt")
+    ids = [tokenizer.cls_id, *tokenizer.encode("张三在北京"), tokenizer.sep_id, tokenizer.pad_id]
+    loaded = tf.saved_model.load(str(export_dir / "1"))
+    out = loaded.signatures["predict_ids"](
+        token_ids=tf.constant([ids]), padding_mask=tf.constant([[1] * 7 + [0]]), segment_ids=tf.zeros([1, 8], tf.int32)
+    )
+    tags = [t.decode() for t in out["tags"][0].numpy()]
+    assert tags == ["", "B-name", "I-name", "O", "B-loc", "I-loc", "", ""]
+    assert out["tag_ids"].dtype == tf.int32

@@ -1,0 +1,127 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tagger_dirs import TYPES, tiny_config
+
+from kner.checkpoint import backbone_from_config
+from kner.data.labels import LabelVocab
+from kner.models import artifacts
+from kner.models.tagger import Tagger
+from kner.training.optimization import FineTuningAdamW, WarmupLinearDecay
+
+
+def test_warmup_linear_decay_values():
+    schedule = WarmupLinearDecay(1e-3, warmup_steps=10, total_steps=110)
+    rates = {step: float(schedule(step)) for step in (0, 5, 10, 60, 110, 200)}
+    assert rates == pytest.approx({0: 0.0, 5: 5e-4, 10: 1e-3, 60: 5e-4, 110: 0.0, 200: 0.0}, abs=1e-9)
+
+
+def test_without_warmup_the_first_step_has_the_peak_rate():
+    schedule = WarmupLinearDecay(2e-5, warmup_steps=0, total_steps=4)
+    assert [float(schedule(step)) for step in range(5)] == pytest.approx([2e-5, 1.5e-5, 1e-5, 5e-6, 0.0])
+
+
+def one_step(optimizer, variables, gradients):
+    optimizer.build(variables)
+    optimizer.apply([tf.constant(g, tf.float32) for g in gradients], variables)
+
+
+def test_weight_decay_spares_layer_norm_and_biases_of_bert_and_scales_with_the_head_rate():
+    keras.utils.set_random_seed(0)
+    model = Tagger(backbone_from_config(tiny_config(50)), LabelVocab.from_types(TYPES, "bio"), head="crf")
+    model(artifacts.dummy_batch())
+    spared = set()
+    for layer in model._flatten_layers():
+        if isinstance(layer, keras.layers.LayerNormalization):
+            spared |= {id(layer.gamma), id(layer.beta)}
+        if getattr(layer, "bias", None) is not None:
+            spared.add(id(layer.bias))
+    variables = model.trainable_variables
+    head = {id(v) for layer in model.head_layers() for v in layer.trainable_variables}
+    before = [v.numpy() for v in variables]
+    # Zero gradients: Adam moves nothing, so every change is weight decay.
+    optimizer = FineTuningAdamW(0.1, weight_decay=0.5, clip_norm=0.0, lr_multipliers={i: 3.0 for i in head})
+    one_step(optimizer, variables, [np.zeros(v.shape) for v in variables])
+    names = set()
+    for variable, old in zip(variables, before):
+        names.add(variable.name)
+        if id(variable) in spared:
+            np.testing.assert_array_equal(variable.numpy(), old, err_msg=variable.path)
+        else:
+            factor = 1 - 0.1 * 0.5 * (3.0 if id(variable) in head else 1.0)
+            np.testing.assert_allclose(variable.numpy(), old * factor, rtol=1e-6, err_msg=variable.path)
+    assert {"gamma", "beta", "bias", "kernel", "embeddings", "transitions"} <= names
+    assert len(spared) > 10
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_lr_multiplier_moves_a_variable_that_many_times_as_far(weight_decay):
+    start = np.array([0.5, -1.0, 2.0], np.float32)
+    plain, boosted = keras.Variable(start, name="kernel"), keras.Variable(start, name="kernel")
+    optimizer = FineTuningAdamW(1e-2, weight_decay=weight_decay, clip_norm=0.0, lr_multipliers={id(boosted): 7.0})
+    gradient = np.array([0.3, -0.2, 0.1])
+    one_step(optimizer, [plain, boosted], [gradient, gradient])
+    moved = plain.numpy() - start
+    assert np.all(np.abs(moved) > 1e-3)
+    np.testing.assert_allclose(boosted.numpy() - start, 7.0 * moved, rtol=1e-5)
+
+
+def torch_adamw(start, gradients, lr, weight_decay, eps, beta_1=0.9, beta_2=0.999):
+    """PyTorch's `AdamW.step` (and HF's), written out in NumPy."""
+    theta, m, v = start.astype(np.float64), 0.0, 0.0
+    for t, g in enumerate(gradients, 1):
+        theta = theta * (1 - lr * weight_decay)
+        m, v = beta_1 * m + (1 - beta_1) * g, beta_2 * v + (1 - beta_2) * g * g
+        theta = theta - lr * (m / (1 - beta_1**t)) / (np.sqrt(v / (1 - beta_2**t)) + eps)
+    return theta
+
+
+def test_adam_update_is_pytorchs_with_epsilon_on_the_corrected_scale():
+    rng = np.random.default_rng(0)
+    start = rng.normal(0, 0.02, 6).astype(np.float32)
+    # Gradients of the size clipped BERT gradients have per weight, where
+    # epsilon 1e-6 matters: Keras' own Adam is 3-30x off in these steps.
+    gradients = [rng.normal(0, 1e-5, 6) for _ in range(5)]
+    variable = keras.Variable(start, name="kernel")
+    optimizer = FineTuningAdamW(1e-3, weight_decay=0.01, clip_norm=0.0, lr_multipliers={id(variable): 2.0})
+    optimizer.build([variable])
+    for gradient in gradients:
+        optimizer.apply([tf.constant(gradient, tf.float32)], [variable])
+    expected = torch_adamw(start, gradients, lr=2e-3, weight_decay=0.01, eps=1e-6)
+    np.testing.assert_allclose(variable.numpy() - start, expected - start, rtol=1e-4)
+    keras_adam = keras.Variable(start, name="kernel")
+    keras.optimizers.AdamW(1e-3 * 2, weight_decay=0.01, epsilon=1e-6).apply(
+        [tf.constant(gradients[0], tf.float32)], [keras_adam]
+    )
+    first = torch_adamw(start, gradients[:1], lr=2e-3, weight_decay=0.01, eps=1e-6)
+    assert np.abs(keras_adam.numpy() - start).max() < 0.5 * np.abs(first - start).max()
+
+
+@pytest.mark.parametrize("clip_norm", [0.0, 0.5])
+def test_repeated_rows_of_an_embedding_gradient_count_as_their_sum(clip_norm):
+    # Token 0 twice, token 2 once: IndexedSlices as tf.gather's gradient gives them.
+    rows = tf.IndexedSlices(tf.constant([[0.3, -0.1], [0.2, 0.4], [-0.5, 0.1]]), tf.constant([0, 0, 2]), [3, 2])
+    sparse, dense = (keras.Variable(np.ones((3, 2), np.float32), name="embeddings") for _ in range(2))
+    for variable, gradient in ((sparse, rows), (dense, tf.convert_to_tensor(rows))):
+        optimizer = FineTuningAdamW(0.1, weight_decay=0.0, clip_norm=clip_norm)
+        optimizer.build([variable])
+        for _ in range(2):
+            optimizer.apply([gradient], [variable])
+    np.testing.assert_allclose(sparse.numpy(), dense.numpy(), rtol=1e-6)
+    assert sparse.numpy()[1].tolist() == [1.0, 1.0]  # no gradient, no move
+
+
+def first_moments(optimizer, variables):
+    return [optimizer._momentums[optimizer._get_variable_index(v)].numpy() for v in variables]
+
+
+@pytest.mark.parametrize("clip_norm", [1.0, 10.0, 0.0])
+def test_clips_the_global_norm_of_all_gradients(clip_norm):
+    variables = [keras.Variable(np.zeros(2, np.float32), name="a"), keras.Variable(np.zeros(1, np.float32), name="b")]
+    optimizer = FineTuningAdamW(1e-3, weight_decay=0.0, clip_norm=clip_norm)
+    one_step(optimizer, variables, [[3.0, 0.0], [4.0]])  # global norm 5
+    scale = 1 / 5 if clip_norm == 1.0 else 1.0  # not [1, 0] and [1]: the norm is global
+    m_a, m_b = first_moments(optimizer, variables)  # (1 - beta_1) * clipped gradient
+    np.testing.assert_allclose(m_a, 0.1 * scale * np.array([3.0, 0.0]), rtol=1e-6)
+    np.testing.assert_allclose(m_b, 0.1 * scale * np.array([4.0]), rtol=1e-6)
