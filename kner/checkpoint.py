@@ -2,8 +2,8 @@
 
     python -m kner.checkpoint inspect PATH
 
-prints the config and the variables of a checkpoint, and says whether kner
-can load it.
+prints the family, config and variables of a checkpoint (BERT, ALBERT,
+ELECTRA, Hugging Face or keras-hub preset), and says whether kner can load it.
 
 Example:
 
@@ -19,13 +19,22 @@ from __future__ import annotations
 
 from absl import app
 
-from kner.backbones.bert import backbone_from_config, bert_config_from_backbone, read_bert_config
-from kner.backbones.loader import CheckpointFiles, inspect, load_backbone, locate_checkpoint, save_google_checkpoint
+from kner.backbones.bert import bert_config_from_backbone, read_bert_config
+from kner.backbones.loader import (
+    CheckpointFiles,
+    backbone_config,
+    backbone_from_config,
+    inspect,
+    load_backbone,
+    locate_checkpoint,
+    save_google_checkpoint,
+)
 from kner.backbones.tf1_checkpoint import read_variables
 from kner.errors import run_cli
 
 __all__ = [
     "CheckpointFiles",
+    "backbone_config",
     "backbone_from_config",
     "bert_config_from_backbone",
     "inspect",

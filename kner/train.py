@@ -19,8 +19,8 @@ import keras
 from absl import flags, logging
 
 from kner import cli
-from kner.backbones.bert import backbone_from_config, read_bert_config
-from kner.backbones.loader import load_backbone, locate_checkpoint
+from kner.backbones.config_file import read_json
+from kner.backbones.loader import backbone_config, backbone_from_config, load_backbone, locate_checkpoint
 from kner.data.corpus import read_corpus
 from kner.data.labels import LabelVocab
 from kner.data.tags import SCHEMES
@@ -37,8 +37,16 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("train_file", None, "Training data: CLUENER JSON lines or a char-per-line column file.")
 flags.DEFINE_string("dev_file", None, "Dev data, evaluated after every epoch (optional).")
 flags.DEFINE_enum("tag_scheme", "bios", list(SCHEMES), "Tags the model predicts.")
-flags.DEFINE_string("init_checkpoint", None, "Pretrained BERT: a Google TF1 checkpoint dir/prefix or an HF dir.")
-flags.DEFINE_string("bert_config", None, "bert_config.json for a from-scratch model (no --init_checkpoint).")
+flags.DEFINE_string(
+    "init_checkpoint",
+    None,
+    "Pretrained encoder: a Google TF1 BERT/ALBERT/ELECTRA checkpoint dir or prefix, an HF dir or a keras-hub preset.",
+)
+flags.DEFINE_string(
+    "bert_config",
+    None,
+    "bert_config.json (or an ALBERT/ELECTRA config) for a from-scratch model (no --init_checkpoint).",
+)
 flags.DEFINE_string("vocab_file", None, "vocab.txt for a from-scratch model; default: built from the train text.")
 flags.DEFINE_enum("head", "crf", list(HEADS), "Output layer.")
 flags.DEFINE_float("dropout", 0.1, "Dropout before the tag projection.")
@@ -61,30 +69,34 @@ flags.mark_flags_as_required(["train_file", "model_dir"])
 DOWNLOADS = (
     "expected a directory with bert_config.json, bert_model.ckpt.index/.data-* and vocab.txt "
     "(Google: chinese_L-12_H-768_A-12 from github.com/google-research/bert; HFL: chinese-roberta-wwm-ext or "
-    "chinese-bert-wwm-ext from github.com/ymcui/Chinese-BERT-wwm), or a Hugging Face dir with model.safetensors"
+    "chinese-bert-wwm-ext from github.com/ymcui/Chinese-BERT-wwm), the same with albert_config.json (ALBERT: "
+    "github.com/google-research/albert, github.com/brightmart/albert_zh) or discriminator.json (ELECTRA: "
+    "github.com/ymcui/Chinese-ELECTRA), a Hugging Face dir with model.safetensors or a keras-hub preset"
 )
 
 
 def build_backbone(train_texts: list[str]):
-    """The backbone, its vocab and its Google-format config, from the flags."""
+    """The backbone, its vocab and the config that rebuilds it
+    (`kner.backbones.loader.backbone_config`), from the flags."""
     if FLAGS.init_checkpoint:
         path = Path(FLAGS.init_checkpoint)
         if not path.exists() and not Path(f"{path}.index").exists():
             raise InputError(path, None, f"checkpoint not found: {DOWNLOADS}")
         files = locate_checkpoint(path)
         if files.vocab is None:
-            raise InputError(path, None, "no vocab.txt beside the checkpoint")
+            raise InputError(path, None, "no vocab.txt (or vocab_chinese.txt) beside the checkpoint")
         backbone = load_backbone(path, FLAGS.max_seq_length)
-        return backbone, read_vocab(files.vocab), read_bert_config(files.config)
+        return backbone, read_vocab(files.vocab), backbone_config(backbone)
     if not FLAGS.bert_config:
         raise InputError("--bert_config", None, "give --init_checkpoint or --bert_config")
     vocabulary = read_vocab(FLAGS.vocab_file) if FLAGS.vocab_file else build_vocab(train_texts)
-    config = {**read_bert_config(FLAGS.bert_config), "vocab_size": len(vocabulary)}
-    positions = config["max_position_embeddings"]
+    config = {**read_json(FLAGS.bert_config), "vocab_size": len(vocabulary)}
+    positions = config.get("max_position_embeddings", FLAGS.max_seq_length)
     if FLAGS.max_seq_length > positions:
         message = f"max_seq_length {FLAGS.max_seq_length} exceeds max_position_embeddings {positions}"
         raise InputError(FLAGS.bert_config, None, message)
-    return backbone_from_config(config), vocabulary, config
+    backbone = backbone_from_config(config, where=FLAGS.bert_config)
+    return backbone, vocabulary, backbone_config(backbone)
 
 
 def build_optimizer(model: Tagger, total_steps: int) -> keras.optimizers.Optimizer:

@@ -1,7 +1,8 @@
 """What a trained `model_dir` holds, and how to rebuild the tagger from it.
 
     model_dir/
-      bert_config.json   the backbone's shape (Google format)
+      bert_config.json   the backbone's shape: its family's config (Google format;
+                         `kner_layout` names ALBERT, ELECTRA or keras-hub backbones)
       vocab.txt          the tokenizer's vocabulary
       labels.json        the label vocabulary (`kner.data.labels.LabelVocab`)
       settings.json      head, dropout, max_seq_length
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from kner.backbones.bert import backbone_from_config, read_bert_config
+from kner.backbones.loader import backbone_from_config
 from kner.data.labels import LabelVocab
 from kner.data.tokenizer import CharTokenizer, save_vocab
 from kner.errors import InputError
@@ -62,7 +63,7 @@ def load_tagger(model_dir: str | Path) -> tuple[Tagger, CharTokenizer, dict]:
         if not (model_dir / name).exists():
             raise InputError(model_dir / name, None, "missing: is this the model_dir of a finished training run?")
     settings = json.loads((model_dir / SETTINGS).read_text())
-    backbone = backbone_from_config(read_bert_config(model_dir / BERT_CONFIG))
+    backbone = backbone_from_config(model_dir / BERT_CONFIG)
     model = Tagger(backbone, LabelVocab.load(model_dir / LABELS), head=settings["head"], dropout=settings["dropout"])
     model(dummy_batch())
     model.load_weights(str(model_dir / WEIGHTS))

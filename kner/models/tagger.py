@@ -1,4 +1,4 @@
-"""The tagger: BERT backbone -> dropout -> dense over tags -> softmax or CRF.
+"""The tagger: BERT-family backbone -> dropout -> dense over tags -> softmax or CRF.
 
 The model reads the batches of `kner.data.pipeline` (`token_ids`, `segment_ids`,
 `padding_mask`) and returns per-token tag scores. The character positions,
@@ -30,11 +30,13 @@ HEADS = ("softmax", "crf")
 
 
 class Tagger(keras.Model):
-    """Sequence tagger over a keras-hub `BertBackbone`.
+    """Sequence tagger over a keras-hub backbone (`BertBackbone`, kner's
+    `EncoderBackbone` for ALBERT and ELECTRA, or a preset's).
 
     Args:
         backbone: the encoder (`kner.checkpoint.load_backbone` or
-            `backbone_from_config`).
+            `backbone_from_config`); it takes `token_ids`, `segment_ids` and
+            `padding_mask` and returns `sequence_output`.
         labels: the label vocabulary; with the CRF head its tag scheme
             constrains Viterbi decoding to valid tag sequences.
         head: "crf" or "softmax".
@@ -43,7 +45,7 @@ class Tagger(keras.Model):
 
     def __init__(
         self,
-        backbone: keras_hub.models.BertBackbone,
+        backbone: keras_hub.models.Backbone,
         labels: LabelVocab,
         head: str = "crf",
         dropout: float = 0.1,
@@ -54,8 +56,10 @@ class Tagger(keras.Model):
         super().__init__(**kwargs)
         self.backbone = backbone
         # Only the sequence output is used: the pooler would get no gradient
-        # (and Keras would warn at every trace), so it stays frozen.
-        backbone.pooled_dense.trainable = False
+        # (and Keras would warn at every trace), so it stays frozen. (ELECTRA
+        # has none.)
+        if getattr(backbone, "pooled_dense", None) is not None:
+            backbone.pooled_dense.trainable = False
         self.labels = labels
         self.head = head
         self.dropout = keras.layers.Dropout(dropout)

@@ -405,7 +405,7 @@ def test_variable_errors(tmp_path, small_weights):
 def test_path_and_length_errors(small_dir, tmp_path):
     with pytest.raises(InputError, match="no such checkpoint directory or prefix"):
         load_backbone(tmp_path / "nowhere")
-    with pytest.raises(InputError, match="not a BERT checkpoint directory"):
+    with pytest.raises(InputError, match="not a checkpoint directory: expected a Google TF1 checkpoint"):
         load_backbone(tmp_path)
     with pytest.raises(
         InputError,
