@@ -1,13 +1,27 @@
 import json
-import math
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from google_fixtures import (
+    BERT_BLOCK,
+    REPO,
+    RandomWeights,
+    as_float64,
+    attention_adder,
+    block_forward,
+    float32,
+    gelu_tanh,
+    layer_norm,
+    make_inputs,
+    optimizer_slots,
+    run_backbone,
+    write_tf1_checkpoint,
+    write_vocab,
+)
 
 from kner.checkpoint import (
     backbone_from_config,
@@ -18,9 +32,6 @@ from kner.checkpoint import (
     save_google_checkpoint,
 )
 from kner.errors import InputError
-
-REPO = Path(__file__).resolve().parents[2]
-REAL_VOCAB = REPO.parent / "shared" / "data" / "vocab" / "bert-base-chinese-vocab.txt"
 
 SMALL = {
     "vocab_size": 120,
@@ -48,46 +59,23 @@ CHINESE = dict(
 )
 
 
-# --- Google-format fixture, written like Google's own run_pretraining.py ---
+# --- Google-format fixture (tests/backbones/google_fixtures.py writes it like run_pretraining.py) ---
 
 
 def google_weights(config, seed=0):
-    """Random weights under Google's names and shapes, scaled so that GELU,
-    softmax and LayerNorm all work away from their linear regimes."""
-    rng = np.random.default_rng(seed)
+    """Random weights under Google's BERT names and shapes."""
+    random = RandomWeights(seed)
     h, i = config["hidden_size"], config["intermediate_size"]
-
-    def kernel(*shape):
-        return rng.normal(0, 1 / math.sqrt(shape[0]), shape)
-
-    def vector(n, mean=0.0):
-        return mean + rng.normal(0, 0.5, n)
-
     weights = {
-        "bert/embeddings/word_embeddings": rng.normal(size=(config["vocab_size"], h)),
-        "bert/embeddings/position_embeddings": rng.normal(size=(config["max_position_embeddings"], h)),
-        "bert/embeddings/token_type_embeddings": rng.normal(size=(config["type_vocab_size"], h)),
-        "bert/embeddings/LayerNorm/gamma": vector(h, 1.0),
-        "bert/embeddings/LayerNorm/beta": vector(h),
+        "bert/embeddings/word_embeddings": random.table(config["vocab_size"], h),
+        "bert/embeddings/position_embeddings": random.table(config["max_position_embeddings"], h),
+        "bert/embeddings/token_type_embeddings": random.table(config["type_vocab_size"], h),
+        **random.layer_norm("bert/embeddings/LayerNorm", h),
     }
     for n in range(config["num_hidden_layers"]):
-        p = f"bert/encoder/layer_{n}"
-        for part in ("query", "key", "value"):
-            weights[f"{p}/attention/self/{part}/kernel"] = kernel(h, h)
-            weights[f"{p}/attention/self/{part}/bias"] = vector(h)
-        weights[f"{p}/attention/output/dense/kernel"] = kernel(h, h)
-        weights[f"{p}/attention/output/dense/bias"] = vector(h)
-        weights[f"{p}/attention/output/LayerNorm/gamma"] = vector(h, 1.0)
-        weights[f"{p}/attention/output/LayerNorm/beta"] = vector(h)
-        weights[f"{p}/intermediate/dense/kernel"] = kernel(h, i)
-        weights[f"{p}/intermediate/dense/bias"] = vector(i)
-        weights[f"{p}/output/dense/kernel"] = kernel(i, h)
-        weights[f"{p}/output/dense/bias"] = vector(h)
-        weights[f"{p}/output/LayerNorm/gamma"] = vector(h, 1.0)
-        weights[f"{p}/output/LayerNorm/beta"] = vector(h)
-    weights["bert/pooler/dense/kernel"] = kernel(h, h)
-    weights["bert/pooler/dense/bias"] = vector(h)
-    return {name: value.astype(np.float32) for name, value in weights.items()}
+        weights.update(random.block(f"bert/encoder/layer_{n}", BERT_BLOCK, h, i))
+    weights.update(random.dense("bert/pooler/dense", h, h))
+    return float32(weights)
 
 
 def pretraining_extras(config, weights):
@@ -102,33 +90,10 @@ def pretraining_extras(config, weights):
         "cls/seq_relationship/output_weights": np.ones((2, h)),
         "cls/seq_relationship/output_bias": np.ones(2),
     }
-    extras = {name: value.astype(np.float32) for name, value in heads.items()}
-    for name, value in list(weights.items()) + list(extras.items()):
-        extras[f"{name}/adam_m"] = np.full_like(value, 0.5)
-        extras[f"{name}/adam_v"] = np.full_like(value, 0.25)
+    extras = float32(heads)
+    extras.update(optimizer_slots({**weights, **extras}))
     extras["global_step"] = np.int64(1_000_000)
     return extras
-
-
-def write_tf1_checkpoint(prefix, variables):
-    """A TF1 graph-mode Saver over variables named exactly as given."""
-    with tf.Graph().as_default():
-        for name, value in variables.items():
-            tf.compat.v1.get_variable(name, initializer=tf.constant(value))
-        saver = tf.compat.v1.train.Saver()
-        with tf.compat.v1.Session() as session:
-            session.run(tf.compat.v1.global_variables_initializer())
-            saver.save(session, str(prefix), write_state=False)
-
-
-def write_vocab(path, size):
-    """The real 21,128-entry vocab when present, else a generated one."""
-    if size == 21128 and REAL_VOCAB.exists():
-        shutil.copyfile(REAL_VOCAB, path)
-        return
-    special = ["[PAD]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tokens = special + [chr(0x4E00 + n) for n in range(size - len(special))]
-    path.write_text("\n".join(tokens) + "\n", encoding="utf-8")
 
 
 def write_google_dir(directory, config, weights):
@@ -143,68 +108,20 @@ def write_google_dir(directory, config, weights):
 # --- Reference forward pass in NumPy, following Google's modeling.py ---
 
 
-def layer_norm(x, gamma, beta):
-    mean = x.mean(-1, keepdims=True)
-    variance = ((x - mean) ** 2).mean(-1, keepdims=True)
-    return (x - mean) / np.sqrt(variance + 1e-12) * gamma + beta
-
-
-def gelu(x):  # modeling.py's gelu: the tanh approximation.
-    return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
-
-
 def reference_forward(config, weights, token_ids, segment_ids, mask):
-    w = {name: value.astype(np.float64) for name, value in weights.items()}
-    batch, length = token_ids.shape
-    heads = config["num_attention_heads"]
-    size = config["hidden_size"] // heads
+    w = as_float64(weights)
+    length = token_ids.shape[1]
     x = (
         w["bert/embeddings/word_embeddings"][token_ids]
         + w["bert/embeddings/position_embeddings"][:length]
         + w["bert/embeddings/token_type_embeddings"][segment_ids]
     )
     x = layer_norm(x, w["bert/embeddings/LayerNorm/gamma"], w["bert/embeddings/LayerNorm/beta"])
-    adder = (1.0 - mask[:, None, None, :]) * -10000.0
-
-    def split(t):
-        return t.reshape(batch, length, heads, size).transpose(0, 2, 1, 3)
-
+    adder = attention_adder(mask)
     for n in range(config["num_hidden_layers"]):
-        p = f"bert/encoder/layer_{n}"
-
-        def dense(t, name, p=p):
-            return t @ w[f"{p}/{name}/kernel"] + w[f"{p}/{name}/bias"]
-
-        q, k, v = (split(dense(x, f"attention/self/{part}")) for part in ("query", "key", "value"))
-        scores = q @ k.transpose(0, 1, 3, 2) / math.sqrt(size) + adder
-        probs = np.exp(scores - scores.max(-1, keepdims=True))
-        probs /= probs.sum(-1, keepdims=True)
-        context = (probs @ v).transpose(0, 2, 1, 3).reshape(batch, length, -1)
-        attended = dense(context, "attention/output/dense")
-        x = layer_norm(
-            attended + x,
-            w[f"{p}/attention/output/LayerNorm/gamma"],
-            w[f"{p}/attention/output/LayerNorm/beta"],
-        )
-        out = dense(gelu(dense(x, "intermediate/dense")), "output/dense")
-        x = layer_norm(out + x, w[f"{p}/output/LayerNorm/gamma"], w[f"{p}/output/LayerNorm/beta"])
+        x = block_forward(w, f"bert/encoder/layer_{n}", BERT_BLOCK, x, adder, config["num_attention_heads"], gelu_tanh)
     pooled = np.tanh(x[:, 0] @ w["bert/pooler/dense/kernel"] + w["bert/pooler/dense/bias"])
     return x, pooled
-
-
-def make_inputs(config, length, seed=1):
-    rng = np.random.default_rng(seed)
-    token_ids = rng.integers(0, config["vocab_size"], (2, length)).astype("int32")
-    segment_ids = rng.integers(0, config["type_vocab_size"], (2, length)).astype("int32")
-    mask = np.ones((2, length), "int32")
-    mask[1, length // 2 :] = 0
-    return token_ids, segment_ids, mask
-
-
-def run_backbone(backbone, inputs):
-    token_ids, segment_ids, mask = inputs
-    outputs = backbone({"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": mask})
-    return outputs["sequence_output"].numpy(), outputs["pooled_output"].numpy()
 
 
 def assert_matches_reference(backbone, config, weights, length):
