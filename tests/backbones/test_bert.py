@@ -361,3 +361,38 @@ def test_cli_inspect_broken_checkpoint_exits_2(small_dir, tmp_path):
         "but the checkpoint has 2 encoder layers"
     )
     assert "hidden_size: 64" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "layers, hidden, intermediate",
+    [(24, 64, 96), (36, 64, 96), (1, 1024, 4096)],
+    ids=["24_layers", "36_layers", "1024_wide"],
+)
+def test_large_bert_shapes_load(tmp_path, layers, hidden, intermediate):
+    """RoBERTa-wwm-ext-large (24L/1024, 16 heads) and the zoo's 36L/1024
+    models: their depth with 16 heads, and their width, each with a small
+    vocab (a whole 24L/1024 model is 1.2 GB per copy)."""
+    config = dict(
+        SMALL,
+        vocab_size=40,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=16,
+        intermediate_size=intermediate,
+        max_position_embeddings=16,
+    )
+    weights = google_weights(config, seed=layers)
+    directory = tmp_path / "large"
+    directory.mkdir()
+    # The core SaveV2 op writes what a TF1 Saver would, with less memory.
+    tf.raw_ops.SaveV2(
+        prefix=str(directory / "bert_model.ckpt"),
+        tensor_names=list(weights),
+        shape_and_slices=[""] * len(weights),
+        tensors=list(weights.values()),
+    )
+    (directory / "bert_config.json").write_text(json.dumps(config))
+    write_vocab(directory / "vocab.txt", config["vocab_size"])
+    backbone = load_backbone(directory)
+    assert (backbone.num_layers, backbone.num_heads, backbone.hidden_dim) == (layers, 16, hidden)
+    assert_matches_reference(backbone, config, weights, length=10)
