@@ -49,6 +49,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import keras_hub
+from absl import logging
 
 from kner.backbones import albert, bert, electra, huggingface, keras_hub_preset, tf1_checkpoint
 from kner.backbones.config_file import read_json
@@ -239,6 +240,12 @@ def load_backbone(path: str | Path, max_seq_length: int | None = None) -> keras_
     >>> backbone = load_backbone("chinese-roberta-wwm-ext", max_seq_length=256)
     """
     files = locate_checkpoint(path)
+    backbone = _load(files, max_seq_length)
+    logging.info("loaded %s checkpoint %s: %s", files.family, files.weights, describe(backbone))
+    return backbone
+
+
+def _load(files: CheckpointFiles, max_seq_length: int | None) -> keras_hub.models.Backbone:
     if files.format == KERAS_HUB:
         backbone = keras_hub_preset.load_preset(files.weights)
         size = keras_hub_preset.vocabulary_size(backbone)
