@@ -30,6 +30,7 @@ SHAPE = {
     "type_vocab_size": 2,
     "initializer_range": 0.02,
 }
+FLAGFILES = {"albert": REPO / "flags" / "albert_tiny.cfg", "electra": REPO / "flags" / "electra_small.cfg"}
 CONFIGS = {
     # ALBERT-tiny style (Google layout, ReLU as the Chinese releases), 1 shared group.
     "albert": {**SHAPE, "embedding_size": 16, "hidden_act": "relu", "num_hidden_groups": 1, "inner_group_num": 1},
@@ -68,7 +69,9 @@ def runs(tmp_path_factory):
     checkpoints = write_checkpoints(base, texts)
     processes = {}
     for name, checkpoint in checkpoints.items():
-        flags = dict(data, init_checkpoint=checkpoint, model_dir=base / name / "run", export_dir=base / name / "export")
+        # The ALBERT-tiny and ELECTRA-small flagfiles, with the data and checkpoint overridden.
+        flags = {"flagfile": FLAGFILES[name]} if name in FLAGFILES else {}
+        flags.update(data, init_checkpoint=checkpoint, model_dir=base / name / "run", export_dir=base / name / "export")
         flags.update(batch_size=2, epochs=1, learning_rate=1e-3, max_seq_length=32)
         processes[name] = start_train(base / f"{name}.log", **flags)
     try:

@@ -102,3 +102,19 @@ def test_every_trainable_variable_gets_a_gradient(batch):
 def test_unknown_head_is_rejected():
     with pytest.raises(ValueError, match="head must be one of"):
         Tagger(backbone_from_config(tiny_config(40)), LABELS, head="lstm")
+
+
+@pytest.mark.parametrize("layout, embedding_size", [("albert_brightmart", 16), ("electra", 16), ("albert", 32)])
+def test_every_family_backbone_trains_under_the_tagger(batch, layout, embedding_size):
+    """ALBERT and ELECTRA `EncoderBackbone`s (ELECTRA has no pooler): every
+    trainable variable gets a gradient."""
+    config = {**tiny_config(len(toy_vocabulary()), layers=2), "embedding_size": embedding_size, "kner_layout": layout}
+    model = Tagger(backbone_from_config(config), LABELS, head="crf", dropout=0.0)
+    with tf.GradientTape() as tape:
+        loss = model.loss_sum(batch, model(batch, training=True))
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in gradients) and np.isfinite(loss.numpy())
+    pooler = model.backbone.pooled_dense
+    assert (pooler is None) == (layout == "electra")
+    if pooler is not None:
+        assert not {v.path for v in model.trainable_variables} & {v.path for v in pooler.weights}
