@@ -346,10 +346,10 @@ def describe(backbone: keras_hub.models.Backbone) -> str:
     """`"EncoderBackbone (albert layout) with 4 layers, ..."`."""
     name = type(backbone).__name__
     if isinstance(backbone, EncoderBackbone):
-        name += (
-            f" ({backbone.layout} layout, embedding {backbone.embedding_dim}, {backbone.num_groups} group(s) "
-            f"x {backbone.num_inner_repetitions}, {backbone.activation})"
-        )
+        groups = f"{backbone.num_groups} group(s) x {backbone.num_inner_repetitions}, "
+        if backbone.layout == "electra":
+            groups = ""
+        name += f" ({backbone.layout} layout, embedding {backbone.embedding_dim}, {groups}{backbone.activation})"
     return (
         f"{name} with {backbone.num_layers} layers, hidden {backbone.hidden_dim}, "
         f"{backbone.num_heads} heads, {backbone.count_params():,} parameters"
