@@ -11,7 +11,33 @@ The folders are the pipeline, and imports run one way through them:
 `python -m kner.X` entry points: `data`, `checkpoint`, `train`, `export`,
 `predict`. `kner.Predictor` and `kner.Entity` (`kner.serving.predictor`) are
 imported on first use, so that `import kner` stays light.
+
+Started as `python -m kner.X`, kner first hides TensorFlow's start-up
+notices (`kner.cli.quiet_startup`; `--verbosity=1` shows them): this file
+runs before the entry point imports TensorFlow. Imported as a library, it
+changes nothing.
 """
+
+import sys
+
+
+def _run_as_cli() -> bool:
+    """Whether this process is `python -m kner...` (checked while Python is
+    still locating that module, before it imports TensorFlow)."""
+    argv = getattr(sys, "orig_argv", [])
+    if sys.argv[:1] != ["-m"]:
+        return False
+    for i, arg in enumerate(argv[1:], 1):
+        module = argv[i + 1] if arg == "-m" and i + 1 < len(argv) else arg[2:] if arg.startswith("-m") else None
+        if module is not None:
+            return module == "kner" or module.startswith("kner.")
+    return False
+
+
+if _run_as_cli():
+    from kner import cli
+
+    cli.quiet_startup(sys.argv)
 
 
 def __getattr__(name: str):

@@ -48,7 +48,7 @@ __all__ = [
 
 def main(argv: list[str]) -> None:
     if len(argv) != 3 or argv[1] != "inspect":
-        raise app.UsageError("usage: python -m kner.checkpoint inspect PATH")
+        raise app.UsageError("expected the command: inspect PATH")
     inspect(argv[2])
 
 

@@ -1,6 +1,12 @@
 """What the command lines share: flag groups with one name per concept, and
 a quiet TensorFlow.
 
+`python -m kner.X` hides TensorFlow's start-up notices (`failed call to
+cuInit` on a machine without a GPU, the oneDNN and CPU-feature notices, ...)
+and its C++ INFO lines; `--verbosity=1` (absl's flag, `-v 1`) on the command
+line shows them. Everything else on stderr, TensorFlow's real warnings and
+errors included, passes through (`quiet_startup`).
+
 Every CLI names a concept the same way: `--input_format` (the data files'
 format), `--input_tag_scheme` (the tag scheme of column input files),
 `--tag_scheme` (the scheme the model predicts), `--lenient` (repair invalid
@@ -18,8 +24,12 @@ cli.define_runtime_flags()
 
 from __future__ import annotations
 
+import atexit
 import logging as std_logging
 import os
+import subprocess
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from absl import flags, logging
@@ -59,11 +69,98 @@ def define_runtime_flags() -> None:
 
 def quiet_tensorflow() -> None:
     """Hides TensorFlow's own INFO log lines (one per checkpoint save, for
-    example) but not kner's, which share absl's handler."""
+    example) but not kner's, which share absl's handler; `--verbosity=1`
+    shows them."""
     import tensorflow as tf
 
+    if flags.FLAGS.verbosity >= 1:
+        return
     package = str(Path(tf.__file__).parent) + os.sep
     tf.get_logger().setLevel(std_logging.WARNING)
     logging.get_absl_handler().addFilter(
         lambda record: record.levelno > std_logging.INFO or not record.pathname.startswith(package)
     )
+
+
+# TensorFlow's start-up notices, printed by every process that imports it,
+# some at error level on a machine where nothing is wrong.
+STARTUP_NOISE = (
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    r"\] oneDNN custom operations are on",
+    r"\] Could not find cuda drivers on your machine",
+    r"\] This TensorFlow binary is optimized to use available CPU instructions",
+    r"^To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags",
+    r"\] failed call to cuInit",
+    r"\] oneDNN supports DT_INT64 only on platforms with AVX-512",
+    r"\] Unable to register cu(DNN|FFT|BLAS) factory",
+    r"\] TF-TRT Warning: Could not find TensorRT",
+)
+# Runs in a child process, so that it still forwards the last lines when the
+# CLI dies (a C++ abort, SIGKILL); ignores SIGINT and SIGTERM, so that Ctrl-C
+# in a terminal leaves it forwarding until the CLI itself exits.
+_FILTER = """
+import re, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+noise = re.compile(sys.argv[1].encode())
+for line in sys.stdin.buffer:
+    if not noise.search(line):
+        sys.stdout.buffer.write(line)
+        sys.stdout.buffer.flush()
+"""
+
+
+def verbosity(argv: Sequence[str]) -> int:
+    """absl's `--verbosity` (`-v`) as given on the command line `argv`, else 0."""
+    for i, arg in enumerate(argv):
+        for name in ("--verbosity", "-v"):
+            if arg == name and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg.split("=", 1)[1]
+            else:
+                continue
+            try:
+                return int(value)
+            except ValueError:
+                return 0
+    return 0
+
+
+def quiet_startup(argv: Sequence[str]) -> None:
+    """Hides TensorFlow's start-up notices and C++ INFO lines from this
+    process's stderr, unless `argv` asks for `--verbosity=1` or more.
+
+    Call it before TensorFlow is imported (`kner/__init__.py` does, for
+    `python -m kner.X`). `TF_CPP_MIN_LOG_LEVEL` alone cannot do this: the
+    start-up lines are printed before TensorFlow initialises its logging,
+    whatever the variable says, and `failed call to cuInit` is at error
+    level. So stderr (file descriptor 2) goes through a filter process that
+    drops the lines matching `STARTUP_NOISE` and passes everything else;
+    `TF_CPP_MIN_LOG_LEVEL` defaults to 1 (no C++ INFO lines after start-up).
+    """
+    if verbosity(argv) >= 1:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    try:
+        stderr = os.dup(2)
+        noise = "|".join(f"(?:{pattern})" for pattern in STARTUP_NOISE)
+        process = subprocess.Popen(
+            [sys.executable, "-S", "-c", _FILTER, noise], stdin=subprocess.PIPE, stdout=stderr, stderr=stderr
+        )
+    except OSError:
+        return  # no filter: the notices show, nothing is lost
+    sys.stderr.flush()
+    os.dup2(process.stdin.fileno(), 2)
+    process.stdin.close()
+    atexit.register(_stop_filter, process, stderr)
+
+
+def _stop_filter(process: subprocess.Popen, stderr: int) -> None:
+    """Gives stderr back and lets the filter forward what is left."""
+    sys.stderr.flush()
+    os.dup2(stderr, 2)  # closes this process's end of the pipe
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:  # a child process still holds the pipe
+        pass

@@ -1,5 +1,10 @@
 """User-facing input errors and the wrapper every CLI runs under.
 
+A CLI's mistakes reach the user as one line on stderr and exit status 2:
+bad input (`InputError`, naming file and line), and bad usage (an unknown or
+missing flag, a bad enum value, `absl.app.UsageError`), which names the
+problem first and points at `--help` instead of printing the whole usage.
+
 Example:
 
 ```python
@@ -13,13 +18,15 @@ if __name__ == "__main__":
 ```
 """
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from absl import app
+from absl import app, flags
 
 EXIT_INPUT_ERROR = 2
+EXIT_USAGE_ERROR = 2
 
 
 class InputError(ValueError):
@@ -42,17 +49,57 @@ class InputError(ValueError):
         return f"{self.path}:{self.line}: {self.message}"
 
 
+def usage_message(error: Exception) -> str:
+    """A flag-parsing or usage error as one line: `--export_dir is required`
+    rather than absl's `flag --export_dir=None: Flag --export_dir must have a
+    value other than None.`"""
+    message = " ".join(str(error).split())
+    required = re.search(r"Flag (--\w+) must have a value other than None", message)
+    if required:
+        return f"{required.group(1)} is required"
+    exclusive = re.search(r"(Exactly|At most) one of \(([\w, ]+)\) must have a value", message)
+    if exclusive:
+        names = " or ".join(f"--{name.strip()}" for name in exclusive.group(2).split(","))
+        return f"give {exclusive.group(1).lower()} one of {names}"
+    return message.removeprefix("flag ")
+
+
+def program_name() -> str:
+    """How the running CLI was started: `python -m kner.train`, or the script's name."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is not None and spec.name:
+        return f"python -m {spec.name.removesuffix('.__main__')}"
+    return Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "the program"
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        _usage_error(error)
+
+
+def _usage_error(error: Exception) -> None:
+    print(f"error: {usage_message(error)} (see {program_name()} --help)", file=sys.stderr)
+    sys.exit(EXIT_USAGE_ERROR)
+
+
 def run_cli(main: Callable[[list[str]], object]) -> None:
-    """Run an absl `main(argv)`, reporting bad input as one stderr line.
+    """Run an absl `main(argv)`, reporting bad input and bad usage as one
+    stderr line.
 
     An `InputError` (or a stray `FileNotFoundError`/`UnicodeDecodeError`)
     prints `error: <message>` to stderr and exits with status 2, never a
-    traceback.
+    traceback. So does a usage error: a flag that does not parse, is missing
+    or takes no such value, or `app.UsageError` raised by `main`
+    (`error: <cause> (see <program> --help)`).
     """
 
     def guarded(argv: list[str]) -> object:
         try:
             return main(argv)
+        except app.UsageError as error:
+            _usage_error(error)
         except InputError as error:
             message = str(error)
         except FileNotFoundError as error:
@@ -62,4 +109,4 @@ def run_cli(main: Callable[[list[str]], object]) -> None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(EXIT_INPUT_ERROR)
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=_parse_flags)

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,37 @@ def test_run_cli_passes_other_exit_codes():
     script = "from kner.errors import run_cli\nrun_cli(lambda argv: print(argv[1:]))"
     result = subprocess.run([sys.executable, "-c", script, "x"], capture_output=True, text=True, check=False)
     assert (result.returncode, result.stdout) == (0, "['x']\n")
+
+
+@pytest.mark.parametrize(
+    "argv, stderr",
+    [
+        ([], "error: --name is required (see x.py --help)\n"),
+        (["--name=a", "--size=big"], "error: --size=big: value should be one of <small|large> (see x.py --help)\n"),
+        (["--name=a", "--bogus=1"], "error: Unknown command line flag 'bogus' (see x.py --help)\n"),
+        (["--name=a", "extra"], "error: takes no arguments (see x.py --help)\n"),
+    ],
+)
+def test_run_cli_usage_errors_are_one_line_and_exit_2(tmp_path, argv, stderr):
+    script = tmp_path / "x.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            from absl import app, flags
+            from kner.errors import run_cli
+
+            flags.DEFINE_string("name", None, "A name.")
+            flags.DEFINE_enum("size", "small", ["small", "large"], "A size.")
+            flags.mark_flag_as_required("name")
+
+            def main(argv):
+                if len(argv) > 1:
+                    raise app.UsageError("takes no arguments")
+
+            run_cli(main)
+            """
+        )
+    )
+    env = {"PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    result = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True, env=env)
+    assert (result.returncode, result.stderr, result.stdout) == (2, stderr, "")

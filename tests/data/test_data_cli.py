@@ -137,5 +137,10 @@ def test_help_and_usage():
     help_text = run_data("--help")  # absl exits 1 after printing help
     assert "--input_tag_scheme" in help_text.stdout and "convert IN OUT" in help_text.stdout
     assert "Traceback" not in help_text.stderr
-    assert run_data("frobnicate").returncode == 1
-    assert run_data("convert", "only-one-file", "--to=bio").returncode == 1
+    unknown = run_data("frobnicate")
+    assert unknown.returncode == 2
+    assert unknown.stderr == "error: expected a command: stats, convert, validate (see python -m kner.data --help)\n"
+    assert run_data("convert", "only-one-file", "--to=bio").returncode == 2
+    bad_enum = run_data("stats", "x.json", "--input_tag_scheme=iob3")
+    assert bad_enum.returncode == 2 and bad_enum.stderr.count("\n") == 1
+    assert bad_enum.stderr.startswith("error: --input_tag_scheme=iob3: value should be one of <auto|bio|")
