@@ -27,9 +27,11 @@ from __future__ import annotations
 import atexit
 import logging as std_logging
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from absl import flags, logging
@@ -39,6 +41,21 @@ from kner.data.tags import SCHEMES
 
 INPUT_FORMATS = ("auto", *FORMATS)
 INPUT_TAG_SCHEMES = ("auto", *SCHEMES)
+# Flags that name files or directories, in every CLI: `save_flagfile` writes
+# them as absolute paths.
+PATH_FLAGS = frozenset(
+    {
+        "train_file",
+        "dev_file",
+        "init_checkpoint",
+        "bert_config",
+        "vocab_file",
+        "model_dir",
+        "export_dir",
+        "input",
+        "output",
+    }
+)
 
 
 def define_data_flags() -> None:
@@ -164,3 +181,101 @@ def _stop_filter(process: subprocess.Popen, stderr: int) -> None:
         process.wait(timeout=10)
     except subprocess.TimeoutExpired:  # a child process still holds the pipe
         pass
+
+
+# ---- saying what happened -------------------------------------------------
+
+
+def warn(message: str) -> None:
+    """`warning: <message>` on stderr: something the user should know, such
+    as a flag that has no effect."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def warn_ignored_flags(ignored: Mapping[str, str]) -> None:
+    """Warns about each flag in `{name: why it has no effect}` that the user
+    gave (on the command line or in a flagfile)."""
+    for name, reason in ignored.items():
+        if flags.FLAGS[name].present:
+            warn(f"--{name} is ignored: {reason}")
+
+
+def report(what: str, where: str | Path, note: str = "") -> None:
+    """One line of a run's summary on stdout: `what   where  (note)`."""
+    print(f"{what:<14}{where}" + (f"  ({note})" if note else ""), flush=True)
+
+
+def save_flagfile(path: str | Path) -> Path:
+    """Writes the running CLI's own flags (those its module defines or
+    adopts, not absl's or TensorFlow's) as a flagfile, every flag with its
+    value, paths (`PATH_FLAGS`) made absolute, so that
+    `--flagfile=<path>` repeats the run from any directory."""
+    values = flags.FLAGS
+    lines = []
+    for flag in sorted(values.get_key_flags_for_module(sys.argv[0]), key=lambda f: f.name):
+        if flag.value is None:
+            continue
+        if flag.name in PATH_FLAGS and isinstance(flag.value, str) and flag.value:
+            value = os.path.abspath(flag.value)
+            lines.append(f"--{flag.name}={value}")
+        else:
+            lines.append(flag.serialize())
+    path = Path(path)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ---- stopping on a signal -------------------------------------------------
+
+
+class StopRequest:
+    """Turns SIGINT (Ctrl-C) and SIGTERM into a request that a long loop
+    checks between steps, so that it can save its state and stop cleanly
+    instead of dying wherever the signal lands. A second signal stops the
+    process at once.
+
+    >>> stop = StopRequest.install()
+    >>> trainer.fit(..., stop=stop)   # checks `stop.requested`
+    >>> sys.exit(stop.exit_code)      # 130 after SIGINT, 143 after SIGTERM
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.signal: int | None = None
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    @property
+    def exit_code(self) -> int:
+        """The shell's convention for a process stopped by a signal: 128 + its number."""
+        return 128 + (self.signal or signal.SIGINT)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signal).name if self.signal else "a stop request"
+
+    @classmethod
+    def install(cls) -> StopRequest:
+        request = cls()
+        for number in cls.SIGNALS:
+            signal.signal(number, request._handle)
+        return request
+
+    def _handle(self, number: int, frame) -> None:
+        del frame
+        if self.requested:  # the second one: stop now
+            signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+            return
+        self.signal = number
+        self.event.set()
+        print(
+            f"\n{signal.Signals(number).name}: stopping after this step and saving a checkpoint "
+            "(again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -8,7 +8,10 @@ With `--init_checkpoint` the backbone and vocab come from a Google-format (or
 Hugging Face safetensors) checkpoint; without it, from `--bert_config` with a
 vocab built from the training text (or `--vocab_file`). Everything export and
 prediction need lands in `--model_dir` (see `kner.models.artifacts`). Rerunning the
-same command resumes from the last checkpoint.
+same command resumes from the last checkpoint; on a finished run it changes
+nothing (it only exports, if `--export_dir` has no export of it yet).
+Ctrl-C (SIGINT) or SIGTERM stops after the current step with a checkpoint
+saved, exit status 130 or 143.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from absl import flags, logging
 
 from kner import cli
 from kner.backbones.config_file import read_json
-from kner.backbones.loader import backbone_config, backbone_from_config, load_backbone, locate_checkpoint
+from kner.backbones.loader import backbone_config, backbone_from_config, describe, load_backbone, locate_checkpoint
 from kner.data.corpus import read_corpus
 from kner.data.labels import LabelVocab
 from kner.data.tags import SCHEMES
@@ -28,10 +31,10 @@ from kner.data.tokenizer import CharTokenizer, build_vocab, read_vocab
 from kner.errors import InputError, run_cli
 from kner.models import artifacts
 from kner.models.tagger import HEADS, Tagger
-from kner.serving.saved_model import export_model
+from kner.serving.saved_model import export_model, versions
 from kner.training import distribute
 from kner.training.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, WarmupLinearDecay
-from kner.training.trainer import TrainConfig, Trainer, steps_per_epoch
+from kner.training.trainer import EVAL_REPORT, TrainConfig, Trainer, TrainingStopped, steps_per_epoch
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_file", None, "Training data: CLUENER JSON lines or a char-per-line column file.")
@@ -96,6 +99,12 @@ def build_backbone(train_texts: list[str]):
         message = f"max_seq_length {FLAGS.max_seq_length} exceeds max_position_embeddings {positions}"
         raise InputError(FLAGS.bert_config, None, message)
     backbone = backbone_from_config(config, where=FLAGS.bert_config)
+    source = f"vocab {FLAGS.vocab_file}" if FLAGS.vocab_file else "vocab built from the training text"
+    print(
+        f"new model from {FLAGS.bert_config}: {describe(backbone)}, randomly initialised; "
+        f"{source} ({len(vocabulary)} entries)",
+        flush=True,
+    )
     return backbone, vocabulary, backbone_config(backbone)
 
 
@@ -125,9 +134,34 @@ def read_data(path: str | None):
     return sentences
 
 
+def warn_ignored_flags() -> None:
+    from_checkpoint = "the backbone's shape and vocab come from --init_checkpoint"
+    ignored = {"bert_config": from_checkpoint, "vocab_file": from_checkpoint} if FLAGS.init_checkpoint else {}
+    if not FLAGS.dev_file:
+        ignored |= {name: "there is no --dev_file" for name in ("eval_batch_size", "early_stopping_patience")}
+    if FLAGS.strategy != "tpu":
+        ignored["tpu"] = "--strategy is not tpu"
+    cli.warn_ignored_flags(ignored)
+
+
+def export_unless_done(model_dir: Path, export_dir: Path, trained: bool) -> None:
+    """Exports, unless nothing was trained now and `export_dir`'s latest
+    version is newer than the weights (an earlier run exported them)."""
+    existing = versions(export_dir)
+    weights = model_dir / artifacts.WEIGHTS
+    if existing and not trained:
+        latest = export_dir / str(existing[-1])
+        if latest.stat().st_mtime >= weights.stat().st_mtime:
+            cli.report("export", latest, "exported earlier from these weights; nothing written")
+            return
+    cli.report("export", export_model(model_dir, export_dir), "TF Serving SavedModel")
+
+
 def main(argv: list[str]) -> None:
     del argv
+    stop = cli.StopRequest.install()
     cli.quiet_tensorflow()
+    warn_ignored_flags()
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
@@ -152,17 +186,37 @@ def main(argv: list[str]) -> None:
         model(artifacts.dummy_batch())
         optimizer = build_optimizer(model, steps_per_epoch(train, config) * config.epochs)
     settings = {"head": FLAGS.head, "dropout": FLAGS.dropout, "max_seq_length": FLAGS.max_seq_length}
-    if distribute.is_chief(strategy):
-        artifacts.save_artifacts(FLAGS.model_dir, bert_config, vocabulary, labels, settings)
-        Path(FLAGS.model_dir, "flags.cfg").write_text(FLAGS.flags_into_string())
-    trainer = Trainer(model, optimizer, strategy, FLAGS.model_dir, config)
-    report = trainer.fit(train, dev, CharTokenizer(vocabulary))
-    if report is None and distribute.is_chief(strategy):
-        model.save_weights(str(Path(FLAGS.model_dir, artifacts.WEIGHTS)))
+    model_dir, chief = Path(FLAGS.model_dir).absolute(), distribute.is_chief(strategy)
+    trainer = Trainer(model, optimizer, strategy, model_dir, config)
+    trainer.restore()
+    trained = not trainer.is_finished(train, bool(dev))
+    if not trained:
+        print(f"training in {model_dir} is finished (step {int(trainer.step.numpy())}); nothing to train")
+        report = trainer.fit(train, dev, CharTokenizer(vocabulary))  # reads the saved report
+    else:
+        if chief:
+            artifacts.save_artifacts(model_dir, bert_config, vocabulary, labels, settings)
+            cli.save_flagfile(model_dir / "flags.cfg")
+        try:
+            report = trainer.fit(train, dev, CharTokenizer(vocabulary), stop=stop)
+        except TrainingStopped as stopped:
+            print(f"stopped by {stop.name} at step {stopped.step}; checkpoint {stopped.checkpoint}")
+            print("run the same command to resume")
+            raise SystemExit(stop.exit_code) from None
+        if report is None and chief:
+            model.save_weights(str(model_dir / artifacts.WEIGHTS))
+    if not chief:
+        return
     if report is not None:
         print(f"best dev micro F1 {report['micro']['f1']:.4f} (epoch {report['epoch']})")
-    if FLAGS.export_dir and distribute.is_chief(strategy):
-        export_model(FLAGS.model_dir, FLAGS.export_dir)
+        cli.report("best weights", model_dir / artifacts.WEIGHTS, f"epoch {report['epoch']}")
+        cli.report("dev report", model_dir / EVAL_REPORT)
+    else:
+        cli.report("weights", model_dir / artifacts.WEIGHTS, "after the last step: no --dev_file to pick the best")
+    cli.report("model_dir", model_dir, "config, vocab, labels, settings, flags.cfg; checkpoints/ to resume")
+    cli.report("TensorBoard", f"tensorboard --logdir {model_dir}")
+    if FLAGS.export_dir:
+        export_unless_done(model_dir, Path(FLAGS.export_dir).absolute(), trained)
 
 
 if __name__ == "__main__":

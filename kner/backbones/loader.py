@@ -241,7 +241,11 @@ def load_backbone(path: str | Path, max_seq_length: int | None = None) -> keras_
     """
     files = locate_checkpoint(path)
     backbone = _load(files, max_seq_length)
-    logging.info("loaded %s checkpoint %s: %s", files.family, files.weights, describe(backbone))
+    ignored = ""
+    if files.format == "google":  # what the checkpoint holds beyond the backbone, by scope
+        names = list(tf1_checkpoint.read_variables(files.weights))
+        ignored = f"; {len(names)} variables, {ignored_summary(names, FAMILIES[files.family].is_ignored)}"
+    logging.info("loaded %s checkpoint %s: %s%s", files.family, files.weights, describe(backbone), ignored)
     return backbone
 
 

@@ -38,6 +38,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import keras
 import numpy as np
@@ -58,6 +59,21 @@ from kner.training.distribute import is_chief, worker_id
 BEST_WEIGHTS = "best.weights.h5"
 EVAL_REPORT = "eval_report.json"
 CHECKPOINTS = "checkpoints"
+
+
+class StopCheck(Protocol):
+    """What `Trainer.fit` asks between steps (`kner.cli.StopRequest` is one)."""
+
+    @property
+    def requested(self) -> bool: ...
+
+
+class TrainingStopped(Exception):
+    """`fit` stopped on request; the checkpoint of `step` is saved."""
+
+    def __init__(self, step: int, checkpoint: str | None):
+        self.step, self.checkpoint = step, checkpoint
+        super().__init__(f"stopped at step {step}")
 
 
 @dataclasses.dataclass
@@ -120,6 +136,8 @@ class Trainer:
         self._traced_step = self._forward = None
         self._eval_datasets: dict = {}
         self._summaries = {}
+        self._restored = False
+        self._stop: StopCheck | None = None
 
     def _checkpoint_dir(self) -> str:
         if self.chief:
@@ -168,38 +186,74 @@ class Trainer:
 
     # ---- loops ------------------------------------------------------------
 
-    def fit(self, train: Sequence[Sentence], dev: Sequence[Sentence] | None, tokenizer: CharTokenizer) -> dict | None:
+    def fit(
+        self,
+        train: Sequence[Sentence],
+        dev: Sequence[Sentence] | None,
+        tokenizer: CharTokenizer,
+        stop: StopCheck | None = None,
+    ) -> dict | None:
         """Trains (resuming from the last checkpoint if any) and returns the
-        best dev report, also written to `model_dir/eval_report.json`."""
+        best dev report, also written to `model_dir/eval_report.json`.
+
+        When `stop.requested` turns true (`kner.cli.StopRequest`: SIGINT or
+        SIGTERM), the current step ends, a checkpoint is saved and
+        `TrainingStopped` is raised; `fit` on the same model_dir resumes."""
         config = self.config
         per_epoch = steps_per_epoch(train, config)
         encoded = encode(train, tokenizer, self.model.labels, max_chars=config.max_seq_length - 2)
-        self._restore()
+        self.restore()
+        self._stop = stop
         report = self._read_report()
-        while True:
-            finished, done = divmod(int(self.step.numpy()), per_epoch)
-            if dev and done == 0 and finished > int(self.evaluated_epochs.numpy()):
-                report = self._end_of_epoch_eval(dev, tokenizer, finished) or report
-            if finished >= config.epochs:
-                break
-            if config.early_stopping_patience and int(self.stale_epochs.numpy()) >= config.early_stopping_patience:
-                logging.info("early stopping: no dev F1 gain in %d epochs", config.early_stopping_patience)
-                break
-            self._train_epoch(encoded, tokenizer, finished, done, per_epoch)
-            self._save_checkpoint()
-        for writer in self._summaries.values():
-            writer.flush()
+        try:
+            while True:
+                finished, done = divmod(int(self.step.numpy()), per_epoch)
+                if dev and done == 0 and finished > int(self.evaluated_epochs.numpy()):
+                    report = self._end_of_epoch_eval(dev, tokenizer, finished) or report
+                if finished >= config.epochs:
+                    break
+                if self._early_stopped():
+                    logging.info("early stopping: no dev F1 gain in %d epochs", config.early_stopping_patience)
+                    break
+                self._train_epoch(encoded, tokenizer, finished, done, per_epoch)
+                self._save_checkpoint()
+        finally:
+            self._stop = None
+            for writer in self._summaries.values():
+                writer.flush()
         return report
 
-    def _restore(self) -> None:
+    def restore(self) -> int:
+        """Restores the last checkpoint in model_dir, if any (once); returns the step."""
         latest = tf.train.latest_checkpoint(str(self.model_dir / CHECKPOINTS))
-        if latest:
+        if latest and not self._restored:
             try:
                 self.checkpoint.restore(latest).assert_consumed()
             except (AssertionError, ValueError) as error:
                 message = f"does not fit this model ({str(error).splitlines()[0]}): train into a new --model_dir"
                 raise InputError(latest, None, message) from None
             logging.info("resumed from %s at step %d", latest, int(self.step.numpy()))
+        self._restored = True
+        return int(self.step.numpy())
+
+    def is_finished(self, train: Sequence[Sentence], has_dev: bool) -> bool:
+        """Whether `fit` would have nothing left to do (after `restore`): every
+        epoch trained and evaluated, or stopped early."""
+        finished, done = divmod(int(self.step.numpy()), steps_per_epoch(train, self.config))
+        evaluated = not has_dev or finished <= int(self.evaluated_epochs.numpy())
+        return (finished >= self.config.epochs and done == 0 and evaluated) or self._early_stopped()
+
+    def _early_stopped(self) -> bool:
+        patience = self.config.early_stopping_patience
+        return bool(patience) and int(self.stale_epochs.numpy()) >= patience
+
+    def _check_stop(self) -> None:
+        """Saves a checkpoint and raises `TrainingStopped` if a stop was requested."""
+        if self._stop is not None and self._stop.requested:
+            latest = tf.train.latest_checkpoint(str(self.model_dir / CHECKPOINTS))
+            if latest is None or int(latest.rsplit("-", 1)[1]) != int(self.step.numpy()):
+                self._save_checkpoint()
+            raise TrainingStopped(int(self.step.numpy()), tf.train.latest_checkpoint(str(self.model_dir / CHECKPOINTS)))
 
     def _train_epoch(self, train: EncodedData, tokenizer, epoch: int, done: int, per_epoch: int) -> None:
         config = self.config
@@ -232,6 +286,7 @@ class Trainer:
                 losses, examples, started = [], 0.0, time.perf_counter()
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step % per_epoch:
                 self._save_checkpoint()
+            self._check_stop()
 
     def _save_checkpoint(self) -> None:
         self.manager.save(checkpoint_number=self.step)
@@ -243,7 +298,9 @@ class Trainer:
 
         Nothing is cut: texts longer than `max_seq_length - 2` characters are
         tagged through overlapping windows exactly as the exported model does
-        (`kner.serving`), and the loss is over the texts that fit."""
+        (`kner.serving`). The loss is over the texts that fit in one window
+        only: `report["loss"]` is their mean loss (None when none fits) and
+        `report["loss_sentences"]` how many they are."""
         limit = self.config.max_seq_length - 2
         fits = [i for i, s in enumerate(sentences) if len(s.text) <= limit]
         longer = [i for i, s in enumerate(sentences) if len(s.text) > limit]
@@ -251,6 +308,7 @@ class Trainer:
         predicted: list[list[Span] | None] = [None] * len(sentences)
         rows, loss_sum, count = iter(fits), 0.0, 0.0
         for batch in dataset:
+            self._check_stop()
             batch_loss, batch_count, tags = self._forward(batch)
             loss_sum, count = loss_sum + float(batch_loss), count + float(batch_count)
             for row, mask in zip(tags.numpy(), char_mask(batch["padding_mask"]).numpy()):
@@ -261,7 +319,8 @@ class Trainer:
             for i, found in zip(longer, entities):
                 predicted[i] = [Span(e.start, e.end, e.type) for e in found]
         report = evaluate([s.text for s in sentences], [s.spans for s in sentences], predicted)
-        report["loss"] = loss_sum / max(count, 1.0)
+        report["loss"] = loss_sum / count if count else None
+        report["loss_sentences"] = len(fits)
         return report
 
     def _eval_dataset(self, sentences: Sequence[Sentence], rows: list[int], tokenizer) -> tf.data.Dataset:
@@ -283,7 +342,8 @@ class Trainer:
         report = self.evaluate(dev, tokenizer)
         report["epoch"] = epoch
         with self._writer("dev").as_default(step=int(self.step.numpy())):
-            tf.summary.scalar("loss", report["loss"])
+            if report["loss"] is not None:
+                tf.summary.scalar("loss", report["loss"])
             for name, value in report["micro"].items():
                 if name != "support":
                     tf.summary.scalar(f"overall/{name}", value)
@@ -292,7 +352,8 @@ class Trainer:
                 for name in ("precision", "recall", "f1"):
                     tf.summary.scalar(f"{entity_type}/{name}", scores[name])
         if self.chief:
-            print(f"dev after epoch {epoch}: loss {report['loss']:.4f}\n{format_report(report)}", flush=True)
+            loss = self._describe_loss(report, len(dev))
+            print(f"dev after epoch {epoch}: {loss}\n{format_report(report)}", flush=True)
         self.evaluated_epochs.assign(epoch)
         improved = report["micro"]["f1"] > float(self.best_f1.numpy())
         if improved:
@@ -305,6 +366,17 @@ class Trainer:
             self.stale_epochs.assign_add(1)
         self._save_checkpoint()
         return report if improved else None
+
+    def _describe_loss(self, report: dict, sentences: int) -> str:
+        """`loss 1.2345`, saying which texts it covers when not all."""
+        covered, limit = report["loss_sentences"], self.config.max_seq_length - 2
+        if covered == sentences:
+            return f"loss {report['loss']:.4f}"
+        loss = "n/a" if report["loss"] is None else f"{report['loss']:.4f}"
+        return (
+            f"loss {loss} over the {covered} of {sentences} texts of at most {limit} characters "
+            "(longer ones are scored through windows, without a loss)"
+        )
 
     def _read_report(self) -> dict | None:
         path = self.model_dir / EVAL_REPORT

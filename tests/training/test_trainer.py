@@ -250,3 +250,32 @@ def test_resumes_after_sigkill_to_the_weights_of_an_uninterrupted_run(tmp_path, 
     assert resumed.keys() == whole.keys() and any("random_state" in name for name in whole)
     for name in whole:
         np.testing.assert_allclose(resumed[name], whole[name], rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_and_sigterm_stop_promptly_with_a_checkpoint_and_the_same_command_resumes(
+    tmp_path, background, stop_signal
+):
+    files = write_toy_files(tmp_path, train=40, dev=4)
+    # No periodic checkpoint: the one after the signal is the stop's own.
+    flags = dict(files, batch_size=2, epochs=3, checkpoint_every=0, learning_rate=1e-3, model_dir=tmp_path / "run")
+    total = 3 * steps_per_epoch(read_corpus(files["train_file"]), TrainConfig(batch_size=2))
+    log = tmp_path / "stopped.log"
+    background(first := start_train(log, **flags))
+    deadline = time.monotonic() + 240
+    while "epoch 1/3" not in log.read_text() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    first.send_signal(stop_signal)
+    signalled = time.monotonic()
+    assert first.wait(timeout=120) == 128 + stop_signal, log.read_text()[-3000:]
+    assert time.monotonic() - signalled < 60  # a step or an evaluation batch, not the rest of training
+    stopped_at = latest_step(tmp_path / "run")
+    output = log.read_text()
+    assert f"stopped by {stop_signal.name} at step {stopped_at}; checkpoint " in output
+    assert 0 < stopped_at < total and "Traceback" not in output and "KeyboardInterrupt" not in output
+
+    second = run_train(**flags)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"resumed from {tmp_path / 'run' / CHECKPOINTS}/ckpt-{stopped_at} at step {stopped_at}" in second.stderr
+    assert latest_step(tmp_path / "run") == total
