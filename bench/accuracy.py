@@ -51,6 +51,14 @@ DATA = {
     "peoples_daily": (SHARED / "peoples_daily" / "train.txt", SHARED / "peoples_daily" / "dev.txt", ["--lenient"]),
 }
 MICRO = re.compile(r"^micro\s+[\d.]+\s+[\d.]+\s+([\d.]+)", re.M)
+FLAGFILE = "flags/tiny.cfg"
+
+
+def seed() -> int:
+    """--seed, or the flagfile's when not given."""
+    if FLAGS.seed is not None:
+        return FLAGS.seed
+    return int(re.search(r"^--seed=(\d+)$", (ROOT / FLAGFILE).read_text(), re.M).group(1))
 
 
 def run_kner(head: str, model_dir: Path, train: Path) -> dict:
@@ -59,7 +67,7 @@ def run_kner(head: str, model_dir: Path, train: Path) -> dict:
         sys.executable,
         "-m",
         "kner.train",
-        "--flagfile=flags/tiny.cfg",
+        f"--flagfile={FLAGFILE}",
         f"--bert_config={FLAGS.bert_config}",
         f"--train_file={train}",
         f"--dev_file={dev}",
@@ -67,7 +75,7 @@ def run_kner(head: str, model_dir: Path, train: Path) -> dict:
         f"--model_dir={model_dir}",
         f"--epochs={FLAGS.epochs}",
         *extra,
-        *([f"--seed={FLAGS.seed}"] if FLAGS.seed is not None else []),
+        f"--seed={seed()}",
     ]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -172,7 +180,7 @@ def main(argv) -> None:
     size = f"{shape['num_hidden_layers']}L/{shape['hidden_size']}"
     rows = []
     for head in FLAGS.heads:
-        model_dir = work_dir / f"{FLAGS.corpus}_{size.replace('/', '_')}_{head}_seed{FLAGS.seed}"
+        model_dir = work_dir / f"{FLAGS.corpus}_{size.replace('/', '_')}_{head}_seed{seed()}"
         for side in FLAGS.sides:
             if side == "kner":
                 shutil.rmtree(model_dir, ignore_errors=True)  # kner.train would resume from it
@@ -190,7 +198,7 @@ def main(argv) -> None:
     table = print_table(
         header, [[r["size"], r["head"], r["side"], r["f1"], r["best_epoch"], r["wall_seconds"] / 60] for r in rows]
     )
-    settings = {"corpus": FLAGS.corpus, "bert_config": FLAGS.bert_config, "epochs": FLAGS.epochs, "seed": FLAGS.seed}
+    settings = {"corpus": FLAGS.corpus, "bert_config": FLAGS.bert_config, "epochs": FLAGS.epochs, "seed": seed()}
     write_json(
         FLAGS.json, {"machine": facts, **settings, "train_limit": FLAGS.train_limit, "rows": rows, "table": table}
     )

@@ -186,6 +186,11 @@ def _stop_filter(process: subprocess.Popen, stderr: int) -> None:
 # ---- saying what happened -------------------------------------------------
 
 
+def count(number: int, singular: str, plural: str | None = None) -> str:
+    """`1 sentence`, `2 sentences`, `3 entities` (with `plural` given)."""
+    return f"{number:,} {singular if number == 1 else plural or singular + 's'}"
+
+
 def warn(message: str) -> None:
     """`warning: <message>` on stderr: something the user should know, such
     as a flag that has no effect."""

@@ -19,7 +19,9 @@ def define_flags() -> None:
     imports this module and has its own `--model_dir` and `--export_dir`."""
     flags.DEFINE_string("model_dir", None, "The trained model_dir to export.")
     flags.DEFINE_string("export_dir", None, "TF Serving base path; the version goes in a subdirectory.")
-    flags.DEFINE_integer("version", None, "Version number (default: next after the existing ones, or 1).")
+    flags.DEFINE_integer(
+        "version", None, "Version number (default: next after the existing ones, or 1).", lower_bound=0
+    )
     flags.DEFINE_integer("window_stride", None, "Characters between window starts for long texts (default: half).")
     flags.DEFINE_integer("max_seq_length", None, "Tokens per window (default: the training max_seq_length).")
     flags.mark_flags_as_required(["model_dir", "export_dir"])

@@ -17,11 +17,13 @@ Python API is `kner.Predictor` (`kner.serving.predictor`).
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from absl import flags
 
+from kner import cli
 from kner.data.corpus import Sentence, read_corpus, write_cluener
 from kner.data.spans import Span
 from kner.errors import InputError, run_cli
@@ -123,11 +125,12 @@ def main(argv: list[str]) -> None:
         raise
     except ValueError as error:  # a window stride the model cannot take
         raise InputError(values.model_dir, None, str(error)) from None
-    bar = keras.utils.Progbar(len(sentences), unit_name="text")
+    # A live bar on a terminal; one line at the end otherwise (no ANSI codes in a log).
+    bar = keras.utils.Progbar(len(sentences), verbose=1 if sys.stdout.isatty() else 2, unit_name="text")
     predictions = predictor.predict([s.text for s in sentences], values.batch_size, progress=bar.update)
     write_predictions(values.output, sentences, predictions, values.output_format)
     report = evaluate_predictions(sentences, predictions)
-    print(f"wrote {len(sentences)} predictions to {values.output}")
+    print(f"wrote {cli.count(len(sentences), 'prediction')} to {values.output}")
     if report is not None:
         from kner.metrics import format_report
 

@@ -15,7 +15,8 @@ def test_cli(model_dir, tmp_path):
     assert (tmp_path / "7" / "saved_model.pb").is_file()
     assert f"exported {tmp_path / '7'}" in result.stdout
     for flag, message in [
-        ("--version=7", "version exists"),
+        ("--version=7", "version 7 exists already: choose another --version (next free: 8)"),
+        ("--version=-3", "error: --version=-3: -3 is not a non-negative integer"),
         ("--window_stride=99", "window_stride must be in [1, 14]"),
     ]:
         bad = export(flag)

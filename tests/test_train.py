@@ -47,6 +47,7 @@ def runs(tmp_path_factory):
     write_cluener(base / "dev_org.json", dev)
     google = write_google_checkpoint(base / "google", [s.text for s in train + dev])
     softmax = dict(train_file=base / "train.bio", dev_file=base / "dev_org.json", init_checkpoint=google)
+    softmax["bert_config"] = crf["bert_config"]  # ignored, with a warning
     softmax.update(head="softmax", batch_size=2, epochs=1, max_seq_length=64, model_dir=base / "softmax")
     flag_sets = {"crf": crf, "softmax": softmax}
     processes = {name: start_train(base / f"{name}.log", **flags) for name, flags in flag_sets.items()}
@@ -57,17 +58,24 @@ def runs(tmp_path_factory):
         for process in processes.values():
             if process.poll() is None:
                 process.kill()
-    return {name: (base / name, (base / f"{name}.log").read_text()) for name in flag_sets} | {"google": google}
+    runs = {name: (base / name, (base / f"{name}.log").read_text()) for name in flag_sets}
+    return runs | {"google": google, "flags": flag_sets}
 
 
 def test_model_dir_holds_everything_export_and_predict_need(runs):
     model_dir, log = runs["crf"]
     for name in ARTIFACTS:
         assert (model_dir / name).exists(), name
-    assert "--train_file=" in (model_dir / "flags.cfg").read_text()
+    saved = (model_dir / "flags.cfg").read_text()
+    assert f"--train_file={runs['flags']['crf']['train_file']}\n" in saved  # absolute paths
+    assert f"--model_dir={model_dir}\n--seed=42\n" in saved and "--head=crf\n" in saved
+    assert "test_random_seed" not in saved and "--verbosity" not in saved  # kner's flags only
     assert json.loads((model_dir / "settings.json").read_text())["head"] == "crf"
     assert json.loads((model_dir / "eval_report.json").read_text())["epoch"] in range(1, 7)
     assert "best dev micro F1" in log
+    assert "new model from " in log and "randomly initialised; vocab built from the training text" in log
+    assert f"best weights  {model_dir / 'best.weights.h5'}  (epoch " in log
+    assert f"dev report    {model_dir / 'eval_report.json'}\n" in log
     assert "strategy default with 1 replicas" in log  # kner's INFO lines stay
     assert "Sharding callback duration" not in log  # TensorFlow's go
 
@@ -95,8 +103,11 @@ def test_loss_falls_when_overfitting_ten_sentences(runs):
 
 
 def test_column_train_file_softmax_head_and_google_checkpoint(runs):
-    model_dir, _ = runs["softmax"]
+    model_dir, log = runs["softmax"]
     google = runs["google"]
+    assert f"loaded Google TF1 checkpoint {google / 'bert_model.ckpt'}: 1 layers, hidden 32" in log
+    assert "variables loaded, 0 ignored" in log
+    assert "warning: --bert_config is ignored: the backbone's shape and vocab come from --init_checkpoint" in log
     assert json.loads((model_dir / "settings.json").read_text())["head"] == "softmax"
     labels = json.loads((model_dir / "labels.json").read_text())
     assert {"B-org", "S-loc", "I-name"} <= set(labels["tags"])  # dev-only types are known too
@@ -108,6 +119,22 @@ def test_column_train_file_softmax_head_and_google_checkpoint(runs):
     trained = model.backbone.token_embedding.embeddings.numpy()
     loaded = tf.train.load_checkpoint(str(google / "bert_model.ckpt")).get_tensor("bert/embeddings/word_embeddings")
     assert 0 < np.max(np.abs(trained - loaded)) < 1e-3
+
+
+def test_rerunning_a_finished_training_changes_nothing_and_exports_once(runs, tmp_path):
+    model_dir, _ = runs["crf"]
+    before = {p: p.stat().st_mtime_ns for p in model_dir.rglob("*") if p.is_file()}
+    flags = {**runs["flags"]["crf"], "export_dir": tmp_path / "export"}
+    first = run_train(**flags)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert f"training in {model_dir} is finished (step 30); nothing to train" in first.stdout
+    assert "epoch 1/6" not in first.stdout and "dev after epoch" not in first.stdout
+    assert f"export        {tmp_path / 'export' / '1'}  (TF Serving SavedModel)" in first.stdout  # what was missing
+    second = run_train(**flags)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "exported earlier from these weights; nothing written" in second.stdout
+    assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["1"]
+    assert {p: p.stat().st_mtime_ns for p in model_dir.rglob("*") if p.is_file()} == before
 
 
 def test_missing_init_checkpoint_is_one_error_line(tmp_path):

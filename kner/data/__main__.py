@@ -4,8 +4,8 @@ Usage:
 
 ```
 python -m kner.data stats ../shared/data/cluener/train.json
-python -m kner.data convert IN OUT --to=bioes     # or cluener, bio, bios, bmes
-python -m kner.data convert people.txt people.json --to=cluener --lenient
+python -m kner.data convert IN OUT --output_format=bioes   # or cluener, bio, bios, bmes
+python -m kner.data convert people.txt people.json --output_format=cluener --lenient
 python -m kner.data validate dev.json   # "OK: ..." or one error line, exit 2
 ```
 
@@ -29,7 +29,9 @@ from kner.errors import InputError, run_cli
 cli.define_data_flags()
 flags.adopt_module_key_flags(cli)
 FLAGS = flags.FLAGS
-_TO = flags.DEFINE_enum("to", None, ("cluener", *SCHEMES), "convert: output format or column tag scheme.")
+_OUTPUT_FORMAT = flags.DEFINE_enum(
+    "output_format", None, ("cluener", *SCHEMES), "convert: CLUENER JSON lines, or a column file in this tag scheme."
+)
 _COMMANDS = {"stats": 1, "convert": 2, "validate": 1}
 PERCENTILES = (50, 90, 95, 99)
 
@@ -63,29 +65,29 @@ def describe(sentences: Sequence[Sentence]) -> str:
 
 
 def _convert(source: str, target: str) -> None:
-    if _TO.value is None:
-        raise app.UsageError("convert needs --to")
+    if _OUTPUT_FORMAT.value is None:
+        raise app.UsageError("convert needs --output_format")
     sentences = _read(source)
     try:
-        if _TO.value == "cluener":
+        if _OUTPUT_FORMAT.value == "cluener":
             write_cluener(target, sentences)
         else:
             dropped = sum(flatten_spans(s.spans or ())[1] for s in sentences)
             if dropped:
-                logging.warning("dropped %d entity(ies) nested in another", dropped)
-            write_column(target, sentences, _TO.value)
+                logging.warning("dropped %s nested in another", cli.count(dropped, "entity", "entities"))
+            write_column(target, sentences, _OUTPUT_FORMAT.value)
     except ValueError as error:
-        raise InputError(source, None, f"cannot write {_TO.value}: {error}") from None
-    print(f"wrote {len(sentences)} sentences to {target} ({_TO.value})")
+        raise InputError(source, None, f"cannot write {_OUTPUT_FORMAT.value}: {error}") from None
+    print(f"wrote {cli.count(len(sentences), 'sentence')} to {target} ({_OUTPUT_FORMAT.value})")
 
 
 def _validate(path: str) -> None:
     sentences = _read(path)
     if all(sentence.spans is None for sentence in sentences):
-        print(f"OK: {len(sentences)} sentences, unlabelled")
+        print(f"OK: {cli.count(len(sentences), 'sentence')}, unlabelled")
         return
     entities = sum(len(sentence.spans or ()) for sentence in sentences)
-    print(f"OK: {len(sentences)} sentences, {entities} entities")
+    print(f"OK: {cli.count(len(sentences), 'sentence')}, {cli.count(entities, 'entity', 'entities')}")
 
 
 def main(argv: list[str]) -> None:

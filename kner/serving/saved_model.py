@@ -57,8 +57,12 @@ def export_model(
     if version is None:
         version = (versions(export_dir) or [0])[-1] + 1
     target = export_dir / str(version)
-    if version < 0 or target.exists():
-        raise InputError(target, None, "version exists already (or is negative): choose another --version")
+    if version < 0:
+        raise InputError(target, None, f"a version is a number from 0 up, not {version}: choose another --version")
+    if target.exists():
+        free = (versions(export_dir) or [0])[-1] + 1
+        message = f"version {version} exists already: choose another --version (next free: {free})"
+        raise InputError(target, None, message)
     module = TextTagger.from_model_dir(model_dir, window_stride, max_seq_length)
     module.assets = [tf.saved_model.Asset(str(Path(model_dir) / name)) for name in (VOCAB, LABELS)]
     partial = export_dir / f".partial-{version}"

@@ -75,10 +75,10 @@ def test_convert_round_trip(tmp_path, to):
         {"text": "浙商", "label": {"company": {"浙": [[0, 0]]}}},
     ]
     source.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records))
-    converted = run_data("convert", source, tmp_path / "out", f"--to={to}")
+    converted = run_data("convert", source, tmp_path / "out", f"--output_format={to}")
     assert converted.returncode == 0, converted.stderr
     assert "wrote 2 sentences" in converted.stdout
-    back = run_data("convert", tmp_path / "out", tmp_path / "back.json", "--to", "cluener")
+    back = run_data("convert", tmp_path / "out", tmp_path / "back.json", "--output_format", "cluener")
     assert back.returncode == 0, back.stderr
     lines = (tmp_path / "back.json").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == records
@@ -87,10 +87,10 @@ def test_convert_round_trip(tmp_path, to):
 def test_convert_lenient_and_given_scheme(tmp_path):
     source = tmp_path / "in.txt"
     source.write_text("中 I-LOC\n国 E-LOC\n\n中 B-LOC\n国 E-LOC\n")
-    strict = run_data("convert", source, tmp_path / "out.json", "--to=cluener")
+    strict = run_data("convert", source, tmp_path / "out.json", "--output_format=cluener")
     assert strict.returncode == 2
     assert "in.txt:1: 'I-LOC' continues no entity" in strict.stderr
-    lenient = run_data("convert", "--lenient", source, tmp_path / "out.json", "--to=cluener")
+    lenient = run_data("convert", "--lenient", source, tmp_path / "out.json", "--output_format=cluener")
     assert lenient.returncode == 0, lenient.stderr
     assert "repaired 1 invalid bioes tag(s)" in lenient.stderr
     assert '"LOC": {"中国": [[0, 1]]}' in (tmp_path / "out.json").read_text(encoding="utf-8")
@@ -103,9 +103,9 @@ def test_convert_drops_nested_with_warning(tmp_path):
     source = tmp_path / "in.json"
     label = {"book": {"《浙商》": [[0, 3]]}, "company": {"浙商": [[1, 2]]}}
     source.write_text(json.dumps({"text": "《浙商》", "label": label}, ensure_ascii=False))
-    result = run_data("convert", source, tmp_path / "out.bio", "--to=bio")
+    result = run_data("convert", source, tmp_path / "out.bio", "--output_format=bio")
     assert result.returncode == 0, result.stderr
-    assert "dropped 1 entity(ies) nested in another" in result.stderr
+    assert "dropped 1 entity nested in another" in result.stderr
     assert (tmp_path / "out.bio").read_text(encoding="utf-8").split("\n")[:2] == [
         "《 B-book",
         "浙 I-book",
@@ -118,7 +118,7 @@ def test_validate_ok(tmp_path):
     result = run_data("validate", path)
     assert (result.returncode, result.stdout) == (0, "OK: 2 sentences, 2 entities\n")
     path.write_text('{"id": 0, "text": "ab"}\n')
-    assert run_data("validate", path).stdout == "OK: 1 sentences, unlabelled\n"
+    assert run_data("validate", path).stdout == "OK: 1 sentence, unlabelled\n"
 
 
 @pytest.mark.parametrize("name, content, line, message", BAD_INPUTS)
@@ -140,7 +140,7 @@ def test_help_and_usage():
     unknown = run_data("frobnicate")
     assert unknown.returncode == 2
     assert unknown.stderr == "error: expected a command: stats, convert, validate (see python -m kner.data --help)\n"
-    assert run_data("convert", "only-one-file", "--to=bio").returncode == 2
+    assert run_data("convert", "only-one-file", "--output_format=bio").returncode == 2
     bad_enum = run_data("stats", "x.json", "--input_tag_scheme=iob3")
     assert bad_enum.returncode == 2 and bad_enum.stderr.count("\n") == 1
     assert bad_enum.stderr.startswith("error: --input_tag_scheme=iob3: value should be one of <auto|bio|")

@@ -166,6 +166,7 @@ def test_restart_evaluates_the_cut_off_epoch_then_stops_early(tmp_path):
     assert report["epoch"] == json.loads((tmp_path / EVAL_REPORT).read_text())["epoch"] == 1
     assert int(trainer.step.numpy()) == 3 * per_epoch
     assert [step for step, _ in read_scalars(tmp_path / "dev")["loss"]] == [per_epoch, 2 * per_epoch, 3 * per_epoch]
+    assert trainer.is_finished(train, has_dev=True)  # stopped early: a rerun has nothing to do
 
     other, tokenizer = tiny_trainer(tmp_path, config, head="softmax")
     with pytest.raises(InputError, match="does not fit this model"):
@@ -191,6 +192,11 @@ def test_evaluation_windows_long_texts_like_the_exported_graph(tmp_path):
     )
     assert sum(t["support"] for t in report["per_type"].values()) == sum(len(s.spans) for s in dev)
     assert {k: report[k] for k in ("micro", "per_type")} == {k: expected[k] for k in ("micro", "per_type")}
+    # The loss covers the texts that fit in one window, and says how many.
+    fitting = sum(len(s.text) <= config.max_seq_length - 2 for s in dev)
+    assert 0 < report["loss_sentences"] == fitting < len(dev) and report["loss"] > 0
+    long_only = trainer.evaluate(dev[-1:], tokenizer)
+    assert (long_only["loss"], long_only["loss_sentences"]) == (None, 0)
 
 
 # ---- resuming after SIGKILL -------------------------------------------------
