@@ -27,6 +27,7 @@ from absl import app, flags
 
 EXIT_INPUT_ERROR = 2
 EXIT_USAGE_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports it
 
 
 class InputError(ValueError):
@@ -92,7 +93,8 @@ def run_cli(main: Callable[[list[str]], object]) -> None:
     prints `error: <message>` to stderr and exits with status 2, never a
     traceback. So does a usage error: a flag that does not parse, is missing
     or takes no such value, or `app.UsageError` raised by `main`
-    (`error: <cause> (see <program> --help)`).
+    (`error: <cause> (see <program> --help)`). Ctrl-C prints `interrupted`
+    and exits with status 130.
     """
 
     def guarded(argv: list[str]) -> object:
@@ -100,6 +102,9 @@ def run_cli(main: Callable[[list[str]], object]) -> None:
             return main(argv)
         except app.UsageError as error:
             _usage_error(error)
+        except KeyboardInterrupt:  # Ctrl-C where no loop handles it (`kner.cli.StopRequest`)
+            print("interrupted", file=sys.stderr)
+            sys.exit(EXIT_INTERRUPTED)
         except InputError as error:
             message = str(error)
         except FileNotFoundError as error:

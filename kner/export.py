@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from absl import flags
 
+from kner import cli
 from kner.errors import InputError, run_cli
 from kner.serving.saved_model import export_model
 
@@ -29,6 +30,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     del argv
+    cli.quiet_tensorflow()
     values = flags.FLAGS
     try:
         path = export_model(

@@ -113,6 +113,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     del argv
+    cli.quiet_tensorflow()
     import keras  # for its progress bar; not needed by the Python API
 
     values = flags.FLAGS

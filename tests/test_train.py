@@ -10,7 +10,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tagger_dirs import tiny_config
-from train_runs import REPO, child_env, read_scalars, run_train, start_train, toy_sentences, write_toy_files
+from train_runs import (
+    REPO,
+    child_env,
+    read_scalars,
+    run_train,
+    start_train,
+    toy_sentences,
+    train_command,
+    write_toy_files,
+)
 
 from kner.checkpoint import backbone_from_config, read_bert_config, save_google_checkpoint
 from kner.data.corpus import Sentence, write_cluener, write_column
@@ -130,8 +139,11 @@ def test_rerunning_a_finished_training_changes_nothing_and_exports_once(runs, tm
     assert f"training in {model_dir} is finished (step 30); nothing to train" in first.stdout
     assert "epoch 1/6" not in first.stdout and "dev after epoch" not in first.stdout
     assert f"export        {tmp_path / 'export' / '1'}  (TF Serving SavedModel)" in first.stdout  # what was missing
-    second = run_train(**flags)
+    # The saved flagfile repeats the run from another directory.
+    command = train_command(flagfile=model_dir / "flags.cfg", export_dir=tmp_path / "export")
+    second = subprocess.run(command, cwd=tmp_path, env=child_env(), capture_output=True, text=True, timeout=240)
     assert second.returncode == 0, second.stderr[-3000:]
+    assert f"training in {model_dir} is finished (step 30); nothing to train" in second.stdout
     assert "exported earlier from these weights; nothing written" in second.stdout
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["1"]
     assert {p: p.stat().st_mtime_ns for p in model_dir.rglob("*") if p.is_file()} == before

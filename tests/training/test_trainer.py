@@ -266,20 +266,20 @@ def test_sigint_and_sigterm_stop_promptly_with_a_checkpoint_and_the_same_command
     files = write_toy_files(tmp_path, train=40, dev=4)
     # No periodic checkpoint: the one after the signal is the stop's own.
     flags = dict(files, batch_size=2, epochs=3, checkpoint_every=0, learning_rate=1e-3, model_dir=tmp_path / "run")
-    total = 3 * steps_per_epoch(read_corpus(files["train_file"]), TrainConfig(batch_size=2))
+    per_epoch = steps_per_epoch(read_corpus(files["train_file"]), TrainConfig(batch_size=2))
+    total = 3 * per_epoch
     log = tmp_path / "stopped.log"
     background(first := start_train(log, **flags))
     deadline = time.monotonic() + 240
     while "epoch 1/3" not in log.read_text() and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    first.send_signal(stop_signal)
-    signalled = time.monotonic()
-    assert first.wait(timeout=120) == 128 + stop_signal, log.read_text()[-3000:]
-    assert time.monotonic() - signalled < 60  # a step or an evaluation batch, not the rest of training
+    first.send_signal(stop_signal)  # while the first step is being traced
+    assert first.wait(timeout=240) == 128 + stop_signal, log.read_text()[-3000:]
     stopped_at = latest_step(tmp_path / "run")
     output = log.read_text()
     assert f"stopped by {stop_signal.name} at step {stopped_at}; checkpoint " in output
-    assert 0 < stopped_at < total and "Traceback" not in output and "KeyboardInterrupt" not in output
+    # After the step under way, not at the end of the epoch (20 steps) or of training.
+    assert 0 < stopped_at < per_epoch and "Traceback" not in output and "KeyboardInterrupt" not in output
 
     second = run_train(**flags)
     assert second.returncode == 0, second.stderr[-3000:]
