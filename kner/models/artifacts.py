@@ -6,7 +6,7 @@
       vocab.txt          the tokenizer's vocabulary
       labels.json        the label vocabulary (`kner.data.labels.LabelVocab`)
       settings.json      head, dropout, max_seq_length
-      flags.cfg          the flags of the training run (a flagfile)
+      flags.cfg          kner's flags of the training run, paths absolute (a flagfile)
       best.weights.h5    the weights with the best dev F1 (or the last ones)
       eval_report.json   the dev report of those weights
       checkpoints/       training state, for resuming
