@@ -114,8 +114,8 @@ def test_loss_falls_when_overfitting_ten_sentences(runs):
 def test_column_train_file_softmax_head_and_google_checkpoint(runs):
     model_dir, log = runs["softmax"]
     google = runs["google"]
-    assert f"loaded Google TF1 checkpoint {google / 'bert_model.ckpt'}: 1 layers, hidden 32" in log
-    assert "variables loaded, 0 ignored" in log
+    assert f"loaded bert checkpoint {google / 'bert_model.ckpt'}: BertBackbone with 1 layers, hidden 32" in log
+    assert "variables, 0 ignored" in log
     assert "warning: --bert_config is ignored: the backbone's shape and vocab come from --init_checkpoint" in log
     assert json.loads((model_dir / "settings.json").read_text())["head"] == "softmax"
     labels = json.loads((model_dir / "labels.json").read_text())

@@ -1,4 +1,5 @@
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -240,6 +241,15 @@ def test_loads_huggingface_safetensors_dir(small_backbone, small_weights, small_
     roberta = write_huggingface_dir(tmp_path / "roberta", small_weights, vocab, model_type="roberta")
     with pytest.raises(InputError, match="model_type 'roberta' is not 'bert'"):
         load_backbone(roberta)
+
+
+def test_loading_logs_what_was_ignored_by_scope(small_dir, small_weights, caplog):
+    with caplog.at_level(logging.INFO, logger="absl"):
+        load_backbone(small_dir)
+    slots, total = 2 * (len(small_weights) + 7), len(small_weights) + 7 + 1
+    expected = f"; {total + slots} variables, {slots + 8} ignored: cls 7, global_step 1, optimizer slots {slots}"
+    assert f"loaded bert checkpoint {small_dir / 'bert_model.ckpt'}: BertBackbone with 2 layers" in caplog.text
+    assert expected in caplog.text
 
 
 def test_pytorch_bin_only_dir_says_how_to_convert(tmp_path):
