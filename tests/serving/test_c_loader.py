@@ -1,0 +1,127 @@
+"""The export in TensorFlow's own C loader, with no Python in the process.
+
+`tools/c_loader/run_export.c` is built here with the system C compiler
+against the headers and libraries of the installed `tensorflow` wheel
+(`tools/c_loader/build.sh`). It loads the export with the tag `serve`
+(`TF_LoadSessionFromSavedModel`, the C++ `LoadSavedModel` TF Serving uses),
+feeds `serving_default`'s `text` input as DT_STRING and prints every output.
+Its answers must be `kner.Predictor`'s and, output for output, those of the
+signature called from Python on the same batches.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_predictor import TRICKY, same
+
+from kner.serving.predictor import Entity, Prediction
+
+TOOLS = Path(__file__).resolve().parents[2] / "tools" / "c_loader"
+BATCH = 5
+# The export's max_seq_length is 16: windows of 14 characters.
+MIXED = ["", "张", "张三在北京出差，李小四去了上海市" * 4, "😀", "王"]
+TEXTS = MIXED + TRICKY + ["张三在北京", "李小四😀去了上海市" * 3]
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+pytestmark = pytest.mark.slow
+
+
+def c_compiler() -> str | None:
+    return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
+
+
+@pytest.fixture(scope="module")
+def run_export(tmp_path_factory) -> Path:
+    """The program, built for this test session."""
+    compiler = c_compiler()
+    if compiler is None:
+        pytest.skip("no C compiler (cc, gcc or clang) on PATH to build tools/c_loader/run_export.c")
+    binary = tmp_path_factory.mktemp("c_loader") / "run_export"
+    env = {**os.environ, "PYTHON": sys.executable, "CC": compiler}
+    built = subprocess.run(["sh", str(TOOLS / "build.sh"), str(binary)], env=env, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    return binary
+
+
+def run(binary: Path, lines: bytes, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("PYTHONPATH", None)
+    return subprocess.run([str(binary), *args], input=lines, capture_output=True, env=env, timeout=600)
+
+
+def json_lines(texts: list[str]) -> bytes:
+    """The program's input: a JSON string per text, sent as the UTF-8 that
+    `Predictor` sends (a lone surrogate becomes U+FFFD)."""
+    return b"".join(json.dumps(_SURROGATES.sub("\ufffd", t)).encode() + b"\n" for t in texts)
+
+
+def as_prediction(text: str, row: dict) -> Prediction:
+    n, k = row["num_chars"], row["num_entities"]
+    entities = [
+        Entity(row["entity_type"][j], row["entity_start"][j], row["entity_end"][j], row["entity_text"][j], score)
+        for j, score in enumerate(row["entity_score"][:k])
+    ]
+    # entity_text comes from the graph: equal to the original only without lone surrogates.
+    assert all(e.text == _SURROGATES.sub("\ufffd", text[e.start : e.end + 1]) for e in entities)
+    return Prediction(row["tags"][:n], [e._replace(text=text[e.start : e.end + 1]) for e in entities])
+
+
+@pytest.fixture(scope="module")
+def answer(run_export, export_dir) -> list[dict]:
+    raw = b'"\xff\xfe\xe5\xbc\xa0\xe4\xb8\x89"\n'  # invalid UTF-8 bytes, then 张三
+    ran = run(run_export, json_lines(TEXTS) + raw, f"--export_dir={export_dir}", f"--batch_size={BATCH}")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert b"loaded" in ran.stderr and b"(tag serve)" in ran.stderr
+    return [json.loads(line) for line in ran.stdout.decode().splitlines()]
+
+
+def test_the_c_loader_agrees_with_the_predictor(answer, in_process):
+    expected = in_process.run(TEXTS)
+    got = [as_prediction(text, row) for text, row in zip(TEXTS, answer)]
+    assert same(got, expected)
+    assert [e.text for e in got[2].entities][:2] == ["张三", "北京"]  # the long text: windows, entities found
+    assert len(got[2].tags) == len(MIXED[2]) > 14
+
+
+def test_every_output_equals_the_signature_in_python(answer, export_dir):
+    signature = tf.saved_model.load(str(export_dir / "1")).signatures["serving_default"]
+    encoded = [_SURROGATES.sub("\ufffd", t).encode() for t in TEXTS] + [b"\xff\xfe\xe5\xbc\xa0\xe4\xb8\x89"]
+    assert len(answer) == len(encoded)
+    for begin in range(0, len(encoded), BATCH):
+        outputs = signature(text=tf.constant(encoded[begin : begin + BATCH]))
+        assert sorted(answer[begin]) == sorted(outputs)
+        for name, value in outputs.items():
+            value = value.numpy()
+            got = np.array([row[name] for row in answer[begin : begin + BATCH]])
+            if value.dtype == object:
+                assert got.tolist() == [[s.decode() for s in row] for row in value], name
+            elif value.dtype == np.float32:
+                np.testing.assert_allclose(got.astype(np.float32), value, rtol=1e-5, err_msg=name)
+            else:
+                assert got.tolist() == value.tolist(), name
+    assert answer[-1]["num_chars"] == 4 and answer[-1]["entity_text"][0] == "张三"
+
+
+def test_bad_input_is_one_line_and_status_2(run_export, export_dir, tmp_path):
+    ran = run(run_export, '"张三"\n张三在北京\n'.encode(), f"--export_dir={export_dir}")
+    assert ran.returncode == 2
+    # The last line: TensorFlow's libraries log a few start-up lines before main().
+    assert last_line(ran.stderr) == "run_export: stdin, line 2: " + (
+        'not a JSON string (expected one JSON string per line, e.g. "张三在北京")'
+    )
+    ran = run(run_export, b"", f"--export_dir={tmp_path}")
+    assert ran.returncode == 2
+    assert last_line(ran.stderr).startswith(f"run_export: {tmp_path}: no saved_model.pb")
+    assert last_line(ran.stderr).endswith("check --export_dir")
+
+
+def last_line(stderr: bytes) -> str:
+    return stderr.decode().strip().splitlines()[-1]
