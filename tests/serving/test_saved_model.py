@@ -12,7 +12,8 @@ from kner.serving.predictor import Predictor
 from kner.serving.saved_model import export_model, versions
 
 TEXTS = ["张三在北京", "", "李小四😀去了上海市" * 3]
-# Op name prefixes of tensorflow-text kernels, which stock TF Serving lacks.
+# Op name prefixes of tensorflow-text kernels: TF Serving has them only at its pinned
+# tf-text version, TensorFlow's C loader not at all.
 TF_TEXT_OPS = (
     "RegexSplit",
     "CaseFold",
