@@ -8,7 +8,7 @@
  * built from the same TensorFlow, with the same kernels and no Python.
  *
  * Usage (build with tools/c_loader/build.sh):
- *   run_export --export_dir=DIR [--batch_size=32] [--input=FILE] < texts.jsonl
+ *   run_export --export_dir=DIR [--batch_size=32] [--input=FILE] [--timings] < texts.jsonl
  *
  *   DIR      a version directory (holding saved_model.pb) or the base
  *            directory TF Serving watches (its highest integer version).
@@ -20,7 +20,9 @@
  *            of serving_default, its row for that text, padding included
  *            ({"entity_end": [1, 4], ..., "tags": ["B-name", ...]}); keys
  *            sorted; float32 printed with 9 significant digits (round-trips).
- *   stderr   what was loaded, and the time spent in TF_SessionRun.
+ *   stderr   what was loaded, and the time spent in TF_SessionRun (wall
+ *            and process CPU seconds); with --timings also each batch's
+ *            wall seconds, on one line (what bench/inference.py reads).
  *
  * Texts run in consecutive batches of --batch_size, in input order.
  * Exit status: 0 ok; 2 bad usage or input (one line naming the problem);
@@ -60,9 +62,9 @@ static void *checked_realloc(void *p, size_t size) {
   return p;
 }
 
-static double now_seconds(void) {
+static double seconds(clockid_t clock) {
   struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
+  clock_gettime(clock, &t);
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -427,6 +429,7 @@ static void check(TF_Status *status, const char *what) {
 int main(int argc, char **argv) {
   const char *export_dir = NULL, *input = "-";
   long batch_size = 32;
+  int timings = 0;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     if (!strncmp(arg, "--export_dir=", 13)) {
@@ -437,8 +440,10 @@ int main(int argc, char **argv) {
       char *end;
       batch_size = strtol(arg + 13, &end, 10);
       if (*end || batch_size < 1) die(2, "--batch_size must be a positive integer, got '%s'", arg + 13);
+    } else if (!strcmp(arg, "--timings")) {
+      timings = 1;
     } else if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
-      puts("usage: run_export --export_dir=DIR [--batch_size=32] [--input=FILE|-]\n"
+      puts("usage: run_export --export_dir=DIR [--batch_size=32] [--input=FILE|-] [--timings]\n"
            "Runs the serving_default signature of a kner export through TensorFlow's C API.\n"
            "Input: one JSON string (a text) per line. Output: one JSON object per text.");
       return 0;
@@ -476,10 +481,10 @@ int main(int argc, char **argv) {
   TF_Graph *graph = TF_NewGraph();
   TF_Buffer *meta_graph = TF_NewBuffer();
   const char *tags[] = {"serve"};
-  double started = now_seconds();
+  double started = seconds(CLOCK_MONOTONIC);
   TF_Session *session = TF_LoadSessionFromSavedModel(options, NULL, version_dir, tags, 1, graph, meta_graph, status);
   check(status, version_dir);
-  double loaded = now_seconds() - started;
+  double loaded = seconds(CLOCK_MONOTONIC) - started;
 
   Binding inputs[MAX_OUTPUTS], outputs[MAX_OUTPUTS];
   int num_inputs = 0, num_outputs = 0;
@@ -492,15 +497,18 @@ int main(int argc, char **argv) {
   fprintf(stderr, "run_export: loaded %s (tag serve) in %.2f s; " SIGNATURE ": input text, %d outputs\n", version_dir,
           loaded, num_outputs);
 
-  double running = 0;
+  double running = 0, cpu = 0;
   int64_t batches = 0;
+  double *batch_seconds = checked_realloc(NULL, (size_t)(num_texts / batch_size + 1) * sizeof(double));
   for (int64_t begin = 0; begin < num_texts; begin += batch_size) {
     int64_t n = num_texts - begin < batch_size ? num_texts - begin : batch_size;
     TF_Tensor *text = string_tensor(texts + begin, n), *values[MAX_OUTPUTS];
-    started = now_seconds();
+    double cpu_started = seconds(CLOCK_PROCESS_CPUTIME_ID);
+    started = seconds(CLOCK_MONOTONIC);
     TF_SessionRun(session, NULL, &feed, &text, 1, fetches, values, num_outputs, NULL, 0, NULL, status);
-    running += now_seconds() - started;
-    batches++;
+    batch_seconds[batches] = seconds(CLOCK_MONOTONIC) - started;
+    cpu += seconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_started;
+    running += batch_seconds[batches++];
     check(status, "running " SIGNATURE);
     for (int k = 0; k < num_outputs; k++)
       if (TF_NumDims(values[k]) > 0 && TF_Dim(values[k], 0) != n)
@@ -518,8 +526,14 @@ int main(int argc, char **argv) {
     for (int k = 0; k < num_outputs; k++) TF_DeleteTensor(values[k]);
   }
   fflush(stdout);
-  fprintf(stderr, "run_export: %lld texts in %lld batches of up to %ld, %.3f s in TF_SessionRun\n",
-          (long long)num_texts, (long long)batches, batch_size, running);
+  fprintf(stderr, "run_export: %lld texts in %lld batches of up to %ld, %.3f s in TF_SessionRun (%.3f s CPU)\n",
+          (long long)num_texts, (long long)batches, batch_size, running, cpu);
+  if (timings) {
+    fputs("run_export: batch seconds:", stderr);
+    for (int64_t b = 0; b < batches; b++) fprintf(stderr, " %.6f", batch_seconds[b]);
+    fputc('\n', stderr);
+  }
+  free(batch_seconds);
 
   TF_CloseSession(session, status);
   TF_DeleteSession(session, status);
