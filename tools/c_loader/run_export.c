@@ -22,7 +22,8 @@
  *            sorted; float32 printed with 9 significant digits (round-trips).
  *   stderr   what was loaded, and the time spent in TF_SessionRun (wall
  *            and process CPU seconds); with --timings also each batch's
- *            wall seconds, on one line (what bench/inference.py reads).
+ *            wall and CPU seconds, one line each (bench/inference.py reads
+ *            them).
  *
  * Texts run in consecutive batches of --batch_size, in input order.
  * Exit status: 0 ok; 2 bad usage or input (one line naming the problem);
@@ -500,6 +501,7 @@ int main(int argc, char **argv) {
   double running = 0, cpu = 0;
   int64_t batches = 0;
   double *batch_seconds = checked_realloc(NULL, (size_t)(num_texts / batch_size + 1) * sizeof(double));
+  double *batch_cpu = checked_realloc(NULL, (size_t)(num_texts / batch_size + 1) * sizeof(double));
   for (int64_t begin = 0; begin < num_texts; begin += batch_size) {
     int64_t n = num_texts - begin < batch_size ? num_texts - begin : batch_size;
     TF_Tensor *text = string_tensor(texts + begin, n), *values[MAX_OUTPUTS];
@@ -507,7 +509,8 @@ int main(int argc, char **argv) {
     started = seconds(CLOCK_MONOTONIC);
     TF_SessionRun(session, NULL, &feed, &text, 1, fetches, values, num_outputs, NULL, 0, NULL, status);
     batch_seconds[batches] = seconds(CLOCK_MONOTONIC) - started;
-    cpu += seconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_started;
+    batch_cpu[batches] = seconds(CLOCK_PROCESS_CPUTIME_ID) - cpu_started;
+    cpu += batch_cpu[batches];
     running += batch_seconds[batches++];
     check(status, "running " SIGNATURE);
     for (int k = 0; k < num_outputs; k++)
@@ -531,9 +534,12 @@ int main(int argc, char **argv) {
   if (timings) {
     fputs("run_export: batch seconds:", stderr);
     for (int64_t b = 0; b < batches; b++) fprintf(stderr, " %.6f", batch_seconds[b]);
+    fputs("\nrun_export: batch CPU seconds:", stderr);
+    for (int64_t b = 0; b < batches; b++) fprintf(stderr, " %.6f", batch_cpu[b]);
     fputc('\n', stderr);
   }
   free(batch_seconds);
+  free(batch_cpu);
 
   TF_CloseSession(session, status);
   TF_DeleteSession(session, status);
