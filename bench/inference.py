@@ -44,17 +44,14 @@ import numpy as np
 import tensorflow as tf
 import torch
 from absl import app, flags
-from common import BERT_VOCAB, CLUENER_TYPES, ROOT, SHARED, bert_config, machine, print_table, set_threads, write_json
+from common import ROOT, SHARED, machine, print_table, set_threads, write_json
+from kner_side import random_model_dir
 from torch_reference import hf_config
 from transformers import BertForTokenClassification, BertTokenizerFast, pipeline
 
 import kner
-from kner.checkpoint import backbone_from_config
 from kner.data.corpus import read_corpus
 from kner.data.labels import LabelVocab
-from kner.data.tokenizer import read_vocab
-from kner.models.artifacts import dummy_batch, save_artifacts
-from kner.models.tagger import Tagger
 from kner.serving.predictor import find_export
 
 FLAGS = flags.FLAGS
@@ -72,18 +69,6 @@ HF = "HF pipeline (PyTorch)"
 SAVED_MODEL = "kner SavedModel (serving_default)"
 PREDICTOR = "kner.Predictor"
 C_LOADER = "kner SavedModel in TF's C loader"
-
-
-def random_model_dir(size: str, path: Path) -> Path:
-    """A model_dir like a finished training run's, with random weights."""
-    vocabulary = read_vocab(BERT_VOCAB)
-    config = bert_config(size, len(vocabulary))
-    labels = LabelVocab.from_types(CLUENER_TYPES, "bios")
-    model = Tagger(backbone_from_config(config), labels, head="softmax")
-    model(dummy_batch())
-    save_artifacts(path, config, vocabulary, labels, {"head": "softmax", "dropout": 0.1, "max_seq_length": 128})
-    model.save_weights(str(path / "best.weights.h5"))
-    return path
 
 
 def export(model_dir: Path, export_dir: Path) -> Path:

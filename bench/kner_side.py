@@ -11,13 +11,15 @@ Example:
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
 import tensorflow as tf
-from common import CLUENER_TYPES
+from common import BERT_VOCAB, CLUENER_TYPES, bert_config
 
 from kner.checkpoint import backbone_from_config
 from kner.data.labels import LabelVocab
-from kner.models.artifacts import dummy_batch
+from kner.data.tokenizer import read_vocab
+from kner.models.artifacts import dummy_batch, save_artifacts
 from kner.models.tagger import Tagger
 from kner.training.optimization import FineTuningAdamW, WarmupLinearDecay
 from kner.training.trainer import TrainConfig, Trainer
@@ -33,6 +35,19 @@ def tagger(bert_config: dict, head: str = "softmax") -> Tagger:
     model = Tagger(backbone_from_config(bert_config), cluener_labels(), head=head)
     model(dummy_batch())
     return model
+
+
+def random_model_dir(size: str, path: Path) -> Path:
+    """A model_dir like a finished training run's, with random weights:
+    `size` (common.SIZES), softmax head, CLUENER's labels, the BERT vocab."""
+    vocabulary = read_vocab(BERT_VOCAB)
+    config = bert_config(size, len(vocabulary))
+    model = tagger(config)
+    save_artifacts(
+        path, config, vocabulary, cluener_labels(), {"head": "softmax", "dropout": 0.1, "max_seq_length": 128}
+    )
+    model.save_weights(str(path / "best.weights.h5"))
+    return path
 
 
 def train_step(
