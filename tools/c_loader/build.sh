@@ -16,5 +16,5 @@ python=${PYTHON:-python3}
 # tf.sysconfig.get_lib() and get_include() are this directory and its include/.
 lib=$("$python" -c 'import importlib.util as u; s = u.find_spec("tensorflow"); print(s.submodule_search_locations[0])')
 include=$lib/include
-exec "${CC:-cc}" -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I"$include" "$here/run_export.c" -o "$output" \
+exec "${CC:-cc}" -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -I"$include" "$here/run_export.c" -o "$output" \
   -L"$lib" -l:libtensorflow_cc.so.2 -l:libtensorflow_framework.so.2 -lm -Wl,-rpath,"$lib"
