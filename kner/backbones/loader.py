@@ -51,7 +51,7 @@ from pathlib import Path
 import keras_hub
 from absl import logging
 
-from kner.backbones import albert, bert, electra, huggingface, keras_hub_preset, tf1_checkpoint
+from kner.backbones import albert, bert, bert_heads, electra, huggingface, keras_hub_preset, tf1_checkpoint
 from kner.backbones.config_file import read_json
 from kner.backbones.encoder import EncoderBackbone
 from kner.backbones.weight_table import Weight, arrays, ignored_summary
@@ -378,4 +378,7 @@ def inspect(path: str | Path) -> None:
         for name, (shape, dtype) in variables.items():
             mark = "  (ignored)" if is_ignored(name) else ""
             print(f"  {name} {list(shape)} {dtype}{mark}")
+        if files.family == "bert":
+            heads = [bert_heads.DESCRIPTIONS[head] for head in bert_heads.heads_in(variables)]
+            print(f"pretraining heads: {', '.join(heads) or 'none'} (kner.pretrain --init_checkpoint loads them)")
     print(f"kner can load it: {describe(load_backbone(path))}")

@@ -1,12 +1,14 @@
 """Raw text for masked-LM pretraining and for distillation: files of plain
 UTF-8 text, streamed one line at a time.
 
-Two layouts:
+Three layouts:
 
 - `line`: one document (or, for a teacher to label, one text) per line;
   blank lines are skipped.
 - `google`: Google BERT's `create_pretraining_data.py` input, one sentence
   per line and a blank line between documents.
+- `label_tab`: `label<TAB>text` per line (classification corpora such as
+  book reviews); the label column is dropped and the text is one document.
 
 Files are given as comma-separated paths or glob patterns
 (`corpus/*.txt,extra.txt`), as `--corpus_files` and `--unlabeled_files`
@@ -33,7 +35,7 @@ from pathlib import Path
 from kner.data.corpus import numbered_lines
 from kner.errors import InputError
 
-LAYOUTS = ("line", "google")
+LAYOUTS = ("line", "google", "label_tab")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,6 +66,28 @@ def expand_paths(spec: str | Sequence[str]) -> list[Path]:
     return paths
 
 
+def layout_paths(spec: str, default_layout: str, layouts: Sequence[str] = LAYOUTS) -> list[tuple[str, Path]]:
+    """`(layout, path)` for each file of a comma-separated spec whose entries
+    may name their own layout, `LAYOUT:PATH_OR_GLOB` (for example
+    `label_tab:corpus/book_review.txt,corpus/*.txt`); the others take
+    `default_layout`. InputError for an unknown layout or a pattern that
+    matches nothing."""
+    result: list[tuple[str, Path]] = []
+    for part in (p.strip() for p in spec.split(",")):
+        layout, sep, rest = part.partition(":")
+        if sep and layout.isidentifier():
+            if layout not in layouts:
+                raise InputError(part, None, f"unknown layout {layout!r}; expected one of {', '.join(layouts)}")
+            part = rest
+        else:
+            layout = default_layout
+        if part:
+            result.extend((layout, path) for path in expand_paths(part))
+    if not result:
+        raise InputError(spec, None, "no files given")
+    return result
+
+
 def read_lines(paths: Sequence[str | Path]) -> Iterator[tuple[str, str, int]]:
     """`(text, path, line number)` of every non-blank line of `paths`, with
     surrounding white space removed."""
@@ -81,6 +105,14 @@ def read_documents(paths: Sequence[str | Path], layout: str = "line") -> Iterato
     if layout == "line":
         for text, path, number in read_lines(paths):
             yield Document([text], path, number)
+        return
+    if layout == "label_tab":
+        for text, path, number in read_lines(paths):
+            label, tab, rest = text.partition("\t")
+            if not tab:
+                raise InputError(path, number, "no label<TAB>text column (is this file in the label_tab layout?)")
+            if rest.strip():
+                yield Document([rest.strip()], path, number)
         return
     for path in paths:
         sentences: list[str] = []

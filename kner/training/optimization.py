@@ -24,8 +24,9 @@ import tensorflow as tf
 from keras import ops
 
 # Variable names (keras-hub BertBackbone: LayerNorm `gamma`/`beta`, Dense and
-# EinsumDense `bias`) that get no weight decay, as in Google's BERT.
-NO_DECAY_NAMES = ("gamma", "beta", "bias")
+# EinsumDense `bias`; the pretraining heads' `output_bias`) that get no weight
+# decay, as in Google's BERT (which skips every name containing "bias").
+NO_DECAY_NAMES = ("gamma", "beta", "bias", "output_bias")
 
 
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):

@@ -1,6 +1,6 @@
 import pytest
 
-from kner.data.raw_text import expand_paths, read_documents, read_lines
+from kner.data.raw_text import expand_paths, layout_paths, read_documents, read_lines
 from kner.errors import InputError
 
 
@@ -37,3 +37,18 @@ def test_bad_bytes_name_the_line(tmp_path):
     path.write_bytes("好\n".encode() + b"\xff\n")
     with pytest.raises(InputError, match=r"bad.txt:2: not valid UTF-8"):
         list(read_lines([path]))
+
+
+def test_label_tab_layout_drops_the_label_column(tmp_path):
+    path = write(tmp_path / "r.txt", "1\t好书。\n\n0\t 一般 \n")
+    assert [d.sentences for d in read_documents([path], layout="label_tab")] == [["好书。"], ["一般"]]
+    bad = write(tmp_path / "bad.txt", "1\t好\n没有标签\n")
+    with pytest.raises(InputError, match=r"bad.txt:2: no label<TAB>text column"):
+        list(read_documents([bad], layout="label_tab"))
+
+
+def test_layout_paths_take_a_per_file_layout_prefix(tmp_path):
+    a, b = write(tmp_path / "a.txt", "x\n"), write(tmp_path / "b.txt", "1\tx\n")
+    assert layout_paths(f"{a},label_tab:{b}", "line") == [("line", a), ("label_tab", b)]
+    with pytest.raises(InputError, match="unknown layout 'tsv'"):
+        layout_paths(f"tsv:{b}", "line")

@@ -1,0 +1,221 @@
+"""Masked-LM pretraining of a Chinese BERT: `python -m kner.pretrain`.
+
+    python -m kner.pretrain --flagfile=flags/pretrain_tiny.cfg
+    python -m kner.pretrain --corpus_files='legal/*.txt' --init_checkpoint=chinese-roberta-wwm-ext \\
+        --model_dir=runs/legal --train_steps=20000 --learning_rate=5e-5
+
+From scratch (`--bert_config`, with `--vocab_file` or a vocab built from the
+corpus) or continued from a Google-format checkpoint (`--init_checkpoint`;
+its `cls/*` heads load too when it has them, else they start fresh, and the
+log says which). Whole word masking (jieba words) is on by default, with
+dynamic masks drawn in the input pipeline; `--nsp` adds next-sentence
+prediction. The result is a Google-format checkpoint directory,
+`model_dir/{bert_config.json, vocab.txt, bert_model.ckpt.*}` with `bert/*`
+and `cls/*`, which `python -m kner.train --init_checkpoint=MODEL_DIR` and
+other tools that read Google checkpoints take as it is. Rerunning the same
+command resumes from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+from absl import flags, logging
+
+from kner import cli
+from kner.backbones import bert_heads
+from kner.backbones.bert import backbone_from_config, read_bert_config
+from kner.backbones.loader import load_backbone, locate_checkpoint
+from kner.backbones.tf1_checkpoint import read_variables
+from kner.data.masking import Masker
+from kner.data.pretraining_data import NER_LAYOUTS, ExampleConfig, documents, prepare_examples
+from kner.data.raw_text import LAYOUTS, layout_paths
+from kner.data.tokenizer import MASK, CharTokenizer, build_vocab, read_vocab, save_vocab
+from kner.errors import InputError, run_cli
+from kner.models.masked_lm import MaskedLMModel, dummy_features
+from kner.training import distribute
+from kner.training.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, WarmupLinearDecay
+from kner.training.pretrainer import PretrainConfig, Pretrainer
+
+CORPUS_LAYOUTS = (*LAYOUTS, *NER_LAYOUTS)
+DATA_DIR = "pretraining_data"
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+    "corpus_files",
+    None,
+    "Training text: comma-separated paths or globs; an entry may name its layout, LAYOUT:PATH "
+    f"({', '.join(CORPUS_LAYOUTS)}).",
+)
+flags.DEFINE_enum(
+    "corpus_layout",
+    "line",
+    list(CORPUS_LAYOUTS),
+    "Layout of corpus entries without a LAYOUT: prefix: line (a document a line), google (a sentence a line, "
+    "blank line between documents), label_tab (label<TAB>text), cluener / column (labelled NER files: their text).",
+)
+flags.DEFINE_string("dev_corpus_files", None, "Held-out text for evaluation (same syntax as --corpus_files).")
+flags.DEFINE_float(
+    "dev_fraction",
+    0.0,
+    "Without --dev_corpus_files: hold out this fraction of the documents (every n-th) for evaluation.",
+)
+flags.DEFINE_string("bert_config", None, "bert_config.json for a from-scratch model (no --init_checkpoint).")
+flags.DEFINE_string("vocab_file", None, "vocab.txt for a from-scratch model; default: built from the corpus.")
+flags.DEFINE_string("init_checkpoint", None, "Continue pretraining a Google TF1 checkpoint (dir or prefix) or HF dir.")
+flags.DEFINE_integer("train_steps", 10000, "Optimizer steps.")
+flags.DEFINE_integer("batch_size", 32, "Global training batch, split across replicas.")
+flags.DEFINE_integer("eval_batch_size", 64, "Evaluation batch.")
+flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
+flags.DEFINE_integer("warmup_steps", 1000, "Steps of linear warmup (then linear decay to 0 at --train_steps).")
+flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on LayerNorm and biases).")
+flags.DEFINE_float("clip_norm", 1.0, "Global-norm gradient clipping (0: off).")
+flags.DEFINE_integer("max_seq_length", 128, "Tokens per example, [CLS] and [SEP] included.")
+flags.DEFINE_integer("max_predictions_per_seq", 20, "At most this many masked positions per example.")
+flags.DEFINE_float("masked_lm_prob", 0.15, "Fraction of the tokens to predict.")
+flags.DEFINE_bool("whole_word_mask", True, "Mask whole words (jieba segmentation) rather than single characters.")
+flags.DEFINE_bool("nsp", False, "Add next-sentence prediction (Google BERT, Tiny-CN); off as in RoBERTa-wwm.")
+flags.DEFINE_integer("eval_every", 1000, "Steps between evaluations on the held-out text (also at the end).")
+flags.DEFINE_integer("shuffle_buffer", 10000, "Examples in the shuffle buffer.")
+flags.DEFINE_integer("data_seed", 12345, "Seed of the example packing and NSP pairs (part of the data cache key).")
+cli.define_runtime_flags()
+flags.adopt_module_key_flags(cli)
+flags.mark_flags_as_required(["corpus_files", "model_dir"])
+
+
+def corpus_sources(spec: str):
+    return layout_paths(spec, FLAGS.corpus_layout, CORPUS_LAYOUTS)
+
+
+def build_backbone(sources, model_dir: Path):
+    """The backbone, the vocab file it uses, and the checkpoint to take the
+    heads from (None from scratch)."""
+    if FLAGS.init_checkpoint:
+        files = locate_checkpoint(FLAGS.init_checkpoint)
+        if files.family not in ("bert", "huggingface"):
+            message = f"a {files.family} checkpoint: kner.pretrain continues BERT checkpoints (Google or Hugging Face)"
+            raise InputError(FLAGS.init_checkpoint, None, message)
+        if files.vocab is None:
+            raise InputError(FLAGS.init_checkpoint, None, "no vocab.txt beside the checkpoint")
+        backbone = load_backbone(FLAGS.init_checkpoint, FLAGS.max_seq_length)
+        logging.info("loaded bert/* from %s", files.weights)
+        return backbone, files.vocab, files.weights if files.format == "google" else None
+    if not FLAGS.bert_config:
+        raise InputError("--bert_config", None, "give --init_checkpoint or --bert_config")
+    if FLAGS.vocab_file:
+        vocab_file = Path(FLAGS.vocab_file)
+        vocabulary = read_vocab(vocab_file)
+    else:
+        vocabulary = build_vocab(text for document in documents(sources) for text in document.sentences)
+        vocab_file = model_dir / DATA_DIR / "vocab.txt"
+        vocab_file.parent.mkdir(parents=True, exist_ok=True)
+        save_vocab(vocabulary, vocab_file)
+        logging.info("built a vocab of %d tokens from the corpus", len(vocabulary))
+    config = {**read_bert_config(FLAGS.bert_config), "vocab_size": len(vocabulary)}
+    if FLAGS.max_seq_length > config["max_position_embeddings"]:
+        message = (
+            f"max_seq_length {FLAGS.max_seq_length} exceeds max_position_embeddings {config['max_position_embeddings']}"
+        )
+        raise InputError(FLAGS.bert_config, None, message)
+    return backbone_from_config(config), vocab_file, None
+
+
+def load_heads(model: MaskedLMModel, prefix: Path | None) -> None:
+    """Loads the heads `prefix` has; says which start fresh."""
+    present = bert_heads.heads_in(read_variables(prefix)) if prefix is not None else []
+    for head, weights in model.heads().items():
+        if head in present:
+            bert_heads.assign_head_weights(prefix, weights)
+            logging.info("loaded the %s head from %s", bert_heads.DESCRIPTIONS[head], prefix)
+        else:
+            where = f"{prefix} has none" if prefix is not None else "from scratch"
+            logging.info("the %s head starts fresh (%s)", bert_heads.DESCRIPTIONS[head], where)
+
+
+def prepare(sources, tokenizer: CharTokenizer, model_dir: Path):
+    """The prepared train and dev example files (cached in model_dir)."""
+    config = ExampleConfig(FLAGS.max_seq_length, FLAGS.whole_word_mask, FLAGS.nsp, FLAGS.data_seed)
+    directory = model_dir / DATA_DIR
+    if FLAGS.dev_corpus_files:
+        train = prepare_examples(sources, tokenizer, config, directory, "train")
+        dev = prepare_examples(corpus_sources(FLAGS.dev_corpus_files), tokenizer, config, directory, "dev")
+    elif FLAGS.dev_fraction > 0:
+        every = max(2, round(1 / FLAGS.dev_fraction))
+        train = prepare_examples(sources, tokenizer, config, directory, "train", lambda i: i % every != 0)
+        dev = prepare_examples(sources, tokenizer, config, directory, "dev", lambda i: i % every == 0)
+    else:
+        return prepare_examples(sources, tokenizer, config, directory, "train"), None
+    if dev.examples == 0:
+        raise InputError(FLAGS.dev_corpus_files or "--dev_fraction", None, "no held-out examples")
+    return train, dev
+
+
+def build_optimizer(model: MaskedLMModel) -> keras.optimizers.Optimizer:
+    schedule = WarmupLinearDecay(FLAGS.learning_rate, FLAGS.warmup_steps, FLAGS.train_steps)
+    optimizer = FineTuningAdamW(schedule, weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm)
+    if FLAGS.mixed_precision == "mixed_float16":
+        optimizer = CrossReplicaLossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    cli.quiet_tensorflow()
+    keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.mixed_precision:
+        keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    model_dir = Path(FLAGS.model_dir)
+    sources = corpus_sources(FLAGS.corpus_files)
+    strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
+    logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)
+    with strategy.scope():
+        backbone, vocab_file, heads_from = build_backbone(sources, model_dir)
+        model = MaskedLMModel(backbone, next_sentence=FLAGS.nsp)
+        # Only next-sentence prediction reads the pooler: without it the
+        # pooler is kept as loaded, not trained.
+        backbone.pooled_dense.trainable = FLAGS.nsp
+        model(dummy_features())
+        load_heads(model, heads_from)
+        optimizer = build_optimizer(model)
+    tokenizer = CharTokenizer(vocab_file)
+    if MASK not in tokenizer.vocabulary:
+        raise InputError(vocab_file, None, f"vocab has no {MASK} token, which masked-LM pretraining needs")
+    train, dev = prepare(sources, tokenizer, model_dir)
+    if train.examples == 0:
+        raise InputError(FLAGS.corpus_files, None, "no training examples (is the corpus empty?)")
+    print(
+        f"pretraining on {train.examples:,} examples ({train.documents:,} documents)"
+        + (f", evaluating on {dev.examples:,}" if dev else ", no held-out text"),
+        flush=True,
+    )
+    if distribute.is_chief(strategy):
+        Path(model_dir, "flags.cfg").write_text(FLAGS.flags_into_string())
+    masker = Masker(
+        vocab_size=tokenizer.vocabulary_size,
+        mask_id=tokenizer.vocabulary.index(MASK),
+        max_seq_length=FLAGS.max_seq_length,
+        masked_lm_prob=FLAGS.masked_lm_prob,
+        max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+    )
+    config = PretrainConfig(
+        batch_size=FLAGS.batch_size,
+        eval_batch_size=FLAGS.eval_batch_size,
+        train_steps=FLAGS.train_steps,
+        seed=FLAGS.seed,
+        checkpoint_every=FLAGS.checkpoint_every,
+        log_every=FLAGS.log_every,
+        eval_every=FLAGS.eval_every,
+        shuffle_buffer=FLAGS.shuffle_buffer,
+        jit_compile=FLAGS.jit_compile,
+    )
+    trainer = Pretrainer(model, optimizer, strategy, model_dir, config, masker, vocab_file)
+    report = trainer.pretrain(train.path, dev.path if dev else None)
+    if report is not None:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in report.items() if isinstance(v, float))
+        print(f"held-out at step {report['step']}: {scores} (model_dir/eval_report.json)")
+
+
+if __name__ == "__main__":
+    run_cli(main)

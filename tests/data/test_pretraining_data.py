@@ -1,0 +1,106 @@
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kner.data.pretraining_data import ExampleConfig, parse_example, prepare_examples, split_sentences
+from kner.data.raw_text import layout_paths
+from kner.data.segmentation import word_lengths
+from kner.data.tokenizer import CharTokenizer, build_vocab
+from kner.errors import InputError
+
+TEXT = [
+    "今天天气很好。我们去公园散步！公园里有很多人在跑步。",
+    "这本书讲的是一个山村教师的故事。她在学校教了三十年书。",
+    "周末的菜市场格外热闹。西红柿三块钱一斤。黄瓜两块五。",
+]
+
+
+def tokenizer():
+    return CharTokenizer(build_vocab(TEXT))
+
+
+def read(path):
+    return [{k: v.numpy() for k, v in parse_example(r).items()} for r in tf.data.TFRecordDataset(str(path))]
+
+
+def test_split_sentences_keeps_closing_quotes():
+    assert split_sentences("你好。他说：“走！”好") == ["你好。", "他说：“走！”", "好"]
+
+
+def test_examples_pack_sentences_with_word_ids_from_the_segmenter(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(TEXT) + "\n", encoding="utf-8")
+    tok = tokenizer()
+    data = prepare_examples([("line", corpus)], tok, ExampleConfig(max_seq_length=20), tmp_path / "cache", "train")
+    examples = read(data.path)
+    assert data.examples == len(examples) and data.documents == 3
+    text = "".join(TEXT)
+    recovered = ""
+    for ex in examples:
+        ids, words = ex["token_ids"], ex["word_ids"]
+        assert len(ids) <= 20 and ids[0] == tok.cls_id and ids[-1] == tok.sep_id
+        assert words[0] == -1 and words[-1] == -1 and (np.diff(words[1:-1]) >= 0).all()
+        chars = "".join(tok.vocabulary[i] for i in ids[1:-1])
+        recovered += chars
+        # Word boundaries are jieba's (when a word is not cut by a sentence end or the length limit).
+        spans = np.split(np.arange(len(chars)), np.flatnonzero(np.diff(words[1:-1])) + 1)
+        assert sum(len(s) for s in spans) == len(chars)
+        assert "".join(chars[s[0] : s[-1] + 1] for s in spans) == chars
+    assert recovered == text  # packing loses no text when sentences fit
+    first = examples[0]["word_ids"][1:-1]
+    sentence = split_sentences(TEXT[0])[0]
+    runs = np.diff(np.flatnonzero(np.diff(np.concatenate([[-2], first, [-2]]))))
+    assert list(runs[: len(word_lengths(sentence))]) == word_lengths(sentence)
+
+
+def test_cache_is_reused_and_rebuilt_when_the_input_changes(tmp_path):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(TEXT) + "\n", encoding="utf-8")
+    config = ExampleConfig(max_seq_length=32)
+    first = prepare_examples([("line", corpus)], tokenizer(), config, tmp_path / "cache", "train")
+    again = prepare_examples([("line", corpus)], tokenizer(), config, tmp_path / "cache", "train")
+    assert again.path == first.path
+    assert json.loads(first.path.with_suffix(".json").read_text())["examples"] == first.examples
+    chars = prepare_examples(
+        [("line", corpus)], tokenizer(), ExampleConfig(32, whole_word_mask=False), tmp_path / "cache", "train"
+    )
+    assert chars.path != first.path
+    for ex in read(chars.path):  # character masking: every character its own word
+        np.testing.assert_array_equal(ex["word_ids"][1:-1], np.arange(len(ex["token_ids"]) - 2))
+
+
+def test_nsp_pairs_have_two_segments_and_both_labels(tmp_path):
+    corpus = tmp_path / "g.txt"
+    documents = ["\n".join(split_sentences(t) * 3) for t in TEXT * 4]
+    corpus.write_text("\n\n".join(documents) + "\n", encoding="utf-8")
+    data = prepare_examples([("google", corpus)], tokenizer(), ExampleConfig(40, nsp=True), tmp_path, "train")
+    examples = read(data.path)
+    labels = {int(ex["next_sentence_label"]) for ex in examples}
+    assert labels == {0, 1}
+    for ex in examples:
+        assert len(ex["token_ids"]) <= 40
+        seps = np.flatnonzero(ex["token_ids"] == tokenizer().sep_id)
+        if len(seps) == 2:
+            assert (ex["segment_ids"][: seps[0] + 1] == 0).all() and (ex["segment_ids"][seps[0] + 1 :] == 1).all()
+            assert ex["word_ids"][seps[0]] == -1
+
+
+def test_ner_layouts_and_held_out_documents(tmp_path):
+    cluener = tmp_path / "train.json"
+    lines = [json.dumps({"text": t, "label": {}}, ensure_ascii=False) for t in TEXT * 10]
+    cluener.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    sources = layout_paths(f"cluener:{cluener}", "line", ("line", "cluener"))
+    kept = prepare_examples(sources, tokenizer(), ExampleConfig(128), tmp_path, "train", lambda i: i % 2 == 0)
+    held = prepare_examples(sources, tokenizer(), ExampleConfig(128), tmp_path, "dev", lambda i: i % 2 == 1)
+    assert (kept.documents, held.documents) == (1, 1)  # 30 texts: documents of 20 and 10
+    assert kept.tokens > held.tokens > 0
+
+
+def test_bad_corpus_lines_are_named(tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes("好\n".encode() + b"\xfe\n")
+    with pytest.raises(InputError, match=r"bad.txt:2: not valid UTF-8"):
+        prepare_examples([("line", bad)], tokenizer(), ExampleConfig(), tmp_path, "train")
+    assert not list(tmp_path.glob("train-*"))  # nothing half-written is left as a cache

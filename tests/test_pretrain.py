@@ -1,0 +1,77 @@
+"""`python -m kner.pretrain` end to end: the demo flagfile pretrains, its
+output is a Google-format checkpoint that `kner.train --init_checkpoint`
+fine-tunes from and that `kner.pretrain --init_checkpoint` continues (heads
+included); bad input is one line and exit status 2."""
+
+import json
+import sys
+
+import pytest
+from train_runs import read_scalars, run_child
+
+from kner.backbones import bert_heads
+from kner.backbones.tf1_checkpoint import read_variables
+
+
+def pretrain(*flags: str):
+    return run_child(sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_demo.cfg", *flags)
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("pretrain") / "demo"
+    result = pretrain(f"--model_dir={model_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wrote the Google-format checkpoint" in result.stdout
+    return model_dir
+
+
+@pytest.mark.slow
+def test_demo_writes_a_google_checkpoint_with_its_head_and_a_report(demo_dir):
+    for name in ("bert_config.json", "vocab.txt", "bert_model.ckpt.index", "best/bert_model.ckpt.index"):
+        assert (demo_dir / name).exists(), name
+    variables = read_variables(demo_dir / "bert_model.ckpt")
+    assert bert_heads.heads_in(variables) == ["masked_lm"]
+    assert "bert/encoder/layer_1/output/LayerNorm/gamma" in variables
+    report = json.loads((demo_dir / "eval_report.json").read_text())
+    assert report["step"] == 40 and [r["step"] for r in report["history"]] == [20, 40]
+    assert 0 <= report["masked_lm_accuracy"] <= 1 and report["masked_lm_loss"] > 0
+    losses = [value for _, value in read_scalars(demo_dir / "train")["loss"]]
+    assert losses[-1] < losses[0]  # it learns
+    assert {tag for tag in read_scalars(demo_dir / "dev")} >= {"masked_lm_accuracy", "masked_lm_loss"}
+
+
+@pytest.mark.slow
+def test_kner_train_fine_tunes_from_the_pretrained_checkpoint(demo_dir, tmp_path):
+    model_dir = tmp_path / "ner"
+    result = run_child(
+        sys.executable, "-m", "kner.train", "--flagfile=flags/demo.cfg", f"--init_checkpoint={demo_dir}",
+        f"--model_dir={model_dir}", "--epochs=1", "--export_dir=",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (model_dir / "vocab.txt").read_text() == (demo_dir / "vocab.txt").read_text()
+    assert json.loads((model_dir / "eval_report.json").read_text())["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_continued_pretraining_loads_the_head_and_starts_nsp_fresh(demo_dir, tmp_path):
+    model_dir = tmp_path / "continued"
+    result = pretrain(
+        f"--init_checkpoint={demo_dir}", f"--model_dir={model_dir}", "--nsp", "--train_steps=2", "--eval_every=0",
+        "--corpus_layout=line", "--bert_config=",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "loaded the masked LM (cls/predictions) head" in result.stderr
+    assert "next-sentence prediction (cls/seq_relationship) head starts fresh" in result.stderr
+    variables = read_variables(model_dir / "bert_model.ckpt")
+    assert bert_heads.heads_in(variables) == ["masked_lm", "next_sentence"]
+    assert variables["cls/seq_relationship/output_weights"][0] == (2, 128)
+
+
+@pytest.mark.slow
+def test_bad_corpus_is_one_line_with_file_and_line(tmp_path):
+    corpus = tmp_path / "bad.txt"
+    corpus.write_bytes("第一行。\n".encode() + b"\xff\xfe\n")
+    result = pretrain(f"--corpus_files={corpus}", f"--model_dir={tmp_path / 'out'}", "--dev_fraction=0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"error: {corpus}:2: not valid UTF-8 (byte 0xff)"
