@@ -129,7 +129,7 @@ def load_heads(model: MaskedLMModel, prefix: Path | None) -> None:
             bert_heads.assign_head_weights(prefix, weights)
             logging.info("loaded the %s head from %s", bert_heads.DESCRIPTIONS[head], prefix)
         else:
-            where = f"{prefix} has none" if prefix is not None else "from scratch"
+            where = f"{prefix} has none" if prefix is not None else "no Google checkpoint to load it from"
             logging.info("the %s head starts fresh (%s)", bert_heads.DESCRIPTIONS[head], where)
 
 

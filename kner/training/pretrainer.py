@@ -153,8 +153,9 @@ class Pretrainer(Trainer):
 
     def _train_loop(self, batches, dev_path) -> dict | None:
         config = self.config
-        verbose = (1 if sys.stdout.isatty() else 2) if self.chief else 0
-        progress = keras.utils.Progbar(config.train_steps, verbose=verbose, stateful_metrics=["loss", "lr"])
+        # A progress bar on a terminal; in a log file, a line every log_every steps.
+        bar = self.chief and sys.stdout.isatty()
+        progress = keras.utils.Progbar(config.train_steps, verbose=int(bar), stateful_metrics=["loss", "lr"])
         step = int(self.step.numpy())
         progress.update(step)
         report, losses, examples, started = None, [], 0.0, time.perf_counter()
@@ -166,10 +167,17 @@ class Pretrainer(Trainer):
             examples += count
             progress.update(step, [("loss", loss), ("lr", learning_rate)])
             if step % config.log_every == 0:
+                speed = examples / (time.perf_counter() - started)
                 with self._writer("train").as_default(step=step):
                     tf.summary.scalar("loss", np.mean(losses))
                     tf.summary.scalar("learning_rate", learning_rate)
-                    tf.summary.scalar("examples_per_second", examples / (time.perf_counter() - started))
+                    tf.summary.scalar("examples_per_second", speed)
+                if self.chief and not bar:
+                    print(
+                        f"step {step}/{config.train_steps}: loss {np.mean(losses):.4f}, "
+                        f"lr {learning_rate:.3g}, {speed:.1f} examples/s",
+                        flush=True,
+                    )
                 losses, examples, started = [], 0.0, time.perf_counter()
             if (
                 dev_path is not None
