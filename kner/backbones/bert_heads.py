@@ -36,7 +36,7 @@ import keras
 import keras_hub
 
 from kner.backbones import bert, tf1_checkpoint
-from kner.backbones.weight_table import Weight, arrays, assign_checked
+from kner.backbones.weight_table import OPTIMIZER_SLOTS, Weight, arrays, assign_checked
 
 MASKED_LM, NEXT_SENTENCE = "masked_lm", "next_sentence"
 SCOPES = {MASKED_LM: "cls/predictions", NEXT_SENTENCE: "cls/seq_relationship"}
@@ -80,8 +80,12 @@ def assign_head_weights(prefix: str | Path, weights: Sequence[Weight]) -> None:
     """Assigns `weights` (one head's) from the checkpoint at `prefix`, after
     checking that each exists with the expected shape and that the head's
     scope holds nothing else (InputError naming the variable)."""
-    scopes = tuple(w.name.split("/", 2)[0] + "/" + w.name.split("/", 2)[1] + "/" for w in weights)
-    assign_checked(list(weights), prefix, lambda name: not name.startswith(scopes), "pretraining head", "the model")
+    scopes = tuple("/".join(w.name.split("/")[:2]) + "/" for w in weights)
+
+    def is_ignored(name: str) -> bool:
+        return not name.startswith(scopes) or name.endswith(OPTIMIZER_SLOTS)
+
+    assign_checked(list(weights), prefix, is_ignored, "pretraining head", "the model")
 
 
 def save_pretraining_checkpoint(
