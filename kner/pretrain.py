@@ -37,6 +37,7 @@ from kner.models.masked_lm import MaskedLMModel, dummy_features
 from kner.training import distribute
 from kner.training.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, WarmupLinearDecay
 from kner.training.pretrainer import PretrainConfig, Pretrainer
+from kner.training.trainer import TrainingStopped
 
 CORPUS_LAYOUTS = (*LAYOUTS, *NER_LAYOUTS)
 DATA_DIR = "pretraining_data"
@@ -191,7 +192,7 @@ def main(argv: list[str]) -> None:
         flush=True,
     )
     if distribute.is_chief(strategy):
-        Path(model_dir, "flags.cfg").write_text(FLAGS.flags_into_string())
+        cli.save_flagfile(model_dir / "flags.cfg")
     masker = Masker(
         vocab_size=tokenizer.vocabulary_size,
         mask_id=tokenizer.vocabulary.index(MASK),
@@ -211,7 +212,13 @@ def main(argv: list[str]) -> None:
         jit_compile=FLAGS.jit_compile,
     )
     trainer = Pretrainer(model, optimizer, strategy, model_dir, config, masker, vocab_file)
-    report = trainer.pretrain(train.path, dev.path if dev else None)
+    stop = cli.StopRequest.install()
+    try:
+        report = trainer.pretrain(train.path, dev.path if dev else None, stop=stop)
+    except TrainingStopped as stopped:
+        print(f"stopped by {stop.name} at step {stopped.step}; checkpoint {stopped.checkpoint}")
+        print("run the same command to resume")
+        raise SystemExit(stop.exit_code) from None
     if report is not None:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in report.items() if isinstance(v, float))
         print(f"held-out at step {report['step']}: {scores} (model_dir/eval_report.json)")

@@ -41,7 +41,7 @@ from kner.backbones.bert_heads import save_pretraining_checkpoint
 from kner.data.masking import Masker, masked_dataset
 from kner.data.pretraining_data import parse_example
 from kner.models.masked_lm import MaskedLMModel, masked_lm_sums
-from kner.training.trainer import EVAL_REPORT, Trainer
+from kner.training.trainer import EVAL_REPORT, StopCheck, Trainer
 
 BEST_DIR = "best"
 EVAL_SEED = 20191029  # the held-out masks: fixed, whatever --seed is
@@ -120,11 +120,16 @@ class Pretrainer(Trainer):
             skip=skip_steps * config.batch_size,
         )
 
-    def pretrain(self, train_path: str | Path, dev_path: str | Path | None) -> dict | None:
+    def pretrain(
+        self, train_path: str | Path, dev_path: str | Path | None, stop: StopCheck | None = None
+    ) -> dict | None:
         """Trains to `train_steps` (resuming from the last checkpoint if any)
-        and returns the last evaluation report."""
+        and returns the last evaluation report. When `stop.requested` turns
+        true (`kner.cli.StopRequest`), the current step ends, a checkpoint is
+        saved and `TrainingStopped` is raised, as in `Trainer.fit`."""
         config = self.config
-        self._restore()
+        self.restore()
+        self._stop = stop
         report = self._read_report()
         step = int(self.step.numpy())
         if step < config.train_steps:
@@ -188,6 +193,7 @@ class Pretrainer(Trainer):
                 report = self._evaluate_and_keep(dev_path)
             if config.checkpoint_every and step % config.checkpoint_every == 0 or step == config.train_steps:
                 self._save_checkpoint()
+            self._check_stop()
         return report
 
     def evaluate_masked_lm(self, path: str | Path) -> dict:
