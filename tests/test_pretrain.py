@@ -4,10 +4,13 @@ fine-tunes from and that `kner.pretrain --init_checkpoint` continues (heads
 included); bad input is one line and exit status 2."""
 
 import json
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
-from train_runs import read_scalars, run_child
+from train_runs import REPO, child_env, read_scalars, run_child
 
 from kner.backbones import bert_heads
 from kner.backbones.tf1_checkpoint import read_variables
@@ -75,3 +78,28 @@ def test_bad_corpus_is_one_line_with_file_and_line(tmp_path):
     result = pretrain(f"--corpus_files={corpus}", f"--model_dir={tmp_path / 'out'}", "--dev_fraction=0")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == f"error: {corpus}:2: not valid UTF-8 (byte 0xff)"
+
+
+@pytest.mark.slow
+def test_sigint_stops_with_a_checkpoint_and_the_rerun_resumes(tmp_path):
+    model_dir = tmp_path / "stopped"
+    command = [sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_demo.cfg", f"--model_dir={model_dir}"]
+    log = tmp_path / "log.txt"
+    with open(log, "w") as out:
+        child = subprocess.Popen(
+            [*command, "--train_steps=100000", "--eval_every=0"], cwd=REPO, env=child_env(), stdout=out, stderr=out
+        )
+    try:
+        deadline = time.time() + 240
+        while "step 10/100000" not in log.read_text() and time.time() < deadline and child.poll() is None:
+            time.sleep(0.5)
+        child.send_signal(signal.SIGINT)
+        assert child.wait(timeout=120) == 130, log.read_text()[-3000:]
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert "stopped by SIGINT at step" in log.read_text()
+    stopped_at = int(log.read_text().split("stopped by SIGINT at step ")[1].split(";")[0])
+    resumed = run_child(*command, "--train_steps=" + str(stopped_at + 5), "--eval_every=0")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {model_dir / 'checkpoints'}/ckpt-{stopped_at} at step {stopped_at}" in resumed.stderr
