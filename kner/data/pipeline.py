@@ -10,6 +10,11 @@ Each batch is a dict of [batch, length] tensors:
 
 Batches are padded to their own longest sentence, and sentences of similar
 length are bucketed together, which keeps padding on CLUENER under 2%.
+For XLA, which compiles the step once per batch shape, `pad_to_multiple`
+rounds each batch's length up to a multiple (`XLA_LENGTH_MULTIPLE` tokens in
+`kner.training.trainer` under `--jit_compile`), so a run compiles at most
+`max_seq_length / multiple` lengths (times two batch sizes: the full one
+and the epoch's one partial batch).
 Training data longer than `max_seq_length` is truncated, and the truncated
 sentences and the entities they lose are counted and logged; evaluation and
 prediction data are never truncated.
@@ -119,17 +124,21 @@ class EncodedData:
     report: TruncationReport
     _batch_functions: dict = dataclasses.field(default_factory=dict, repr=False)
 
-    def batch_function(self, tokenizer: CharTokenizer) -> tf.types.experimental.PolymorphicFunction:
+    def batch_function(
+        self, tokenizer: CharTokenizer, pad_to_multiple: int = 1
+    ) -> tf.types.experimental.PolymorphicFunction:
         """Sentence indices -> batch features; traced once, reused every epoch."""
-        if id(tokenizer) not in self._batch_functions:
+        key = (id(tokenizer), pad_to_multiple)
+        if key not in self._batch_functions:
             columns = self.columns
 
             @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)], autograph=False)
             def features(indices):
-                return to_features({k: tf.gather(v, indices) for k, v in columns.items()}, tokenizer)
+                batch = {k: tf.gather(v, indices) for k, v in columns.items()}
+                return to_features(batch, tokenizer, pad_to_multiple)
 
-            self._batch_functions[id(tokenizer)] = features
-        return self._batch_functions[id(tokenizer)]
+            self._batch_functions[key] = features
+        return self._batch_functions[key]
 
 
 def encode(
@@ -158,12 +167,20 @@ def encode(
     return EncodedData(columns, columns["char_ids"].row_lengths().numpy(), report)
 
 
-def batched(data: EncodedData, tokenizer: CharTokenizer, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
+def batched(
+    data: EncodedData,
+    tokenizer: CharTokenizer,
+    batch_size: int,
+    seed: int | None = None,
+    pad_to_multiple: int = 1,
+) -> tf.data.Dataset:
     """Batches of `data` by `plan_batches` (shuffled and bucketed with a
-    `seed`; in order and cached without)."""
+    `seed`; in order and cached without), each padded to its longest
+    sentence rounded up to a multiple of `pad_to_multiple` tokens."""
     plan = plan_batches(data.lengths, batch_size, seed)
     dataset = tf.data.Dataset.from_tensor_slices(_ragged(plan, tf.int64))
-    dataset = dataset.map(data.batch_function(tokenizer), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    features = data.batch_function(tokenizer, pad_to_multiple)
+    dataset = dataset.map(features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if seed is None:
         dataset = dataset.cache()
     return dataset.prefetch(tf.data.AUTOTUNE)
@@ -192,15 +209,21 @@ def make_dataset(
     return batched(data, tokenizer, batch_size, seed if training else None), data.report
 
 
-def to_features(batch: dict[str, tf.Tensor], tokenizer: CharTokenizer) -> dict[str, tf.Tensor]:
+def to_features(
+    batch: dict[str, tf.Tensor], tokenizer: CharTokenizer, pad_to_multiple: int = 1
+) -> dict[str, tf.Tensor]:
     """Turns a batch of texts (`text`) or of their character ids (`char_ids`,
-    ragged), with ragged or padded `label_ids` if labelled, into model inputs."""
+    ragged), with ragged or padded `label_ids` if labelled, into model inputs,
+    padded to the longest row rounded up to a multiple of `pad_to_multiple`."""
     chars = batch["char_ids"] if "char_ids" in batch else tokenizer(batch["text"])
     num_chars = chars.row_lengths()
     rows = tf.shape(num_chars, out_type=tf.int64)[0]
     cls = tf.fill([rows, 1], tokenizer.cls_id)
     sep = tf.fill([rows, 1], tokenizer.sep_id)
     token_ids = tf.concat([cls, chars, sep], axis=1).to_tensor(tokenizer.pad_id)
+    if pad_to_multiple > 1:
+        extra = -tf.shape(token_ids)[1] % pad_to_multiple
+        token_ids = tf.pad(token_ids, [[0, 0], [0, extra]], constant_values=tokenizer.pad_id)
     length = tf.shape(token_ids)[1]
     features = {
         "token_ids": token_ids,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
 from kner.backbones.loader import backbone_from_config
@@ -56,14 +57,24 @@ def dummy_batch(length: int = 8) -> dict[str, tf.Tensor]:
     return {"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": tf.ones([1, length], tf.bool)}
 
 
-def load_tagger(model_dir: str | Path) -> tuple[Tagger, CharTokenizer, dict]:
-    """The trained tagger with its best weights, its tokenizer and settings."""
+def load_tagger(model_dir: str | Path, dtype: str | None = None) -> tuple[Tagger, CharTokenizer, dict]:
+    """The trained tagger with its best weights, its tokenizer and settings.
+
+    `dtype` is the backbone's Keras dtype policy (default: the global one);
+    with "bfloat16" its weights are the float32 ones rounded to bfloat16 (the
+    classifier and CRF stay float32, see `kner.models.tagger`)."""
     model_dir = Path(model_dir)
     for name in (BERT_CONFIG, VOCAB, LABELS, SETTINGS, WEIGHTS):
         if not (model_dir / name).exists():
             raise InputError(model_dir / name, None, "missing: is this the model_dir of a finished training run?")
     settings = json.loads((model_dir / SETTINGS).read_text())
-    backbone = backbone_from_config(model_dir / BERT_CONFIG)
+    previous = keras.mixed_precision.global_policy()
+    if dtype:  # the families build their layers under the global policy
+        keras.mixed_precision.set_global_policy(dtype)
+    try:
+        backbone = backbone_from_config(model_dir / BERT_CONFIG)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     model = Tagger(backbone, LabelVocab.load(model_dir / LABELS), head=settings["head"], dropout=settings["dropout"])
     model(dummy_batch())
     model.load_weights(str(model_dir / WEIGHTS))

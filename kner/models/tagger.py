@@ -14,6 +14,13 @@ Example:
 >>> scores = model(batch)                  # [batch, length, num_tags]
 >>> loss = model.loss_sum(batch, scores) / model.loss_count(batch)
 >>> tags = model.decode(batch, scores)     # [batch, length] tag ids
+
+Under a mixed-precision policy (`keras.mixed_precision.set_global_policy(
+"mixed_bfloat16")`, or a backbone built with `dtype="mixed_bfloat16"`) the
+backbone computes in bfloat16, with keras-hub's LayerNorm statistics in
+float32; the classifier, the CRF, the softmax and the losses always run in
+float32, and the weights the optimizer updates are float32 (the mixed
+policies keep float32 variables).
 """
 
 from __future__ import annotations
@@ -62,10 +69,13 @@ class Tagger(keras.Model):
             backbone.pooled_dense.trainable = False
         self.labels = labels
         self.head = head
-        self.dropout = keras.layers.Dropout(dropout)
+        self.dropout = keras.layers.Dropout(dropout, dtype=backbone.dtype_policy)
         self.classifier = keras.layers.Dense(
             len(labels),
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            # The tag scores feed the softmax or the CRF: float32 whatever the
+            # backbone computes in (it costs one [hidden, tags] matmul).
+            dtype="float32",
             name="classifier",
         )
         self.crf = None
@@ -80,8 +90,7 @@ class Tagger(keras.Model):
     def call(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         features = {k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask")}
         sequence = self.backbone(features, training=training)["sequence_output"]
-        scores = self.classifier(self.dropout(sequence, training=training))
-        return tf.cast(scores, tf.float32)
+        return self.classifier(self.dropout(sequence, training=training))
 
     def loss_count(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         """What the loss is averaged over: sentences with at least one

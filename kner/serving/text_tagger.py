@@ -64,6 +64,8 @@ CHUNK_ROWS = 8
 
 # Roles of a tag in span reading, whatever the scheme's letters.
 OUT, BEGIN, INSIDE, END, SINGLE = range(5)
+# What the encoder of an exported model may compute in.
+COMPUTE_DTYPES = ("float32", "bfloat16")
 _ROLE_OF_PREFIX = {"B": BEGIN, "I": INSIDE, "M": INSIDE, "E": END, "S": SINGLE}
 
 
@@ -151,13 +153,21 @@ class TextTagger(tf.Module):
 
     @classmethod
     def from_model_dir(
-        cls, model_dir: str | Path, window_stride: int | None = None, max_seq_length: int | None = None
+        cls,
+        model_dir: str | Path,
+        window_stride: int | None = None,
+        max_seq_length: int | None = None,
+        compute_dtype: str = "float32",
     ) -> TextTagger:
         """The module of a trained `model_dir` (`max_seq_length` defaults to
-        the training one)."""
+        the training one). With `compute_dtype="bfloat16"` the encoder's
+        weights are rounded to bfloat16 and it computes in bfloat16; the tag
+        scores, decoding and span reading stay float32."""
         from kner.models.artifacts import load_tagger
 
-        model, tokenizer, settings = load_tagger(model_dir)
+        if compute_dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
+        model, tokenizer, settings = load_tagger(model_dir, compute_dtype)
         return cls(model, tokenizer, max_seq_length or settings["max_seq_length"], window_stride)
 
     def _model_inputs(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:

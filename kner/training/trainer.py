@@ -56,6 +56,10 @@ from kner.serving.predictor import Predictor
 from kner.serving.text_tagger import TextTagger
 from kner.training.distribute import is_chief, worker_id
 
+# Under XLA (`jit_compile`) batches are padded to a multiple of this many
+# tokens: XLA compiles the step once per batch shape, and CLUENER's
+# length-bucketed batches would otherwise bring some 30 distinct lengths.
+XLA_LENGTH_MULTIPLE = 16
 BEST_WEIGHTS = "best.weights.h5"
 EVAL_REPORT = "eval_report.json"
 CHECKPOINTS = "checkpoints"
@@ -138,6 +142,9 @@ class Trainer:
         self._summaries = {}
         self._restored = False
         self._stop: StopCheck | None = None
+
+    def _pad_to_multiple(self) -> int:
+        return XLA_LENGTH_MULTIPLE if self.config.jit_compile else 1
 
     def _checkpoint_dir(self) -> str:
         if self.chief:
@@ -257,7 +264,7 @@ class Trainer:
 
     def _train_epoch(self, train: EncodedData, tokenizer, epoch: int, done: int, per_epoch: int) -> None:
         config = self.config
-        dataset = batched(train, tokenizer, config.batch_size, seed=config.seed + epoch)
+        dataset = batched(train, tokenizer, config.batch_size, config.seed + epoch, self._pad_to_multiple())
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         dataset = self.strategy.experimental_distribute_dataset(dataset.skip(done).with_options(options))
@@ -328,7 +335,8 @@ class Trainer:
         key = (id(sentences), len(sentences))
         if key not in self._eval_datasets:
             data = encode([sentences[i] for i in rows], tokenizer, self.model.labels)
-            self._eval_datasets[key] = batched(data, tokenizer, self.config.eval_batch_size)
+            size, multiple = self.config.eval_batch_size, self._pad_to_multiple()
+            self._eval_datasets[key] = batched(data, tokenizer, size, None, multiple)
         dataset = self._eval_datasets[key]
         if self._forward is None:
             self._forward = tf.function(

@@ -5,7 +5,7 @@ from test_tokenizer import TOY_VOCAB
 
 from kner.data.corpus import Sentence, read_corpus
 from kner.data.labels import LabelVocab
-from kner.data.pipeline import char_mask, make_dataset, padding_waste, plan_batches
+from kner.data.pipeline import batched, char_mask, encode, make_dataset, padding_waste, plan_batches
 from kner.data.spans import Span
 from kner.data.tokenizer import CharTokenizer
 
@@ -94,3 +94,19 @@ def test_cluener_padding_waste_below_15_percent(bert_vocab_path):
     )
     assert report.truncated == 0
     assert padding_waste(dataset) < 0.15
+
+
+def test_pad_to_multiple_rounds_lengths_up_and_pads_like_the_batch_padding(tok):
+    data = encode(SENTENCES * 5, tok, LABELS)
+    plain = list(batched(data, tok, batch_size=3, seed=1))
+    rounded = list(batched(data, tok, batch_size=3, seed=1, pad_to_multiple=4))
+    assert len(plain) == len(rounded) == 7
+    assert {b["token_ids"].shape[1] for b in plain} == {5, 7}
+    assert {b["token_ids"].shape[1] for b in rounded} == {8}
+    for short, long in zip(plain, rounded):
+        width = short["token_ids"].shape[1]
+        assert long["token_ids"].shape[1] == -(-width // 4) * 4
+        for key, padding in (("token_ids", tok.pad_id), ("padding_mask", False), ("label_ids", 0)):
+            np.testing.assert_array_equal(long[key][:, :width], short[key])
+            assert (long[key].numpy()[:, width:] == padding).all()
+        np.testing.assert_array_equal(char_mask(long["padding_mask"])[:, :width], char_mask(short["padding_mask"]))

@@ -118,3 +118,40 @@ def test_every_family_backbone_trains_under_the_tagger(batch, layout, embedding_
     assert (pooler is None) == (layout == "electra")
     if pooler is not None:
         assert not {v.path for v in model.trainable_variables} & {v.path for v in pooler.weights}
+
+
+def graph_ops(function, batch) -> set[tuple[str, str | None]]:
+    """(op type, dtype attribute T) of the ops `function(batch)` traces to."""
+    graph = tf.function(function).get_concrete_function(batch).graph
+    ops = set()
+    for op in graph.get_operations():
+        dtype = op.get_attr("T") if "T" in op.node_def.attr else None
+        ops.add((op.type, getattr(dtype, "name", None)))
+    return ops
+
+
+@pytest.mark.parametrize("head", ["softmax", "crf"])
+def test_mixed_bfloat16_runs_the_encoder_in_bfloat16_and_the_head_in_float32(batch, head):
+    reference = tagger(head)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = Tagger(backbone_from_config(tiny_config(len(toy_vocabulary()))), LABELS, head=head, dropout=0.0)
+        model(artifacts.dummy_batch())
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.set_weights(reference.get_weights())
+    assert {v.dtype for v in model.variables} == {"float32"}  # what the optimizer updates
+    assert model.backbone.compute_dtype == "bfloat16" and model.classifier.compute_dtype == "float32"
+
+    scores = model(batch)
+    assert scores.dtype == tf.float32
+    np.testing.assert_allclose(scores, reference(batch), atol=0.05)
+    loss = model.loss_sum(batch, scores)
+    assert loss.dtype == tf.float32
+    assert float(loss) == pytest.approx(float(reference.loss_sum(batch, reference(batch))), rel=0.02)
+
+    ops = graph_ops(lambda b: model.loss_sum(b, model(b, training=True)), batch)
+    matmuls = {dtype for op, dtype in ops if op in ("MatMul", "BatchMatMulV2")}
+    assert matmuls == {"bfloat16", "float32"}  # the encoder's, and the classifier's
+    # LayerNorm statistics (mean and variance) and the loss's reductions.
+    assert {dtype for op, dtype in ops if op in ("Mean", "SquaredDifference", "Rsqrt", "Log", "Exp")} == {"float32"}

@@ -125,3 +125,27 @@ def test_clips_the_global_norm_of_all_gradients(clip_norm):
     m_a, m_b = first_moments(optimizer, variables)  # (1 - beta_1) * clipped gradient
     np.testing.assert_allclose(m_a, 0.1 * scale * np.array([3.0, 0.0]), rtol=1e-6)
     np.testing.assert_allclose(m_b, 0.1 * scale * np.array([4.0]), rtol=1e-6)
+
+
+def test_under_mixed_bfloat16_gradients_weights_and_adam_state_stay_float32():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        keras.utils.set_random_seed(0)
+        model = Tagger(backbone_from_config(tiny_config(50)), LabelVocab.from_types(TYPES, "bio"), head="crf")
+        model(artifacts.dummy_batch())
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    batch = {**artifacts.dummy_batch(), "label_ids": tf.ones([1, 8], tf.int32)}
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        loss = model.loss_sum(batch, model(batch, training=True))
+    gradients = tape.gradient(loss, variables)
+    assert {tf.convert_to_tensor(g).dtype for g in gradients} == {tf.float32}
+    before = [v.numpy() for v in variables]
+    optimizer = FineTuningAdamW(1e-3)
+    optimizer.build(variables)
+    optimizer.apply(gradients, variables)
+    assert {v.dtype for v in optimizer.variables} <= {"float32", "int64"}
+    assert {v.dtype for v in variables} == {"float32"}
+    moved = [not np.array_equal(v.numpy(), old) for v, old in zip(variables, before)]
+    assert sum(moved) > len(variables) // 2
