@@ -178,10 +178,15 @@ def make_optimizer(
     return optimizer, get_linear_schedule_with_warmup(optimizer, warmup_steps, total_steps)
 
 
-def train_step(model: TorchTagger, optimizer, scheduler, batch: dict, clip_norm: float = 1.0) -> float:
-    """Forward, backward, clip, AdamW update; returns the loss."""
+def train_step(
+    model: TorchTagger, optimizer, scheduler, batch: dict, clip_norm: float = 1.0, bfloat16: bool = False
+) -> float:
+    """Forward, backward, clip, AdamW update; returns the loss. `bfloat16`:
+    the forward pass under `torch.autocast("cpu", torch.bfloat16)`, PyTorch's
+    mixed precision on CPU (weights, gradients and AdamW state stay float32)."""
     model.train()
-    loss = model.loss(batch)
+    with torch.autocast("cpu", torch.bfloat16, enabled=bfloat16):
+        loss = model.loss(batch)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
     optimizer.step()

@@ -2,7 +2,10 @@
 `BertForTokenClassification` on PyTorch, the same full step on the same batches.
 
 A step is forward, backward, global-norm clipping and the AdamW update (with
-the warmup/decay schedule), softmax head, batch 32. Two workloads:
+the warmup/decay schedule), softmax head, batch 32. Sides: `kner` (float32),
+`kner_xla` (`--jit_compile`), `kner_bf16` (`--mixed_precision=mixed_bfloat16`),
+`kner_bf16_xla` (both), `torch` (float32) and `torch_bf16` (the forward pass
+under `torch.autocast("cpu", torch.bfloat16)`). Two workloads:
 - `len128`: every sentence 128 tokens, no padding;
 - `cluener`: CLUENER train batches as kner makes them (length-bucketed,
   padded per batch), the same batches for both sides.
@@ -28,6 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 from absl import app, flags
 from common import (
     BERT_VOCAB,
@@ -49,7 +53,9 @@ from common import (
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", list(SIZES), "Model sizes for the len128 workload.")
 flags.DEFINE_list("cluener_sizes", ["2L/128", "4L/256"], "Model sizes for the cluener workload.")
-flags.DEFINE_list("sides", ["kner", "kner_xla", "torch"], "What to measure.")
+SIDES = ("kner", "kner_xla", "kner_bf16", "kner_bf16_xla", "torch", "torch_bf16")
+flags.DEFINE_list("sides", ["kner", "kner_xla", "kner_bf16", "torch", "torch_bf16"], f"What to measure, of {SIDES}.")
+flags.register_validator("sides", lambda sides: set(sides) <= set(SIDES), f"--sides: each one of {SIDES}")
 flags.DEFINE_integer("batch_size", 32, "Sentences per step.")
 flags.DEFINE_integer("length", 128, "Tokens per sentence in the len128 workload.")
 flags.DEFINE_integer("cluener_batches", 8, "Distinct CLUENER batches per pass.")
@@ -83,10 +89,21 @@ def measure(step, batches: list, min_seconds: float, min_steps: int) -> dict:
     }
 
 
+def pad_to_xla_multiple(batch: dict) -> dict:
+    """The batch padded as `kner.train --jit_compile` pads it: its length
+    rounded up to a multiple of `XLA_LENGTH_MULTIPLE` ([PAD] is id 0 in the
+    BERT vocab, as in every padded position of `common.pad_batch`)."""
+    from kner.training.trainer import XLA_LENGTH_MULTIPLE
+
+    extra = -batch["token_ids"].shape[1] % XLA_LENGTH_MULTIPLE
+    return {key: np.pad(value, [(0, 0), (0, extra)]) for key, value in batch.items()}
+
+
 def child(spec: dict) -> None:
     batches = load_batches(spec["batches"])
     config = bert_config(spec["size"], spec["vocab_size"])
-    if spec["side"] == "torch":
+    side = spec["side"]
+    if side.startswith("torch"):
         import torch
         from torch_reference import TorchTagger, make_optimizer, to_torch, train_step
 
@@ -95,15 +112,23 @@ def child(spec: dict) -> None:
         model = TorchTagger(config, NUM_TAGS)
         optimizer, scheduler = make_optimizer(model, 1e-3, 5e-3, 0.01, 10, 10_000)
         inputs = [to_torch(b) for b in batches]
+        bfloat16 = side == "torch_bf16"
         result = measure(
-            lambda b: train_step(model, optimizer, scheduler, b), inputs, spec["min_seconds"], spec["min_steps"]
+            lambda b: train_step(model, optimizer, scheduler, b, bfloat16=bfloat16),
+            inputs,
+            spec["min_seconds"],
+            spec["min_steps"],
         )
     else:
+        import keras
         import kner_side
 
         set_threads(spec["threads"])
-        step = kner_side.train_step(kner_side.tagger(config), spec["side"] == "kner_xla", total_steps=10_000)
-        inputs = [kner_side.to_tensorflow(b) for b in batches]
+        if "bf16" in side:  # as `python -m kner.train --mixed_precision=mixed_bfloat16` does
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        xla = side.endswith("xla")
+        step = kner_side.train_step(kner_side.tagger(config), xla, total_steps=10_000)
+        inputs = [kner_side.to_tensorflow(pad_to_xla_multiple(b) if xla else b) for b in batches]
         result = measure(lambda b: step(b).numpy(), inputs, spec["min_seconds"], spec["min_steps"])
     child_result(result)
 
@@ -146,11 +171,12 @@ def main(argv) -> None:
             row = {"workload": workload, "size": size, "mean_tokens": tokens, **best, "rounds": list(side_rounds)}
             print(json.dumps(row), flush=True)
             results["rows"].append(row)
-    torch_speed = {(r["workload"], r["size"]): r["examples_per_s"] for r in results["rows"] if r["side"] == "torch"}
+    speed = {(r["workload"], r["size"], r["side"]): r["examples_per_s"] for r in results["rows"]}
     table = []
     for r in results["rows"]:
-        reference = torch_speed.get((r["workload"], r["size"]))
-        r["vs_torch"] = r["examples_per_s"] / reference if reference else None
+        for reference in ("torch", "torch_bf16"):
+            base = speed.get((r["workload"], r["size"], reference))
+            r[f"vs_{reference}"] = r["examples_per_s"] / base if base else None
         table.append(
             [
                 r["size"],
@@ -160,10 +186,11 @@ def main(argv) -> None:
                 r["ms_per_step"],
                 r["peak_rss_mib"],
                 r["vs_torch"],
+                r["vs_torch_bf16"],
             ]
         )
     print(f"\nbatch {FLAGS.batch_size}, {FLAGS.threads} threads, load {results['machine']['loadavg_at_start']}")
-    header = ["model", "workload", "side", "examples/s", "ms/step", "peak RSS MiB", "examples/s vs torch"]
+    header = ["model", "workload", "side", "examples/s", "ms/step", "peak RSS MiB", "vs torch", "vs torch_bf16"]
     results["table"] = print_table(header, table)
     write_json(FLAGS.json, results)
 
