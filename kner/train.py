@@ -165,6 +165,11 @@ def main(argv: list[str]) -> None:
     keras.utils.set_random_seed(FLAGS.seed)
     if FLAGS.mixed_precision:
         keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    if FLAGS.jit_compile and FLAGS.mixed_precision and FLAGS.strategy != "tpu":
+        logging.warning(
+            "--jit_compile with --mixed_precision: XLA's CPU backend computes bfloat16 and float16 matmuls in "
+            "float32, so on a CPU this is slower than either flag alone (BUILD.md, 'Speed on CPU')"
+        )
     train, dev = read_data(FLAGS.train_file), read_data(FLAGS.dev_file)
     labels = LabelVocab.from_sentences([*train, *(dev or [])], FLAGS.tag_scheme)
     config = TrainConfig(
