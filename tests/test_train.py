@@ -14,6 +14,7 @@ from train_runs import (
     REPO,
     child_env,
     read_scalars,
+    run_child,
     run_train,
     start_train,
     toy_sentences,
@@ -175,3 +176,19 @@ def test_help_lists_the_flags():
     assert result.returncode == 1 and "Traceback" not in result.stderr  # absl's --help exits 1
     assert result.stdout.startswith("Fine-tunes")
     assert all(f"--{flag}" in result.stdout for flag in ("train_file", "init_checkpoint", "head", "strategy"))
+
+
+def test_training_process_builds_bert_without_tensorflow_text():
+    """`kner.train` keeps keras-hub from loading tensorflow-text (118 MiB of
+    RSS kner never uses); keras-hub's BERT still builds and runs."""
+    script = (
+        "import sys, kner.train\n"
+        "from kner.checkpoint import backbone_from_config\n"
+        "from kner.models.artifacts import dummy_batch\n"
+        "from tagger_dirs import tiny_config\n"
+        "output = backbone_from_config(tiny_config(30))(dummy_batch())['sequence_output']\n"
+        "print(sys.modules['tensorflow_text'], 'keras_hub' in sys.modules, output.shape)\n"
+    )
+    result = run_child(sys.executable, "-c", script)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split("\n")[-2] == "None True (1, 8, 32)"
