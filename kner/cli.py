@@ -103,7 +103,7 @@ def define_runtime_flags() -> None:
     flags.DEFINE_bool(
         "jit_compile",
         False,
-        "Compile the training and evaluation steps with XLA (batches padded to multiples of 16 tokens). On CPU it "
+        "Compile the training and evaluation steps with XLA (batches padded to multiples of 8 tokens). On CPU it "
         "pays for short sentences and small models only.",
     )
     flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints (also saved at each epoch end).")

@@ -11,10 +11,10 @@ Each batch is a dict of [batch, length] tensors:
 Batches are padded to their own longest sentence, and sentences of similar
 length are bucketed together, which keeps padding on CLUENER under 2%.
 For XLA, which compiles the step once per batch shape, `pad_to_multiple`
-rounds each batch's length up to a multiple (`XLA_LENGTH_MULTIPLE` tokens in
-`kner.training.trainer` under `--jit_compile`), so a run compiles at most
-`max_seq_length / multiple` lengths (times two batch sizes: the full one
-and the epoch's one partial batch).
+rounds each batch's length up to a multiple (`XLA_LENGTH_MULTIPLE` = 8 tokens
+in `kner.training.trainer` under `--jit_compile`), so a run compiles at most
+`max_seq_length / multiple` lengths, times two batch sizes (the full one and
+the epoch's one partial batch).
 Training data longer than `max_seq_length` is truncated, and the truncated
 sentences and the entities they lose are counted and logged; evaluation and
 prediction data are never truncated.

@@ -57,9 +57,10 @@ from kner.serving.text_tagger import TextTagger
 from kner.training.distribute import is_chief, worker_id
 
 # Under XLA (`jit_compile`) batches are padded to a multiple of this many
-# tokens: XLA compiles the step once per batch shape, and CLUENER's
-# length-bucketed batches would otherwise bring some 30 distinct lengths.
-XLA_LENGTH_MULTIPLE = 16
+# tokens: XLA compiles the step once per batch shape. Over 6 epochs of CLUENER
+# train (batch 32) that is 7 shapes instead of 28, for 8.7% padding instead of
+# 0.9% (16 tokens: 5 shapes, 16.5%).
+XLA_LENGTH_MULTIPLE = 8
 BEST_WEIGHTS = "best.weights.h5"
 EVAL_REPORT = "eval_report.json"
 CHECKPOINTS = "checkpoints"
