@@ -125,3 +125,29 @@ def test_bad_input_is_one_line_and_status_2(run_export, export_dir, tmp_path):
 
 def last_line(stderr: bytes) -> str:
     return stderr.decode().strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def bfloat16_export(model_dir, tmp_path_factory) -> Path:
+    """The toy model exported with `compute_dtype="bfloat16"`."""
+    from kner.serving.saved_model import export_model
+
+    base = tmp_path_factory.mktemp("bfloat16_export")
+    export_model(model_dir, base, compute_dtype="bfloat16")
+    return base
+
+
+def test_the_bfloat16_export_loads_and_answers_as_in_python(run_export, bfloat16_export):
+    ran = run(run_export, json_lines(TEXTS), f"--export_dir={bfloat16_export}", f"--batch_size={BATCH}")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    answer = [json.loads(line) for line in ran.stdout.decode().splitlines()]
+    signature = tf.saved_model.load(str(bfloat16_export / "1")).signatures["serving_default"]
+    encoded = [_SURROGATES.sub("\ufffd", t).encode() for t in TEXTS]
+    assert len(answer) == len(encoded)
+    for begin in range(0, len(encoded), BATCH):
+        outputs = {k: v.numpy() for k, v in signature(text=tf.constant(encoded[begin : begin + BATCH])).items()}
+        for row, got in enumerate(answer[begin : begin + BATCH]):
+            for name in ("tags", "entity_type", "entity_start", "entity_end", "num_entities"):
+                value = outputs[name][row]
+                expected = [s.decode() for s in value] if value.dtype == object else value.tolist()
+                assert got[name] == expected, name
