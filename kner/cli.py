@@ -1,5 +1,6 @@
-"""What the command lines share: flag groups with one name per concept, and
-a quiet TensorFlow.
+"""What the command lines share: flag groups with one name per concept, the
+start-up of a training run (`kner.train`, `kner.distill`), and a quiet
+TensorFlow.
 
 `python -m kner.X` hides TensorFlow's start-up notices (`failed call to
 cuInit` on a machine without a GPU, the oneDNN and CPU-feature notices, ...)
@@ -20,6 +21,10 @@ from kner import cli
 cli.define_data_flags()
 cli.define_runtime_flags()
 ```
+
+The training CLIs add `cli.define_training_flags()` (data, model and
+optimizer flags) and build from them with `read_data`, `build_backbone`,
+`build_optimizer` and `train_config`.
 """
 
 from __future__ import annotations
@@ -33,11 +38,20 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from absl import flags, logging
 
-from kner.data.corpus import FORMATS
+from kner.data.corpus import FORMATS, Sentence, read_corpus
 from kner.data.tags import SCHEMES
+from kner.errors import InputError
+
+if TYPE_CHECKING:
+    import keras
+
+    from kner.training.trainer import TrainConfig
+
+FLAGS = flags.FLAGS
 
 INPUT_FORMATS = ("auto", *FORMATS)
 
@@ -83,6 +97,45 @@ def define_data_flags() -> None:
     flags.DEFINE_bool("lenient", False, "Repair invalid tag sequences in column files (counted) instead of failing.")
 
 
+def define_training_flags() -> None:
+    """The data, model and optimizer flags of a training run: `--train_file`,
+    `--dev_file`, `--tag_scheme`, `--init_checkpoint`, `--bert_config`,
+    `--vocab_file`, `--head`, `--dropout`, `--max_seq_length`,
+    `--batch_size`, `--eval_batch_size`, `--epochs`, `--learning_rate`,
+    `--head_learning_rate`, `--warmup_proportion`, `--weight_decay`,
+    `--clip_norm`, `--early_stopping_patience`, `--export_dir`."""
+    from kner.models.tagger import HEADS
+
+    flags.DEFINE_string("train_file", None, "Training data: CLUENER JSON lines or a char-per-line column file.")
+    flags.DEFINE_string("dev_file", None, "Dev data, evaluated after every epoch (optional).")
+    flags.DEFINE_enum("tag_scheme", "bios", list(SCHEMES), "Tags the model predicts.")
+    flags.DEFINE_string(
+        "init_checkpoint",
+        None,
+        "Pretrained encoder: a Google TF1 BERT/ALBERT/ELECTRA checkpoint dir or prefix, an HF dir or a keras-hub "
+        "preset.",
+    )
+    flags.DEFINE_string(
+        "bert_config",
+        None,
+        "bert_config.json (or an ALBERT/ELECTRA config) for a from-scratch model (no --init_checkpoint).",
+    )
+    flags.DEFINE_string("vocab_file", None, "vocab.txt for a from-scratch model; default: built from the train text.")
+    flags.DEFINE_enum("head", "crf", list(HEADS), "Output layer.")
+    flags.DEFINE_float("dropout", 0.1, "Dropout before the tag projection.")
+    flags.DEFINE_integer("max_seq_length", 128, "Training sentences are truncated to this many tokens (logged).")
+    flags.DEFINE_integer("batch_size", 32, "Global training batch, split across replicas.")
+    flags.DEFINE_integer("eval_batch_size", 64, "Evaluation batch.")
+    flags.DEFINE_integer("epochs", 4, "Training epochs.")
+    flags.DEFINE_float("learning_rate", 3e-5, "Peak learning rate of the backbone.")
+    flags.DEFINE_float("head_learning_rate", 1e-3, "Peak learning rate of the classifier and CRF.")
+    flags.DEFINE_float("warmup_proportion", 0.1, "Fraction of steps with linear warmup.")
+    flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on LayerNorm and biases).")
+    flags.DEFINE_float("clip_norm", 1.0, "Global-norm gradient clipping (0: off).")
+    flags.DEFINE_integer("early_stopping_patience", 0, "Stop after this many epochs without dev F1 gain (0: never).")
+    flags.DEFINE_string("export_dir", None, "Also export a TF Serving SavedModel here at the end.")
+
+
 def define_runtime_flags() -> None:
     """Where a run writes and how it runs: `--model_dir`, `--seed`,
     `--strategy`, `--tpu`, `--mixed_precision`, `--jit_compile`,
@@ -108,6 +161,102 @@ def define_runtime_flags() -> None:
     )
     flags.DEFINE_integer("checkpoint_every", 500, "Steps between checkpoints (also saved at each epoch end).")
     flags.DEFINE_integer("log_every", 20, "Steps between TensorBoard training summaries.")
+
+
+DOWNLOADS = (
+    "expected a directory with bert_config.json, bert_model.ckpt.index/.data-* and vocab.txt "
+    "(Google: chinese_L-12_H-768_A-12 from github.com/google-research/bert; HFL: chinese-roberta-wwm-ext or "
+    "chinese-bert-wwm-ext from github.com/ymcui/Chinese-BERT-wwm), the same with albert_config.json (ALBERT: "
+    "github.com/google-research/albert, github.com/brightmart/albert_zh) or discriminator.json (ELECTRA: "
+    "github.com/ymcui/Chinese-ELECTRA), a Hugging Face dir with model.safetensors or a keras-hub preset"
+)
+
+
+def build_backbone(train_texts: list[str], vocabulary: list[str] | None = None):
+    """The backbone, its vocab and the config that rebuilds it
+    (`kner.backbones.loader.backbone_config`), from the flags. A
+    from-scratch backbone takes `--vocab_file`, else `vocabulary`, else a
+    vocab built from `train_texts`."""
+    from kner.backbones.config_file import read_json
+    from kner.backbones.loader import backbone_config, backbone_from_config, describe, load_backbone, locate_checkpoint
+    from kner.data.tokenizer import build_vocab, read_vocab
+
+    if FLAGS.init_checkpoint:
+        path = Path(FLAGS.init_checkpoint)
+        if not path.exists() and not Path(f"{path}.index").exists():
+            raise InputError(path, None, f"checkpoint not found: {DOWNLOADS}")
+        files = locate_checkpoint(path)
+        if files.vocab is None:
+            raise InputError(path, None, "no vocab.txt (or vocab_chinese.txt) beside the checkpoint")
+        backbone = load_backbone(path, FLAGS.max_seq_length)
+        return backbone, read_vocab(files.vocab), backbone_config(backbone)
+    if not FLAGS.bert_config:
+        raise InputError("--bert_config", None, "give --init_checkpoint or --bert_config")
+    given_vocabulary = "the given vocab" if vocabulary else "vocab built from the training text"
+    if FLAGS.vocab_file:
+        vocabulary = read_vocab(FLAGS.vocab_file)
+    vocabulary = vocabulary or build_vocab(train_texts)
+    config = {**read_json(FLAGS.bert_config), "vocab_size": len(vocabulary)}
+    positions = config.get("max_position_embeddings", FLAGS.max_seq_length)
+    if FLAGS.max_seq_length > positions:
+        message = f"max_seq_length {FLAGS.max_seq_length} exceeds max_position_embeddings {positions}"
+        raise InputError(FLAGS.bert_config, None, message)
+    backbone = backbone_from_config(config, where=FLAGS.bert_config)
+    source = f"vocab {FLAGS.vocab_file}" if FLAGS.vocab_file else given_vocabulary
+    print(
+        f"new model from {FLAGS.bert_config}: {describe(backbone)}, randomly initialised; "
+        f"{source} ({len(vocabulary)} entries)",
+        flush=True,
+    )
+    return backbone, vocabulary, backbone_config(backbone)
+
+
+def build_optimizer(model: keras.Model, total_steps: int) -> keras.optimizers.Optimizer:
+    """AdamW with warmup and linear decay from the flags; the model's
+    `head_layers()` learn at `--head_learning_rate`."""
+    from kner.training.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, WarmupLinearDecay
+
+    schedule = WarmupLinearDecay(FLAGS.learning_rate, int(total_steps * FLAGS.warmup_proportion), total_steps)
+    factor = FLAGS.head_learning_rate / FLAGS.learning_rate
+    head_variables = [v for layer in model.head_layers() for v in layer.trainable_variables]
+    optimizer = FineTuningAdamW(
+        schedule,
+        weight_decay=FLAGS.weight_decay,
+        clip_norm=FLAGS.clip_norm,
+        lr_multipliers={id(v): factor for v in head_variables},
+    )
+    if FLAGS.mixed_precision == "mixed_float16":
+        optimizer = CrossReplicaLossScaleOptimizer(optimizer)
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def read_data(path: str | None) -> list[Sentence] | None:
+    """The labelled sentences of `path` (None for no path), read by the data flags."""
+    if not path:
+        return None
+    sentences = read_corpus(path, FLAGS.input_format, FLAGS.input_tag_scheme, strict=not FLAGS.lenient)
+    unlabelled = next((s for s in sentences if s.spans is None), None)
+    if unlabelled is not None:
+        raise InputError(path, unlabelled.line, "no label: training and dev data must be labelled")
+    return sentences
+
+
+def train_config() -> TrainConfig:
+    """The training loop's settings from the flags."""
+    from kner.training.trainer import TrainConfig
+
+    return TrainConfig(
+        batch_size=FLAGS.batch_size,
+        eval_batch_size=FLAGS.eval_batch_size,
+        epochs=FLAGS.epochs,
+        max_seq_length=FLAGS.max_seq_length,
+        seed=FLAGS.seed,
+        checkpoint_every=FLAGS.checkpoint_every,
+        log_every=FLAGS.log_every,
+        jit_compile=FLAGS.jit_compile,
+        early_stopping_patience=FLAGS.early_stopping_patience,
+    )
 
 
 def quiet_tensorflow() -> None:

@@ -90,6 +90,12 @@ class Tagger(keras.Model):
     def call(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         features = {k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask")}
         sequence = self.backbone(features, training=training)["sequence_output"]
+        return self.tag_scores(sequence, training=training)
+
+    def tag_scores(self, sequence: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """Tag scores [batch, length, num_tags] (the emission scores of the
+        CRF head), in the compute dtype, from the backbone's sequence output
+        [batch, length, hidden]."""
         return self.classifier(self.dropout(sequence, training=training))
 
     def loss_count(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:

@@ -36,7 +36,7 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -102,17 +102,35 @@ def steps_per_epoch(sentences: Sequence[Sentence], config: TrainConfig) -> int:
 
 
 class Trainer:
-    """Trains a `Tagger` under a strategy; see the module docstring."""
+    """Trains a `Tagger` under a strategy; see the module docstring.
+
+    Args:
+        model: a `Tagger`, or a model that trains one (a
+            `kner.training.distillation.Distiller`): anything with `labels`,
+            `loss_count`, `loss_sum` and `decode` like the `Tagger`'s.
+            `loss_count` and `loss_sum` may return vectors of as many loss
+            terms, each normalised by its own global count; the loss is
+            their sum.
+        tagger: the `Tagger` whose weights are saved as the best weights and
+            that tags long dev texts (default: `model`).
+        train_inputs: maps each epoch's labelled batches and the 0-based
+            epoch to the batches `model` trains on (distillation zips in
+            teacher-labelled raw text); the same for a resumed epoch.
+    """
 
     def __init__(
         self,
-        model: Tagger,
+        model: keras.Model,
         optimizer: keras.optimizers.Optimizer,
         strategy: tf.distribute.Strategy,
         model_dir: str | Path,
         config: TrainConfig,
+        tagger: Tagger | None = None,
+        train_inputs: Callable[[tf.data.Dataset, int], tf.data.Dataset] | None = None,
     ):
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
+        self.tagger = tagger or model
+        self.train_inputs = train_inputs
         self.model_dir, self.config = Path(model_dir), config
         self.chief = is_chief(strategy)
         with strategy.scope():
@@ -165,7 +183,7 @@ class Trainer:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             scores = self.model(batch, training=True)
-            loss = self.model.loss_sum(batch, scores) / global_count
+            loss = tf.reduce_sum(self.model.loss_sum(batch, scores) / global_count)
             scaled = self.optimizer.scale_loss(loss)
         return loss, tape.gradient(scaled, variables)
 
@@ -266,6 +284,8 @@ class Trainer:
     def _train_epoch(self, train: EncodedData, tokenizer, epoch: int, done: int, per_epoch: int) -> None:
         config = self.config
         dataset = batched(train, tokenizer, config.batch_size, config.seed + epoch, self._pad_to_multiple())
+        if self.train_inputs is not None:
+            dataset = self.train_inputs(dataset, epoch)
         options = tf.data.Options()
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         dataset = self.strategy.experimental_distribute_dataset(dataset.skip(done).with_options(options))
@@ -318,16 +338,16 @@ class Trainer:
         for batch in dataset:
             self._check_stop()
             batch_loss, batch_count, tags = self._forward(batch)
-            loss_sum, count = loss_sum + float(batch_loss), count + float(batch_count)
+            loss_sum, count = loss_sum + batch_loss.numpy(), count + batch_count.numpy()
             for row, mask in zip(tags.numpy(), char_mask(batch["padding_mask"]).numpy()):
                 predicted[next(rows)] = self.model.labels.decode(row[mask])[0]
         if longer:
-            predictor = Predictor(TextTagger(self.model, tokenizer, self.config.max_seq_length))
+            predictor = Predictor(TextTagger(self.tagger, tokenizer, self.config.max_seq_length))
             entities = predictor.predict([sentences[i].text for i in longer], batch_size=self.config.eval_batch_size)
             for i, found in zip(longer, entities):
                 predicted[i] = [Span(e.start, e.end, e.type) for e in found]
         report = evaluate([s.text for s in sentences], [s.spans for s in sentences], predicted)
-        report["loss"] = loss_sum / count if count else None
+        report["loss"] = float(np.sum(loss_sum / np.maximum(count, 1.0))) if np.any(count) else None
         report["loss_sentences"] = len(fits)
         return report
 
@@ -369,7 +389,7 @@ class Trainer:
             self.best_f1.assign(report["micro"]["f1"])
             self.stale_epochs.assign(0)
             if self.chief:
-                self.model.save_weights(str(self.model_dir / BEST_WEIGHTS))
+                self.tagger.save_weights(str(self.model_dir / BEST_WEIGHTS))
                 (self.model_dir / EVAL_REPORT).write_text(json.dumps(report, indent=1, ensure_ascii=False))
         else:
             self.stale_epochs.assign_add(1)
