@@ -12,7 +12,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kner"
 # Each stage, with the stages it may import from; errors and metrics are shared leaves.
 STAGES = ["data", "backbones", "models", "serving", "training"]
 SHARED = {"kner.errors", "kner.metrics"}
-ENTRY_POINTS = {"kner.train", "kner.export", "kner.predict", "kner.checkpoint", "kner.pretrain", "kner.data.__main__"}
+ENTRY_POINTS = {
+    "kner.train",
+    "kner.distill",
+    "kner.export",
+    "kner.predict",
+    "kner.checkpoint",
+    "kner.pretrain",
+    "kner.data.__main__",
+}
 # The command lines and what only they share (flag groups, start-up).
 CLI_LAYER = ENTRY_POINTS | {"kner.cli"}
 
