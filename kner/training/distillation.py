@@ -32,8 +32,8 @@ terms (it has no hard labels).
 
 CRF transitions: a CRF student of a CRF teacher starts with the teacher's
 transition scores (`transitions="copy"`), which only the hard loss changes
-afterwards; `"learn"` starts them at zero and learns them from the hard
-labels. The soft loss teaches the emission scores, with which the copied
+afterwards (without one they are frozen); `"learn"` starts them at zero and
+learns them from the hard labels. The soft loss teaches the emission scores, with which the copied
 transitions form the teacher's own CRF. bench/README.md ("Distillation")
 has the measurement behind the default.
 
@@ -205,6 +205,8 @@ class Distiller(keras.Model):
             if self.transitions == "copy":
                 for name in ("transitions", "start_transitions", "end_transitions"):
                     getattr(student.crf, name).assign(getattr(teacher.crf, name))
+                # Without a hard loss nothing would change them: frozen.
+                student.crf.trainable = bool(hard_weight)
 
     def __setattr__(self, name, value):
         if name == "_states":  # keep the shared-layer models out of Keras' tracking

@@ -156,6 +156,9 @@ def test_labels_must_match_and_crf_transitions_are_copied():
     student = tagger(layers=1)
     Distiller(student, teacher)
     np.testing.assert_array_equal(student.crf.transitions.numpy(), teacher.crf.transitions.numpy())
+    assert not student.crf.trainable  # no hard loss would change them
+    Distiller(student, teacher, hard_weight=1.0)
+    assert student.crf.trainable
     other = LabelVocab.from_types(["loc", "org"], "bios")
     with pytest.raises(ValueError, match="labels"):
         Distiller(tagger(labels=other), teacher)
