@@ -10,15 +10,18 @@
 - student distilled + raw text: the same plus `--unlabeled_files` (the
   shared raw corpora `corpus/*.txt`, the book reviews' label column
   stripped, any line holding a CLUENER dev or test text dropped),
-  `--unlabeled_batch_size` raw texts per step labelled by the teacher.
+  `--unlabeled_batch_size` raw texts per step labelled by the teacher;
+- student distilled with the hard loss too (`--hard_loss_weight=1`), once
+  with the teacher's CRF transitions copied and once learned from zero.
 
-The two distillation runs train at the same time (2 cores). Reported: dev
+The runs train three, then two, at a time (2 cores). Reported: dev
 micro F1 (best epoch), training wall time (settings.json to the last
 checkpoint, dev evaluations included, on a shared machine), the share of
 the gap between the student alone and the teacher that distillation
 recovers; serving speed of the exported SavedModels, teacher against the
 distilled student, interleaved in one process (CLUENER dev, batches of 32;
-batch-1 latency); and how the CRF transitions matter: the distilled
+batch-1 latency); the cost of the teacher per training step (same batches,
+one process); and how the CRF transitions matter: the distilled
 student's emission scores decoded with the transitions it was trained with
 (copied from the teacher), with zero transitions (what learning them gives
 when there is no hard loss), and with the student-alone run's learned ones.
@@ -43,13 +46,20 @@ import tensorflow as tf
 from absl import app, flags
 from common import ROOT, SHARED, machine, print_table, write_json
 
+from kner.backbones.bert import backbone_from_config, read_bert_config
 from kner.data.corpus import read_corpus
+from kner.data.pipeline import batched, encode
 from kner.data.spans import Span
+from kner.data.unlabeled import UnlabeledInputs
 from kner.metrics import evaluate
-from kner.models.artifacts import load_tagger
+from kner.models.artifacts import dummy_batch, load_tagger
+from kner.models.tagger import Tagger
 from kner.serving.predictor import Predictor
 from kner.serving.saved_model import export_model
 from kner.serving.text_tagger import TextTagger
+from kner.training.distillation import Distiller
+from kner.training.optimization import FineTuningAdamW
+from kner.training.trainer import TrainConfig, Trainer
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("work_dir", "runs/distill_bench", "Where the runs, raw text and exports go.")
@@ -81,6 +91,11 @@ def commands(work: Path, raw: list[Path]) -> dict[str, list[str]]:
             *distill, f"--model_dir={work / 'distilled_raw_text'}", f"--unlabeled_files={','.join(map(str, raw))}",
             f"--unlabeled_batch_size={FLAGS.unlabeled_batch_size}",
         ],
+        # How CRF transitions are taught, with a hard loss that can move them.
+        "distilled_hard_copy": [*distill, f"--model_dir={work / 'distilled_hard_copy'}", "--hard_loss_weight=1",
+                                "--crf_transitions=copy"],
+        "distilled_hard_learn": [*distill, f"--model_dir={work / 'distilled_hard_learn'}", "--hard_loss_weight=1",
+                                 "--crf_transitions=learn"],
     }  # fmt: skip
 
 
@@ -175,6 +190,40 @@ def transitions_effect(work: Path, dev) -> dict:
     return results
 
 
+def step_cost(work: Path, raw: list[Path], steps: int = 20) -> dict:
+    """Milliseconds per training step (forward, backward, AdamW) on the same
+    CLUENER batches of 32, interleaved over 3 rounds in this process: the
+    2L/128 student alone, distilled (the teacher's forward pass added), and
+    distilled with 16 raw texts per step (the raw-text run's setting)."""
+    teacher, tokenizer, _ = load_tagger(work / "teacher")
+    config = {**read_bert_config(ROOT / "flags" / "tiny_bert_config.json"), "vocab_size": tokenizer.vocabulary_size}
+    train = read_corpus(CLUENER / "train.json")
+    data = encode(train, tokenizer, teacher.labels, max_chars=62)
+    labelled = batched(data, tokenizer, 32, seed=1).take(steps)
+    with_raw = UnlabeledInputs(raw, tokenizer, FLAGS.unlabeled_batch_size, steps, 62, seed=1)(labelled, 0)
+    cases = {}
+    for name, dataset in (("student alone", labelled), ("distilled", labelled), ("distilled + raw text", with_raw)):
+        student = Tagger(backbone_from_config(config), teacher.labels)
+        student(dummy_batch())
+        model = student if name == "student alone" else Distiller(student, teacher)
+        optimizer = FineTuningAdamW(1e-4)
+        optimizer.build(model.trainable_variables)
+        trainer = Trainer(model, optimizer, tf.distribute.get_strategy(), work / "step_cost" / name, TrainConfig())
+        step = tf.function(trainer.train_step, input_signature=[dataset.element_spec])
+        batches = list(dataset)
+        for batch in batches[:3]:  # warm-up
+            step(batch)
+        cases[name] = (step, batches)
+    times = {name: [] for name in cases}
+    for _ in range(3):
+        for name, (step, batches) in cases.items():
+            for batch in batches:
+                started = time.perf_counter()
+                step(batch).numpy()
+                times[name].append(1e3 * (time.perf_counter() - started))
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
 def serving(work: Path, dev) -> dict:
     """Sentences/s (batches of 32) and batch-1 latency of the teacher's and
     the distilled student's SavedModels, interleaved."""
@@ -219,16 +268,16 @@ def main(argv) -> None:
     print(f"raw text: {raw_facts}", flush=True)
     planned = commands(work, raw)
     wait({"teacher": start(work, "teacher", planned["teacher"])}, work)
-    wait(
-        {name: start(work, name, planned[name]) for name in ("student_alone", "distilled", "distilled_raw_text")}, work
-    )
+    for wave in (("student_alone", "distilled", "distilled_raw_text"), ("distilled_hard_copy", "distilled_hard_learn")):
+        wait({name: start(work, name, planned[name]) for name in wave}, work)
     runs = {name: run_facts(work / name) for name in planned}
     teacher, alone = runs["teacher"]["f1"], runs["student_alone"]["f1"]
-    for name in ("distilled", "distilled_raw_text"):
+    for name in [name for name in runs if name.startswith("distilled")]:
         runs[name]["gap_recovered"] = (runs[name]["f1"] - alone) / (teacher - alone)
     dev = read_corpus(CLUENER / "dev.json")
     transitions = transitions_effect(work, dev)
     speed = serving(work, dev)
+    cost = step_cost(work, raw)
     rows = [
         [name, "4L/256" if name == "teacher" else "2L/128", facts_["f1"], facts_["best_epoch"], facts_["steps"],
          facts_["minutes"], facts_["peak_rss_mib"], facts_.get("gap_recovered")]
@@ -242,6 +291,10 @@ def main(argv) -> None:
     speed_rows = [[name, s["sentences_per_s"], s["latency_ms_p50"], s["latency_ms_p95"]] for name, s in speed.items()]
     speed_table = print_table(["SavedModel", "sentences/s (batch 32)", "batch-1 p50 ms", "batch-1 p95 ms"], speed_rows)
     print(f"student / teacher: {ratio:.2f}x sentences/s, {latency_ratio:.2f}x lower batch-1 p50 latency")
+    cost_table = print_table(
+        ["training step, batch of 32", "ms (median)", "vs student alone"],
+        [[name, ms, ms / cost["student alone"]] for name, ms in cost.items()],
+    )
     transition_table = print_table(
         ["distilled student's emissions decoded with transitions", "dev F1"], [[k, v] for k, v in transitions.items()]
     )
@@ -256,7 +309,8 @@ def main(argv) -> None:
             "student_over_teacher_sentences_per_s": ratio,
             "teacher_over_student_latency_p50": latency_ratio,
             "transitions": transitions,
-            "tables": [table, speed_table, transition_table],
+            "step_ms": cost,
+            "tables": [table, speed_table, cost_table, transition_table],
         },
     )
 
