@@ -12,9 +12,11 @@
   stripped, any line holding a CLUENER dev or test text dropped),
   `--unlabeled_batch_size` raw texts per step labelled by the teacher;
 - student distilled with the hard loss too (`--hard_loss_weight=1`), once
-  with the teacher's CRF transitions copied and once learned from zero.
+  with the teacher's CRF transitions copied and once learned from zero;
+  then (copied) with the soft loss weighted T**2 = 64 (Hinton's scale), and
+  with raw text.
 
-The runs train three, then two, at a time (2 cores). Reported: dev
+The runs train three, then two and two, at a time (2 cores). Reported: dev
 micro F1 (best epoch), training wall time (settings.json to the last
 checkpoint, dev evaluations included, on a shared machine), the share of
 the gap between the student alone and the teacher that distillation
@@ -96,6 +98,13 @@ def commands(work: Path, raw: list[Path]) -> dict[str, list[str]]:
                                 "--crf_transitions=copy"],
         "distilled_hard_learn": [*distill, f"--model_dir={work / 'distilled_hard_learn'}", "--hard_loss_weight=1",
                                  "--crf_transitions=learn"],
+        # The hard loss with Hinton's T**2 scale on the soft one, and with raw text.
+        "distilled_hard_soft64": [*distill, f"--model_dir={work / 'distilled_hard_soft64'}", "--hard_loss_weight=1",
+                                  "--soft_loss_weight=64"],
+        "distilled_hard_raw_text": [
+            *distill, f"--model_dir={work / 'distilled_hard_raw_text'}", "--hard_loss_weight=1",
+            f"--unlabeled_files={','.join(map(str, raw))}", f"--unlabeled_batch_size={FLAGS.unlabeled_batch_size}",
+        ],
     }  # fmt: skip
 
 
@@ -268,7 +277,8 @@ def main(argv) -> None:
     print(f"raw text: {raw_facts}", flush=True)
     planned = commands(work, raw)
     wait({"teacher": start(work, "teacher", planned["teacher"])}, work)
-    for wave in (("student_alone", "distilled", "distilled_raw_text"), ("distilled_hard_copy", "distilled_hard_learn")):
+    waves = [("student_alone", "distilled", "distilled_raw_text"), ("distilled_hard_copy", "distilled_hard_learn")]
+    for wave in [*waves, ("distilled_hard_soft64", "distilled_hard_raw_text")]:
         wait({name: start(work, name, planned[name]) for name in wave}, work)
     runs = {name: run_facts(work / name) for name in planned}
     teacher, alone = runs["teacher"]["f1"], runs["student_alone"]["f1"]
