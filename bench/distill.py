@@ -81,6 +81,9 @@ def commands(work: Path, raw: list[Path]) -> dict[str, list[str]]:
     student = [f"--epochs={FLAGS.student_epochs}", "--max_seq_length=64"]
     distill = ["-m", "kner.distill", "--flagfile=flags/distill_cluener.cfg", f"--teacher_dir={work / 'teacher'}"]
     distill += [*data, f"--epochs={FLAGS.student_epochs}"]
+    # Every loss setting spelled out (later flags win), whatever the flagfile recommends.
+    distill += ["--temperature=8", "--soft_loss_weight=1", "--hard_loss_weight=0", "--hidden_loss_weight=1"]
+    distill += ["--crf_transitions=copy"]
     return {
         "teacher": [
             "-m", "kner.train", "--flagfile=flags/tiny.cfg", "--bert_config=bench/bert_4L_256.json", *data,
