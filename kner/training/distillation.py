@@ -229,8 +229,8 @@ class Distiller(keras.Model):
             teacher_features["token_ids"] = tf.gather(self.teacher_ids, features["token_ids"])
         teacher_states = [tf.stop_gradient(s) for s in self._states["teacher"](teacher_features, training=False)]
         outputs = {
-            "scores": self.student.tag_scores(states[-1], training=training),
-            "teacher_scores": tf.stop_gradient(self.teacher.tag_scores(teacher_states[-1])),
+            "scores": tf.cast(self.student.tag_scores(states[-1], training=training), tf.float32),
+            "teacher_scores": tf.stop_gradient(tf.cast(self.teacher.tag_scores(teacher_states[-1]), tf.float32)),
         }
         if self.weights_by_term["hidden"]:
             project = self.projections or [lambda x: x] * len(self.layer_map)
