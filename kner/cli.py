@@ -100,11 +100,11 @@ def define_data_flags() -> None:
 def define_training_flags() -> None:
     """The data, model and optimizer flags of a training run: `--train_file`,
     `--dev_file`, `--tag_scheme`, `--init_checkpoint`, `--bert_config`,
-    `--vocab_file`, `--head`, `--dropout`, `--max_seq_length`,
+    `--vocab_file`, `--head`, `--decode`, `--dropout`, `--max_seq_length`,
     `--batch_size`, `--eval_batch_size`, `--epochs`, `--learning_rate`,
     `--head_learning_rate`, `--warmup_proportion`, `--weight_decay`,
     `--clip_norm`, `--early_stopping_patience`, `--export_dir`."""
-    from kner.models.tagger import HEADS
+    from kner.models.tagger import DECODINGS, HEADS
 
     flags.DEFINE_string("train_file", None, "Training data: CLUENER JSON lines or a char-per-line column file.")
     flags.DEFINE_string("dev_file", None, "Dev data, evaluated after every epoch (optional).")
@@ -122,6 +122,13 @@ def define_training_flags() -> None:
     )
     flags.DEFINE_string("vocab_file", None, "vocab.txt for a from-scratch model; default: built from the train text.")
     flags.DEFINE_enum("head", "crf", list(HEADS), "Output layer.")
+    flags.DEFINE_enum(
+        "decode",
+        "viterbi",
+        list(DECODINGS),
+        "How the softmax head picks tags: viterbi (the best sequence the tag scheme allows) or argmax "
+        "(each character on its own). Saved with the model; the CRF head always uses viterbi.",
+    )
     flags.DEFINE_float("dropout", 0.1, "Dropout before the tag projection.")
     flags.DEFINE_integer("max_seq_length", 128, "Training sentences are truncated to this many tokens (logged).")
     flags.DEFINE_integer("batch_size", 32, "Global training batch, split across replicas.")

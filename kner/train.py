@@ -75,6 +75,7 @@ def main(argv: list[str]) -> None:
             "--jit_compile with --mixed_precision: XLA's CPU backend computes bfloat16 and float16 matmuls in "
             "float32, so on a CPU this is slower than either flag alone (BUILD.md, 'Speed on CPU')"
         )
+    decoding = "viterbi" if FLAGS.head == "crf" else FLAGS.decode
     train, dev = cli.read_data(FLAGS.train_file), cli.read_data(FLAGS.dev_file)
     labels = LabelVocab.from_sentences([*train, *(dev or [])], FLAGS.tag_scheme)
     config = cli.train_config()
@@ -82,10 +83,15 @@ def main(argv: list[str]) -> None:
     logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)
     with strategy.scope():
         backbone, vocabulary, bert_config = cli.build_backbone([s.text for s in train])
-        model = Tagger(backbone, labels, head=FLAGS.head, dropout=FLAGS.dropout)
+        model = Tagger(backbone, labels, head=FLAGS.head, dropout=FLAGS.dropout, decoding=decoding)
         model(artifacts.dummy_batch())
         optimizer = cli.build_optimizer(model, steps_per_epoch(train, config) * config.epochs)
-    settings = {"head": FLAGS.head, "dropout": FLAGS.dropout, "max_seq_length": FLAGS.max_seq_length}
+    settings = {
+        "head": FLAGS.head,
+        "dropout": FLAGS.dropout,
+        "max_seq_length": FLAGS.max_seq_length,
+        "decode": decoding,
+    }
     model_dir, chief = Path(FLAGS.model_dir).absolute(), distribute.is_chief(strategy)
     trainer = Trainer(model, optimizer, strategy, model_dir, config)
     trainer.restore()

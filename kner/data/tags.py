@@ -7,12 +7,27 @@ Four schemes are supported, with tags `O` and `<prefix>-<type>`:
 - `bioes`: as bios, plus E ending every entity longer than one character.
 - `bmes`: as bioes, with M (middle) in place of I.
 
-Reading is strict by default, which is what gold data needs: an invalid
-sequence (an I-/M-/E- tag that continues no entity, a type change inside an
-entity, an entity that a scheme with E never closes, a lone B- where bios
-wants S-) raises `TagError`. With `strict=False` such sequences are
-repaired instead (an orphan inside tag begins an entity, an unclosed entity
-ends at its last tag) and the repairs are counted; that suits model output.
+The grammar of each scheme is defined once, by `transition_problem`: which
+tag may follow which, and which may open or close a sentence. Two rules
+cover all four schemes:
+
+- a continuing tag (I-, M-, E-) must follow an opening tag (B-, I-, M-) of
+  the same type;
+- a tag that must be continued (bios: B-; bioes, bmes: B-, I-, M-) must be
+  followed by a continuing tag of the same type (bios writes a
+  one-character entity as S-, bioes and bmes close every entity with E- or
+  S-).
+
+The strict reader (`tags_to_spans(..., strict=True)`) and the CRF's
+allowed transitions, start and end tags (`kner.models.crf.allowed_transitions`)
+are both derived from it, so Viterbi decoding produces exactly the sequences
+the strict reader accepts.
+
+Reading is strict by default, which is what gold data needs: the first
+grammar violation raises `TagError`. With `strict=False` (`--lenient` on the
+command line) sequences are repaired instead (an orphan inside tag begins an
+entity, an entity left open ends at its last tag) and the violations are
+counted; that suits model output.
 
 Example:
 
@@ -53,12 +68,22 @@ SCHEMES = tuple(_ROLES)
 
 
 class TagError(ValueError):
-    """An invalid tag or tag sequence; `position` indexes the offending tag."""
+    """An invalid tag or tag sequence; `position` indexes the offending tag.
+    `repair` says what lenient reading does instead (None for an unknown tag,
+    which nothing repairs)."""
 
-    def __init__(self, position: int, message: str):
+    def __init__(self, position: int, message: str, repair: str | None = None):
         self.position = position
         self.message = message
+        self.repair = repair
         super().__init__(f"position {position}: {message}")
+
+
+class Problem(NamedTuple):
+    """A grammar violation: what is wrong, and what lenient reading does."""
+
+    message: str
+    repair: str
 
 
 def _roles(scheme: str) -> _Roles:
@@ -126,69 +151,106 @@ def spans_to_tags(spans: Iterable[Span], length: int, scheme: str) -> list[str]:
     return tags
 
 
+def _grammar_problem(
+    previous: tuple[str, str | None] | None, current: tuple[str, str | None] | None, names: tuple, roles: _Roles
+) -> Problem | None:
+    """`transition_problem` on split tags (None: the sentence boundary);
+    `names` are the two tags as written, for the message."""
+    previous_tag, tag = names
+    opening = {roles.begin, roles.inside}
+    continuing = {roles.inside, roles.end} - {None}
+    must_continue = opening if roles.end else {roles.begin} if roles.single else set()
+    if current is not None and current[0] in continuing:
+        if previous is None or previous[0] not in opening:
+            return Problem(
+                f"{tag!r} continues no entity (expected {roles.begin}-{current[1]} before it)",
+                "starts the entity at this tag",
+            )
+        if previous[1] != current[1]:
+            return Problem(
+                f"{previous_tag!r} followed by {tag!r}: entity type changes inside an entity",
+                f"ends the {previous[1]} entity before this tag and starts a {current[1]} entity here",
+            )
+        return None
+    if previous is not None and previous[0] in must_continue:
+        followed = f"followed by {tag!r}" if tag is not None else "ends the sentence"
+        if roles.end:
+            single = f" (a one-character entity is {roles.single}-{previous[1]})" if previous[0] == roles.begin else ""
+            message = f"entity not closed with {roles.end}-{previous[1]}{single}"
+        else:
+            message = f"a one-character entity is {roles.single}-{previous[1]}"
+        return Problem(f"{previous_tag!r} {followed}: {message}", f"ends the entity at {previous_tag!r}")
+    return None
+
+
+def transition_problem(previous: str | None, tag: str | None, scheme: str) -> Problem | None:
+    """The grammar of `scheme`: why `tag` may not follow `previous`, or None
+    when it may. None stands for the sentence boundary: `(None, tag)` asks
+    whether a sentence may start with `tag`, `(tag, None)` whether it may end
+    with it. This is the one definition of valid sequences: `tags_to_spans`
+    (strict) and `kner.models.crf.allowed_transitions` both use it.
+
+    Raises ValueError for a tag that is not valid in `scheme`.
+
+    >>> transition_problem("B-name", "O", "bios").message
+    "'B-name' followed by 'O': a one-character entity is S-name"
+    """
+    roles = _roles(scheme)
+    previous_split = None if previous is None else split_tag(previous, scheme)
+    current_split = None if tag is None else split_tag(tag, scheme)
+    return _grammar_problem(previous_split, current_split, (previous, tag), roles)
+
+
 def tags_to_spans(tags: Sequence[str], scheme: str, strict: bool = True) -> tuple[list[Span], int]:
     """Reads the entity spans of a tag sequence.
 
-    Returns the spans and the number of repairs made; with `strict=True`
-    (the default, for gold data) the first invalid tag raises `TagError`
-    instead, and the count is always 0. Unknown tags always raise.
+    Returns the spans and the number of grammar violations repaired (see
+    `transition_problem`); with `strict=True` (the default, for gold data)
+    the first violation raises `TagError` instead, and the count is always 0.
+    Unknown tags always raise.
+
+    Lenient reading: after a B- or inside tag an entity is open, and a tag
+    continues it when it is an inside or end tag of the same type; any other
+    non-`O` tag starts an entity; an entity ends at an end or single tag, or
+    before a tag that does not continue it.
     """
     roles = _roles(scheme)
-    continuing = {roles.inside, roles.end}
-    spans = []
-    repairs = 0
-    open_start, open_type = None, None
-
-    def problem(position: int, message: str) -> None:
-        nonlocal repairs
-        if strict:
-            raise TagError(position, message)
-        repairs += 1
-
-    def close(position: int, next_tag: str | None) -> None:
-        """Ends the open entity before `position`, which `next_tag` does not
-        continue; checks the scheme allows an entity to end there."""
-        previous = tags[position - 1]
-        followed = f"followed by {next_tag!r}" if next_tag else "ends the sentence"
-        if roles.end:
-            problem(
-                min(position, len(tags) - 1),
-                f"{previous!r} {followed}: entity not closed with {roles.end}-{open_type}",
-            )
-        elif roles.single and open_start == position - 1:
-            problem(
-                min(position, len(tags) - 1),
-                f"{previous!r} {followed}: a one-character entity is {roles.single}-{open_type}",
-            )
-        spans.append(Span(open_start, position - 1, open_type))
-
+    parsed = []
     for position, tag in enumerate(tags):
         try:
-            prefix, entity_type = split_tag(tag, scheme)
+            parsed.append(split_tag(tag, scheme))
         except ValueError as error:
             raise TagError(position, str(error)) from None
+    repairs = 0
+    bounded = [None, *parsed, None]
+    names = [None, *tags, None]
+    for position in range(len(tags) + 1):
+        problem = _grammar_problem(bounded[position], bounded[position + 1], names[position : position + 2], roles)
+        if problem is not None:
+            if strict:
+                raise TagError(min(position, len(tags) - 1), problem.message, problem.repair)
+            repairs += 1
+    return _read_spans(parsed, roles), repairs
+
+
+def _read_spans(parsed: list[tuple[str, str | None]], roles: _Roles) -> list[Span]:
+    """The spans of split tags, read leniently (see `tags_to_spans`)."""
+    continuing = {roles.inside, roles.end} - {None}
+    spans = []
+    open_start, open_type = None, None
+    for position, (prefix, entity_type) in enumerate(parsed):
         if open_type is not None:
             if prefix in continuing and entity_type == open_type:
                 if prefix == roles.end:
                     spans.append(Span(open_start, position, open_type))
                     open_start, open_type = None, None
                 continue
-            if prefix in continuing:
-                problem(
-                    position,
-                    f"{tags[position - 1]!r} followed by {tag!r}: entity type changes inside an entity",
-                )
-            close(position, tag)
+            spans.append(Span(open_start, position - 1, open_type))
             open_start, open_type = None, None
-        elif prefix in continuing:
-            problem(
-                position,
-                f"{tag!r} continues no entity (expected {roles.begin}-{entity_type} before it)",
-            )
         if prefix in (roles.single, roles.end):
             spans.append(Span(position, position, entity_type))
-        elif prefix in (roles.begin, roles.inside):
+        elif prefix != OUTSIDE:
             open_start, open_type = position, entity_type
     if open_type is not None:
-        close(len(tags), None)
-    return spans, repairs
+        spans.append(Span(open_start, len(parsed) - 1, open_type))
+    return spans

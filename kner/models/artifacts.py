@@ -5,7 +5,7 @@
                          `kner_layout` names ALBERT, ELECTRA or keras-hub backbones)
       vocab.txt          the tokenizer's vocabulary
       labels.json        the label vocabulary (`kner.data.labels.LabelVocab`)
-      settings.json      head, dropout, max_seq_length
+      settings.json      head, dropout, max_seq_length, decode
       flags.cfg          kner's flags of the training run, paths absolute (a flagfile)
       best.weights.h5    the weights with the best dev F1 (or the last ones)
       eval_report.json   the dev report of those weights
@@ -75,7 +75,10 @@ def load_tagger(model_dir: str | Path, dtype: str | None = None) -> tuple[Tagger
         backbone = backbone_from_config(model_dir / BERT_CONFIG)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    model = Tagger(backbone, LabelVocab.load(model_dir / LABELS), head=settings["head"], dropout=settings["dropout"])
+    # A model_dir written before `decode` was saved decoded softmax by argmax.
+    decoding = settings.get("decode", "viterbi" if settings["head"] == "crf" else "argmax")
+    labels = LabelVocab.load(model_dir / LABELS)
+    model = Tagger(backbone, labels, head=settings["head"], dropout=settings["dropout"], decoding=decoding)
     model(dummy_batch())
     model.load_weights(str(model_dir / WEIGHTS))
     return model, CharTokenizer(model_dir / VOCAB), settings

@@ -30,29 +30,20 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kner.data.tags import SCHEMES, split_tag
+from kner.data.tags import SCHEMES, split_tag, transition_problem
 
 # Score added to transitions the tag scheme forbids when decoding. Finite (not
 # -inf) so that sums stay NaN-free under XLA and in float32.
 DISALLOWED_SCORE = -1e4
 
 
-def _may_follow(prev: tuple, cur: tuple, scheme: str) -> bool:
-    """Whether tag `cur` may come right after tag `prev` ("O" stands for the
-    sequence boundary)."""
-    (prev_prefix, prev_type), (cur_prefix, cur_type) = prev, cur
-    if scheme in ("bio", "bios"):
-        if cur_prefix == "I":
-            return prev_prefix in ("B", "I") and prev_type == cur_type
-        return True
-    inside = "M" if scheme == "bmes" else "I"
-    if prev_prefix in ("B", inside):
-        return cur_prefix in (inside, "E") and cur_type == prev_type
-    return cur_prefix in ("O", "B", "S")
-
-
 def allowed_transitions(tag_names: list[str], scheme: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Transitions allowed by a tagging scheme, for `CRF(allowed_*=...)`.
+
+    Derived from the scheme's grammar, `kner.data.tags.transition_problem`,
+    which the strict reader uses too: a path of allowed transitions that
+    starts and ends on allowed tags is exactly a sequence that
+    `tags_to_spans(..., strict=True)` accepts.
 
     Args:
         tag_names: tag of each index, like `"O"`, `"B-name"`, `"I-name"`;
@@ -71,14 +62,16 @@ def allowed_transitions(tag_names: list[str], scheme: str) -> tuple[np.ndarray, 
     """
     if scheme not in SCHEMES:
         raise ValueError(f"unknown tag scheme {scheme!r}; expected one of {SCHEMES}")
-    tags = [split_tag(name, scheme) for name in tag_names]
-    boundary = ("O", None)
-    transitions = np.array(
-        [[_may_follow(prev, cur, scheme) for cur in tags] for prev in tags],
-        dtype=bool,
-    ).reshape(len(tags), len(tags))
-    start = np.array([_may_follow(boundary, cur, scheme) for cur in tags], bool)
-    end = np.array([_may_follow(prev, boundary, scheme) for prev in tags], bool)
+    for name in tag_names:
+        split_tag(name, scheme)  # ValueError for a tag the scheme does not have
+
+    def allowed(previous: str | None, tag: str | None) -> bool:
+        return transition_problem(previous, tag, scheme) is None
+
+    transitions = np.array([[allowed(p, c) for c in tag_names] for p in tag_names], bool)
+    transitions = transitions.reshape(len(tag_names), len(tag_names))
+    start = np.array([allowed(None, c) for c in tag_names], bool)
+    end = np.array([allowed(p, None) for p in tag_names], bool)
     return transitions, start, end
 
 
@@ -95,6 +88,86 @@ def _penalty(allowed: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray:
     if allowed is None:
         return np.zeros(shape, np.float32)
     return np.where(allowed, 0.0, DISALLOWED_SCORE).astype(np.float32)
+
+
+def constraint_scores(tag_names: list[str], scheme: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The scheme's constraints as scores to add: 0 where `allowed_transitions`
+    allows, `DISALLOWED_SCORE` elsewhere; float32 arrays (T, T), (T,), (T,).
+    Viterbi over these alone (zero learned transitions) is the softmax
+    head's constrained decoding."""
+    transitions, start, end = allowed_transitions(tag_names, scheme)
+    return (_penalty(transitions, transitions.shape), _penalty(start, start.shape), _penalty(end, end.shape))
+
+
+def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tensor, tf.Tensor]:
+    """Masked Viterbi decoding in core TF ops (the CRF's and the softmax head's).
+
+    Args:
+        potentials: [B, L, T] float32 unary scores, L >= 1.
+        mask: [B, L] bool prefix mask; lengths: [B] int32, its row sums.
+        transitions: [T, T] float32 scores, [from, to]; start, end: [T]
+            float32 scores of the first and last tag.
+
+    Returns:
+        `(tags, scores)`: best tags [B, L] int32 (0 at padded positions) and
+        the best path's score [B] float32 (0 for all-padding rows).
+    """
+    num_tags = tf.shape(potentials)[2]
+    batch_size = tf.shape(potentials)[0]
+    identity = tf.tile(tf.range(num_tags)[None], [batch_size, 1])
+
+    def forward(carry, inputs):
+        delta, _ = carry
+        potential, step_mask, is_first = inputs
+        scores = delta[:, :, None] + transitions[None]
+        new_delta = tf.where(is_first, start, tf.reduce_max(scores, 1))
+        backpointer = tf.argmax(scores, axis=1, output_type=tf.int32)
+        keep = step_mask[:, None]
+        # Padding keeps delta and points each tag back to itself.
+        return (
+            tf.where(keep, new_delta + potential, delta),
+            tf.where(keep, backpointer, identity),
+        )
+
+    deltas, backpointers = tf.scan(
+        forward,
+        _time_major(potentials, mask),
+        initializer=(tf.zeros_like(potentials[:, 0]), identity),
+    )
+    final = deltas[-1] + end
+    last_tags = tf.argmax(final, axis=1, output_type=tf.int32)
+
+    # Backtrack: step t maps the tag at t + 1 to the tag at t; the extra
+    # last step maps anything to the best final tag.
+    backpointers = tf.concat(
+        [
+            backpointers[1:],
+            tf.tile(last_tags[None, :, None], [1, 1, num_tags]),
+        ],
+        axis=0,
+    )
+    tags = tf.scan(
+        lambda tag, backpointer: tf.gather(backpointer, tag, batch_dims=1),
+        backpointers,
+        initializer=tf.zeros_like(last_tags),
+        reverse=True,
+    )
+    scores = tf.where(lengths > 0, tf.reduce_max(final, axis=1), 0.0)
+    return tf.where(mask, tf.transpose(tags), 0), scores
+
+
+def _time_major(potentials, mask) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Scan inputs over all L positions: potentials, mask, is-first flag.
+
+    Position 0 is handled inside the scan (rather than as the initial
+    state) so that no scan is ever empty: XLA rejects zero-length scans.
+    """
+    steps = tf.shape(potentials)[1]
+    return (
+        tf.transpose(potentials, [1, 0, 2]),
+        tf.transpose(mask),
+        tf.range(steps) == 0,
+    )
 
 
 @keras.saving.register_keras_serializable(package="kner")
@@ -183,20 +256,6 @@ class CRF(keras.layers.Layer):
         lengths = tf.reduce_sum(tf.cast(mask, tf.int32), axis=1)
         return potentials, mask, lengths
 
-    @staticmethod
-    def _time_major(potentials, mask) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-        """Scan inputs over all L positions: potentials, mask, is-first flag.
-
-        Position 0 is handled inside the scan (rather than as the initial
-        state) so that no scan is ever empty: XLA rejects zero-length scans.
-        """
-        steps = tf.shape(potentials)[1]
-        return (
-            tf.transpose(potentials, [1, 0, 2]),
-            tf.transpose(mask),
-            tf.range(steps) == 0,
-        )
-
     def _log_partition(self, potentials, mask, lengths) -> tf.Tensor:
         start, end = self._boundary()
         transitions = tf.convert_to_tensor(self.transitions)
@@ -209,7 +268,7 @@ class CRF(keras.layers.Layer):
 
         alpha = tf.foldl(
             step,
-            self._time_major(potentials, mask),
+            _time_major(potentials, mask),
             initializer=tf.zeros_like(potentials[:, 0]),
         )
         log_z = tf.reduce_logsumexp(alpha + end, axis=1)
@@ -243,50 +302,14 @@ class CRF(keras.layers.Layer):
 
     def _viterbi(self, potentials, mask, lengths) -> tuple[tf.Tensor, tf.Tensor]:
         start, end = self._boundary()
-        start += self._start_penalty
-        end += self._end_penalty
-        transitions = tf.convert_to_tensor(self.transitions) + self._transition_penalty
-        batch_size = tf.shape(potentials)[0]
-        identity = tf.tile(tf.range(self.num_tags)[None], [batch_size, 1])
-
-        def forward(carry, inputs):
-            delta, _ = carry
-            potential, step_mask, is_first = inputs
-            scores = delta[:, :, None] + transitions[None]
-            new_delta = tf.where(is_first, start, tf.reduce_max(scores, 1))
-            backpointer = tf.argmax(scores, axis=1, output_type=tf.int32)
-            keep = step_mask[:, None]
-            # Padding keeps delta and points each tag back to itself.
-            return (
-                tf.where(keep, new_delta + potential, delta),
-                tf.where(keep, backpointer, identity),
-            )
-
-        deltas, backpointers = tf.scan(
-            forward,
-            self._time_major(potentials, mask),
-            initializer=(tf.zeros_like(potentials[:, 0]), identity),
+        return viterbi(
+            potentials,
+            mask,
+            lengths,
+            tf.convert_to_tensor(self.transitions) + self._transition_penalty,
+            start + self._start_penalty,
+            end + self._end_penalty,
         )
-        final = deltas[-1] + end
-        last_tags = tf.argmax(final, axis=1, output_type=tf.int32)
-
-        # Backtrack: step t maps the tag at t + 1 to the tag at t; the extra
-        # last step maps anything to the best final tag.
-        backpointers = tf.concat(
-            [
-                backpointers[1:],
-                tf.tile(last_tags[None, :, None], [1, 1, self.num_tags]),
-            ],
-            axis=0,
-        )
-        tags = tf.scan(
-            lambda tag, backpointer: tf.gather(backpointer, tag, batch_dims=1),
-            backpointers,
-            initializer=tf.zeros_like(last_tags),
-            reverse=True,
-        )
-        scores = tf.where(lengths > 0, tf.reduce_max(final, axis=1), 0.0)
-        return tf.where(mask, tf.transpose(tags), 0), scores
 
     def decode(self, potentials, mask=None) -> tuple[tf.Tensor, tf.Tensor]:
         """Viterbi decoding under the allowed-transition constraints.

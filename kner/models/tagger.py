@@ -31,9 +31,10 @@ import tensorflow as tf
 
 from kner.data.labels import LabelVocab
 from kner.data.pipeline import char_mask
-from kner.models.crf import CRF, allowed_transitions
+from kner.models.crf import CRF, allowed_transitions, constraint_scores, viterbi
 
 HEADS = ("softmax", "crf")
+DECODINGS = ("viterbi", "argmax")
 
 
 class Tagger(keras.Model):
@@ -48,6 +49,13 @@ class Tagger(keras.Model):
             constrains Viterbi decoding to valid tag sequences.
         head: "crf" or "softmax".
         dropout: dropout rate before the tag projection.
+        decoding: how tags are chosen from the scores. "viterbi": the best
+            tag sequence the scheme's grammar allows (`kner.data.tags`); for
+            the softmax head that is Viterbi over the per-character
+            log-probabilities with zero transition scores, so only the
+            constraints link the positions. "argmax": the most probable tag
+            of each character on its own (softmax head only; the sequence may
+            break the grammar and is then read leniently).
     """
 
     def __init__(
@@ -56,10 +64,13 @@ class Tagger(keras.Model):
         labels: LabelVocab,
         head: str = "crf",
         dropout: float = 0.1,
+        decoding: str = "viterbi",
         **kwargs,
     ):
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if decoding not in DECODINGS or (head == "crf" and decoding != "viterbi"):
+            raise ValueError(f"decoding must be one of {DECODINGS} (viterbi for the crf head), got {decoding!r}")
         super().__init__(**kwargs)
         self.backbone = backbone
         # Only the sequence output is used: the pooler would get no gradient
@@ -69,6 +80,7 @@ class Tagger(keras.Model):
             backbone.pooled_dense.trainable = False
         self.labels = labels
         self.head = head
+        self.decoding = decoding
         self.dropout = keras.layers.Dropout(dropout, dtype=backbone.dtype_policy)
         self.classifier = keras.layers.Dense(
             len(labels),
@@ -82,6 +94,7 @@ class Tagger(keras.Model):
         if head == "crf":
             allowed, start, end = allowed_transitions(labels.tags, labels.scheme)
             self.crf = CRF(len(labels), allowed_transitions=allowed, allowed_start=start, allowed_end=end, name="crf")
+        self._constraints = constraint_scores(labels.tags, labels.scheme)
 
     def head_layers(self) -> list[keras.layers.Layer]:
         """Layers trained with the head learning rate."""
@@ -117,10 +130,17 @@ class Tagger(keras.Model):
         return tf.reduce_sum(token_loss * tf.cast(mask, tf.float32))
 
     def decode(self, batch: dict[str, tf.Tensor], scores: tf.Tensor) -> tf.Tensor:
-        """Best tag ids [batch, length] at token positions; 0 (`O`) elsewhere."""
+        """Best tag ids [batch, length] at token positions; 0 (`O`) elsewhere
+        (see `decoding`)."""
         mask = char_mask(batch["padding_mask"])
         if self.crf is not None:
             tags, _ = self.crf.decode(scores[:, 1:], mask[:, 1:])
+            tags = tf.pad(tags, [[0, 0], [1, 0]])
+        elif self.decoding == "viterbi":
+            chars = mask[:, 1:]
+            lengths = tf.reduce_sum(tf.cast(chars, tf.int32), axis=1)
+            log_probs = tf.nn.log_softmax(tf.cast(scores[:, 1:], tf.float32), axis=-1)
+            tags, _ = viterbi(log_probs, chars, lengths, *(tf.constant(c) for c in self._constraints))
             tags = tf.pad(tags, [[0, 0], [1, 0]])
         else:
             tags = tf.argmax(scores, axis=-1, output_type=tf.int32)

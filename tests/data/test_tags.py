@@ -90,7 +90,7 @@ INVALID = [
         1,
         "type changes",
         [Span(0, 0, "x"), Span(1, 2, "y")],
-        2,
+        1,
     ),
     (
         ["B-x", "B-y", "E-y"],

@@ -8,7 +8,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from kner.data.labels import LabelVocab
+from kner.data.tags import SCHEMES, TagError, tags_to_spans
 from kner.models.crf import CRF, allowed_transitions
 
 BIO_TAGS = ["O", "B-a", "I-a", "B-b", "I-b"]
@@ -318,12 +322,75 @@ def test_allowed_transitions_bio():
     assert end.all()
 
 
-def test_allowed_transitions_bios_s_behaves_like_o():
-    names = ["O", "B-a", "I-a", "S-a"]
+def scheme_tags(scheme):
+    """Every tag of `scheme` for two types (one with a dash in its name)."""
+    return LabelVocab.from_types(["a", "b-c"], scheme).tags
+
+
+def strict_accepts(tags, scheme):
+    try:
+        tags_to_spans(tags, scheme, strict=True)
+    except TagError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_decoder_allows_exactly_what_the_strict_reader_accepts(scheme):
+    """Every sequence of up to 4 tags (over two types) is a path the decoder
+    allows exactly when the strict reader accepts it; and each (previous,
+    current) pair, first tag and last tag is allowed exactly when some
+    accepted sequence holds it. Four tags suffice: any tag is completed into
+    a valid sequence by at most one tag on each side."""
+    names = scheme_tags(scheme)
+    trans, start, end = allowed_transitions(names, scheme)
+    pairs, firsts, lasts = set(), set(), set()
+    for length in range(1, 5):
+        for path in itertools.product(range(len(names)), repeat=length):
+            accepted = strict_accepts([names[i] for i in path], scheme)
+            allowed = start[path[0]] and end[path[-1]] and all(trans[a, b] for a, b in itertools.pairwise(path))
+            assert allowed == accepted, [names[i] for i in path]
+            if accepted:
+                pairs.update(itertools.pairwise(path))
+                firsts.add(path[0])
+                lasts.add(path[-1])
+    for i, j in itertools.product(range(len(names)), repeat=2):
+        assert bool(trans[i, j]) == ((i, j) in pairs), (names[i], names[j])
+    for i, name in enumerate(names):
+        assert bool(start[i]) == (i in firsts), name
+        assert bool(end[i]) == (i in lasts), name
+
+
+def test_bios_forbids_a_lone_begin_tag():
+    """Issue 11: in bios a one-character entity is S-x, so B-x must be
+    followed by I-x; the decoder used to allow B-x O, B-x B-y, B-x S-y and a
+    final B-x."""
+    names = ["O", "B-name", "I-name", "S-name", "B-x", "S-x"]
     trans, start, end = allowed_transitions(names, "bios")
-    np.testing.assert_array_equal(trans[3], trans[0])
-    np.testing.assert_array_equal(trans[3], [True, True, False, True])
-    assert trans[2, 3] and start[3] and end.all()
+    np.testing.assert_array_equal(np.flatnonzero(trans[1]), [2])
+    assert not end[1] and end[2] and end[3]
+    assert trans[2, 0] and trans[2, 4] and trans[3, 1]
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_viterbi_output_is_always_strictly_valid(scheme, data):
+    """Random potentials (and transition weights) and masks: every decoded
+    row is a sequence the strict reader accepts."""
+    names = scheme_tags(scheme)
+    seed = data.draw(st.integers(0, 2**16))
+    length = data.draw(st.integers(1, 9))
+    lengths = data.draw(st.lists(st.integers(0, length), min_size=1, max_size=4))
+    rng = np.random.default_rng(seed)
+    trans, start, end = allowed_transitions(names, scheme)
+    crf = make_crf(len(names), seed=seed, allowed_transitions=trans, allowed_start=start, allowed_end=end)
+    potentials = (rng.normal(size=(len(lengths), length, len(names))) * 5).astype("float32")
+    mask = np.arange(length)[None] < np.array(lengths)[:, None]
+    decoded = crf.decode(potentials, mask)[0].numpy()
+    for row, n in zip(decoded, lengths, strict=True):
+        assert strict_accepts([names[i] for i in row[:n]], scheme)
+        assert not row[n:].any()
 
 
 @pytest.mark.parametrize("scheme,inside", [("bioes", "I"), ("bmes", "M")])
