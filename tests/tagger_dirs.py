@@ -78,6 +78,7 @@ def build_model_dir(
     path: Path,
     scheme: str = "bios",
     head: str = "crf",
+    decoding: str = "viterbi",
     max_seq_length: int = 16,
     max_position_embeddings: int = 64,
     layers: int = 1,
@@ -91,13 +92,13 @@ def build_model_dir(
     vocabulary = toy_vocabulary()
     config = tiny_config(len(vocabulary), max_position_embeddings, layers)
     labels = LabelVocab.from_types(TYPES, scheme)
-    model = Tagger(backbone_from_config(config), labels, head=head, dropout=0.0)
+    model = Tagger(backbone_from_config(config), labels, head=head, dropout=0.0, decoding=decoding)
     model(artifacts.dummy_batch())
     if position_wise:
         _make_position_wise(model)
     if train_steps:
         _train(model, CharTokenizer(vocabulary), labels, train_steps, max_seq_length, seed)
-    settings = {"head": head, "dropout": 0.0, "max_seq_length": max_seq_length}
+    settings = {"head": head, "dropout": 0.0, "max_seq_length": max_seq_length, "decode": decoding}
     artifacts.save_artifacts(path, config, vocabulary, labels, settings)
     model.save_weights(str(Path(path) / artifacts.WEIGHTS))
     return Path(path)

@@ -11,7 +11,10 @@ same function:
    windows (`kner.serving.windows`) and run all windows of the batch through
    the model, sorted by length in chunks of 8 (`kner.serving.length_chunks`);
 3. merge the windows' tag scores per character and decode them over the
-   whole text (CRF Viterbi with the scheme's constraints, or argmax);
+   whole text as the model decodes (`Tagger.decoding`): Viterbi within the
+   scheme's grammar (the CRF's, or over the softmax log-probabilities with
+   zero transition scores), or argmax for a softmax model saved with
+   `--decode=argmax`;
 4. read the entity spans from the tags exactly as `LabelVocab.decode` does
    (lenient: an orphan inside tag begins an entity, an unclosed one ends at
    its last tag).

@@ -1,4 +1,5 @@
 import functools
+import itertools
 
 import keras
 import numpy as np
@@ -11,6 +12,7 @@ from kner.data.corpus import Sentence
 from kner.data.labels import LabelVocab
 from kner.data.pipeline import char_mask, make_dataset
 from kner.data.spans import Span
+from kner.data.tags import TagError
 from kner.data.tokenizer import CharTokenizer
 from kner.models import artifacts
 from kner.models.tagger import Tagger
@@ -25,10 +27,11 @@ SENTENCES = [
 
 
 @functools.cache
-def tagger(head: str) -> Tagger:
+def tagger(head: str, decoding: str = "viterbi") -> Tagger:
     keras.utils.set_random_seed(1)
     vocabulary = toy_vocabulary()
-    model = Tagger(backbone_from_config(tiny_config(len(vocabulary))), LABELS, head=head, dropout=0.0)
+    config = tiny_config(len(vocabulary))
+    model = Tagger(backbone_from_config(config), LABELS, head=head, dropout=0.0, decoding=decoding)
     model(artifacts.dummy_batch())
     if head == "crf":  # non-zero transitions, so a wrong alignment would show
         for weight in model.crf.trainable_variables:
@@ -73,9 +76,24 @@ def test_crf_loss_is_the_negative_log_likelihood_of_each_unpadded_sentence(batch
     assert float(model.loss_count(batch)) == 3  # sentences with characters
 
 
-@pytest.mark.parametrize("head", ["softmax", "crf"])
-def test_decode_tags_characters_only(batch, head):
-    model = tagger(head)
+def best_valid_path(log_probs: np.ndarray) -> list[int]:
+    """Brute force: the sequence the strict reader accepts with the highest
+    sum of log-probabilities."""
+    best, best_score = [], -np.inf
+    for path in itertools.product(range(len(LABELS)), repeat=len(log_probs)):
+        score = log_probs[np.arange(len(path)), path].sum()
+        if score > best_score:
+            try:
+                LABELS.decode(path, strict=True)
+            except TagError:
+                continue
+            best, best_score = list(path), score
+    return best
+
+
+@pytest.mark.parametrize("head, decoding", [("softmax", "argmax"), ("softmax", "viterbi"), ("crf", "viterbi")])
+def test_decode_tags_characters_only(batch, head, decoding):
+    model = tagger(head, decoding)
     scores = model(batch)
     tags = model.decode(batch, scores).numpy()
     mask = char_mask(batch["padding_mask"]).numpy()
@@ -84,10 +102,41 @@ def test_decode_tags_characters_only(batch, head):
         unpadded = scores[row : row + 1, 1 : chars + 1]
         if head == "crf":
             expected = model.crf.decode(unpadded)[0].numpy()[0] if chars else []
-        else:
+        elif decoding == "argmax":
             expected = np.argmax(unpadded.numpy()[0], axis=-1)
+        elif chars <= 5:
+            expected = best_valid_path(tf.nn.log_softmax(unpadded[0]).numpy()) if chars else []
+        else:
+            LABELS.decode(tags[row, 1 : chars + 1], strict=True)  # too long to enumerate: valid at least
+            continue
         np.testing.assert_array_equal(tags[row, 1 : chars + 1], expected)
     assert tags[mask].any()  # random weights do not tag everything `O`
+
+
+def test_softmax_viterbi_repairs_what_argmax_breaks(batch):
+    """With the same weights, argmax yields sequences the strict reader
+    rejects (random weights), constrained Viterbi never does."""
+    viterbi, argmax = tagger("softmax", "viterbi"), tagger("softmax", "argmax")
+    scores = viterbi(batch)
+    np.testing.assert_array_equal(scores, argmax(batch))
+    rows = [(row, chars) for row, chars in char_rows(batch) if chars]
+    argmax_tags = argmax.decode(batch, scores).numpy()
+    viterbi_tags = viterbi.decode(batch, scores).numpy()
+
+    def valid(tags, row, chars):
+        try:
+            LABELS.decode(tags[row, 1 : chars + 1], strict=True)
+        except TagError:
+            return False
+        return True
+
+    assert not all(valid(argmax_tags, row, chars) for row, chars in rows)
+    assert all(valid(viterbi_tags, row, chars) for row, chars in rows)
+
+
+def test_argmax_decoding_is_for_the_softmax_head_only():
+    with pytest.raises(ValueError, match="viterbi for the crf head"):
+        Tagger(backbone_from_config(tiny_config(40)), LABELS, head="crf", decoding="argmax")
 
 
 def test_every_trainable_variable_gets_a_gradient(batch):

@@ -5,10 +5,13 @@ from pathlib import Path
 
 import pytest
 import tensorflow as tf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tagger_dirs import toy_sentence
 from tensorflow.core.protobuf import saved_model_pb2
 from train_runs import run_child as run
 
+from kner.data.tags import tags_to_spans
 from kner.errors import InputError
 from kner.serving.predictor import Predictor
 from kner.serving.saved_model import export_model, versions
@@ -191,3 +194,30 @@ print(json.dumps(found))
     same = sum(a == b for a, b in zip(found["f32"], found["bf16"])) / len(texts)
     assert same >= 0.99, same
     assert sum(len(e) for e in found["f32"]) > 300  # the toy model does find entities
+
+
+# A random-weight model per scheme, both heads among them: untrained scores
+# are where unconstrained decoding breaks the grammar.
+DECODED_SCHEMES = [("bio", "crf"), ("bios", "softmax"), ("bioes", "softmax"), ("bmes", "crf")]
+
+
+@pytest.fixture(scope="module", params=DECODED_SCHEMES, ids=lambda p: "-".join(p))
+def random_export(request, tmp_path_factory):
+    from tagger_dirs import cached_export, cached_model_dir
+
+    scheme, head = request.param
+    base = tmp_path_factory.getbasetemp()
+    model_dir = cached_model_dir(base, f"random_{scheme}_{head}", scheme=scheme, head=head, seed=3)
+    return scheme, tf.saved_model.load(str(cached_export(base, f"random_{scheme}_{head}_export", model_dir) / "1"))
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(texts=st.lists(st.text(alphabet="张三李四北京上海市的了在去abc 0", max_size=40), min_size=1, max_size=6))
+def test_served_tags_are_always_strictly_valid(random_export, texts):
+    """Texts of any length (long ones go through windows) through the
+    SavedModel: every row of tags is a sequence the strict reader accepts."""
+    scheme, loaded = random_export
+    out = loaded.signatures["serving_default"](text=tf.constant([t.encode() for t in texts]))
+    for row, count in enumerate(out["num_chars"].numpy()):
+        tags = [t.decode() for t in out["tags"][row, :count].numpy()]
+        tags_to_spans(tags, scheme, strict=True)
