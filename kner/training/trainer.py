@@ -17,7 +17,8 @@ dropout seeds are checkpointed, so the resumed run sees the batches and masks
 it would have seen), evaluates on dev after
 every epoch (also after a restart that interrupted that evaluation), keeps
 the best weights by dev F1, and writes TensorBoard summaries (train loss,
-learning rate, examples/s, dev loss, P/R/F1 overall and per type).
+learning rate, examples/s, dev loss, P/R/F1 overall and per type, and the
+other scores of `kner.metrics`).
 
 In a cluster the chief writes `model_dir`; the other workers save their
 checkpoints to a scratch directory they delete at once (every worker must
@@ -322,7 +323,8 @@ class Trainer:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
 
     def evaluate(self, sentences: Sequence[Sentence], tokenizer: CharTokenizer) -> dict:
-        """Dev loss plus the span, per-type, CLUENER and seqeval scores.
+        """Dev loss plus the scores of `kner.metrics.evaluate` (seqeval on the
+        tags the model produced).
 
         Nothing is cut: texts longer than `max_seq_length - 2` characters are
         tagged through overlapping windows exactly as the exported model does
@@ -333,20 +335,26 @@ class Trainer:
         fits = [i for i, s in enumerate(sentences) if len(s.text) <= limit]
         longer = [i for i, s in enumerate(sentences) if len(s.text) > limit]
         dataset = self._eval_dataset(sentences, fits, tokenizer)
+        labels = self.model.labels
         predicted: list[list[Span] | None] = [None] * len(sentences)
+        tags: list[list[str] | None] = [None] * len(sentences)  # what the model produced, for seqeval
         rows, loss_sum, count = iter(fits), 0.0, 0.0
         for batch in dataset:
             self._check_stop()
-            batch_loss, batch_count, tags = self._forward(batch)
+            batch_loss, batch_count, tag_ids = self._forward(batch)
             loss_sum, count = loss_sum + batch_loss.numpy(), count + batch_count.numpy()
-            for row, mask in zip(tags.numpy(), char_mask(batch["padding_mask"]).numpy()):
-                predicted[next(rows)] = self.model.labels.decode(row[mask])[0]
+            for row, mask in zip(tag_ids.numpy(), char_mask(batch["padding_mask"]).numpy()):
+                index = next(rows)
+                predicted[index] = labels.decode(row[mask])[0]
+                tags[index] = [labels.tags[i] for i in row[mask]]
         if longer:
             predictor = Predictor(TextTagger(self.tagger, tokenizer, self.config.max_seq_length))
-            entities = predictor.predict([sentences[i].text for i in longer], batch_size=self.config.eval_batch_size)
-            for i, found in zip(longer, entities):
-                predicted[i] = [Span(e.start, e.end, e.type) for e in found]
-        report = evaluate([s.text for s in sentences], [s.spans for s in sentences], predicted)
+            results = predictor.run([sentences[i].text for i in longer], batch_size=self.config.eval_batch_size)
+            for i, result in zip(longer, results):
+                predicted[i] = [Span(e.start, e.end, e.type) for e in result.entities]
+                tags[i] = result.tags
+        texts, gold = [s.text for s in sentences], [s.spans for s in sentences]
+        report = evaluate(texts, gold, predicted, tags, labels.scheme)
         report["loss"] = float(np.sum(loss_sum / np.maximum(count, 1.0))) if np.any(count) else None
         report["loss_sentences"] = len(fits)
         return report
@@ -376,7 +384,10 @@ class Trainer:
             for name, value in report["micro"].items():
                 if name != "support":
                     tf.summary.scalar(f"overall/{name}", value)
-            tf.summary.scalar("overall/cluener_macro_f1", report["cluener_macro_f1"])
+            tf.summary.scalar("overall/type_macro_f1", report["type_macro_f1"])
+            if "cluener_score_f1" in report:
+                tf.summary.scalar("overall/cluener_score_f1", report["cluener_score_f1"])
+            tf.summary.scalar("overall/seqeval_f1", report["seqeval"]["f1-score"])
             for entity_type, scores in report["per_type"].items():
                 for name in ("precision", "recall", "f1"):
                     tf.summary.scalar(f"{entity_type}/{name}", scores[name])

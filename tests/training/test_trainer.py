@@ -186,12 +186,17 @@ def test_evaluation_windows_long_texts_like_the_exported_graph(tmp_path):
     dev = [*short, Sentence(text, spans)]
     assert len(text) > 3 * config.max_seq_length
     report = trainer.evaluate(dev, tokenizer)
-    predicted = Predictor(TextTagger(trainer.model, tokenizer, config.max_seq_length)).predict([s.text for s in dev])
+    predicted = Predictor(TextTagger(trainer.model, tokenizer, config.max_seq_length)).run([s.text for s in dev])
     expected = evaluate(
-        [s.text for s in dev], [s.spans for s in dev], [[Span(e.start, e.end, e.type) for e in p] for p in predicted]
+        [s.text for s in dev],
+        [s.spans for s in dev],
+        [[Span(e.start, e.end, e.type) for e in p.entities] for p in predicted],
+        [p.tags for p in predicted],
+        trainer.model.labels.scheme,
     )
     assert sum(t["support"] for t in report["per_type"].values()) == sum(len(s.spans) for s in dev)
-    assert {k: report[k] for k in ("micro", "per_type")} == {k: expected[k] for k in ("micro", "per_type")}
+    keys = ("micro", "per_type", "seqeval")
+    assert {k: report[k] for k in keys} == {k: expected[k] for k in keys}
     # The loss covers the texts that fit in one window, and says how many.
     fitting = sum(len(s.text) <= config.max_seq_length - 2 for s in dev)
     assert 0 < report["loss_sentences"] == fitting < len(dev) and report["loss"] > 0
