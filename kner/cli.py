@@ -11,7 +11,7 @@ errors included, passes through (`quiet_startup`).
 Every CLI names a concept the same way: `--input_format` (the data files'
 format), `--input_tag_scheme` (the tag scheme of column input files),
 `--tag_scheme` (the scheme the model predicts), `--lenient` (repair invalid
-tag sequences instead of failing), `--model_dir`, `--max_seq_length`,
+tag sequences and text UTF-8 cannot encode instead of failing), `--model_dir`, `--max_seq_length`,
 `--batch_size`, `--seed`, `--strategy`, `--mixed_precision`,
 `--jit_compile`. A CLI defines the groups it needs before `run_cli`:
 
@@ -94,7 +94,12 @@ def define_data_flags() -> None:
     flags.DEFINE_enum(
         "input_tag_scheme", "auto", list(INPUT_TAG_SCHEMES), "Tag scheme of column files (auto: detected)."
     )
-    flags.DEFINE_bool("lenient", False, "Repair invalid tag sequences in column files (counted) instead of failing.")
+    flags.DEFINE_bool(
+        "lenient",
+        False,
+        "Repair bad input (counted) instead of failing: invalid tag sequences in column files, and text UTF-8 "
+        "cannot encode (replaced by U+FFFD, offsets unchanged).",
+    )
 
 
 def define_training_flags() -> None:

@@ -25,6 +25,7 @@ from absl import flags
 
 from kner import cli
 from kner.data.corpus import Sentence, read_corpus, write_cluener
+from kner.data.files import atomic_output, check_writable, numbered_lines
 from kner.data.spans import Span
 from kner.errors import InputError, run_cli
 from kner.serving.predictor import Entity, Predictor
@@ -33,27 +34,19 @@ INPUT_FORMATS = ("auto", "cluener", "text")
 OUTPUT_FORMATS = ("cluener", "submission", "jsonl")
 
 
-def read_texts(path: str | Path, input_format: str = "auto") -> list[Sentence]:
+def read_texts(path: str | Path, input_format: str = "auto", lenient: bool = False) -> list[Sentence]:
     """Sentences to tag: CLUENER JSON lines (spans when labelled) or plain
-    text, one text per line (spans None)."""
+    text, one text per line (spans None). Text UTF-8 cannot encode is an
+    InputError naming `file:line`, or with `lenient` replaced by U+FFFD
+    (see `kner.data.files`)."""
     if input_format not in INPUT_FORMATS:
         raise ValueError(f"unknown input format {input_format!r}; expected one of {INPUT_FORMATS}")
-    try:
-        content = Path(path).read_bytes().decode("utf-8-sig")
-    except OSError as error:
-        raise InputError.from_os_error(path, error) from None
-    except UnicodeDecodeError as error:
-        raise InputError(path, None, f"not valid UTF-8 ({error.reason})") from None
-    lines = content.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
+    lines = [line for _, line in numbered_lines(path, lenient)]
     if input_format == "auto":
         input_format = "cluener" if _is_json_object(next((x for x in lines if x.strip()), "")) else "text"
     if input_format == "cluener":
-        return read_corpus(path, "cluener")
-    if not lines:
-        raise InputError(path, None, "file is empty")
-    return [Sentence(line.removesuffix("\r"), None, None, str(path), n) for n, line in enumerate(lines, 1)]
+        return read_corpus(path, "cluener", strict=not lenient)
+    return [Sentence(line, None, None, str(path), n) for n, line in enumerate(lines, 1)]
 
 
 def _is_json_object(line: str) -> bool:
@@ -70,7 +63,7 @@ def write_predictions(
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; expected one of {OUTPUT_FORMATS}")
     if output_format == "jsonl":
-        with open(path, "w", encoding="utf-8") as out:
+        with atomic_output(path) as out:
             for sentence, entities in zip(sentences, predictions, strict=True):
                 record = {} if sentence.id is None else {"id": sentence.id}
                 record["text"] = sentence.text
@@ -106,6 +99,7 @@ def define_flags() -> None:
     flags.DEFINE_enum("input_format", "auto", list(INPUT_FORMATS), "auto: JSON objects mean cluener, else text.")
     flags.DEFINE_enum("output_format", "cluener", list(OUTPUT_FORMATS), "CLUENER lines, a submission, or JSON lines.")
     flags.DEFINE_integer("batch_size", 32, "Texts per batch.")
+    flags.DEFINE_bool("lenient", False, "Replace text UTF-8 cannot encode by U+FFFD (counted) instead of failing.")
     flags.DEFINE_integer("window_stride", None, "With --model_dir: characters between window starts (default half).")
     flags.mark_flags_as_required(["input", "output"])
     flags.mark_flags_as_mutual_exclusive(["model_dir", "export_dir"], required=True)
@@ -117,7 +111,8 @@ def main(argv: list[str]) -> None:
     import keras  # for its progress bar; not needed by the Python API
 
     values = flags.FLAGS
-    sentences = read_texts(values.input, values.input_format)
+    sentences = read_texts(values.input, values.input_format, values.lenient)
+    check_writable(values.output)  # before the model runs, not after
     if values.window_stride is not None and values.export_dir:
         raise InputError(values.export_dir, None, "--window_stride applies to --model_dir only (fixed at export)")
     try:

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -26,7 +27,10 @@ def test_read_texts_detects_cluener_and_plain_text(tmp_path):
     assert [s.text for s in read_texts(labelled, "text")] == [labelled.read_text(encoding="utf-8").strip()]
 
 
-@pytest.mark.parametrize(("content", "message"), [(b"", "empty"), (b"\xff\xfe", "UTF-8")])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(b"", "empty"), (b"ok\n\xff\xfe", re.escape("in.txt:2: not valid UTF-8 at column 1 (byte 0xff)"))],
+)
 def test_read_texts_errors(tmp_path, content, message):
     path = tmp_path / "in.txt"
     path.write_bytes(content)
@@ -110,3 +114,50 @@ def test_cli_reports_bad_input_in_one_line(export_dir, tmp_path):
     result = run_cli(f"--export_dir={export_dir}", f"--input={tmp_path / 'missing.txt'}", f"--output={tmp_path / 'o'}")
     assert result.returncode == 2
     assert result.stderr == f"error: {tmp_path / 'missing.txt'}: no such file or directory\n"  # start-up is quiet
+
+
+SURROGATE_LINE = r'{"text": "\ud83d\u738b\u5c0f\u4e8c", "label": {"name": {"\u738b\u5c0f\u4e8c": [[1, 3]]}}}' + "\n"
+
+
+def test_read_texts_checks_utf8_in_each_format(tmp_path):
+    plain = tmp_path / "in.txt"
+    plain.write_bytes("张三\n".encode() + b"\xe5\xbc\xa0\xe4\xb8 \n")
+    assert [s.text for s in read_texts(plain, lenient=True)] == ["张三", "张\ufffd "]
+    cluener = tmp_path / "in.json"
+    cluener.write_text(SURROGATE_LINE, encoding="utf-8")
+    with pytest.raises(InputError, match=r"in.json:1: text character 0 is a lone surrogate U\+D83D"):
+        read_texts(cluener)
+    (sentence,) = read_texts(cluener, lenient=True)
+    assert sentence.text == "\ufffd王小二" and sentence.spans == [Span(1, 3, "name")]
+
+
+@pytest.mark.parametrize("fmt", ["cluener", "jsonl"])
+def test_write_predictions_is_whole_or_nothing(tmp_path, fmt):
+    """A text the writer cannot encode (from the Python API) after good
+    ones: no output file at all, not an empty or half-written one."""
+    sentences = [Sentence("张三", None)] * 3 + [Sentence("\ud83d", None)]
+    with pytest.raises(UnicodeEncodeError):
+        write_predictions(tmp_path / "out", sentences, [[]] * 4, fmt)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_cli_bad_text_fails_before_the_model_and_writes_nothing(export_dir, tmp_path):
+    """Issue 11: a broken \\u escape is one line, exit 2, no output file; an
+    unwritable output is found before the model runs; --lenient predicts."""
+    source = tmp_path / "bad.json"
+    source.write_text(SURROGATE_LINE, encoding="utf-8")
+    output = tmp_path / "out.json"
+    result = run_cli(f"--export_dir={export_dir}", f"--input={source}", f"--output={output}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: {source}:1: text character 0 is a lone surrogate")
+    assert not output.exists()
+    result = run_cli(
+        f"--export_dir={export_dir}", f"--input={source}", f"--output={tmp_path / 'no' / 'o'}", "--lenient"
+    )
+    assert result.returncode == 2
+    assert "does not exist" in result.stderr.strip().splitlines()[-1]
+    result = run_cli(f"--export_dir={export_dir}", f"--input={source}", f"--output={output}", "--lenient")
+    assert result.returncode == 0, result.stderr
+    (record,) = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
+    assert record["text"] == "\ufffd王小二"

@@ -55,6 +55,7 @@ from kner.backbones import albert, bert, bert_heads, electra, huggingface, keras
 from kner.backbones.config_file import read_json
 from kner.backbones.encoder import EncoderBackbone
 from kner.backbones.weight_table import Weight, arrays, ignored_summary
+from kner.data.files import write_text
 from kner.data.tokenizer import read_vocab
 from kner.errors import InputError
 
@@ -302,7 +303,7 @@ def save_google_checkpoint(
     path.mkdir(parents=True, exist_ok=True)
     prefix = tf1_checkpoint.write_variables(path / family.prefix, arrays(family.weight_table(backbone)))
     config = path / family.config_names[0]
-    config.write_text(json.dumps(family.config_of(backbone), indent=2) + "\n", encoding="utf-8")
+    write_text(config, json.dumps(family.config_of(backbone), indent=2) + "\n")
     if vocab_file is not None:
         shutil.copyfile(vocab_file, path / family.vocab)
     return prefix

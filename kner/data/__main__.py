@@ -10,8 +10,12 @@ python -m kner.data validate dev.json   # "OK: ..." or one error line, exit 2
 ```
 
 The input format and tag scheme are detected unless `--input_format` and
-`--input_tag_scheme` say otherwise. Invalid tag sequences are errors unless
-`--lenient` is given, which repairs them and logs how many.
+`--input_tag_scheme` say otherwise. Invalid tag sequences and text UTF-8
+cannot encode (a broken `\\u` escape in JSON, a line that is not UTF-8) are
+errors unless `--lenient` is given, which repairs them and logs how many.
+`validate` reads a file exactly as `kner.train` and `kner.predict` do, so a
+file it passes does not fail them at reading. `convert` writes its output
+whole or not at all.
 """
 
 import collections
@@ -22,6 +26,7 @@ from absl import app, flags, logging
 
 from kner import cli
 from kner.data.corpus import Sentence, read_corpus, write_cluener, write_column
+from kner.data.files import check_writable
 from kner.data.spans import flatten_spans
 from kner.data.tags import SCHEMES
 from kner.errors import InputError, run_cli
@@ -67,6 +72,7 @@ def describe(sentences: Sequence[Sentence]) -> str:
 def _convert(source: str, target: str) -> None:
     if _OUTPUT_FORMAT.value is None:
         raise app.UsageError("convert needs --output_format")
+    check_writable(target)
     sentences = _read(source)
     try:
         if _OUTPUT_FORMAT.value == "cluener":

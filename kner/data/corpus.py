@@ -9,8 +9,13 @@ character), a blank line between sentences, tags in any scheme of
 `kner.data.tags`.
 
 Every problem in a file raises `InputError` naming `path:line`. Reading is
-strict by default: an invalid tag sequence in gold data is an error;
-`strict=False` repairs it and logs how many repairs were made.
+strict by default: an invalid tag sequence in gold data is an error, and so
+is text UTF-8 cannot encode (a line that is not UTF-8, or a lone surrogate
+from a broken JSON `\\u` escape; see `kner.data.files`); `strict=False`
+(`--lenient`) repairs both (tags as `kner.data.tags` describes, text by
+U+FFFD, one character for one) and logs how many repairs were made.
+Writers write a temporary file and rename it at the end
+(`kner.data.files.atomic_output`): never an empty or half-written file.
 
 Example:
 
@@ -24,7 +29,6 @@ assert read_corpus("train.bioes")[0].spans == sentences[0].spans
 ```
 """
 
-import codecs
 import dataclasses
 import itertools
 import json
@@ -32,6 +36,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from kner.data.files import atomic_output, check_text, numbered_lines
 from kner.data.spans import Span, find_conflict, flatten_spans
 from kner.data.tags import SCHEMES, TagError, detect_scheme, spans_to_tags, tags_to_spans
 from kner.errors import InputError
@@ -53,31 +58,6 @@ class Sentence:
     line: int | None = None
 
 
-def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """Yields `(line number, line)` without line ends, one line at a time,
-    or raises an InputError for a missing, unreadable, non-UTF-8 or empty
-    file. Nothing but the current line is held, whatever the file's size."""
-    try:
-        file = open(path, "rb")  # noqa: SIM115 - closed below; open errors become InputError
-    except OSError as error:
-        raise InputError.from_os_error(path, error) from None
-    blank = True
-    with file:
-        for number, raw in enumerate(file, 1):
-            if number == 1:
-                raw = raw.removeprefix(codecs.BOM_UTF8)
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                byte = raw[error.start : error.start + 1].hex()
-                raise InputError(path, number, f"not valid UTF-8 (byte 0x{byte})") from None
-            line = line.removesuffix("\n").removesuffix("\r")
-            blank = blank and not line.strip()
-            yield number, line
-    if blank:
-        raise InputError(path, None, "file is empty")
-
-
 def _is_cluener(first_line: str) -> bool:
     """True when the first non-blank line opens a JSON object (and is not
     a column line tagging the character `{`)."""
@@ -95,13 +75,14 @@ def read_corpus(path: str | Path, fmt: str = "auto", tag_scheme: str = "auto", s
         fmt: `cluener`, `column`, or `auto` (JSON objects mean cluener).
         tag_scheme: for column files, one of `kner.data.tags.SCHEMES` or `auto`
             (detected from the tags of the whole file).
-        strict: raise on invalid tag sequences; False repairs them.
+        strict: raise on invalid tag sequences and text UTF-8 cannot
+            encode; False repairs them.
     """
     if fmt not in ("auto", *FORMATS):
         raise ValueError(f"unknown format {fmt!r}; expected auto or one of {FORMATS}")
     if tag_scheme not in ("auto", *SCHEMES):
         raise ValueError(f"unknown tag scheme {tag_scheme!r}; expected auto or one of {SCHEMES}")
-    lines = numbered_lines(path)
+    lines = numbered_lines(path, lenient=not strict)
     if fmt == "auto":
         head = []
         for numbered in lines:  # up to the first non-blank line; an empty file raises here
@@ -111,13 +92,14 @@ def read_corpus(path: str | Path, fmt: str = "auto", tag_scheme: str = "auto", s
         fmt = "cluener" if _is_cluener(head[-1][1]) else "column"
         lines = itertools.chain(head, lines)
     if fmt == "cluener":
-        return _parse_cluener(path, lines)
+        return _parse_cluener(path, lines, strict)
     return _parse_column(path, lines, tag_scheme, strict)
 
 
-def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]]) -> list[Sentence]:
+def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]], strict: bool) -> list[Sentence]:
     sentences = []
     nested = []
+    replaced = []
     for number, line in lines:
         if not line.strip():
             continue
@@ -139,7 +121,24 @@ def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]]) -> list[S
                 raise InputError(path, number, str(error)) from None
             if flatten_spans(spans)[1]:
                 nested.append(number)
-        sentences.append(Sentence(text, spans, record.get("id"), str(path), number))
+        text, count = check_text(text, path, number, lenient=not strict)
+        record_id = record.get("id")
+        if isinstance(record_id, str):
+            record_id, more = check_text(record_id, path, number, lenient=not strict, what="id")
+            count += more
+        for entity_type in {span.type for span in spans or ()}:
+            check_text(entity_type, path, number, what="entity type", repairable=False)
+        if count:
+            replaced.append((number, count))
+        sentences.append(Sentence(text, spans, record_id, str(path), number))
+    if replaced:
+        _logger.warning(
+            "%s: replaced %d lone surrogate(s) with U+FFFD in %d line(s) (first at line %d)",
+            path,
+            sum(count for _, count in replaced),
+            len(replaced),
+            replaced[0][0],
+        )
     if nested:
         _logger.warning(
             "%s: %d sentence(s) have an entity nested in another (first at line %d); flat tags keep only the outer one",
@@ -228,7 +227,8 @@ def _parse_column(path: str | Path, lines: Iterable[tuple[int, str]], tag_scheme
         try:
             spans, repaired = tags_to_spans(tags, tag_scheme, strict)
         except TagError as error:
-            raise InputError(path, first + error.position, error.message) from None
+            message = error.message if error.repair is None else f"{error.message}; --lenient {error.repair}"
+            raise InputError(path, first + error.position, message) from None
         if repaired:
             repairs.append((first, repaired))
         sentences.append(Sentence(text, spans, None, str(path), first))
@@ -263,7 +263,7 @@ def write_cluener(path: str | Path, sentences: Iterable[Sentence], submission: b
     spans. Type names are written as they are: the leaderboard's example
     file spells `goverment`, the dataset itself `government`.
     """
-    with open(path, "w", encoding="utf-8") as out:
+    with atomic_output(path) as out:
         for sentence in sentences:
             if submission:
                 if sentence.id is None or sentence.spans is None:
@@ -283,7 +283,7 @@ def write_column(path: str | Path, sentences: Iterable[Sentence], scheme: str) -
     sentence. Nested spans keep only the outer one (see
     `kner.data.spans.flatten_spans`); unlabelled sentences and texts holding a
     line break raise ValueError."""
-    with open(path, "w", encoding="utf-8") as out:
+    with atomic_output(path) as out:
         for index, sentence in enumerate(sentences):
             if sentence.spans is None:
                 raise ValueError(f"sentence {index} is unlabelled")

@@ -4,6 +4,7 @@ Example:
 
 ```python
 from kner.data.labels import LabelVocab
+from kner.data.files import write_text
 from kner.data.spans import Span
 
 vocab = LabelVocab.from_types(["name", "address"], "bio")
@@ -19,6 +20,7 @@ import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from kner.data.files import write_text
 from kner.data.spans import Span
 from kner.data.tags import (
     OUTSIDE,
@@ -104,7 +106,7 @@ class LabelVocab:
     def save(self, path: str | Path) -> None:
         """Writes `{"scheme": ..., "tags": [...]}` as JSON."""
         content = {"scheme": self.scheme, "tags": self.tags}
-        Path(path).write_text(json.dumps(content, ensure_ascii=False, indent=1) + "\n")
+        write_text(path, json.dumps(content, ensure_ascii=False, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "LabelVocab":

@@ -13,7 +13,9 @@ Three layouts:
 Files are given as comma-separated paths or glob patterns
 (`corpus/*.txt,extra.txt`), as `--corpus_files` and `--unlabeled_files`
 take them. Every problem raises `InputError` naming `path:line` (invalid
-UTF-8 included); nothing but the current document is held in memory.
+UTF-8 included, with its column; `lenient=True` replaces it with U+FFFD and
+counts it, see `kner.data.files`); nothing but the current document is held
+in memory.
 
 Example:
 
@@ -32,7 +34,7 @@ import glob
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from kner.data.corpus import numbered_lines
+from kner.data.files import numbered_lines
 from kner.errors import InputError
 
 LAYOUTS = ("line", "google", "label_tab")
@@ -88,26 +90,26 @@ def layout_paths(spec: str, default_layout: str, layouts: Sequence[str] = LAYOUT
     return result
 
 
-def read_lines(paths: Sequence[str | Path]) -> Iterator[tuple[str, str, int]]:
+def read_lines(paths: Sequence[str | Path], lenient: bool = False) -> Iterator[tuple[str, str, int]]:
     """`(text, path, line number)` of every non-blank line of `paths`, with
     surrounding white space removed."""
     for path in paths:
-        for number, line in numbered_lines(path):
+        for number, line in numbered_lines(path, lenient):
             text = line.strip()
             if text:
                 yield text, str(path), number
 
 
-def read_documents(paths: Sequence[str | Path], layout: str = "line") -> Iterator[Document]:
+def read_documents(paths: Sequence[str | Path], layout: str = "line", lenient: bool = False) -> Iterator[Document]:
     """The documents of `paths` in the given layout (see the module doc)."""
     if layout not in LAYOUTS:
         raise ValueError(f"unknown raw text layout {layout!r}; expected one of {LAYOUTS}")
     if layout == "line":
-        for text, path, number in read_lines(paths):
+        for text, path, number in read_lines(paths, lenient):
             yield Document([text], path, number)
         return
     if layout == "label_tab":
-        for text, path, number in read_lines(paths):
+        for text, path, number in read_lines(paths, lenient):
             label, tab, rest = text.partition("\t")
             if not tab:
                 raise InputError(path, number, "no label<TAB>text column (is this file in the label_tab layout?)")
@@ -117,7 +119,7 @@ def read_documents(paths: Sequence[str | Path], layout: str = "line") -> Iterato
     for path in paths:
         sentences: list[str] = []
         start = 0
-        for number, line in numbered_lines(path):
+        for number, line in numbered_lines(path, lenient):
             text = line.strip()
             if text:
                 if not sentences:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from kner.data.files import write_text
 from kner.errors import InputError
 
 PAD, UNK, CLS, SEP, MASK, SPACE = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused1]"
@@ -66,7 +67,7 @@ def build_vocab(texts: Iterable[str], min_count: int = 1) -> list[str]:
 
 
 def save_vocab(tokens: list[str], path: str | Path) -> None:
-    Path(path).write_text("".join(t + "\n" for t in tokens), encoding="utf-8")
+    write_text(path, "".join(t + "\n" for t in tokens))
 
 
 def _half_width(char: str) -> str:

@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 
 from kner.backbones.loader import backbone_from_config
+from kner.data.files import write_text
 from kner.data.labels import LabelVocab
 from kner.data.tokenizer import CharTokenizer, save_vocab
 from kner.errors import InputError
@@ -45,10 +46,10 @@ def save_artifacts(
     """Writes everything but the weights, which the trainer writes."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    (model_dir / BERT_CONFIG).write_text(json.dumps(bert_config, indent=1))
+    write_text(model_dir / BERT_CONFIG, json.dumps(bert_config, indent=1))
     save_vocab(vocabulary, model_dir / VOCAB)
     labels.save(model_dir / LABELS)
-    (model_dir / SETTINGS).write_text(json.dumps(settings, indent=1))
+    write_text(model_dir / SETTINGS, json.dumps(settings, indent=1))
 
 
 def dummy_batch(length: int = 8) -> dict[str, tf.Tensor]:

@@ -47,6 +47,7 @@ import tensorflow as tf
 from absl import logging
 
 from kner.data.corpus import Sentence
+from kner.data.files import write_text
 from kner.data.pipeline import EncodedData, batched, char_mask, encode, plan_batches
 from kner.data.spans import Span
 from kner.data.tokenizer import CharTokenizer
@@ -335,7 +336,7 @@ class Trainer:
         fits = [i for i, s in enumerate(sentences) if len(s.text) <= limit]
         longer = [i for i, s in enumerate(sentences) if len(s.text) > limit]
         dataset = self._eval_dataset(sentences, fits, tokenizer)
-        labels = self.model.labels
+        labels = self.tagger.labels
         predicted: list[list[Span] | None] = [None] * len(sentences)
         tags: list[list[str] | None] = [None] * len(sentences)  # what the model produced, for seqeval
         rows, loss_sum, count = iter(fits), 0.0, 0.0
@@ -401,7 +402,7 @@ class Trainer:
             self.stale_epochs.assign(0)
             if self.chief:
                 self.tagger.save_weights(str(self.model_dir / BEST_WEIGHTS))
-                (self.model_dir / EVAL_REPORT).write_text(json.dumps(report, indent=1, ensure_ascii=False))
+                write_text(self.model_dir / EVAL_REPORT, json.dumps(report, indent=1, ensure_ascii=False))
         else:
             self.stale_epochs.assign_add(1)
         self._save_checkpoint()

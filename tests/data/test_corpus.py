@@ -11,6 +11,10 @@ from kner.data.tags import SCHEMES
 from kner.errors import InputError
 
 GOOD = '{"text": "ab", "label": {}}\n'
+SURROGATE_LINE = (
+    r'{"text": "\ud83d\u738b\u5c0f\u4e8c\u5728\u676d\u5dde", "label": {"name": {"\u738b\u5c0f\u4e8c": [[1, 3]]}}}'
+    + "\n"
+)
 
 # (name, file content or None for a missing file, line or None, message part)
 BAD_INPUTS = [
@@ -50,10 +54,30 @@ BAD_INPUTS = [
     ("no_tag.txt", "中 O\n\n文 O\n国\n", 4, "expected 'character tag', got '国'"),
     ("word.txt", "中 O\n中国 B-LOC\n", 2, "expected one character before the tag"),
     ("prefix.txt", "中 O\n文 X-PER\n", 2, "unknown tag prefix 'X'"),
-    ("orphan.txt", "中 O\n\n中 O\n文 I-PER\n", 4, "'I-PER' continues no entity"),
+    ("orphan.txt", "中 O\n\n中 O\n文 I-PER\n", 4, "'I-PER' continues no entity (expected B-PER before it); --lenient"),
+    ("unclosed.txt", "中 B-ORG\n文 M-ORG\n", 2, "entity not closed with E-ORG; --lenient ends the entity at 'M-ORG'"),
+    # The issue-11 line: json.loads accepts a lone surrogate, UTF-8 cannot encode it.
+    (
+        "surrogate.json",
+        GOOD + SURROGATE_LINE,
+        2,
+        "text character 0 is a lone surrogate U+D83D, which UTF-8 cannot encode: most likely a broken \\u escape",
+    ),
+    (
+        "surrogate_type.json",
+        r'{"text": "ab", "label": {"\udc00": {"a": [[0, 0]]}}}' + "\n",
+        1,
+        "entity type character 0 is a lone surrogate U+DC00",
+    ),
+    (
+        "cesu.txt",
+        "中 O\n".encode() + b"\xed\xa0\xbd O\n",
+        2,
+        "not valid UTF-8 at column 1 (byte 0xed): an encoded surrogate",
+    ),
     ("empty.txt", "", None, "file is empty"),
     ("blank.json", "\n  \n\n", None, "file is empty"),
-    ("latin1.txt", "中 O\n".encode() + b"\xe9 O\n", 2, "not valid UTF-8 (byte 0xe9)"),
+    ("latin1.txt", "中 O\n".encode() + b"\xe9 O\n", 2, "not valid UTF-8 at column 1 (byte 0xe9)"),
     ("missing.json", None, None, "no such file or directory"),
 ]
 
@@ -238,3 +262,45 @@ def test_real_peoples_daily_needs_lenient():
     sentences = read_corpus(path, strict=False)
     assert len(sentences) == 4631
     assert {span.type for s in sentences for span in s.spans} == {"LOC", "ORG", "PER"}
+
+
+def test_lenient_replaces_lone_surrogates_keeping_offsets(tmp_path, caplog):
+    path = tmp_path / "bad.json"
+    path.write_text(GOOD + SURROGATE_LINE, encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        _, sentence = read_corpus(path, strict=False)
+    assert sentence.text == "\ufffd王小二在杭州"
+    assert sentence.spans == [Span(1, 3, "name")]
+    assert "replaced 1 lone surrogate(s)" in caplog.text
+    write_cluener(tmp_path / "out.json", [sentence])  # encodable now
+    assert read_corpus(tmp_path / "out.json")[0] == Sentence(
+        sentence.text, sentence.spans, None, str(tmp_path / "out.json"), 1
+    )
+
+
+def test_lenient_replaces_each_invalid_utf8_sequence_by_one_character(tmp_path, caplog):
+    path = tmp_path / "bad.txt"
+    path.write_bytes("中 O\n".encode() + b"\xed\xa0\xbd B-x\n\xe9 I-x\n")
+    with caplog.at_level(logging.WARNING):
+        (sentence,) = read_corpus(path, strict=False)
+    assert sentence.text == "中\ufffd\ufffd"
+    assert sentence.spans == [Span(1, 2, "x")]
+    assert "replaced 2 invalid UTF-8 sequence(s) with U+FFFD (first at line 2)" in caplog.text
+
+
+@pytest.mark.parametrize("writer", ["cluener", "column"])
+def test_writers_leave_no_partial_file(tmp_path, writer):
+    """A sentence that cannot be written (a lone surrogate from the Python
+    API, or a line break for column files) after good ones: the existing
+    output stays as it was and no temporary file is left."""
+    good = Sentence("张三", [Span(0, 1, "name")])
+    bad = Sentence("\ud83d张" if writer == "cluener" else "张\n三", [])
+    out = tmp_path / "out"
+    out.write_text("before\n")
+    with pytest.raises((UnicodeEncodeError, ValueError)):
+        if writer == "cluener":
+            write_cluener(out, [good] * 3 + [bad])
+        else:
+            write_column(out, [good] * 3 + [bad], "bios")
+    assert out.read_text() == "before\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_corpus import BAD_INPUTS, write_bad_input
+from test_corpus import BAD_INPUTS, SURROGATE_LINE, write_bad_input
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
@@ -144,3 +144,17 @@ def test_help_and_usage():
     bad_enum = run_data("stats", "x.json", "--input_tag_scheme=iob3")
     assert bad_enum.returncode == 2 and bad_enum.stderr.count("\n") == 1
     assert bad_enum.stderr.startswith("error: --input_tag_scheme=iob3: value should be one of <auto|bio|")
+
+
+def test_convert_writes_nothing_when_the_input_is_bad(tmp_path):
+    """Issue 11: the broken \\u escape fails reading (exit 2) and leaves no
+    output; --lenient converts it with U+FFFD in its place."""
+    path = write_bad_input(tmp_path, "bad.json", SURROGATE_LINE)
+    result = run_data("convert", path, tmp_path / "out.bios", "--output_format=bios")
+    assert result.returncode == 2 and "lone surrogate U+D83D" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json"]
+    result = run_data("convert", path, tmp_path / "out.bios", "--output_format=bios", "--lenient")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.bios").read_text(encoding="utf-8").startswith("\ufffd O\n王 B-name\n")
+    result = run_data("convert", path, tmp_path / "missing" / "out.bios", "--output_format=bios", "--lenient")
+    assert result.returncode == 2 and "does not exist" in result.stderr

@@ -52,3 +52,11 @@ def test_layout_paths_take_a_per_file_layout_prefix(tmp_path):
     assert layout_paths(f"{a},label_tab:{b}", "line") == [("line", a), ("label_tab", b)]
     with pytest.raises(InputError, match="unknown layout 'tsv'"):
         layout_paths(f"tsv:{b}", "line")
+
+
+def test_invalid_utf8_is_an_error_or_replaced_when_lenient(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_bytes("一。\n".encode() + b"\xe4\xb8 \xff\n")
+    with pytest.raises(InputError, match=r"t.txt:2: not valid UTF-8 at column 1 \(byte 0xe4\)"):
+        list(read_lines([path]))
+    assert [d.sentences for d in read_documents([path], "google", lenient=True)] == [["一。", "\ufffd \ufffd"]]
