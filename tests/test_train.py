@@ -118,7 +118,8 @@ def test_column_train_file_softmax_head_and_google_checkpoint(runs):
     assert f"loaded bert checkpoint {google / 'bert_model.ckpt'}: BertBackbone with 1 layers, hidden 32" in log
     assert "variables, 0 ignored" in log
     assert "warning: --bert_config is ignored: the backbone's shape and vocab come from --init_checkpoint" in log
-    assert json.loads((model_dir / "settings.json").read_text())["head"] == "softmax"
+    settings = json.loads((model_dir / "settings.json").read_text())
+    assert (settings["head"], settings["decode"]) == ("softmax", "viterbi")
     labels = json.loads((model_dir / "labels.json").read_text())
     assert {"B-org", "S-loc", "I-name"} <= set(labels["tags"])  # dev-only types are known too
     assert read_vocab(model_dir / "vocab.txt") == read_vocab(google / "vocab.txt")
