@@ -8,6 +8,8 @@ set, and the report counts the rows the strict reader rejects.
     python -m kner.train --flagfile=flags/tiny.cfg --head=softmax --model_dir=runs/tiny_softmax
     PYTHONPATH=. python bench/decoding.py --model_dirs=runs/tiny_softmax,runs/tiny_crf \\
         --json=bench/results/decoding_cluener.json
+    PYTHONPATH=. python bench/decoding.py --model_dirs=runs/tiny_softmax --last_checkpoint \\
+        --json=bench/results/decoding_cluener_last_epoch.json
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import time
 from pathlib import Path
 
+import tensorflow as tf
 from absl import app, flags
 from common import SHARED, machine, print_table, write_json
 
@@ -26,11 +29,13 @@ from kner.metrics import evaluate
 from kner.models.artifacts import SETTINGS, load_tagger
 from kner.serving.predictor import Predictor
 from kner.serving.text_tagger import TextTagger
+from kner.training.trainer import CHECKPOINTS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", None, "Trained model_dirs (kner.train).")
 flags.DEFINE_string("dev_file", str(SHARED / "cluener" / "dev.json"), "Labelled dev data.")
 flags.DEFINE_integer("batch_size", 64, "Texts per batch.")
+flags.DEFINE_bool("last_checkpoint", False, "Score the last training checkpoint instead of the best weights.")
 flags.DEFINE_string("json", None, "Also write the results here.")
 flags.mark_flag_as_required("model_dirs")
 
@@ -48,6 +53,10 @@ def strictly_invalid(rows: list[list[str]], scheme: str) -> int:
 
 def score(model_dir: str, decoding: str, dev) -> dict:
     model, tokenizer, settings = load_tagger(model_dir)
+    weights = "best"
+    if FLAGS.last_checkpoint:
+        weights = tf.train.latest_checkpoint(str(Path(model_dir) / CHECKPOINTS))
+        tf.train.Checkpoint(model=model).restore(weights).expect_partial()
     model.decoding = decoding
     predictor = Predictor(TextTagger(model, tokenizer, settings["max_seq_length"]))
     started = time.perf_counter()
@@ -62,6 +71,7 @@ def score(model_dir: str, decoding: str, dev) -> dict:
         "head": settings["head"],
         "saved_decode": settings.get("decode"),
         "decode": decoding,
+        "weights": weights,
         "micro_f1": report["micro"]["f1"],
         "type_macro_f1": report["type_macro_f1"],
         "cluener_score_f1": report.get("cluener_score_f1"),

@@ -10,7 +10,10 @@ line (blank lines are empty texts, so output line i answers input line i);
 text. Output is CLUENER JSON lines with the predicted `label`, the
 leaderboard's submission format (`{"id", "label"}`; texts without an id are
 numbered from 0), or JSON lines with the entities' offsets and scores. When
-every input text has labels, the evaluation against them is printed. The
+every input text has labels, the evaluation against them is printed.
+Text UTF-8 cannot encode is an error naming `file:line` before the model
+loads (`--lenient` replaces it with U+FFFD), the output path is checked to
+be writable first, and the output is written whole or not at all. The
 Python API is `kner.Predictor` (`kner.serving.predictor`).
 """
 
