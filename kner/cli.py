@@ -271,6 +271,23 @@ def train_config() -> TrainConfig:
     )
 
 
+def start_training_run() -> None:
+    """What every training CLI does first: quiet TensorFlow, seed Keras
+    (`--seed`), set the `--mixed_precision` policy, and warn when
+    `--jit_compile` meets a 16-bit policy on a CPU."""
+    import keras
+
+    quiet_tensorflow()
+    keras.utils.set_random_seed(FLAGS.seed)
+    if FLAGS.mixed_precision:
+        keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    if FLAGS.jit_compile and FLAGS.mixed_precision and FLAGS.strategy != "tpu":
+        logging.warning(
+            "--jit_compile with --mixed_precision: XLA's CPU backend computes bfloat16 and float16 matmuls in "
+            "float32, so on a CPU this is slower than either flag alone (BUILD.md, 'Speed on CPU')"
+        )
+
+
 def quiet_tensorflow() -> None:
     """Hides TensorFlow's own INFO log lines (one per checkpoint save, for
     example) but not kner's, which share absl's handler; `--verbosity=1`

@@ -80,10 +80,7 @@ def describe(model: Tagger) -> str:
 
 def main(argv: list[str]) -> None:
     del argv
-    cli.quiet_tensorflow()
-    keras.utils.set_random_seed(FLAGS.seed)
-    if FLAGS.mixed_precision:
-        keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    cli.start_training_run()
     train, dev = cli.read_data(FLAGS.train_file), cli.read_data(FLAGS.dev_file)
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
     logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)

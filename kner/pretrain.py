@@ -163,10 +163,7 @@ def build_optimizer(model: MaskedLMModel) -> keras.optimizers.Optimizer:
 
 def main(argv: list[str]) -> None:
     del argv
-    cli.quiet_tensorflow()
-    keras.utils.set_random_seed(FLAGS.seed)
-    if FLAGS.mixed_precision:
-        keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
+    cli.start_training_run()
     model_dir = Path(FLAGS.model_dir)
     sources = corpus_sources(FLAGS.corpus_files)
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)

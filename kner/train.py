@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import keras
 from absl import flags, logging
 
 from kner import cli
@@ -65,16 +64,8 @@ def export_unless_done(model_dir: Path, export_dir: Path, trained: bool) -> None
 def main(argv: list[str]) -> None:
     del argv
     stop = cli.StopRequest.install()
-    cli.quiet_tensorflow()
+    cli.start_training_run()
     warn_ignored_flags()
-    keras.utils.set_random_seed(FLAGS.seed)
-    if FLAGS.mixed_precision:
-        keras.mixed_precision.set_global_policy(FLAGS.mixed_precision)
-    if FLAGS.jit_compile and FLAGS.mixed_precision and FLAGS.strategy != "tpu":
-        logging.warning(
-            "--jit_compile with --mixed_precision: XLA's CPU backend computes bfloat16 and float16 matmuls in "
-            "float32, so on a CPU this is slower than either flag alone (BUILD.md, 'Speed on CPU')"
-        )
     decoding = "viterbi" if FLAGS.head == "crf" else FLAGS.decode
     train, dev = cli.read_data(FLAGS.train_file), cli.read_data(FLAGS.dev_file)
     labels = LabelVocab.from_sentences([*train, *(dev or [])], FLAGS.tag_scheme)
