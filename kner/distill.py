@@ -126,7 +126,7 @@ def main(argv: list[str]) -> None:
         batch_size = FLAGS.unlabeled_batch_size or FLAGS.batch_size
         paths = expand_paths(FLAGS.unlabeled_files)
         train_inputs = UnlabeledInputs(
-            paths, CharTokenizer(vocabulary), batch_size, per_epoch, FLAGS.max_seq_length - 2, FLAGS.seed
+            paths, CharTokenizer(vocabulary), batch_size, per_epoch, FLAGS.max_seq_length - 2, FLAGS.seed, FLAGS.lenient
         )
         print(
             f"unlabelled text: {len(paths)} file(s), {batch_size} texts per step labelled by the teacher "

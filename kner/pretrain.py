@@ -77,6 +77,7 @@ flags.DEFINE_integer("max_predictions_per_seq", 20, "At most this many masked po
 flags.DEFINE_float("masked_lm_prob", 0.15, "Fraction of the tokens to predict.")
 flags.DEFINE_bool("whole_word_mask", True, "Mask whole words (jieba segmentation) rather than single characters.")
 flags.DEFINE_bool("nsp", False, "Add next-sentence prediction (Google BERT, Tiny-CN); off as in RoBERTa-wwm.")
+flags.DEFINE_bool("lenient", False, "Replace text that is not valid UTF-8 with U+FFFD (counted) instead of failing.")
 flags.DEFINE_integer("eval_every", 1000, "Steps between evaluations on the held-out text (also at the end).")
 flags.DEFINE_integer("shuffle_buffer", 10000, "Examples in the shuffle buffer.")
 flags.DEFINE_integer("data_seed", 12345, "Seed of the example packing and NSP pairs (part of the data cache key).")
@@ -108,7 +109,7 @@ def build_backbone(sources, model_dir: Path):
         vocab_file = Path(FLAGS.vocab_file)
         vocabulary = read_vocab(vocab_file)
     else:
-        vocabulary = build_vocab(text for document in documents(sources) for text in document.sentences)
+        vocabulary = build_vocab(text for document in documents(sources, FLAGS.lenient) for text in document.sentences)
         vocab_file = model_dir / DATA_DIR / "vocab.txt"
         vocab_file.parent.mkdir(parents=True, exist_ok=True)
         save_vocab(vocabulary, vocab_file)
@@ -136,7 +137,7 @@ def load_heads(model: MaskedLMModel, prefix: Path | None) -> None:
 
 def prepare(sources, tokenizer: CharTokenizer, model_dir: Path):
     """The prepared train and dev example files (cached in model_dir)."""
-    config = ExampleConfig(FLAGS.max_seq_length, FLAGS.whole_word_mask, FLAGS.nsp, FLAGS.data_seed)
+    config = ExampleConfig(FLAGS.max_seq_length, FLAGS.whole_word_mask, FLAGS.nsp, FLAGS.data_seed, FLAGS.lenient)
     directory = model_dir / DATA_DIR
     if FLAGS.dev_corpus_files:
         train = prepare_examples(sources, tokenizer, config, directory, "train")

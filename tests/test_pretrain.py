@@ -77,7 +77,12 @@ def test_bad_corpus_is_one_line_with_file_and_line(tmp_path):
     corpus.write_bytes("第一行。\n".encode() + b"\xff\xfe\n")
     result = pretrain(f"--corpus_files={corpus}", f"--model_dir={tmp_path / 'out'}", "--dev_fraction=0")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == f"error: {corpus}:2: not valid UTF-8 (byte 0xff)"
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {corpus}:2: not valid UTF-8 at column 1 (byte 0xff)") and "--lenient" in last
+    repaired = pretrain(
+        f"--corpus_files={corpus}", f"--model_dir={tmp_path / 'repaired'}", "--dev_fraction=0", "--lenient"
+    )
+    assert "not valid UTF-8" not in repaired.stderr
 
 
 @pytest.mark.slow

@@ -71,6 +71,7 @@ class ExampleConfig:
     whole_word_mask: bool = True
     nsp: bool = False
     seed: int = 12345
+    lenient: bool = False  # text that is not valid UTF-8 becomes U+FFFD instead of an error
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,12 +94,14 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in _SENTENCE_END.findall(text) if s.strip()]
 
 
-def documents(sources: Sequence[tuple[str, Path]]) -> Iterator[Document]:
+def documents(sources: Sequence[tuple[str, Path]], lenient: bool = False) -> Iterator[Document]:
     """The documents of `(layout, path)` sources. Raw text layouts stream
     (`kner.data.raw_text`); the NER layouts (`cluener`, `column`: labelled
     training files, of which only the text is used, their tags read leniently)
     are read one file at a time and give a document per
-    `NER_DOCUMENT_SENTENCES` consecutive texts, a sentence per text."""
+    `NER_DOCUMENT_SENTENCES` consecutive texts, a sentence per text. With
+    `lenient`, raw text that is not valid UTF-8 is replaced by U+FFFD and
+    counted instead of raising."""
     for layout, path in sources:
         if layout in NER_LAYOUTS:
             texts = [s for s in read_corpus(path, layout, strict=False) if s.text.strip()]
@@ -106,7 +109,7 @@ def documents(sources: Sequence[tuple[str, Path]]) -> Iterator[Document]:
                 group = texts[start : start + NER_DOCUMENT_SENTENCES]
                 yield Document([s.text for s in group], str(path), group[0].line or 1)
         else:
-            for document in read_documents([path], layout):
+            for document in read_documents([path], layout, lenient):
                 if layout == "google":
                     yield document
                 else:
@@ -263,7 +266,7 @@ def prepare_examples(
     partial = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
         with tf.io.TFRecordWriter(str(partial)) as writer:
-            for index, document in enumerate(documents(sources)):
+            for index, document in enumerate(documents(sources, config.lenient)):
                 if keep_document is not None and not keep_document(index):
                     continue
                 counts["documents"] += 1

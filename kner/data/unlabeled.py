@@ -39,20 +39,22 @@ from kner.errors import InputError
 PREFIX = "unlabeled_"
 
 
-def pieces(paths: Sequence[str | Path], max_chars: int) -> Iterator[str]:
+def pieces(paths: Sequence[str | Path], max_chars: int, lenient: bool = False) -> Iterator[str]:
     """The non-blank lines of `paths`, each cut into pieces of at most
-    `max_chars` characters."""
-    for text, _, _ in read_lines(paths):
+    `max_chars` characters (`lenient`: see `kner.data.raw_text.read_lines`)."""
+    for text, _, _ in read_lines(paths, lenient):
         for start in range(0, len(text), max_chars):
             yield text[start : start + max_chars]
 
 
-def epoch_texts(paths: Sequence[str | Path], max_chars: int, epoch: int, count: int) -> list[str]:
+def epoch_texts(
+    paths: Sequence[str | Path], max_chars: int, epoch: int, count: int, lenient: bool = False
+) -> list[str]:
     """Pieces `[epoch * count, (epoch + 1) * count)` of the endless stream
     that cycles through `paths`. InputError if the files hold no text."""
-    if next(pieces(paths, max_chars), None) is None:
+    if next(pieces(paths, max_chars, lenient), None) is None:
         raise InputError(",".join(map(str, paths)), None, "no text in the unlabelled files (--unlabeled_files)")
-    stream = itertools.chain.from_iterable(pieces(paths, max_chars) for _ in itertools.count())
+    stream = itertools.chain.from_iterable(pieces(paths, max_chars, lenient) for _ in itertools.count())
     return list(itertools.islice(stream, epoch * count, (epoch + 1) * count))
 
 
@@ -78,6 +80,7 @@ class UnlabeledInputs:
         steps_per_epoch: labelled batches per epoch.
         max_chars: longer lines are cut into pieces of this many characters.
         seed: the epoch's batches are shuffled by `seed + epoch`.
+        lenient: text that is not valid UTF-8 becomes U+FFFD instead of an error.
     """
 
     def __init__(
@@ -88,12 +91,13 @@ class UnlabeledInputs:
         steps_per_epoch: int,
         max_chars: int,
         seed: int,
+        lenient: bool = False,
     ):
-        self.paths, self.tokenizer = list(paths), tokenizer
+        self.paths, self.tokenizer, self.lenient = list(paths), tokenizer, lenient
         self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
         self.max_chars, self.seed = max_chars, seed
 
     def __call__(self, labelled: tf.data.Dataset, epoch: int) -> tf.data.Dataset:
-        texts = epoch_texts(self.paths, self.max_chars, epoch, self.batch_size * self.steps_per_epoch)
+        texts = epoch_texts(self.paths, self.max_chars, epoch, self.batch_size * self.steps_per_epoch, self.lenient)
         unlabelled = unlabeled_batches(texts, self.tokenizer, self.batch_size, self.seed + epoch)
         return tf.data.Dataset.zip(labelled, unlabelled).map(lambda a, b: {**a, **b})
