@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 BERT_VOCAB = SHARED / "vocab" / "bert-base-chinese-vocab.txt"
 
-# name -> (layers, hidden); heads = hidden / 64, FFN = 4 * hidden (2L/128 = flags/tiny_bert_config.json).
+# The dataset's 10 types, as kner.metrics.CLUENER_TYPES. Repeated so that this module, imported before
+# torch, loads nothing more (kner.metrics pulls in seqeval and scikit-learn, with an OpenMP runtime).
 CLUENER_TYPES = (
     "address",
     "book",
@@ -51,6 +52,7 @@ CLUENER_TYPES = (
     "scene",
 )
 NUM_TAGS = 1 + 3 * len(CLUENER_TYPES)  # O, then B-, I-, S- of each type (BIOS)
+# name -> (layers, hidden); heads = hidden / 64, FFN = 4 * hidden (2L/128 = flags/tiny_bert_config.json).
 SIZES = {"2L/128": (2, 128), "4L/256": (4, 256), "12L/768": (12, 768)}
 
 
