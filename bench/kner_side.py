@@ -37,15 +37,14 @@ def tagger(bert_config: dict, head: str = "softmax") -> Tagger:
     return model
 
 
-def random_model_dir(size: str, path: Path) -> Path:
+def random_model_dir(size: str, path: Path, head: str = "softmax") -> Path:
     """A model_dir like a finished training run's, with random weights:
-    `size` (common.SIZES), softmax head, CLUENER's labels, the BERT vocab."""
+    `size` (common.SIZES), `head` ("softmax" or "crf"), CLUENER's labels,
+    the BERT vocab."""
     vocabulary = read_vocab(BERT_VOCAB)
     config = bert_config(size, len(vocabulary))
-    model = tagger(config)
-    save_artifacts(
-        path, config, vocabulary, cluener_labels(), {"head": "softmax", "dropout": 0.1, "max_seq_length": 128}
-    )
+    model = tagger(config, head)
+    save_artifacts(path, config, vocabulary, cluener_labels(), {"head": head, "dropout": 0.1, "max_seq_length": 128})
     model.save_weights(str(path / "best.weights.h5"))
     return path
 

@@ -1,0 +1,228 @@
+"""Batch-1 latency of the exported SavedModel: where the time goes, and one
+serving graph against another, in one process.
+
+For each of `--sizes` (random weights, `--head`, CLUENER's labels, the BERT
+vocab; speed does not depend on the weights) the model_dir is exported with
+`python -m kner.export` twice: by the checkout at `--before` (for example a
+`git worktree` of main) and by this checkout. Then, in one process:
+
+- **breakdown** (this checkout's export): the SavedModel loaded the way TF
+  Serving and TensorFlow's C loader load it (`tf.compat.v1` session over the
+  `serve` MetaGraph: `LoadSavedModel` + `Session::Run`), one text per call
+  with a full trace: the ops the executor ran per call (loop iterations
+  counted), grouped by the graph's stages (`predict_text`'s name scopes),
+  with their traced time; the graph's static op count (function bodies
+  included); and batch-1 latency through the session against the Python
+  `serving_default` signature call (`tf.saved_model.load`), whose
+  difference is Python's per-call cost.
+- **before / after**: both exports' `serving_default` signatures, and both in
+  a session, interleaved over `--rounds`: batch-1 latency over the first
+  `--latency_sentences` CLUENER dev texts (pooled over rounds, p50) and
+  batches of 32 over the first `--sentences` (best round), with the load
+  average; and the student/teacher ratio (first size over second).
+
+    PYTHONPATH=. nice -n 10 .venv/bin/python bench/serving_latency.py --before=/tmp/kner_before \\
+        --json=bench/results/serving_latency.json
+"""
+
+from __future__ import annotations
+
+# isort: off
+import common  # noqa: F401  (first: thread settings shared by the benchmarks)
+
+# isort: on
+import collections
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
+from common import ROOT, SHARED, machine, print_table, set_threads, write_json
+from kner_side import random_model_dir
+
+from kner.data.corpus import read_corpus
+from kner.serving.predictor import find_export
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sizes", ["2L/128", "4L/256"], "Model sizes (student first, then teacher).")
+flags.DEFINE_enum("head", "crf", ["crf", "softmax"], "Head of the random models (crf: Viterbi decoding).")
+flags.DEFINE_string("before", None, "A kner checkout whose export is the 'before' graph (default: none).")
+flags.DEFINE_integer("sentences", 320, "Batches of 32 over the first N CLUENER dev sentences.")
+flags.DEFINE_integer("latency_sentences", 100, "Single-text calls per round, the first N dev sentences.")
+flags.DEFINE_integer("trace_sentences", 20, "Single-text calls traced for the breakdown.")
+flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
+flags.DEFINE_integer("threads", 2, "Intra-op threads.")
+flags.DEFINE_string("work_dir", None, "Where model_dirs and exports go (default: a temporary directory).")
+flags.DEFINE_string("json", None, "Also write the results here.")
+
+STAGES = ("tokenize", "windows", "encoder", "merge", "decode", "entities")
+
+
+def export(model_dir: Path, export_dir: Path, root: Path) -> Path:
+    """`python -m kner.export` run by the kner checkout at `root`."""
+    if not export_dir.exists():
+        env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        command = [sys.executable, "-m", "kner.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}"]
+        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
+    return find_export(export_dir)
+
+
+class Session:
+    """A SavedModel in a TF1 session, as TF Serving and the C loader run it."""
+
+    def __init__(self, version: Path):
+        self.graph = tf.Graph()
+        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=FLAGS.threads, inter_op_parallelism_threads=1)
+        self.session = tf.compat.v1.Session(graph=self.graph, config=config)
+        with self.graph.as_default():
+            meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(version))
+        signature = meta.signature_def["serving_default"]
+        self.feed = signature.inputs["text"].name
+        self.fetches = {key: value.name for key, value in signature.outputs.items()}
+        library = meta.graph_def.library.function
+        self.static_ops = len(meta.graph_def.node) + sum(len(f.node_def) for f in library)
+
+    def __call__(self, texts: list[bytes], **kwargs) -> dict:
+        return self.session.run(self.fetches, {self.feed: texts}, **kwargs)
+
+    def trace(self, text: bytes) -> list[tuple[str, str, float]]:
+        """(node name, op, microseconds) of every op run for one text."""
+        options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+        metadata = tf.compat.v1.RunMetadata()
+        self([text], options=options, run_metadata=metadata)
+        return [
+            (node.node_name, _op_type(node.timeline_label), node.all_end_rel_micros)
+            for device in metadata.step_stats.dev_stats
+            for node in device.node_stats
+            if node.node_name not in ("_SOURCE", "_SINK")
+        ]
+
+
+def _op_type(timeline_label: str) -> str:
+    """The op of a step-stats timeline label, `name = Op(inputs)`."""
+    return timeline_label.split(" = ")[-1].split("(")[0]
+
+
+def stage(node_name: str) -> str:
+    """The `predict_text` stage an op belongs to, from its name scopes."""
+    parts = node_name.split("/")
+    return next((part for part in parts if part in STAGES), "other")
+
+
+def breakdown(version: Path, texts: list[bytes]) -> dict:
+    session = Session(version)
+    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+    for text in texts[:3]:  # warm-up: grappler runs on the first call
+        session([text])
+        signature(text=tf.constant([text]))
+    counts, micros = collections.Counter(), collections.Counter()
+    by_op = collections.Counter()
+    for text in texts[: FLAGS.trace_sentences]:
+        for name, op, us in session.trace(text):
+            counts[stage(name)] += 1
+            micros[stage(name)] += us
+            by_op[op] += 1
+    calls = FLAGS.trace_sentences
+    latency = {"session": [], "signature": []}
+    for _ in range(FLAGS.rounds):
+        for text in texts[: FLAGS.latency_sentences]:
+            started = time.perf_counter()
+            session([text])
+            latency["session"].append(1e3 * (time.perf_counter() - started))
+            started = time.perf_counter()
+            {k: v.numpy() for k, v in signature(text=tf.constant([text])).items()}
+            latency["signature"].append(1e3 * (time.perf_counter() - started))
+    return {
+        "static_ops": session.static_ops,
+        "ops_per_call": {name: counts[name] / calls for name in (*STAGES, "other")},
+        "traced_ms_per_call": {name: micros[name] / calls / 1e3 for name in (*STAGES, "other")},
+        "most_run_ops": {op: n / calls for op, n in by_op.most_common(12)},
+        "latency_ms_p50": {name: float(np.median(values)) for name, values in latency.items()},
+    }
+
+
+def compare(versions: dict[str, Path], texts: list[bytes]) -> dict:
+    """Latency and throughput of each export, signature and session, interleaved."""
+    cases = {}
+    for name, version in versions.items():
+        signature = tf.saved_model.load(str(version)).signatures["serving_default"]
+        cases[f"{name}, signature"] = lambda b, s=signature: {k: v.numpy() for k, v in s(text=tf.constant(b)).items()}
+        cases[f"{name}, session"] = Session(version)
+    for run in cases.values():
+        run(texts[:32])
+        run(texts[:1])
+    results = {name: {"latency_ms": [], "sentences_per_s": [], "sentences_per_cpu_s": []} for name in cases}
+    throughput_texts = texts[: FLAGS.sentences]
+    for _ in range(FLAGS.rounds):
+        for name, run in cases.items():
+            for text in texts[: FLAGS.latency_sentences]:
+                started = time.perf_counter()
+                run([text])
+                results[name]["latency_ms"].append(1e3 * (time.perf_counter() - started))
+            started, cpu = time.perf_counter(), time.process_time()
+            for begin in range(0, len(throughput_texts), 32):
+                run(throughput_texts[begin : begin + 32])
+            results[name]["sentences_per_s"].append(len(throughput_texts) / (time.perf_counter() - started))
+            results[name]["sentences_per_cpu_s"].append(len(throughput_texts) / (time.process_time() - cpu))
+    for result in results.values():
+        result["latency_ms_p50"] = float(np.median(result["latency_ms"]))
+        result["latency_ms_p95"] = float(np.percentile(result["latency_ms"], 95))
+    return results
+
+
+def main(argv) -> None:
+    del argv
+    set_threads(FLAGS.threads)
+    facts = machine()
+    work = Path(FLAGS.work_dir or tempfile.mkdtemp())
+    texts = [s.text.encode() for s in read_corpus(SHARED / "cluener" / "dev.json")]
+    roots = {"after": ROOT} if FLAGS.before is None else {"before": Path(FLAGS.before), "after": ROOT}
+    runs, summary = {}, []
+    for size in FLAGS.sizes:
+        name = size.replace("/", "_")
+        model_dir = work / name / "model"
+        if not (model_dir / "best.weights.h5").exists():
+            random_model_dir(size, model_dir, FLAGS.head)
+        versions = {label: export(model_dir, work / name / label, root) for label, root in roots.items()}
+        load = [os.getloadavg()[0]]
+        parts = breakdown(versions["after"], texts)
+        results = compare(versions, texts)
+        load.append(os.getloadavg()[0])
+        runs[size] = {"load": load, "breakdown": parts, "cases": results}
+        print(f"\n{size}, {FLAGS.head} head: load {load[0]:.1f} -> {load[1]:.1f}")
+        print(f"static ops (graph + function bodies): {parts['static_ops']}; most run ops per call:")
+        print(", ".join(f"{op} {n:.0f}" for op, n in parts["most_run_ops"].items()))
+        rows = [
+            [stage_name, parts["ops_per_call"][stage_name], parts["traced_ms_per_call"][stage_name]]
+            for stage_name in (*STAGES, "other")
+        ]
+        rows.append(["total", sum(parts["ops_per_call"].values()), sum(parts["traced_ms_per_call"].values())])
+        runs[size]["breakdown_table"] = print_table(["stage", "ops run per call", "traced ms per call"], rows)
+        latency = parts["latency_ms_p50"]
+        print(f"batch-1 p50: session {latency['session']:.2f} ms, signature {latency['signature']:.2f} ms")
+        header = ["case", "batch-1 p50 ms", "batch-1 p95 ms", "batch-32 sentences/s", "sentences/CPU-s"]
+        rows = [
+            [case, r["latency_ms_p50"], r["latency_ms_p95"], max(r["sentences_per_s"]), max(r["sentences_per_cpu_s"])]
+            for case, r in results.items()
+        ]
+        runs[size]["table"] = print_table(header, rows)
+        summary.append((size, results))
+    if len(summary) == 2:
+        (student, fast), (teacher, slow) = summary
+        print(f"\n{teacher} / {student}, batch-1 p50 latency and batch-32 sentences/s:")
+        rows = [
+            [case, slow[case]["latency_ms_p50"] / fast[case]["latency_ms_p50"],
+             max(fast[case]["sentences_per_s"]) / max(slow[case]["sentences_per_s"])]
+            for case in fast
+        ]  # fmt: skip
+        runs["ratio_table"] = print_table(["case", "latency, teacher / student", "throughput, student / teacher"], rows)
+    write_json(FLAGS.json, {"machine": facts, "head": FLAGS.head, "runs": runs})
+
+
+if __name__ == "__main__":
+    app.run(main)
