@@ -3,25 +3,25 @@ serving graph against another, in one process.
 
 For each of `--sizes` (random weights, `--head`, CLUENER's labels, the BERT
 vocab; speed does not depend on the weights) the model_dir is exported with
-`python -m kner.export` twice: by the checkout at `--before` (for example a
-`git worktree` of main) and by this checkout. Then, in one process:
+`python -m kner.export` by this checkout ("after") and by each checkout
+named in `--before` (LABEL=PATH, for example an archive of main's tree).
+Then, in one process:
 
-- **breakdown** (this checkout's export): the SavedModel loaded the way TF
+- **breakdown** (each export): the SavedModel loaded the way TF
   Serving and TensorFlow's C loader load it (`tf.compat.v1` session over the
   `serve` MetaGraph: `LoadSavedModel` + `Session::Run`), one text per call
   with a full trace: the ops the executor ran per call (loop iterations
   counted), grouped by the graph's stages (`predict_text`'s name scopes),
   with their traced time; the graph's static op count (function bodies
-  included); and batch-1 latency through the session against the Python
-  `serving_default` signature call (`tf.saved_model.load`), whose
-  difference is Python's per-call cost.
-- **before / after**: both exports' `serving_default` signatures, and both in
-  a session, interleaved over `--rounds`: batch-1 latency over the first
+  included).
+- **before / after**: every export's Python `serving_default` signature
+  (`tf.saved_model.load`; outputs fetched as numpy) and both in a session
+  (the difference is Python's per-call cost), interleaved over `--rounds`: batch-1 latency over the first
   `--latency_sentences` CLUENER dev texts (pooled over rounds, p50) and
   batches of 32 over the first `--sentences` (best round), with the load
   average; and the student/teacher ratio (first size over second).
 
-    PYTHONPATH=. nice -n 10 .venv/bin/python bench/serving_latency.py --before=/tmp/kner_before \\
+    PYTHONPATH=. nice -n 10 .venv/bin/python bench/serving_latency.py --before=before=/tmp/kner_before \\
         --json=bench/results/serving_latency.json
 """
 
@@ -51,7 +51,7 @@ from kner.serving.predictor import find_export
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["2L/128", "4L/256"], "Model sizes (student first, then teacher).")
 flags.DEFINE_enum("head", "crf", ["crf", "softmax"], "Head of the random models (crf: Viterbi decoding).")
-flags.DEFINE_string("before", None, "A kner checkout whose export is the 'before' graph (default: none).")
+flags.DEFINE_list("before", [], "LABEL=PATH of kner checkouts whose exports are compared with this one's.")
 flags.DEFINE_integer("sentences", 320, "Batches of 32 over the first N CLUENER dev sentences.")
 flags.DEFINE_integer("latency_sentences", 100, "Single-text calls per round, the first N dev sentences.")
 flags.DEFINE_integer("trace_sentences", 20, "Single-text calls traced for the breakdown.")
@@ -115,34 +115,23 @@ def stage(node_name: str) -> str:
 
 
 def breakdown(version: Path, texts: list[bytes]) -> dict:
+    """Ops run per single-text call by stage, their traced time, the most
+    run op types, and the graph's static op count."""
     session = Session(version)
-    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
     for text in texts[:3]:  # warm-up: grappler runs on the first call
         session([text])
-        signature(text=tf.constant([text]))
-    counts, micros = collections.Counter(), collections.Counter()
-    by_op = collections.Counter()
+    counts, micros, by_op = collections.Counter(), collections.Counter(), collections.Counter()
     for text in texts[: FLAGS.trace_sentences]:
         for name, op, us in session.trace(text):
             counts[stage(name)] += 1
             micros[stage(name)] += us
             by_op[op] += 1
     calls = FLAGS.trace_sentences
-    latency = {"session": [], "signature": []}
-    for _ in range(FLAGS.rounds):
-        for text in texts[: FLAGS.latency_sentences]:
-            started = time.perf_counter()
-            session([text])
-            latency["session"].append(1e3 * (time.perf_counter() - started))
-            started = time.perf_counter()
-            {k: v.numpy() for k, v in signature(text=tf.constant([text])).items()}
-            latency["signature"].append(1e3 * (time.perf_counter() - started))
     return {
         "static_ops": session.static_ops,
         "ops_per_call": {name: counts[name] / calls for name in (*STAGES, "other")},
         "traced_ms_per_call": {name: micros[name] / calls / 1e3 for name in (*STAGES, "other")},
         "most_run_ops": {op: n / calls for op, n in by_op.most_common(12)},
-        "latency_ms_p50": {name: float(np.median(values)) for name, values in latency.items()},
     }
 
 
@@ -181,7 +170,8 @@ def main(argv) -> None:
     facts = machine()
     work = Path(FLAGS.work_dir or tempfile.mkdtemp())
     texts = [s.text.encode() for s in read_corpus(SHARED / "cluener" / "dev.json")]
-    roots = {"after": ROOT} if FLAGS.before is None else {"before": Path(FLAGS.before), "after": ROOT}
+    roots = {label: Path(path) for label, path in (item.split("=", 1) for item in FLAGS.before)}
+    roots["after"] = ROOT
     runs, summary = {}, []
     for size in FLAGS.sizes:
         name = size.replace("/", "_")
@@ -190,27 +180,38 @@ def main(argv) -> None:
             random_model_dir(size, model_dir, FLAGS.head)
         versions = {label: export(model_dir, work / name / label, root) for label, root in roots.items()}
         load = [os.getloadavg()[0]]
-        parts = breakdown(versions["after"], texts)
+        parts = {label: breakdown(version, texts) for label, version in versions.items()}
         results = compare(versions, texts)
         load.append(os.getloadavg()[0])
         runs[size] = {"load": load, "breakdown": parts, "cases": results}
         print(f"\n{size}, {FLAGS.head} head: load {load[0]:.1f} -> {load[1]:.1f}")
-        print(f"static ops (graph + function bodies): {parts['static_ops']}; most run ops per call:")
-        print(", ".join(f"{op} {n:.0f}" for op, n in parts["most_run_ops"].items()))
+        for label, part in parts.items():
+            print(f"{label}: static ops (graph + function bodies) {part['static_ops']}; most run ops per call:")
+            print(", ".join(f"{op} {n:.0f}" for op, n in part["most_run_ops"].items()))
+        header = ["stage"] + [f"{label}: {what}" for label in parts for what in ("ops run per call", "traced ms")]
         rows = [
-            [stage_name, parts["ops_per_call"][stage_name], parts["traced_ms_per_call"][stage_name]]
-            for stage_name in (*STAGES, "other")
+            [name, *(part[key][name] for part in parts.values() for key in ("ops_per_call", "traced_ms_per_call"))]
+            for name in (*STAGES, "other")
         ]
-        rows.append(["total", sum(parts["ops_per_call"].values()), sum(parts["traced_ms_per_call"].values())])
-        runs[size]["breakdown_table"] = print_table(["stage", "ops run per call", "traced ms per call"], rows)
-        latency = parts["latency_ms_p50"]
-        print(f"batch-1 p50: session {latency['session']:.2f} ms, signature {latency['signature']:.2f} ms")
+        rows.append(["total", *(sum(row[i] for row in rows) for i in range(1, len(header)))])
+        runs[size]["breakdown_table"] = print_table(header, rows)
         header = ["case", "batch-1 p50 ms", "batch-1 p95 ms", "batch-32 sentences/s", "sentences/CPU-s"]
         rows = [
             [case, r["latency_ms_p50"], r["latency_ms_p95"], max(r["sentences_per_s"]), max(r["sentences_per_cpu_s"])]
             for case, r in results.items()
         ]
         runs[size]["table"] = print_table(header, rows)
+        header = ["path", "batch-1 p50, X / after", "sentences/s, after / X", "per CPU-s, after / X"]
+        rows = [
+            [f"{path}, X = {label}",
+             results[f"{label}, {path}"]["latency_ms_p50"] / results[f"after, {path}"]["latency_ms_p50"],
+             max(results[f"after, {path}"]["sentences_per_s"]) / max(results[f"{label}, {path}"]["sentences_per_s"]),
+             max(results[f"after, {path}"]["sentences_per_cpu_s"])
+             / max(results[f"{label}, {path}"]["sentences_per_cpu_s"])]
+            for label in roots if label != "after" for path in ("signature", "session")
+        ]  # fmt: skip
+        if rows:
+            runs[size]["speed_up_table"] = print_table(header, rows)
         summary.append((size, results))
     if len(summary) == 2:
         (student, fast), (teacher, slow) = summary

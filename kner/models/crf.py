@@ -3,7 +3,7 @@
 The layer holds the transition scores and implements the masked forward
 algorithm (`log_likelihood`) and Viterbi decoding (`decode`). Everything runs
 in float32 whatever the dtype of the incoming potentials, and lowers to core
-TF ops only (`tf.scan`, `tf.foldl`, `tf.gather`, `tf.reduce_logsumexp`), so
+TF ops only (`tf.while_loop`, `tf.foldl`, `tf.gather`, `tf.reduce_logsumexp`), so
 it works eagerly, in `tf.function`, under XLA and in a SavedModel served by
 stock TF Serving.
 
@@ -99,8 +99,19 @@ def constraint_scores(tag_names: list[str], scheme: str) -> tuple[np.ndarray, np
     return (_penalty(transitions, transitions.shape), _penalty(start, start.shape), _penalty(end, end.shape))
 
 
+# Viterbi steps per iteration of its forward loop (`viterbi`): each loop
+# iteration costs control ops, whose executor overhead outweighs a step's
+# arithmetic on short texts.
+FORWARD_UNROLL = 8
+
+
 def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tensor, tf.Tensor]:
     """Masked Viterbi decoding in core TF ops (the CRF's and the softmax head's).
+
+    The forward pass runs `FORWARD_UNROLL` positions per loop iteration; the
+    backtrace follows all positions' back-pointers at once by pointer
+    doubling (`_follow`), ceil(log2 L) gathers instead of L sequential
+    steps. Both compute exactly what the step-by-step recursion computes.
 
     Args:
         potentials: [B, L, T] float32 unary scores, L >= 1.
@@ -114,46 +125,76 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
     """
     num_tags = tf.shape(potentials)[2]
     batch_size = tf.shape(potentials)[0]
+    steps = tf.shape(potentials)[1]
     identity = tf.tile(tf.range(num_tags)[None], [batch_size, 1])
 
-    def forward(carry, inputs):
-        delta, _ = carry
-        potential, step_mask, is_first = inputs
-        scores = delta[:, :, None] + transitions[None]
-        new_delta = tf.where(is_first, start, tf.reduce_max(scores, 1))
-        backpointer = tf.argmax(scores, axis=1, output_type=tf.int32)
-        keep = step_mask[:, None]
-        # Padding keeps delta and points each tag back to itself.
-        return (
-            tf.where(keep, new_delta + potential, delta),
-            tf.where(keep, backpointer, identity),
-        )
+    # Position 0 before the loop; positions 1.. in blocks of FORWARD_UNROLL,
+    # at least one (so that no loop and no TensorArray is ever empty: XLA
+    # rejects those), padded with masked positions, which change nothing.
+    blocks = tf.maximum((steps - 1 + FORWARD_UNROLL - 1) // FORWARD_UNROLL, 1)
+    padding = 1 + blocks * FORWARD_UNROLL - steps
+    potential_blocks = tf.reshape(
+        tf.pad(tf.transpose(potentials, [1, 0, 2])[1:], [[0, padding], [0, 0], [0, 0]]),
+        [blocks, FORWARD_UNROLL, batch_size, num_tags],
+    )
+    mask_blocks = tf.reshape(
+        tf.pad(tf.transpose(mask)[1:], [[0, padding], [0, 0]]), [blocks, FORWARD_UNROLL, batch_size, 1]
+    )
+    transitions_from = transitions[None]  # [1, from, to], outside the loop
+    initial_delta = tf.where(mask[:, :1], start + potentials[:, 0], tf.zeros_like(potentials[:, 0]))
 
-    deltas, backpointers = tf.scan(
+    def forward(block, delta, pointers):
+        block_pointers = []
+        for potential, keep in zip(
+            tf.unstack(potential_blocks[block], FORWARD_UNROLL), tf.unstack(mask_blocks[block], FORWARD_UNROLL)
+        ):
+            scores = delta[:, :, None] + transitions_from
+            # Padding keeps delta and points each tag back to itself.
+            block_pointers.append(tf.where(keep, tf.argmax(scores, axis=1, output_type=tf.int32), identity))
+            delta = tf.where(keep, tf.reduce_max(scores, 1) + potential, delta)
+        delta.set_shape(initial_delta.shape)  # static shape only: no op
+        return block + 1, delta, pointers.write(block, tf.stack(block_pointers))
+
+    block_shape = tf.TensorShape([FORWARD_UNROLL]).concatenate(initial_delta.shape)
+    _, delta, pointers = tf.while_loop(
+        lambda block, *_: block < blocks,
         forward,
-        _time_major(potentials, mask),
-        initializer=(tf.zeros_like(potentials[:, 0]), identity),
+        [tf.constant(0), initial_delta, tf.TensorArray(tf.int32, size=blocks, element_shape=block_shape)],
     )
-    final = deltas[-1] + end
+    final = delta + end
     last_tags = tf.argmax(final, axis=1, output_type=tf.int32)
-
-    # Backtrack: step t maps the tag at t + 1 to the tag at t; the extra
-    # last step maps anything to the best final tag.
-    backpointers = tf.concat(
-        [
-            backpointers[1:],
-            tf.tile(last_tags[None, :, None], [1, 1, num_tags]),
-        ],
-        axis=0,
-    )
-    tags = tf.scan(
-        lambda tag, backpointer: tf.gather(backpointer, tag, batch_dims=1),
-        backpointers,
-        initializer=tf.zeros_like(last_tags),
-        reverse=True,
-    )
+    # pointers[t] maps the tag at t + 1 to the tag at t; the last maps
+    # anything to the best final tag.
+    pointers = tf.reshape(pointers.stack(), [-1, batch_size, num_tags])[: steps - 1]
+    pointers = tf.concat([pointers, tf.tile(last_tags[None, :, None], [1, 1, num_tags])], axis=0)
+    tags = _follow(pointers)
     scores = tf.where(lengths > 0, tf.reduce_max(final, axis=1), 0.0)
     return tf.where(mask, tf.transpose(tags), 0), scores
+
+
+def _follow(pointers: tf.Tensor) -> tf.Tensor:
+    """The Viterbi backtrace: tags [L, B] with `tags[t] = pointers[t][b,
+    tags[t + 1]]`, from pointers [L, B, T] whose last row is constant.
+
+    Pointer doubling: after round k, `composed[t]` maps the tag at `t + 2**k`
+    to the tag at `t` (all of the rest of the path where that is past the
+    end), by composing `composed[t]` with `composed[t + 2**k]` in one
+    gather; after ceil(log2 L) rounds every `composed[t]` is constant.
+    """
+    steps = tf.shape(pointers)[0]
+    identity = tf.broadcast_to(tf.range(tf.shape(pointers)[2]), tf.shape(pointers[:1]))
+    positions = tf.range(steps)
+
+    def compose(span, composed):
+        # Past the end, compose with the identity (row `steps` of `padded`).
+        padded = tf.concat([composed, identity], axis=0)
+        later = tf.gather(padded, tf.minimum(positions + span, steps))
+        result = tf.gather(composed, later, batch_dims=2)
+        result.set_shape(composed.shape)  # static shape only: no op
+        return span * 2, result
+
+    _, composed = tf.while_loop(lambda span, _: span < steps, compose, [tf.constant(1), pointers])
+    return composed[:, :, 0]
 
 
 def _time_major(potentials, mask) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

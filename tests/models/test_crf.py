@@ -10,10 +10,11 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from viterbi_reference import stepwise_viterbi
 
 from kner.data.labels import LabelVocab
 from kner.data.tags import SCHEMES, TagError, tags_to_spans
-from kner.models.crf import CRF, allowed_transitions
+from kner.models.crf import CRF, FORWARD_UNROLL, allowed_transitions, viterbi
 
 BIO_TAGS = ["O", "B-a", "I-a", "B-b", "I-b"]
 
@@ -102,6 +103,24 @@ def test_log_likelihood_and_decode_match_brute_force(length, num_tags, boundary)
         np.testing.assert_allclose(log_prob[row], path_scores[best] - log_z, atol=1e-5)
 
 
+@pytest.mark.parametrize("length", [1, 2, FORWARD_UNROLL, FORWARD_UNROLL + 1, FORWARD_UNROLL + 2, 37])
+def test_viterbi_equals_the_stepwise_recursion(length):
+    """Unrolled forward blocks and the pointer-doubling backtrace give the
+    step-by-step recursion's tags exactly, ties included (small integer
+    scores tie often), on rows of every length up to L."""
+    rng = np.random.default_rng(length)
+    num_tags = 5
+    lengths = np.array(sorted({0, 1, length, *rng.integers(0, length + 1, size=6)}))
+    potentials = rng.integers(-2, 3, size=(len(lengths), length, num_tags)).astype(np.float32)
+    trans, start, end = (rng.integers(-2, 3, size=shape).astype(np.float32) for shape in ((5, 5), (5,), (5,)))
+    mask = np.arange(length)[None] < lengths[:, None]
+    inputs = (potentials, mask, lengths.astype(np.int32), trans, start, end)
+    tags, scores = viterbi(*(tf.constant(x) for x in inputs))
+    expected_tags, expected_scores = stepwise_viterbi(potentials, lengths, trans, start, end)
+    np.testing.assert_array_equal(tags.numpy(), expected_tags)
+    np.testing.assert_array_equal(scores.numpy(), expected_scores)
+
+
 @pytest.mark.parametrize("scheme", ["bio", "bioes"])
 def test_constrained_decode_matches_restricted_brute_force(scheme):
     tag_names = BIO_TAGS if scheme == "bio" else ["O", "B-a", "I-a", "E-a", "S-a"]
@@ -149,7 +168,7 @@ def test_bio_constraints_never_decode_o_to_i():
     assert violations(decoded) == 0
 
 
-@pytest.mark.parametrize("length", [1, 6])
+@pytest.mark.parametrize("length", [1, 6, FORWARD_UNROLL + 1, 2 * FORWARD_UNROLL + 3])
 def test_xla_matches_eager(length):
     crf = make_crf(4, allowed_transitions=~np.eye(4, k=1, dtype=bool))
     potentials, tags, mask, _ = random_batch(length, 4, seed=3)
