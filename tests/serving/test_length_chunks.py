@@ -33,13 +33,26 @@ def test_rows_come_back_in_order(chunk_rows):
     calls = []
     got = scores_by_length(score(calls), tf.ragged.constant(ROWS), pad_id=0, chunk_rows=chunk_rows, num_outputs=2)
     check(got.numpy(), ROWS)
-    assert len(calls) == -(-len(ROWS) // chunk_rows)
+    assert len(calls) == (1 if len(ROWS) <= chunk_rows else -(-len(ROWS) // chunk_rows))
 
 
 def test_chunks_hold_rows_of_similar_length():
     calls = []
     scores_by_length(score(calls), tf.ragged.constant(ROWS), pad_id=0, chunk_rows=2, num_outputs=2)
     assert calls == [(2, 3), (2, 5), (1, 7)]  # lengths 2,3 | 3,5 | 7: not all padded to 7
+
+
+@pytest.mark.parametrize("num_rows", [1, 7, 8, 9, 17])
+def test_up_to_a_chunk_runs_once_unsorted_and_more_in_sorted_chunks(num_rows):
+    """1 and 8 rows (chunk_rows=8): one call on the rows as they come; 9 and
+    17: sorted chunks of 8. The scores are the same either way."""
+    rows = [ROWS[i % len(ROWS)] + [1] * (i // len(ROWS)) for i in range(num_rows)]
+    calls = []
+    got = scores_by_length(score(calls), tf.ragged.constant(rows), pad_id=0, chunk_rows=8, num_outputs=2)
+    check(got.numpy(), rows)
+    widths = sorted(len(row) for row in rows)
+    chunks = [widths[begin : begin + 8] for begin in range(0, num_rows, 8)]
+    assert calls == [(len(chunk), chunk[-1]) for chunk in chunks]
 
 
 def test_in_a_graph_and_for_an_empty_batch():

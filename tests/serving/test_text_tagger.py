@@ -8,13 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tagger_dirs import NAMES, PLACES, cached_model_dir, toy_sentence
 from test_windows import reference_owner, reference_starts
+from viterbi_reference import stepwise_viterbi
 
 from kner.data.labels import LabelVocab
 from kner.data.pipeline import to_features
 from kner.data.spans import Span
 from kner.data.tags import SCHEMES
 from kner.models.artifacts import load_tagger
-from kner.serving.text_tagger import TextTagger, span_bounds, tag_roles
+from kner.models.crf import FORWARD_UNROLL
+from kner.serving.text_tagger import CHUNK_ROWS, TextTagger, span_bounds, tag_roles
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +111,46 @@ def test_short_texts_match_the_python_pipeline(toy, windowed):
             assert 0 < out["entity_score"][row, k] <= 1
     assert spans_of(out, 1) == [Span(0, 1, "name")]  # it learned
     assert spans_of(out, 2) == [Span(1, 2, "loc"), Span(4, 6, "name")]
+
+
+def test_served_tags_are_the_stepwise_viterbi_path(toy):
+    """Texts around the CRF's forward blocks (1, 8, 9, 17 ... characters)
+    in one request: the served tags are the step-by-step Viterbi path over
+    each text's own emission scores, under the CRF's transitions and the
+    scheme's constraints."""
+    model, tokenizer, _ = toy
+    module = TextTagger(model, tokenizer, max_seq_length=64)  # one window each
+    rng = random.Random(5)
+    lengths = [1, 2, FORWARD_UNROLL, FORWARD_UNROLL + 1, 2 * FORWARD_UNROLL + 1, 40, 62]
+    texts = ["".join(toy_sentence(rng, 3).text for _ in range(9))[:n] for n in lengths]
+    out = outputs(module, texts)
+    crf = model.crf
+    trans = crf.transitions.numpy() + crf._transition_penalty
+    start = crf.start_transitions.numpy() + crf._start_penalty
+    end = crf.end_transitions.numpy() + crf._end_penalty
+    scores = model(to_features({"text": tf.constant(texts)}, tokenizer)).numpy()[:, 1:]
+    expected, _ = stepwise_viterbi(scores, [len(text) for text in texts], trans, start, end)
+    for row, text in enumerate(texts):
+        n = len(text)
+        assert [t.decode() for t in out["tags"][row, :n]] == [model.labels.tags[i] for i in expected[row, :n]]
+
+
+@pytest.mark.parametrize("count", [1, CHUNK_ROWS, CHUNK_ROWS + 1, 2 * CHUNK_ROWS + 1])
+def test_requests_of_one_chunk_and_of_more_find_the_same_entities(toy, windowed, count):
+    """Up to CHUNK_ROWS windows run as one chunk in request order, more in
+    sorted chunks (kner.serving.length_chunks): each text's outputs equal
+    those of the text sent alone."""
+    rng = random.Random(count)
+    texts = [toy_sentence(rng, 2).text[: rng.randint(1, windowed.window)] for _ in range(count)]
+    together = outputs(windowed, texts)
+    for row, text in enumerate(texts):
+        alone = outputs(windowed, [text])
+        n, k = len(text), alone["num_entities"][0]
+        assert together["tags"][row, :n].tolist() == alone["tags"][0, :n].tolist()
+        assert together["num_entities"][row] == k
+        for key in ("entity_type", "entity_start", "entity_end", "entity_text"):
+            assert together[key][row, :k].tolist() == alone[key][0, :k].tolist(), key
+        np.testing.assert_allclose(together["entity_score"][row, :k], alone["entity_score"][0, :k], rtol=1e-5)
 
 
 def test_entity_score_is_mean_probability_of_chosen_tags(toy, windowed):
