@@ -1,15 +1,21 @@
-"""Inference speed from raw strings to entities on CLUENER dev, every size in one run:
+"""Inference speed from raw strings to entities on CLUENER dev, every size in
+one run, float32 and bfloat16 (`--cases`, default all):
 
-- the kner SavedModel (`python -m kner.export`), loaded with
-  `tf.saved_model.load` and called through its `serving_default` signature
-  (texts in, entity tensors out, as a TF Serving client gets them);
-- `kner.Predictor.from_dir(export).predict(texts)` (Python `Entity` lists);
-- the same export in TensorFlow's C loader (`tools/c_loader/run_export`, the
-  `LoadSavedModel` TF Serving uses; its own process, timed around
-  `TF_SessionRun`), when a C compiler is found;
-- a Hugging Face `pipeline("token-classification", aggregation_strategy="simple")`
-  over `BertForTokenClassification` of the same shape on PyTorch, with a
-  `BertTokenizerFast` built from the same vocab.txt (no downloads).
+- `saved_model`, `saved_model_bf16`: the kner SavedModel (`python -m
+  kner.export`, float32; and `--compute_dtype=bfloat16`, the encoder in
+  bfloat16), loaded with `tf.saved_model.load` and called through its
+  `serving_default` signature (texts in, entity tensors out, as a TF Serving
+  client gets them);
+- `predictor`: `kner.Predictor.from_dir(export).predict(texts)` on the
+  float32 export (Python `Entity` lists);
+- `c_loader`: the float32 export in TensorFlow's C loader
+  (`tools/c_loader/run_export`, the `LoadSavedModel` TF Serving uses; its
+  own process, timed around `TF_SessionRun`), when a C compiler is found;
+- `hf`, `hf_bf16`: a Hugging Face `pipeline("token-classification",
+  aggregation_strategy="simple")` over `BertForTokenClassification` of the
+  same shape on PyTorch, with a `BertTokenizerFast` built from the same
+  vocab.txt (no downloads), float32 and under
+  `torch.autocast("cpu", torch.bfloat16)`.
 
 Speed does not depend on the weights: the model_dirs are made here with
 random weights (each of `--sizes`, softmax head, CLUENER's labels, the BERT
@@ -20,8 +26,18 @@ requests come; `Predictor` sorts by length itself); latency sends the first
 `--rounds`; the best round's throughput counts, latencies pool all rounds.
 Besides wall-clock sentences/s, each case's sentences per CPU-second of its
 process are reported: on a shared machine they move less with the load.
+When both SavedModel cases run, the bfloat16 export's entities are compared
+with the float32 export's on every sentence of the first round's throughput
+pass (`same entities`); with random weights, where the tag scores are near
+ties, the rate is far lower than with a trained model.
 
-    PYTHONPATH=. .venv/bin/python bench/inference.py --json=bench/results/inference_sizes.json
+    PYTHONPATH=. .venv/bin/python bench/inference.py --sentences=0,0,256 --latency_sentences=200,100,40 \\
+        --rounds=2 --json=bench/results/inference_sizes.json
+    PYTHONPATH=. .venv/bin/python bench/inference.py --model_dir=runs/2L_f32_s42 --cases=saved_model,saved_model_bf16 \\
+        --sentences=0 --latency_sentences=1 --rounds=1 --json=bench/results/inference_bf16_trained_2L.json
+
+(This script absorbed `bench/inference_bf16.py`, which wrote
+`results/inference_bf16*.json`.)
 """
 
 from __future__ import annotations
@@ -54,26 +70,39 @@ from kner.data.corpus import read_corpus
 from kner.data.labels import LabelVocab
 from kner.serving.predictor import find_export
 
+CASES = {
+    "saved_model": "kner SavedModel float32",
+    "saved_model_bf16": "kner SavedModel bfloat16",
+    "predictor": "kner.Predictor (float32)",
+    "hf": "HF pipeline float32",
+    "hf_bf16": "HF pipeline bf16 autocast",
+    "c_loader": "kner SavedModel float32 in TF's C loader",
+}
+SAVED_MODEL, SAVED_MODEL_BF16, PREDICTOR, HF, HF_BF16, C_LOADER = CASES.values()
+
 FLAGS = flags.FLAGS
+flags.DEFINE_list("cases", list(CASES), f"What to time, of {', '.join(CASES)}.")
+flags.register_validator("cases", lambda cases: set(cases) <= set(CASES), f"--cases: each one of {', '.join(CASES)}")
 flags.DEFINE_list("sizes", ["2L/128", "4L/256", "12L/768"], "Model sizes, when no --model_dir is given.")
 flags.DEFINE_string("model_dir", None, "A trained kner model_dir (default: random weights of each of --sizes).")
 flags.DEFINE_integer("batch_size", 32, "Texts per call for throughput.")
-flags.DEFINE_list("sentences", ["0", "0", "320"], "Per size: use the first N dev sentences only (0: all).")
-flags.DEFINE_list("latency_sentences", ["200", "100", "50"], "Per size: single-text calls timed for latency.")
+flags.DEFINE_list("sentences", ["0", "0", "320"], "Per size (the last repeats): the first N dev sentences (0: all).")
+flags.DEFINE_list("latency_sentences", ["200", "100", "50"], "Per size (the last repeats): single-text calls timed.")
 flags.DEFINE_integer("rounds", 2, "Interleaved rounds of all cases.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads of both frameworks.")
-flags.DEFINE_bool("c_loader", True, "Also time the export in TensorFlow's C loader (needs a C compiler).")
 flags.DEFINE_string("json", None, "Also write the results here.")
 
-HF = "HF pipeline (PyTorch)"
-SAVED_MODEL = "kner SavedModel (serving_default)"
-PREDICTOR = "kner.Predictor"
-C_LOADER = "kner SavedModel in TF's C loader"
 
-
-def export(model_dir: Path, export_dir: Path) -> Path:
+def export(model_dir: Path, export_dir: Path, compute_dtype: str = "float32") -> Path:
     """Runs the export command users run; returns the version directory."""
-    command = [sys.executable, "-m", "kner.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}"]
+    command = [
+        sys.executable,
+        "-m",
+        "kner.export",
+        f"--model_dir={model_dir}",
+        f"--export_dir={export_dir}",
+        f"--compute_dtype={compute_dtype}",
+    ]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
     return find_export(export_dir)
 
@@ -90,11 +119,21 @@ def hf_pipeline(model_dir: Path):
     return pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")
 
 
+def autocast_bf16(run):
+    """`run` under `torch.autocast("cpu", torch.bfloat16)`."""
+
+    def run_bf16(*args, **kwargs):
+        with torch.autocast("cpu", torch.bfloat16):
+            return run(*args, **kwargs)
+
+    return run_bf16
+
+
 def build_c_loader(scratch: Path) -> Path | None:
     """tools/c_loader/run_export built here, or None without a C compiler."""
     compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
-    if not FLAGS.c_loader or compiler is None:
-        print("C loader: not timed (--noc_loader, or no C compiler)")
+    if compiler is None:
+        print("C loader: not timed (no C compiler)")
         return None
     binary = scratch / "run_export"
     env = {**os.environ, "PYTHON": sys.executable, "CC": compiler}
@@ -117,62 +156,95 @@ def c_loader_run(binary: Path, version: Path, texts: list[str], batch_size: int)
     return wall[1:], sum(cpu[1:])
 
 
-def measure(model_dir: Path, scratch: Path, binary: Path | None, sentences: int, latency_sentences: int) -> dict:
-    """Every case on one model_dir, interleaved over the rounds."""
-    version = export(model_dir, scratch / "export")
-    signature = tf.saved_model.load(str(version)).signatures["serving_default"]
-    predictor = kner.Predictor.from_dir(version)
-    hf = hf_pipeline(model_dir)
-    texts = [s.text for s in read_corpus(SHARED / "cluener" / "dev.json")][: sentences or None]
-    size = FLAGS.batch_size
+def entity_tuples(outputs: list[dict]) -> list[list[tuple]]:
+    """(type, start, end) of each text's entities, from `serving_default` outputs of consecutive batches."""
+    return [
+        [(out["entity_type"][r][k], out["entity_start"][r][k], out["entity_end"][r][k]) for k in range(n)]
+        for out in outputs
+        for r, n in enumerate(out["num_entities"])
+    ]
 
-    def saved_model(batch):
-        return {k: v.numpy() for k, v in signature(text=tf.constant(batch)).items()}
+
+def measure(model_dir: Path, scratch: Path, binary: Path | None, texts: list[str], latency_sentences: int) -> dict:
+    """Every case of `--cases` on one model_dir, interleaved over the rounds;
+    with both SavedModel cases, also the share of texts on which their
+    entities agree."""
+    wanted = {CASES[key] for key in FLAGS.cases}
+    size = FLAGS.batch_size
+    version = export(model_dir, scratch / "export") if wanted & {SAVED_MODEL, PREDICTOR, C_LOADER} else None
+
+    def signature(export_version: Path):
+        function = tf.saved_model.load(str(export_version)).signatures["serving_default"]
+        return lambda batch: {k: v.numpy() for k, v in function(text=tf.constant(batch)).items()}
 
     def batched(run):
         return lambda batch: [run(batch[i : i + size]) for i in range(0, len(batch), size)]
 
-    cases = {
-        SAVED_MODEL: (saved_model, batched(saved_model)),
-        PREDICTOR: (predictor.predict, lambda batch: predictor.predict(batch, batch_size=size)),
-        HF: (hf, lambda batch: hf(batch, batch_size=size)),
-    }
+    cases = {}
+    if SAVED_MODEL in wanted:
+        saved_model = signature(version)
+        cases[SAVED_MODEL] = (saved_model, batched(saved_model))
+    if SAVED_MODEL_BF16 in wanted:
+        saved_model_bf16 = signature(export(model_dir, scratch / "export_bf16", "bfloat16"))
+        cases[SAVED_MODEL_BF16] = (saved_model_bf16, batched(saved_model_bf16))
+    if PREDICTOR in wanted:
+        predictor = kner.Predictor.from_dir(version)
+        cases[PREDICTOR] = (predictor.predict, lambda batch: predictor.predict(batch, batch_size=size))
+    if wanted & {HF, HF_BF16}:
+        hf = hf_pipeline(model_dir)
+        for name, run in ((HF, hf), (HF_BF16, autocast_bf16(hf))):
+            if name in wanted:
+                cases[name] = (run, lambda batch, run=run: run(batch, batch_size=size))
     for single, _ in cases.values():  # warm-up: tracing and first allocations
         single(texts[:size])
         single(texts[:1])
     results = {name: {"sentences_per_s": [], "sentences_per_cpu_s": [], "latency_ms": []} for name in cases}
-    if binary is not None:
-        results[C_LOADER] = {"sentences_per_s": [], "sentences_per_cpu_s": [], "latency_ms": []}
+    first_outputs = {}
     for _ in range(FLAGS.rounds):
         for name, (single, many) in cases.items():
             started, cpu = time.perf_counter(), time.process_time()
-            many(texts)
+            outputs = many(texts)
             results[name]["sentences_per_s"].append(len(texts) / (time.perf_counter() - started))
             results[name]["sentences_per_cpu_s"].append(len(texts) / (time.process_time() - cpu))
+            first_outputs.setdefault(name, outputs)
             for text in texts[:latency_sentences]:
                 started = time.perf_counter()
                 single([text])
                 results[name]["latency_ms"].append(1e3 * (time.perf_counter() - started))
-        if binary is not None:
+        if C_LOADER in wanted and binary is not None:
+            result = results.setdefault(C_LOADER, {"sentences_per_s": [], "sentences_per_cpu_s": [], "latency_ms": []})
             batches, cpu = c_loader_run(binary, version, texts, size)
-            results[C_LOADER]["sentences_per_s"].append(len(texts) / sum(batches))
-            results[C_LOADER]["sentences_per_cpu_s"].append(len(texts) / cpu)
+            result["sentences_per_s"].append(len(texts) / sum(batches))
+            result["sentences_per_cpu_s"].append(len(texts) / cpu)
             batches, _ = c_loader_run(binary, version, texts[:latency_sentences], 1)
-            results[C_LOADER]["latency_ms"].extend(1e3 * b for b in batches)
-    return results
+            result["latency_ms"].extend(1e3 * b for b in batches)
+    same = None
+    if SAVED_MODEL in cases and SAVED_MODEL_BF16 in cases:
+        pairs = zip(entity_tuples(first_outputs[SAVED_MODEL]), entity_tuples(first_outputs[SAVED_MODEL_BF16]))
+        same = float(np.mean([a == b for a, b in pairs]))
+    return {"same_entities_bf16_vs_f32": same, "cases": results}
 
 
-def table(name: str, results: dict, facts: dict) -> tuple[str, list[list]]:
+def table(name: str, results: dict) -> tuple[str, dict]:
+    """Prints the size's table; returns it and, per case, its row of numbers."""
     header = ["path", "sentences/s", "vs HF", "sentences/CPU-s", "vs HF", "batch-1 p50 ms", "batch-1 p95 ms"]
     wall = {case: max(r["sentences_per_s"]) for case, r in results.items()}
     cpu = {case: max(r["sentences_per_cpu_s"]) for case, r in results.items()}
-    rows = []
+    rows = {}
     for case, r in results.items():
         p50, p95 = np.percentile(r["latency_ms"], [50, 95])
         r.update(latency_ms_p50=p50, latency_ms_p95=p95)
-        rows.append([case, wall[case], wall[case] / wall[HF], cpu[case], cpu[case] / cpu[HF], p50, p95])
-    print(f"\n{name}, load {facts['load']}")
-    return print_table(header, rows), rows
+        vs_wall, vs_cpu = (wall[case] / wall[HF], cpu[case] / cpu[HF]) if HF in results else (None, None)
+        rows[case] = [case, wall[case], vs_wall, cpu[case], vs_cpu, p50, p95]
+    print(f"\n{name}")
+    return print_table(header, list(rows.values())), rows
+
+
+def ratio(rows: dict, case: str, reference: str, column: int) -> float | None:
+    """rows[case][column] / rows[reference][column], or None if either case did not run."""
+    if case not in rows or reference not in rows:
+        return None
+    return rows[case][column] / rows[reference][column]
 
 
 def main(argv) -> None:
@@ -180,8 +252,9 @@ def main(argv) -> None:
     set_threads(FLAGS.threads)
     facts = machine()
     scratch = Path(tempfile.mkdtemp())
-    binary = build_c_loader(scratch)
+    binary = build_c_loader(scratch) if "c_loader" in FLAGS.cases else None
     sizes = [None] if FLAGS.model_dir else FLAGS.sizes
+    dev = [s.text for s in read_corpus(SHARED / "cluener" / "dev.json")]
 
     def per_size(values: list[str], i: int) -> int:
         return int(values[min(i, len(values) - 1)])
@@ -190,36 +263,56 @@ def main(argv) -> None:
     for i, size in enumerate(sizes):
         work = scratch / f"size{i}"
         model_dir = Path(FLAGS.model_dir) if FLAGS.model_dir else random_model_dir(size, work / "model")
+        texts, latency_sentences = dev[: per_size(FLAGS.sentences, i) or None], per_size(FLAGS.latency_sentences, i)
         load_before = os.getloadavg()
-        results = measure(model_dir, work, binary, per_size(FLAGS.sentences, i), per_size(FLAGS.latency_sentences, i))
+        result = measure(model_dir, work, binary, texts, latency_sentences)
         shape = json.loads((model_dir / "bert_config.json").read_text())
         name = f"{shape['num_hidden_layers']}L/{shape['hidden_size']}"
-        count = per_size(FLAGS.sentences, i) or "all"
         load = f"{load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}"
-        text, rows = table(
-            f"{name}: CLUENER dev ({count} sentences), batch {FLAGS.batch_size} / batch 1, {FLAGS.threads} threads",
-            results,
-            {"load": load},
+        same = result["same_entities_bf16_vs_f32"]
+        title = (
+            f"{name}: CLUENER dev ({len(texts)} sentences), batch {FLAGS.batch_size} / batch 1, "
+            f"{FLAGS.threads} threads, load {load}"
+            + ("" if same is None else f"; bf16 export's entities = the float32 export's on {same:.2%} of them")
         )
-        runs[name] = {"model": shape, "load": load, "cases": results, "table": text}
-        by_case = {row[0]: row for row in rows}
+        text, rows = table(title, result["cases"])
+        runs[name] = {
+            "model": shape,
+            "load": load,
+            "sentences": len(texts),
+            "latency_sentences": latency_sentences,
+            **result,
+            "table": text,
+        }
         summary.append(
             [
                 name,
-                by_case[SAVED_MODEL][1] / by_case[PREDICTOR][1],
-                by_case[SAVED_MODEL][3] / by_case[PREDICTOR][3],
-                by_case[SAVED_MODEL][2],
-                by_case[SAVED_MODEL][4],
-                by_case[SAVED_MODEL][5] / by_case[HF][5],
+                rows[SAVED_MODEL][3] if SAVED_MODEL in rows else None,
+                ratio(rows, SAVED_MODEL, PREDICTOR, 3),
+                ratio(rows, SAVED_MODEL, HF, 3),
+                ratio(rows, SAVED_MODEL, HF, 1),
+                ratio(rows, SAVED_MODEL, HF, 5),
+                ratio(rows, SAVED_MODEL_BF16, SAVED_MODEL, 3),
+                ratio(rows, SAVED_MODEL_BF16, HF_BF16, 3),
+                same,
             ]
         )
-    print("\nSavedModel (serving_default) against kner.Predictor and the HF pipeline")
-    header = ["size", "vs Predictor, sent/s", "vs Predictor, sent/CPU-s", "vs HF, sent/s", "vs HF, sent/CPU-s"]
-    header.append("batch-1 p50, SavedModel / HF")
+    print("\nThe SavedModel (serving_default) against kner.Predictor and the HF pipeline; sent/CPU-s unless said")
+    header = [
+        "size",
+        "SavedModel sent/CPU-s",
+        "vs Predictor",
+        "vs HF",
+        "vs HF, sent/s",
+        "batch-1 p50 vs HF",
+        "bf16 vs f32 export",
+        "bf16 export vs HF bf16",
+        "same entities bf16/f32",
+    ]
     overview = print_table(header, summary)
     write_json(
         FLAGS.json,
-        {"machine": facts, "trained": bool(FLAGS.model_dir), "runs": runs, "summary": overview},
+        {"machine": facts, "trained": bool(FLAGS.model_dir), "cases": FLAGS.cases, "runs": runs, "summary": overview},
     )
 
 

@@ -1,7 +1,7 @@
 """`python -m kner.pretrain` end to end: the demo flagfile pretrains, its
 output is a Google-format checkpoint that `kner.train --init_checkpoint`
 fine-tunes from and that `kner.pretrain --init_checkpoint` continues (heads
-included); bad input is one line and exit status 2."""
+included), also when pretrained under `mixed_bfloat16`; bad input is one line and exit status 2."""
 
 import json
 import signal
@@ -54,6 +54,25 @@ def test_kner_train_fine_tunes_from_the_pretrained_checkpoint(demo_dir, tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     assert (model_dir / "vocab.txt").read_text() == (demo_dir / "vocab.txt").read_text()
     assert json.loads((model_dir / "eval_report.json").read_text())["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_mixed_bfloat16_learns_and_writes_a_float32_checkpoint_kner_train_fine_tunes_from(tmp_path):
+    model_dir = tmp_path / "bf16"
+    result = pretrain(f"--model_dir={model_dir}", "--mixed_precision=mixed_bfloat16")
+    assert result.returncode == 0, result.stderr[-3000:]
+    losses = [value for _, value in read_scalars(model_dir / "train")["loss"]]
+    assert losses[-1] < losses[0]
+    variables = read_variables(model_dir / "bert_model.ckpt")
+    assert bert_heads.heads_in(variables) == ["masked_lm"]
+    assert {dtype for _, dtype in variables.values()} == {"float32"}
+    finetuned = tmp_path / "ner"
+    result = run_child(
+        sys.executable, "-m", "kner.train", "--flagfile=flags/demo.cfg", f"--init_checkpoint={model_dir}",
+        f"--model_dir={finetuned}", "--epochs=1", "--export_dir=",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((finetuned / "eval_report.json").read_text())["epoch"] == 1
 
 
 @pytest.mark.slow

@@ -17,6 +17,13 @@ mean of the per-prediction cross entropy, the next-sentence loss the mean
 over examples; the total is their sum. Here they come as sums and counts so
 that a `tf.distribute` replica can divide by the global counts.
 
+Under a mixed-precision policy (`--mixed_precision=mixed_bfloat16`) the
+backbone computes in bfloat16 and both heads in float32, as `Tagger`'s
+classifier: the masked-LM transform, the vocab logits (against the float32
+word embeddings, not keras-hub's bfloat16 reverse embedding call) and the
+next-sentence logits, so the log-softmax and losses see float32 logits. The
+variables are float32 under every policy.
+
 Example:
 >>> model = MaskedLMModel(backbone, next_sentence=True)
 >>> outputs = model(features)  # masked_lm_logits [batch, predictions, vocab], next_sentence_logits [batch, 2]
@@ -59,6 +66,24 @@ class NextSentenceHead(keras.layers.Layer):
         return keras.ops.matmul(pooled, keras.ops.transpose(weights)) + keras.ops.cast(self.output_bias, pooled.dtype)
 
 
+class MaskedLMHead(keras_hub.layers.MaskedLMHead):
+    """keras-hub's `MaskedLMHead` with tied word embeddings, its vocab logits
+    computed in this layer's compute dtype.
+
+    keras-hub's head projects onto the vocab by calling the token embedding
+    layer (`reverse=True`), which computes in that layer's dtype: bfloat16
+    under a mixed policy, whatever the head's dtype. Here the head reads the
+    embedding table itself, so `dtype="float32"` gives float32 logits
+    `[batch, predictions, vocab_size]` from a bfloat16 encoder.
+    """
+
+    def call(self, inputs, mask_positions):
+        x = keras.ops.take_along_axis(inputs, keras.ops.expand_dims(mask_positions, axis=-1), axis=1)
+        x = self._intermediate_layer_norm(self._intermediate_dense(x))
+        embeddings = keras.ops.cast(self.token_embedding.embeddings, self.compute_dtype)
+        return keras.ops.matmul(x, keras.ops.transpose(embeddings)) + self._bias
+
+
 class MaskedLMModel(keras.Model):
     """A keras-hub `BertBackbone` with the masked-LM head and, with
     `next_sentence`, the next-sentence head.
@@ -79,15 +104,17 @@ class MaskedLMModel(keras.Model):
     ):
         super().__init__(**kwargs)
         self.backbone = backbone
-        self.masked_lm_head = keras_hub.layers.MaskedLMHead(
+        # Both heads compute in float32 under every policy (module docstring).
+        self.masked_lm_head = MaskedLMHead(
             token_embedding=backbone.token_embedding,
             intermediate_activation=gelu,
             layer_norm_epsilon=LAYER_NORM_EPSILON,
             kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range),
+            dtype="float32",
             name="masked_lm_head",
         )
         self.next_sentence_head = (
-            NextSentenceHead(initializer_range, name="next_sentence_head") if next_sentence else None
+            NextSentenceHead(initializer_range, dtype="float32", name="next_sentence_head") if next_sentence else None
         )
 
     def call(self, features: dict[str, tf.Tensor], training: bool = False) -> dict[str, tf.Tensor]:
@@ -99,12 +126,9 @@ class MaskedLMModel(keras.Model):
             },
             training=training,
         )
-        logits = self.masked_lm_head(outputs["sequence_output"], features["masked_lm_positions"])
-        result = {"masked_lm_logits": keras.ops.cast(logits, "float32")}
+        result = {"masked_lm_logits": self.masked_lm_head(outputs["sequence_output"], features["masked_lm_positions"])}
         if self.next_sentence_head is not None:
-            result["next_sentence_logits"] = keras.ops.cast(
-                self.next_sentence_head(outputs["pooled_output"]), "float32"
-            )
+            result["next_sentence_logits"] = self.next_sentence_head(outputs["pooled_output"])
         return result
 
     def head_weights(self) -> list[Weight]:
