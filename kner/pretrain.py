@@ -9,7 +9,10 @@ corpus) or continued from a Google-format checkpoint (`--init_checkpoint`;
 its `cls/*` heads load too when it has them, else they start fresh, and the
 log says which). Whole word masking (jieba words) is on by default, with
 dynamic masks drawn in the input pipeline; `--nsp` adds next-sentence
-prediction. The result is a Google-format checkpoint directory,
+prediction. `--mixed_precision=mixed_bfloat16` runs the encoder in bfloat16
+and both heads, the losses and AdamW in float32 (`kner.models.masked_lm`);
+the checkpoint holds float32 variables either way. The result is a
+Google-format checkpoint directory,
 `model_dir/{bert_config.json, vocab.txt, bert_model.ckpt.*}` with `bert/*`
 and `cls/*`, which `python -m kner.train --init_checkpoint=MODEL_DIR` and
 other tools that read Google checkpoints take as it is. Rerunning the same

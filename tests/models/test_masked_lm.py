@@ -61,7 +61,7 @@ def test_mixed_bfloat16_keeps_the_heads_logits_and_losses_in_float32():
     outputs, expected = model(features), reference(features)
     for name in ("masked_lm_logits", "next_sentence_logits"):
         assert outputs[name].dtype == tf.float32
-        np.testing.assert_allclose(outputs[name], expected[name], atol=0.05)
+        np.testing.assert_allclose(outputs[name], expected[name], atol=0.01)
     sums, expected_sums = masked_lm_sums(features, outputs), masked_lm_sums(features, expected)
     assert {value.dtype for value in sums.values()} == {tf.float32}
     for name in ("masked_lm_loss", "next_sentence_loss"):
