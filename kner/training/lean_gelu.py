@@ -1,11 +1,11 @@
 """GELU that keeps only its input for the backward pass, swapped into a
 model's feed-forward layers for training.
 
-Keras computes GELU (`tf.nn.gelu`) as a chain of element-wise ops, and the
-gradient tape keeps the output of every op in the chain for the backward
-pass: in the tanh form `x^3`, `0.044715 x^3`, the sum, its scaled copy,
-`tanh`, `1 + tanh`, `0.5 x`, each the size of the feed-forward activations
-(batch x length x intermediate size). PyTorch's GELU is one kernel that keeps
+Keras computes GELU (`tf.nn.gelu`) as a chain of element-wise ops, and
+differentiating the chain op by op keeps its intermediate tensors from the
+forward to the backward pass (in the tanh form `x^3`, the scaled sum,
+`tanh`, `1 + tanh`, `0.5 x`, ...), each the size of the feed-forward
+activations (batch x length x intermediate size). PyTorch's GELU is one kernel that keeps
 its input only. The functions here compute the same values (the same
 formula, float for float) and give the gradient from the input alone, by
 the closed-form derivative; the chain is recomputed in the backward pass.
