@@ -1,37 +1,51 @@
-"""Distillation on CLUENER2020: a 4-layer/256 CRF teacher taught into a
-2-layer/128 CRF student, in one run:
+"""Distillation: a 4-layer/256 CRF teacher taught into a 2-layer/128 CRF
+student, on CLUENER2020 or People's Daily (`--corpus`), in one run:
 
 - teacher: `kner.train`, 4L/256 (bench/bert_4L_256.json) from scratch with
-  flags/tiny.cfg's recipe, `--teacher_epochs` epochs;
+  flags/tiny.cfg's recipe and seed, `--teacher_epochs` epochs (default: 3
+  on CLUENER, 2 on People's Daily); one teacher per corpus, whatever
+  `--seed` the students use;
 - student alone: `kner.train`, 2L/128 (flags/tiny_bert_config.json), the same
   recipe for `--student_epochs` epochs;
-- student distilled: `kner.distill --flagfile=flags/distill_cluener.cfg`
-  (labelled data only), the same budget (epochs, batches, learning rates);
-- student distilled + raw text: the same plus `--unlabeled_files` (the
-  shared raw corpora `corpus/*.txt`, the book reviews' label column
-  stripped, any line holding a CLUENER dev or test text dropped),
-  `--unlabeled_batch_size` raw texts per step labelled by the teacher;
-- student distilled with the hard loss too (`--hard_loss_weight=1`), once
-  with the teacher's CRF transitions copied and once learned from zero;
-  then (copied) with the soft loss weighted T**2 = 64 (Hinton's scale), and
-  with raw text.
+- the distilled students, `kner.distill --flagfile=flags/distill_<corpus>.cfg`
+  with the same budget (epochs, batches, learning rates) and every loss
+  setting spelled out (`RECIPES`): TextBrewer's recipe (soft and hidden
+  losses, no hard loss), the hard loss on top with the teacher's CRF
+  transitions copied or learned from zero, the soft loss weighted
+  T**2 = 64 (Hinton's scale: flags/distill_cluener.cfg's recipe), and
+  runs with raw text (`--unlabeled_files`: the shared raw corpora
+  `corpus/*.txt`, the book reviews' label column stripped, any line holding
+  a dev (or CLUENER test) text dropped; `--unlabeled_batch_size` raw texts
+  per step labelled by the teacher). `--runs` picks the students; the
+  default is every CLUENER one, and on People's Daily the student alone
+  and flags/distill_cluener.cfg's recipe without and with raw text.
 
-The runs train three, then two and two, at a time (2 cores). Reported: dev
-micro F1 (best epoch), training wall time (settings.json to the last
-checkpoint, dev evaluations included, on a shared machine), the share of
-the gap between the student alone and the teacher that distillation
-recovers; serving speed of the exported SavedModels, teacher against the
-distilled student, interleaved in one process (CLUENER dev, batches of 32;
-batch-1 latency); the cost of the teacher per training step (same batches,
-one process); and how the CRF transitions matter: the distilled
-student's emission scores decoded with the transitions it was trained with
-(copied from the teacher), with zero transitions (what learning them gives
-when there is no hard loss), and with the student-alone run's learned ones.
+People's Daily trains on its first `--train_limit` sentences (bench
+common.subset, as bench/scaling.py and the pretraining bench), read
+leniently as bench/accuracy.py does.
 
+The teacher trains beside the student alone, then the distilled students
+two at a time (2 cores). Reported: dev micro F1 (best epoch), training wall
+time (settings.json to the last checkpoint, dev evaluations included, on a
+shared machine), the share of the gap between the student alone and the
+teacher that distillation recovers; with `--speed`, the serving speed of
+the exported SavedModels, teacher against a distilled student, interleaved
+in one process (dev, batches of 32; batch-1 latency), and the cost of the
+teacher per training step (same batches, one process); and on CLUENER how
+the CRF transitions matter: the TextBrewer-recipe student's emission
+scores decoded with the transitions it was trained with (copied from the
+teacher), with zero transitions (what learning them gives when there is no
+hard loss), and with the student-alone run's learned ones.
+
+Runs go to `--work_dir/CORPUS/teacher` and `--work_dir/CORPUS/seedN/RUN`.
 Runs whose model_dir already holds a finished run are reused (kner resumes
 an interrupted one when the same command is rerun).
 
     PYTHONPATH=. nice -n 10 .venv/bin/python bench/distill.py --json=bench/results/distill_cluener.json
+    PYTHONPATH=. nice -n 10 .venv/bin/python bench/distill.py --corpus=peoples_daily --nospeed \\
+        --json=bench/results/distill_peoples_daily.json
+    PYTHONPATH=. nice -n 10 .venv/bin/python bench/distill.py --corpus=peoples_daily --nospeed --seed=7 \\
+        --runs=student_alone,distilled_hard_soft64 --json=bench/results/distill_peoples_daily_seed7.json
 """
 
 from __future__ import annotations
@@ -42,11 +56,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-from common import ROOT, SHARED, machine, print_table, write_json
+from common import ROOT, SHARED, machine, print_table, subset, write_json
 
 from kner.backbones.bert import backbone_from_config, read_bert_config
 from kner.data.corpus import read_corpus
@@ -64,66 +79,112 @@ from kner.training.optimization import FineTuningAdamW
 from kner.training.trainer import TrainConfig, Trainer
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("work_dir", "runs/distill_bench", "Where the runs, raw text and exports go.")
-flags.DEFINE_integer("teacher_epochs", 3, "Teacher training epochs.")
+flags.DEFINE_enum("corpus", "cluener", ["cluener", "peoples_daily"], "Data set.")
+flags.DEFINE_string("work_dir", "runs/distill_bench", "Where the runs, raw text and exports go (a folder per corpus).")
+flags.DEFINE_integer("train_limit", 20000, "People's Daily: train on its first N sentences (0: all 50,658).")
+flags.DEFINE_integer("seed", 42, "Seed of the student runs (the teacher keeps flags/tiny.cfg's).")
+flags.DEFINE_list("runs", None, "Student runs (names of RECIPES and student_alone); default: the corpus's set.")
+flags.DEFINE_integer("teacher_epochs", None, "Teacher training epochs (default: 3 on CLUENER, 2 on People's Daily).")
 flags.DEFINE_integer("student_epochs", 2, "Epochs of every student run (the same budget).")
-flags.DEFINE_integer("unlabeled_batch_size", 16, "Raw texts per step in the raw-text run.")
+flags.DEFINE_integer("unlabeled_batch_size", 16, "Raw texts per step in the raw-text runs.")
+flags.DEFINE_bool("speed", True, "Also time serving and the training step (wants a quiet machine).")
 flags.DEFINE_integer("latency_sentences", 200, "Single-text calls timed for latency, per round.")
 flags.DEFINE_integer("rounds", 2, "Interleaved serving rounds.")
 flags.DEFINE_string("json", None, "Also write the results here.")
 
-CLUENER = SHARED / "cluener"
-CORPORA = ("clue_corpus_small_sample.txt", "chnsenticorp.txt", "book_review.txt")
+
+class Corpus(NamedTuple):
+    train: Path
+    dev: Path
+    held_out: tuple[str, ...]  # files beside `train` whose texts the raw text must not hold
+    flags: list[str]  # extra flags of every run
+    max_seq_length: int  # the students'
 
 
-def commands(work: Path, raw: list[Path]) -> dict[str, list[str]]:
-    data = [f"--train_file={CLUENER / 'train.json'}", f"--dev_file={CLUENER / 'dev.json'}"]
-    student = [f"--epochs={FLAGS.student_epochs}", "--max_seq_length=64"]
-    distill = ["-m", "kner.distill", "--flagfile=flags/distill_cluener.cfg", f"--teacher_dir={work / 'teacher'}"]
-    distill += [*data, f"--epochs={FLAGS.student_epochs}"]
-    # Every loss setting spelled out (later flags win), whatever the flagfile recommends.
-    distill += ["--temperature=8", "--soft_loss_weight=1", "--hard_loss_weight=0", "--hidden_loss_weight=1"]
-    distill += ["--crf_transitions=copy"]
-    return {
+# CLUENER texts are at most 50 characters; People's Daily's at most 100 (p99 97): neither is cut.
+CORPORA = {
+    "cluener": Corpus(
+        SHARED / "cluener" / "train.json", SHARED / "cluener" / "dev.json", ("dev.json", "test.json"), [], 64
+    ),
+    "peoples_daily": Corpus(
+        SHARED / "peoples_daily" / "train.txt", SHARED / "peoples_daily" / "dev.txt", ("dev.txt",), ["--lenient"], 128
+    ),
+}  # fmt: skip
+RAW_TEXT = ("clue_corpus_small_sample.txt", "chnsenticorp.txt", "book_review.txt")
+TEXTBREWER = ["--temperature=8", "--soft_loss_weight=1", "--hard_loss_weight=0", "--hidden_loss_weight=1"]
+# Student run -> the kner.distill flags on top of TextBrewer's recipe (later flags win); "raw" adds the raw text.
+RECIPES = {
+    "distilled": [],
+    "distilled_raw_text": ["raw"],
+    # How CRF transitions are taught, with a hard loss that can move them.
+    "distilled_hard_copy": ["--hard_loss_weight=1", "--crf_transitions=copy"],
+    "distilled_hard_learn": ["--hard_loss_weight=1", "--crf_transitions=learn"],
+    # The hard loss with Hinton's T**2 scale on the soft one (flags/distill_cluener.cfg), and with raw text.
+    "distilled_hard_soft64": ["--hard_loss_weight=1", "--soft_loss_weight=64"],
+    "distilled_hard_raw_text": ["--hard_loss_weight=1", "raw"],
+    "distilled_hard_soft64_raw_text": ["--hard_loss_weight=1", "--soft_loss_weight=64", "raw"],
+}
+DEFAULT_RUNS = {
+    "cluener": ["student_alone", *[name for name in RECIPES if name != "distilled_hard_soft64_raw_text"]],
+    "peoples_daily": ["student_alone", "distilled_hard_soft64", "distilled_hard_soft64_raw_text"],
+}
+
+
+def commands(work: Path, seed_dir: Path, train: Path, raw: list[Path], runs: list[str]) -> dict[str, list[str]]:
+    """The command of the teacher and of each of `runs`."""
+    corpus = CORPORA[FLAGS.corpus]
+    data = [f"--train_file={train}", f"--dev_file={corpus.dev}", *corpus.flags]
+    student = [f"--epochs={FLAGS.student_epochs}", f"--max_seq_length={corpus.max_seq_length}", f"--seed={FLAGS.seed}"]
+    teacher_epochs = FLAGS.teacher_epochs or {"cluener": 3, "peoples_daily": 2}[FLAGS.corpus]
+    planned = {
         "teacher": [
             "-m", "kner.train", "--flagfile=flags/tiny.cfg", "--bert_config=bench/bert_4L_256.json", *data,
-            f"--model_dir={work / 'teacher'}", f"--epochs={FLAGS.teacher_epochs}",
-        ],
-        "student_alone": ["-m", "kner.train", "--flagfile=flags/tiny.cfg", *data, *student,
-                          f"--model_dir={work / 'student_alone'}"],
-        "distilled": [*distill, f"--model_dir={work / 'distilled'}"],
-        "distilled_raw_text": [
-            *distill, f"--model_dir={work / 'distilled_raw_text'}", f"--unlabeled_files={','.join(map(str, raw))}",
-            f"--unlabeled_batch_size={FLAGS.unlabeled_batch_size}",
-        ],
-        # How CRF transitions are taught, with a hard loss that can move them.
-        "distilled_hard_copy": [*distill, f"--model_dir={work / 'distilled_hard_copy'}", "--hard_loss_weight=1",
-                                "--crf_transitions=copy"],
-        "distilled_hard_learn": [*distill, f"--model_dir={work / 'distilled_hard_learn'}", "--hard_loss_weight=1",
-                                 "--crf_transitions=learn"],
-        # The hard loss with Hinton's T**2 scale on the soft one, and with raw text.
-        "distilled_hard_soft64": [*distill, f"--model_dir={work / 'distilled_hard_soft64'}", "--hard_loss_weight=1",
-                                  "--soft_loss_weight=64"],
-        "distilled_hard_raw_text": [
-            *distill, f"--model_dir={work / 'distilled_hard_raw_text'}", "--hard_loss_weight=1",
-            f"--unlabeled_files={','.join(map(str, raw))}", f"--unlabeled_batch_size={FLAGS.unlabeled_batch_size}",
+            f"--model_dir={work / 'teacher'}", f"--epochs={teacher_epochs}",
         ],
     }  # fmt: skip
+    distill = ["-m", "kner.distill", f"--flagfile=flags/distill_{FLAGS.corpus}.cfg"]
+    distill += [f"--teacher_dir={work / 'teacher'}", *data, *student, *TEXTBREWER, "--crf_transitions=copy"]
+    raw_flags = [f"--unlabeled_files={','.join(map(str, raw))}", f"--unlabeled_batch_size={FLAGS.unlabeled_batch_size}"]
+    for name in runs:
+        if name == "student_alone":
+            command = ["-m", "kner.train", "--flagfile=flags/tiny.cfg", *data, *student]
+        elif name in RECIPES:
+            command = [*distill, *[f for r in RECIPES[name] for f in (raw_flags if r == "raw" else [r])]]
+        else:
+            raise app.UsageError(f"--runs: unknown run {name!r}; known: student_alone, {', '.join(RECIPES)}")
+        planned[name] = [*command, f"--model_dir={seed_dir / name}"]
+    return planned
+
+
+def held_out_texts() -> list[str]:
+    """The dev (and CLUENER test) texts the raw text must not hold; shorter
+    ones than 8 characters are common phrases."""
+    corpus = CORPORA[FLAGS.corpus]
+    texts = [s.text for name in corpus.held_out for s in read_corpus(corpus.train.parent / name, strict=False)]
+    return [t for t in texts if len(t) >= 8]
+
+
+def holds_any(line: str, texts_by_prefix: dict[str, list[str]]) -> bool:
+    """Whether `line` holds one of the texts, indexed by their first 8 characters."""
+    return any(
+        line.startswith(text, i) for i in range(len(line) - 7) for text in texts_by_prefix.get(line[i : i + 8], ())
+    )
 
 
 def raw_text(work: Path) -> tuple[list[Path], dict]:
     """The shared corpora as one text a line, without the book reviews'
-    labels and without any line that holds a CLUENER dev or test text."""
-    held_out = [s.text for name in ("dev.json", "test.json") for s in read_corpus(CLUENER / name)]
-    held_out = [t for t in held_out if len(t) >= 8]  # shorter ones are common phrases
+    labels and without any line that holds a held-out text."""
+    texts_by_prefix: dict[str, list[str]] = {}
+    for text in held_out_texts():
+        texts_by_prefix.setdefault(text[:8], []).append(text)
     out, facts = work / "raw", {"lines": 0, "characters": 0, "dropped_lines_with_dev_or_test_text": 0}
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for name in CORPORA:
+    for name in RAW_TEXT:
         lines = (SHARED / "corpus" / name).read_text(encoding="utf-8").splitlines()
         if name == "book_review.txt":
             lines = [line.split("\t", 1)[-1] for line in lines]
-        kept = [line for line in lines if line.strip() and not any(t in line for t in held_out)]
+        kept = [line for line in lines if line.strip() and not holds_any(line, texts_by_prefix)]
         facts["dropped_lines_with_dev_or_test_text"] += sum(bool(line.strip()) for line in lines) - len(kept)
         facts["lines"] += len(kept)
         facts["characters"] += sum(map(len, kept))
@@ -132,39 +193,52 @@ def raw_text(work: Path) -> tuple[list[Path], dict]:
     return paths, facts
 
 
+def train_file(work: Path) -> tuple[Path, int]:
+    """The training file (People's Daily: its first `--train_limit`
+    sentences, written to `work`) and its sentence count."""
+    path = CORPORA[FLAGS.corpus].train
+    count = len(read_corpus(path, strict=False))
+    if FLAGS.corpus == "cluener" or not FLAGS.train_limit or FLAGS.train_limit >= count:
+        return path, count
+    return subset(path, FLAGS.train_limit, work), FLAGS.train_limit
+
+
 def finished(model_dir: Path) -> bool:
     return (model_dir / "eval_report.json").exists() and (model_dir / "checkpoints" / "checkpoint").exists()
 
 
-def start(work: Path, name: str, command: list[str]) -> subprocess.Popen | None:
-    if finished(work / name) and done_epochs(work / name) >= epochs_of(command):
-        print(f"{name}: reusing {work / name}", flush=True)
+def flag_value(command: list[str], name: str) -> str:
+    """The value of the last `--name=` in `command` (the one that wins)."""
+    return [c for c in command if c.startswith(f"--{name}=")][-1].split("=", 1)[1]
+
+
+def start(name: str, command: list[str]) -> subprocess.Popen | None:
+    model_dir = Path(flag_value(command, "model_dir"))
+    if finished(model_dir) and done_epochs(model_dir) >= int(flag_value(command, "epochs")):
+        print(f"{name}: reusing {model_dir}", flush=True)
         return None
     print(f"{name}: python {' '.join(command)}", flush=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log = open(work / f"{name}.log", "a")
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    log = open(model_dir.parent / f"{name}.log", "a")
     return subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def epochs_of(command: list[str]) -> int:
-    return int([c for c in command if c.startswith("--epochs=")][-1].split("=")[1])
-
-
 def done_epochs(model_dir: Path) -> int:
-    flags_text = (model_dir / "flags.cfg").read_text()
-    return int([line for line in flags_text.splitlines() if line.startswith("--epochs=")][-1].split("=")[1])
+    return int(flag_value((model_dir / "flags.cfg").read_text().splitlines(), "epochs"))
 
 
-def wait(processes: dict[str, subprocess.Popen | None], work: Path) -> None:
-    """Waits for each run and writes its peak RSS to `work/NAME.rss_mib`."""
+def wait(processes: dict[str, subprocess.Popen | None], planned: dict[str, list[str]]) -> None:
+    """Waits for each run and writes its peak RSS to `NAME.rss_mib` beside its model_dir."""
     for name, process in processes.items():
         if process is None:
             continue
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
+        model_dir = Path(flag_value(planned[name], "model_dir"))
         if process.returncode:
-            raise RuntimeError(f"{name} failed: see {work / f'{name}.log'}")
-        (work / f"{name}.rss_mib").write_text(f"{usage.ru_maxrss / 1024:.0f}\n")
+            raise RuntimeError(f"{name} failed: see {model_dir.parent / f'{name}.log'}")
+        (model_dir.parent / f"{name}.rss_mib").write_text(f"{usage.ru_maxrss / 1024:.0f}\n")
 
 
 def run_facts(model_dir: Path) -> dict:
@@ -182,10 +256,10 @@ def run_facts(model_dir: Path) -> dict:
     }
 
 
-def transitions_effect(work: Path, dev) -> dict:
-    """Dev F1 of the distilled student's emissions under three transition sets."""
-    model, tokenizer, settings = load_tagger(work / "distilled")
-    alone = load_tagger(work / "student_alone")[0]
+def transitions_effect(seed_dir: Path, dev) -> dict:
+    """Dev F1 of the TextBrewer-recipe student's emissions under three transition sets."""
+    model, tokenizer, settings = load_tagger(seed_dir / "distilled")
+    alone = load_tagger(seed_dir / "student_alone")[0]
     texts, gold = [s.text for s in dev], [s.spans for s in dev]
     trained = [v.numpy() for v in (model.crf.transitions, model.crf.start_transitions, model.crf.end_transitions)]
     learned = [v.numpy() for v in (alone.crf.transitions, alone.crf.start_transitions, alone.crf.end_transitions)]
@@ -202,17 +276,17 @@ def transitions_effect(work: Path, dev) -> dict:
     return results
 
 
-def step_cost(work: Path, raw: list[Path], steps: int = 20) -> dict:
+def step_cost(work: Path, train: Path, raw: list[Path], steps: int = 20) -> dict:
     """Milliseconds per training step (forward, backward, AdamW) on the same
-    CLUENER batches of 32, interleaved over 3 rounds in this process: the
+    training batches of 32, interleaved over 3 rounds in this process: the
     2L/128 student alone, distilled (the teacher's forward pass added), and
-    distilled with 16 raw texts per step (the raw-text run's setting)."""
+    distilled with 16 raw texts per step (the raw-text runs' setting)."""
     teacher, tokenizer, _ = load_tagger(work / "teacher")
     config = {**read_bert_config(ROOT / "flags" / "tiny_bert_config.json"), "vocab_size": tokenizer.vocabulary_size}
-    train = read_corpus(CLUENER / "train.json")
-    data = encode(train, tokenizer, teacher.labels, max_chars=62)
+    max_chars = CORPORA[FLAGS.corpus].max_seq_length - 2
+    data = encode(read_corpus(train, strict=False), tokenizer, teacher.labels, max_chars=max_chars)
     labelled = batched(data, tokenizer, 32, seed=1).take(steps)
-    with_raw = UnlabeledInputs(raw, tokenizer, FLAGS.unlabeled_batch_size, steps, 62, seed=1)(labelled, 0)
+    with_raw = UnlabeledInputs(raw, tokenizer, FLAGS.unlabeled_batch_size, steps, max_chars, seed=1)(labelled, 0)
     cases = {}
     for name, dataset in (("student alone", labelled), ("distilled", labelled), ("distilled + raw text", with_raw)):
         student = Tagger(backbone_from_config(config), teacher.labels)
@@ -236,14 +310,14 @@ def step_cost(work: Path, raw: list[Path], steps: int = 20) -> dict:
     return {name: float(np.median(values)) for name, values in times.items()}
 
 
-def serving(work: Path, dev) -> dict:
+def serving(work: Path, student_dir: Path, dev) -> dict:
     """Sentences/s (batches of 32) and batch-1 latency of the teacher's and
-    the distilled student's SavedModels, interleaved."""
+    a distilled student's SavedModels, interleaved."""
     texts = [s.text for s in dev]
     signatures = {}
-    for name in ("teacher", "distilled"):
+    for name, model_dir in (("teacher", work / "teacher"), ("distilled", student_dir)):
         export = work / "export" / name
-        version = export / "1" if (export / "1").exists() else export_model(work / name, export)
+        version = export / "1" if (export / "1").exists() else export_model(model_dir, export)
         signatures[name] = tf.saved_model.load(str(version)).signatures["serving_default"]
     throughput = {name: [] for name in signatures}
     latency = {name: [] for name in signatures}
@@ -274,58 +348,76 @@ def serving(work: Path, dev) -> dict:
 def main(argv) -> None:
     del argv
     facts = machine()
-    work = ROOT / FLAGS.work_dir
-    work.mkdir(parents=True, exist_ok=True)
+    work = ROOT / FLAGS.work_dir / FLAGS.corpus
+    seed_dir = work / f"seed{FLAGS.seed}"
+    seed_dir.mkdir(parents=True, exist_ok=True)
+    train, sentences = train_file(work)
     raw, raw_facts = raw_text(work)
-    print(f"raw text: {raw_facts}", flush=True)
-    planned = commands(work, raw)
-    wait({"teacher": start(work, "teacher", planned["teacher"])}, work)
-    waves = [("student_alone", "distilled", "distilled_raw_text"), ("distilled_hard_copy", "distilled_hard_learn")]
-    for wave in [*waves, ("distilled_hard_soft64", "distilled_hard_raw_text")]:
-        wait({name: start(work, name, planned[name]) for name in wave}, work)
-    runs = {name: run_facts(work / name) for name in planned}
-    teacher, alone = runs["teacher"]["f1"], runs["student_alone"]["f1"]
-    for name in [name for name in runs if name.startswith("distilled")]:
-        runs[name]["gap_recovered"] = (runs[name]["f1"] - alone) / (teacher - alone)
-    dev = read_corpus(CLUENER / "dev.json")
-    transitions = transitions_effect(work, dev)
-    speed = serving(work, dev)
-    cost = step_cost(work, raw)
+    print(f"train: {train} ({sentences:,} sentences); raw text: {raw_facts}", flush=True)
+    planned = commands(work, seed_dir, train, raw, FLAGS.runs or DEFAULT_RUNS[FLAGS.corpus])
+    students = [name for name in planned if name != "teacher"]
+    # The student alone does not need the teacher: it trains beside it; then the distilled students two at a time.
+    first = ["teacher", *[name for name in students if name == "student_alone"]]
+    distilled = [name for name in students if name not in first]
+    for wave in [first, *[distilled[i : i + 2] for i in range(0, len(distilled), 2)]]:
+        wait({name: start(name, planned[name]) for name in wave}, planned)
+    runs = {name: run_facts(Path(flag_value(command, "model_dir"))) for name, command in planned.items()}
+    if "student_alone" in runs:
+        teacher, alone = runs["teacher"]["f1"], runs["student_alone"]["f1"]
+        for name in distilled:
+            runs[name]["gap_recovered"] = (runs[name]["f1"] - alone) / (teacher - alone)
+    dev = read_corpus(CORPORA[FLAGS.corpus].dev, strict=False)
     rows = [
         [name, "4L/256" if name == "teacher" else "2L/128", facts_["f1"], facts_["best_epoch"], facts_["steps"],
          facts_["minutes"], facts_["peak_rss_mib"], facts_.get("gap_recovered")]
         for name, facts_ in runs.items()
     ]  # fmt: skip
-    print(f"CLUENER dev micro F1; load at start {facts['loadavg_at_start']}")
+    print(f"{FLAGS.corpus} dev micro F1, student seed {FLAGS.seed}; load at start {facts['loadavg_at_start']}")
     header = ["run", "model", "dev F1", "best epoch", "steps", "wall minutes", "peak RSS MiB", "gap recovered"]
-    table = print_table(header, rows)
-    ratio = speed["distilled"]["sentences_per_s"] / speed["teacher"]["sentences_per_s"]
-    latency_ratio = speed["teacher"]["latency_ms_p50"] / speed["distilled"]["latency_ms_p50"]
-    speed_rows = [[name, s["sentences_per_s"], s["latency_ms_p50"], s["latency_ms_p95"]] for name, s in speed.items()]
-    speed_table = print_table(["SavedModel", "sentences/s (batch 32)", "batch-1 p50 ms", "batch-1 p95 ms"], speed_rows)
-    print(f"student / teacher: {ratio:.2f}x sentences/s, {latency_ratio:.2f}x lower batch-1 p50 latency")
-    cost_table = print_table(
-        ["training step, batch of 32", "ms (median)", "vs student alone"],
-        [[name, ms, ms / cost["student alone"]] for name, ms in cost.items()],
-    )
-    transition_table = print_table(
-        ["distilled student's emissions decoded with transitions", "dev F1"], [[k, v] for k, v in transitions.items()]
-    )
-    write_json(
-        FLAGS.json,
-        {
-            "machine": facts,
-            "commands": {name: "python " + " ".join(c) for name, c in planned.items()},
-            "raw_text": raw_facts,
-            "runs": runs,
+    results = {
+        "machine": facts,
+        "corpus": FLAGS.corpus,
+        "train_file": str(train),
+        "train_sentences": sentences,
+        "student_seed": FLAGS.seed,
+        "commands": {name: "python " + " ".join(c) for name, c in planned.items()},
+        "raw_text": raw_facts,
+        "runs": runs,
+        "tables": [print_table(header, rows)],
+    }
+    if {"distilled", "student_alone"} <= set(runs):
+        transitions = transitions_effect(seed_dir, dev)
+        results["transitions"] = transitions
+        results["tables"].append(
+            print_table(
+                ["distilled student's emissions decoded with transitions", "dev F1"],
+                [[k, v] for k, v in transitions.items()],
+            )
+        )
+    if FLAGS.speed and distilled:
+        speed = serving(work, Path(flag_value(planned[distilled[0]], "model_dir")), dev)
+        cost = step_cost(work, train, raw)
+        ratio = speed["distilled"]["sentences_per_s"] / speed["teacher"]["sentences_per_s"]
+        latency_ratio = speed["teacher"]["latency_ms_p50"] / speed["distilled"]["latency_ms_p50"]
+        speed_rows = [
+            [name, s["sentences_per_s"], s["latency_ms_p50"], s["latency_ms_p95"]] for name, s in speed.items()
+        ]
+        header = ["SavedModel", "sentences/s (batch 32)", "batch-1 p50 ms", "batch-1 p95 ms"]
+        results["tables"].append(print_table(header, speed_rows))
+        print(f"student / teacher: {ratio:.2f}x sentences/s, {latency_ratio:.2f}x lower batch-1 p50 latency")
+        results["tables"].append(
+            print_table(
+                ["training step, batch of 32", "ms (median)", "vs student alone"],
+                [[name, ms, ms / cost["student alone"]] for name, ms in cost.items()],
+            )
+        )
+        results |= {
             "serving": speed,
             "student_over_teacher_sentences_per_s": ratio,
             "teacher_over_student_latency_p50": latency_ratio,
-            "transitions": transitions,
             "step_ms": cost,
-            "tables": [table, speed_table, cost_table, transition_table],
-        },
-    )
+        }
+    write_json(FLAGS.json, results)
 
 
 if __name__ == "__main__":
