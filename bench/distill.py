@@ -24,8 +24,8 @@ People's Daily trains on its first `--train_limit` sentences (bench
 common.subset, as bench/scaling.py and the pretraining bench), read
 leniently as bench/accuracy.py does.
 
-The teacher trains beside the student alone, then the distilled students
-two at a time (2 cores). Reported: dev micro F1 (best epoch), training wall
+The runs train two at a time (2 cores): the teacher beside the student
+alone (which does not need it), then the distilled students. Reported: dev micro F1 (best epoch), training wall
 time (settings.json to the last checkpoint, dev evaluations included, on a
 shared machine), the share of the gap between the student alone and the
 teacher that distillation recovers; with `--speed`, the serving speed of
@@ -212,9 +212,15 @@ def flag_value(command: list[str], name: str) -> str:
     return [c for c in command if c.startswith(f"--{name}=")][-1].split("=", 1)[1]
 
 
+def reusable(command: list[str]) -> bool:
+    """Whether the run's model_dir holds a finished run of as many epochs."""
+    model_dir = Path(flag_value(command, "model_dir"))
+    return finished(model_dir) and done_epochs(model_dir) >= int(flag_value(command, "epochs"))
+
+
 def start(name: str, command: list[str]) -> subprocess.Popen | None:
     model_dir = Path(flag_value(command, "model_dir"))
-    if finished(model_dir) and done_epochs(model_dir) >= int(flag_value(command, "epochs")):
+    if reusable(command):
         print(f"{name}: reusing {model_dir}", flush=True)
         return None
     print(f"{name}: python {' '.join(command)}", flush=True)
@@ -356,10 +362,14 @@ def main(argv) -> None:
     print(f"train: {train} ({sentences:,} sentences); raw text: {raw_facts}", flush=True)
     planned = commands(work, seed_dir, train, raw, FLAGS.runs or DEFAULT_RUNS[FLAGS.corpus])
     students = [name for name in planned if name != "teacher"]
-    # The student alone does not need the teacher: it trains beside it; then the distilled students two at a time.
-    first = ["teacher", *[name for name in students if name == "student_alone"]]
-    distilled = [name for name in students if name not in first]
-    for wave in [first, *[distilled[i : i + 2] for i in range(0, len(distilled), 2)]]:
+    distilled = [name for name in students if name != "student_alone"]
+    # Two runs at a time; the student alone does not need the teacher, so it trains beside it.
+    if reusable(planned["teacher"]):
+        waves = [students[i : i + 2] for i in range(0, len(students), 2)]
+    else:
+        first = ["teacher", *[name for name in students if name == "student_alone"]]
+        waves = [first, *[distilled[i : i + 2] for i in range(0, len(distilled), 2)]]
+    for wave in waves:
         wait({name: start(name, planned[name]) for name in wave}, planned)
     runs = {name: run_facts(Path(flag_value(command, "model_dir"))) for name, command in planned.items()}
     if "student_alone" in runs:

@@ -5,7 +5,7 @@ as `python -m kner.train` sets them up.
 Example:
 >>> model = tagger(bert_config, "softmax")
 >>> step = train_step(model, jit_compile=True, total_steps=1000)
->>> loss, sentences = step(to_tensorflow(batch)).numpy()
+>>> loss, sentences, *terms = step(to_tensorflow(batch)).numpy()
 """
 
 from __future__ import annotations

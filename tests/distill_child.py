@@ -1,15 +1,16 @@
 """Distils a tiny teacher (2 layers, 48 wide) into a tiny student (1 layer,
 32 wide: projected hidden states) for one epoch of 3 steps (global batches of
 4, 4 and 3 sentences, each with 4 raw texts) under each STRATEGY, and saves
-the per-step losses (read back from TensorBoard) and the weights: the child
-process of `tests/training/test_distillation.py`, which needs a fresh
-process to set up two logical CPUs.
+the per-step losses and loss terms (read back from TensorBoard) and the
+weights: the child process of `tests/training/test_distillation.py`, which
+needs a fresh process to set up two logical CPUs.
 
     python tests/distill_child.py OUT STRATEGY [STRATEGY ...]
 
 STRATEGY is `default` or `mirrored`; each run trains in OUT/STRATEGY and
-writes OUT/STRATEGY.npz holding `losses`, the student's weights `s0`,
-`s1`, ... and the teacher's `t0`, `t1`, ...
+writes OUT/STRATEGY.npz holding `losses`, `terms` (soft, hard and hidden
+unweighted, one row each), the student's weights `s0`, `s1`, ... and the
+teacher's `t0`, `t1`, ...
 """
 
 from __future__ import annotations
@@ -69,10 +70,12 @@ def run(out: Path, name: str, strategy: tf.distribute.Strategy, raw: Path, initi
     Trainer(distiller, optimizer, strategy, out / name, CONFIG, student, inputs).fit(
         toy_sentences(11, seed=7), None, tokenizer
     )
-    losses = [value for _, value in read_scalars(out / name / "train")["loss"]]
+    scalars = read_scalars(out / name / "train")
+    losses = [value for _, value in scalars["loss"]]
+    terms = [[value for _, value in scalars[f"loss_terms/{term}"]] for term in ("soft", "hard", "hidden")]
     weights = {f"s{i}": w for i, w in enumerate(student.get_weights())}
     weights.update({f"t{i}": w for i, w in enumerate(teacher.get_weights())})
-    np.savez(out / f"{name}.npz", losses=np.array(losses), **weights)
+    np.savez(out / f"{name}.npz", losses=np.array(losses), terms=np.array(terms), **weights)
 
 
 def main(out: str, names: list[str]) -> None:

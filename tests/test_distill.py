@@ -6,8 +6,9 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
-from train_runs import REPO, child_env
+from train_runs import REPO, child_env, read_scalars
 
 from kner.data.corpus import Sentence, write_cluener
 from kner.data.spans import Span
@@ -45,6 +46,16 @@ def test_distill_demo_trains_a_student_that_exports_and_predicts(teacher, tmp_pa
     assert report["micro"]["f1"] > 0.5  # 0.86 when written; an untaught student scores ~0
     model, _, settings = load_tagger(student)  # a normal model_dir
     assert model.backbone.num_layers == 1 and settings["head"] == "crf"
+
+    # TensorBoard: each loss term, unweighted, beside the weighted total (every weight is 1 in the flagfile).
+    scalars = read_scalars(student / "train")
+    terms = [scalars[f"loss_terms/{term}"] for term in ("soft", "hard", "hidden")]
+    assert len(scalars["loss"]) >= 3 and all([s for s, _ in t] == [s for s, _ in scalars["loss"]] for t in terms)
+    values = np.array([[v for _, v in t] for t in terms])
+    assert np.isfinite(values).all() and (values > 0).all()
+    np.testing.assert_allclose(values.sum(axis=0), [v for _, v in scalars["loss"]], rtol=1e-5)
+    taught = read_scalars(teacher / "train")  # kner.train: the loss, no terms
+    assert taught["loss"] and not [tag for tag in taught if tag.startswith("loss_terms/")]
 
     output = tmp_path / "predictions.jsonl"
     predicted = run(

@@ -218,6 +218,12 @@ class Distiller(keras.Model):
     def labels(self):
         return self.student.labels
 
+    @property
+    def loss_terms(self) -> dict[str, float]:
+        """Name -> weight of each entry of `loss_sum` (`TERMS`): how
+        `Trainer` logs each term unweighted to TensorBoard."""
+        return {term: float(self.weights_by_term[term]) for term in TERMS}
+
     def head_layers(self) -> list[keras.layers.Layer]:
         """The student's head layers (trained with the head learning rate)."""
         return self.student.head_layers()

@@ -18,7 +18,9 @@ it would have seen), evaluates on dev after
 every epoch (also after a restart that interrupted that evaluation), keeps
 the best weights by dev F1, and writes TensorBoard summaries (train loss,
 learning rate, examples/s, dev loss, P/R/F1 overall and per type, and the
-other scores of `kner.metrics`).
+other scores of `kner.metrics`; for a model whose loss has named terms, such
+as the `Distiller`'s soft, hard and hidden losses, each term unweighted as
+`loss_terms/NAME` beside the weighted total `loss`).
 
 In a cluster the chief writes `model_dir`; the other workers save their
 checkpoints to a scratch directory they delete at once (every worker must
@@ -113,7 +115,10 @@ class Trainer:
             `loss_count`, `loss_sum` and `decode` like the `Tagger`'s.
             `loss_count` and `loss_sum` may return vectors of as many loss
             terms, each normalised by its own global count; the loss is
-            their sum.
+            their sum. A model that names them (`loss_terms`: name ->
+            weight of each term, in order, as `loss_sum` weights them)
+            gets each term with a weight logged unweighted to TensorBoard
+            as `loss_terms/NAME`.
         tagger: the `Tagger` whose weights are saved as the best weights and
             that tags long dev texts (default: `model`).
         train_inputs: maps each epoch's labelled batches and the 0-based
@@ -187,24 +192,27 @@ class Trainer:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             scores = self.model(batch, training=True)
-            loss = tf.reduce_sum(self.model.loss_sum(batch, scores) / global_count)
-            scaled = self.optimizer.scale_loss(loss)
-        return loss, tape.gradient(scaled, variables)
+            terms = tf.reshape(self.model.loss_sum(batch, scores) / global_count, [-1])
+            scaled = self.optimizer.scale_loss(tf.reduce_sum(terms))
+        return terms, tape.gradient(scaled, variables)
 
     def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         context = tf.distribute.get_replica_context()
         global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, self.model.loss_count(batch))
-        loss, gradients = self._compute_gradients(batch, tf.maximum(global_count, 1.0))
+        terms, gradients = self._compute_gradients(batch, tf.maximum(global_count, 1.0))
         self.optimizer.apply(gradients, self.model.trainable_variables)
-        return tf.stack([loss, tf.cast(tf.shape(batch["token_ids"])[0], tf.float32)])
+        sentences = tf.cast(tf.shape(batch["token_ids"])[0], tf.float32)
+        return tf.concat([[tf.reduce_sum(terms), sentences], terms], axis=0)
 
     def train_step(self, batch) -> tf.Tensor:
         """One optimizer step on a global batch (an element of the distributed
         dataset, or a batch of features under the default strategy); returns
-        [global-batch mean loss, sentences in the global batch]. `fit` runs it
-        traced, once per batch; it is public for benchmarks and custom loops.
+        [global-batch mean loss, sentences in the global batch, then each
+        loss term (as weighted in the loss; the loss is their sum)]. `fit`
+        runs it traced, once per batch; it is public for benchmarks and
+        custom loops.
 
-        >>> loss, sentences = tf.function(trainer.train_step)(batch).numpy()
+        >>> loss, sentences, *terms = tf.function(trainer.train_step)(batch).numpy()
         """
         results = self.strategy.run(self._replica_step, args=(batch,))
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, results, axis=None)
@@ -304,21 +312,31 @@ class Trainer:
         epoch_losses, losses, examples, started = [], [], 0.0, time.perf_counter()
         for batch in dataset:
             learning_rate = float(self.optimizer.learning_rate)
-            loss, sentences = self._traced_step(batch).numpy().tolist()
+            loss, sentences, *terms = self._traced_step(batch).numpy().tolist()
             step = int(self.step.assign_add(1).numpy())
             epoch_losses.append(loss)
-            losses.append(loss)
+            losses.append([loss, *terms])
             examples += sentences
             progress.update(step - epoch * per_epoch, [("loss", np.mean(epoch_losses)), ("lr", learning_rate)])
             if step % config.log_every == 0:
                 with self._writer("train").as_default(step=step):
-                    tf.summary.scalar("loss", np.mean(losses))
+                    self._log_losses(np.mean(losses, axis=0))
                     tf.summary.scalar("learning_rate", learning_rate)
                     tf.summary.scalar("examples_per_second", examples / (time.perf_counter() - started))
                 losses, examples, started = [], 0.0, time.perf_counter()
             if config.checkpoint_every and step % config.checkpoint_every == 0 and step % per_epoch:
                 self._save_checkpoint()
             self._check_stop()
+
+    def _log_losses(self, means: np.ndarray) -> None:
+        """Writes `loss` (the weighted total) and, when the model names its
+        terms (`loss_terms`), each weighted term unweighted as
+        `loss_terms/NAME`; `means` is [loss, *terms] averaged over steps."""
+        tf.summary.scalar("loss", means[0])
+        weights = getattr(self.model, "loss_terms", {})
+        for (name, weight), value in zip(weights.items(), means[1:]):
+            if weight:  # a term without weight is not computed
+                tf.summary.scalar(f"loss_terms/{name}", value / weight)
 
     def _save_checkpoint(self) -> None:
         self.manager.save(checkpoint_number=self.step)

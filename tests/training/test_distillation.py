@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from tagger_dirs import TYPES, tiny_config, toy_vocabulary
-from train_runs import REPO, child_env, toy_sentences
+from train_runs import REPO, child_env, read_scalars, toy_sentences
 
 from kner.checkpoint import backbone_from_config
 from kner.data.labels import LabelVocab
@@ -178,14 +178,16 @@ def test_training_changes_the_student_never_the_teacher_and_saves_a_plain_tagger
     student, teacher = tagger(layers=1, width=32), tagger(layers=2, width=48, seed=1)
     teacher_before = [w.copy() for w in teacher.get_weights()]
     student_before = [w.copy() for w in student.get_weights()]
-    distiller = Distiller(student, teacher, hard_weight=1.0)
+    distiller = Distiller(student, teacher, soft_weight=2.0, hard_weight=3.0, hidden_weight=0.5)
     optimizer = FineTuningAdamW(1e-2)
     optimizer.build(distiller.trainable_variables)
     vocabulary = toy_vocabulary()
     tokenizer = CharTokenizer(vocabulary)
     raw = tmp_path / "raw.txt"
     raw.write_text("\n".join(s.text for s in toy_sentences(30, seed=5)) + "\n", encoding="utf-8")
-    config = TrainConfig(batch_size=4, eval_batch_size=8, epochs=1, max_seq_length=32, checkpoint_every=0, seed=3)
+    config = TrainConfig(
+        batch_size=4, eval_batch_size=8, epochs=1, max_seq_length=32, checkpoint_every=0, seed=3, log_every=1
+    )
     train, dev = toy_sentences(12, seed=3), toy_sentences(4, seed=4)
     inputs = UnlabeledInputs([raw], tokenizer, batch_size=4, steps_per_epoch=3, max_chars=30, seed=3)
     trainer = Trainer(distiller, optimizer, tf.distribute.get_strategy(), tmp_path / "run", config, student, inputs)
@@ -194,6 +196,11 @@ def test_training_changes_the_student_never_the_teacher_and_saves_a_plain_tagger
     for before, after in zip(teacher_before, teacher.get_weights()):
         np.testing.assert_array_equal(before, after)
     assert any(not np.array_equal(b, a) for b, a in zip(student_before, student.get_weights()))
+    # TensorBoard: each term unweighted every step; the weighted terms add up to the loss.
+    scalars = read_scalars(tmp_path / "run" / "train")
+    terms = np.array([[v for _, v in scalars[f"loss_terms/{t}"]] for t in ("soft", "hard", "hidden")])
+    assert terms.shape == (3, 3) and np.isfinite(terms).all() and (terms > 0).all()
+    np.testing.assert_allclose([2.0, 3.0, 0.5] @ terms, [v for _, v in scalars["loss"]], rtol=1e-5)
     # best.weights.h5 holds the student alone: a plain Tagger loads it.
     plain = tagger(layers=1, width=32, seed=9)
     plain.load_weights(str(tmp_path / "run" / BEST_WEIGHTS))
@@ -213,6 +220,8 @@ def test_mirrored_strategy_distils_with_the_same_losses_and_weights_as_one_devic
     default, mirrored = runs["default"], runs["mirrored"]
     assert len(default["losses"]) == 3 and np.all(default["losses"] > 0)
     np.testing.assert_allclose(mirrored["losses"], default["losses"], rtol=1e-5)
+    assert default["terms"].shape == (3, 3) and np.all(default["terms"] > 0)  # soft, hard, hidden per step
+    np.testing.assert_allclose(mirrored["terms"], default["terms"], rtol=1e-5)
     for key in default:
-        if key != "losses":
+        if key not in ("losses", "terms"):
             np.testing.assert_allclose(mirrored[key], default[key], atol=1e-6, err_msg=key)
