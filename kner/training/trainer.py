@@ -202,7 +202,7 @@ class Trainer:
         terms, gradients = self._compute_gradients(batch, tf.maximum(global_count, 1.0))
         self.optimizer.apply(gradients, self.model.trainable_variables)
         sentences = tf.cast(tf.shape(batch["token_ids"])[0], tf.float32)
-        return tf.concat([[tf.reduce_sum(terms), sentences], terms], axis=0)
+        return tf.concat([tf.stack([tf.reduce_sum(terms), sentences]), terms], axis=0)
 
     def train_step(self, batch) -> tf.Tensor:
         """One optimizer step on a global batch (an element of the distributed
