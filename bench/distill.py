@@ -20,9 +20,11 @@ student, on CLUENER2020 or People's Daily (`--corpus`), in one run:
   default is every CLUENER one, and on People's Daily the student alone
   and flags/distill_cluener.cfg's recipe without and with raw text.
 
-People's Daily trains on its first `--train_limit` sentences (bench
-common.subset, as bench/scaling.py and the pretraining bench), read
-leniently as bench/accuracy.py does.
+People's Daily trains on its first `--train_limit` sentences (10,000 by
+default: bench/accuracy.py's 4L/256 People's Daily run, the same teacher
+command, so its F1 is a check; the whole bench then fits an hour of the
+shared 2-core machine), written by bench common.subset as bench/scaling.py
+and the pretraining bench do, and read leniently as bench/accuracy.py does.
 
 The runs train two at a time (2 cores): the teacher beside the student
 alone (which does not need it), then the distilled students. Reported: dev micro F1 (best epoch), training wall
@@ -81,7 +83,7 @@ from kner.training.trainer import TrainConfig, Trainer
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("corpus", "cluener", ["cluener", "peoples_daily"], "Data set.")
 flags.DEFINE_string("work_dir", "runs/distill_bench", "Where the runs, raw text and exports go (a folder per corpus).")
-flags.DEFINE_integer("train_limit", 20000, "People's Daily: train on its first N sentences (0: all 50,658).")
+flags.DEFINE_integer("train_limit", 10000, "People's Daily: train on its first N sentences (0: all 50,658).")
 flags.DEFINE_integer("seed", 42, "Seed of the student runs (the teacher keeps flags/tiny.cfg's).")
 flags.DEFINE_list("runs", None, "Student runs (names of RECIPES and student_alone); default: the corpus's set.")
 flags.DEFINE_integer("teacher_epochs", None, "Teacher training epochs (default: 3 on CLUENER, 2 on People's Daily).")
