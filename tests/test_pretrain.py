@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from train_runs import REPO, child_env, read_scalars, run_child
@@ -44,16 +45,22 @@ def test_demo_writes_a_google_checkpoint_with_its_head_and_a_report(demo_dir):
     assert {tag for tag in read_scalars(demo_dir / "dev")} >= {"masked_lm_accuracy", "masked_lm_loss"}
 
 
-@pytest.mark.slow
-def test_kner_train_fine_tunes_from_the_pretrained_checkpoint(demo_dir, tmp_path):
-    model_dir = tmp_path / "ner"
+def fine_tune_from(checkpoint_dir: Path, model_dir: Path) -> Path:
+    """Runs one epoch of `kner.train` on the demo from `checkpoint_dir`;
+    asserts it succeeded and evaluated; returns `model_dir`."""
     result = run_child(
-        sys.executable, "-m", "kner.train", "--flagfile=flags/demo.cfg", f"--init_checkpoint={demo_dir}",
+        sys.executable, "-m", "kner.train", "--flagfile=flags/demo.cfg", f"--init_checkpoint={checkpoint_dir}",
         f"--model_dir={model_dir}", "--epochs=1", "--export_dir=",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (model_dir / "vocab.txt").read_text() == (demo_dir / "vocab.txt").read_text()
     assert json.loads((model_dir / "eval_report.json").read_text())["epoch"] == 1
+    return model_dir
+
+
+@pytest.mark.slow
+def test_kner_train_fine_tunes_from_the_pretrained_checkpoint(demo_dir, tmp_path):
+    model_dir = fine_tune_from(demo_dir, tmp_path / "ner")
+    assert (model_dir / "vocab.txt").read_text() == (demo_dir / "vocab.txt").read_text()
 
 
 @pytest.mark.slow
@@ -66,13 +73,7 @@ def test_mixed_bfloat16_learns_and_writes_a_float32_checkpoint_kner_train_fine_t
     variables = read_variables(model_dir / "bert_model.ckpt")
     assert bert_heads.heads_in(variables) == ["masked_lm"]
     assert {dtype for _, dtype in variables.values()} == {"float32"}
-    finetuned = tmp_path / "ner"
-    result = run_child(
-        sys.executable, "-m", "kner.train", "--flagfile=flags/demo.cfg", f"--init_checkpoint={model_dir}",
-        f"--model_dir={finetuned}", "--epochs=1", "--export_dir=",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((finetuned / "eval_report.json").read_text())["epoch"] == 1
+    fine_tune_from(model_dir, tmp_path / "ner")
 
 
 @pytest.mark.slow
