@@ -131,14 +131,7 @@ def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]], strict: b
         if count:
             replaced.append((number, count))
         sentences.append(Sentence(text, spans, record_id, str(path), number))
-    if replaced:
-        _logger.warning(
-            "%s: replaced %d lone surrogate(s) with U+FFFD in %d line(s) (first at line %d)",
-            path,
-            sum(count for _, count in replaced),
-            len(replaced),
-            replaced[0][0],
-        )
+    _warn_repaired(path, replaced, "replaced %d lone surrogate(s) with U+FFFD", "line(s)")
     if nested:
         _logger.warning(
             "%s: %d sentence(s) have an entity nested in another (first at line %d); flat tags keep only the outer one",
@@ -232,16 +225,18 @@ def _parse_column(path: str | Path, lines: Iterable[tuple[int, str]], tag_scheme
         if repaired:
             repairs.append((first, repaired))
         sentences.append(Sentence(text, spans, None, str(path), first))
-    if repairs:
-        _logger.warning(
-            "%s: repaired %d invalid %s tag(s) in %d sentence(s) (first at line %d)",
-            path,
-            sum(count for _, count in repairs),
-            tag_scheme,
-            len(repairs),
-            repairs[0][0],
-        )
+    _warn_repaired(path, repairs, f"repaired %d invalid {tag_scheme} tag(s)", "sentence(s)")
     return sentences
+
+
+def _warn_repaired(path: Path, repairs: list[tuple[int, int]], what: str, where: str) -> None:
+    """Logs one warning for the `--lenient` repairs of a file, given as
+    (first line, repairs there): "<path>: <what, with the total> in <N>
+    <where> (first at line <L>)"; nothing when there were none."""
+    if repairs:
+        total = sum(count for _, count in repairs)
+        message = f"%s: {what} in %d {where} (first at line %d)"
+        _logger.warning(message, path, total, len(repairs), repairs[0][0])
 
 
 def _cluener_label(sentence: Sentence) -> dict[str, dict[str, list[list[int]]]]:
