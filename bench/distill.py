@@ -3,8 +3,8 @@ student, on CLUENER2020 or People's Daily (`--corpus`), in one run:
 
 - teacher: `kner.train`, 4L/256 (bench/bert_4L_256.json) from scratch with
   flags/tiny.cfg's recipe and seed, `--teacher_epochs` epochs (default: 3
-  on CLUENER, 2 on People's Daily); one teacher per corpus, whatever
-  `--seed` the students use;
+  on CLUENER, 2 on People's Daily) and any `--teacher_flags`; one teacher
+  per corpus, whatever `--seed` the students use;
 - student alone: `kner.train`, 2L/128 (flags/tiny_bert_config.json), the same
   recipe for `--student_epochs` epochs;
 - the distilled students, `kner.distill --flagfile=flags/distill_<corpus>.cfg`
@@ -87,6 +87,7 @@ flags.DEFINE_integer("train_limit", 10000, "People's Daily: train on its first N
 flags.DEFINE_integer("seed", 42, "Seed of the student runs (the teacher keeps flags/tiny.cfg's).")
 flags.DEFINE_list("runs", None, "Student runs (names of RECIPES and student_alone); default: the corpus's set.")
 flags.DEFINE_integer("teacher_epochs", None, "Teacher training epochs (default: 3 on CLUENER, 2 on People's Daily).")
+flags.DEFINE_list("teacher_flags", [], "Extra kner.train flags of the teacher, e.g. --mixed_precision=mixed_bfloat16.")
 flags.DEFINE_integer("student_epochs", 2, "Epochs of every student run (the same budget).")
 flags.DEFINE_integer("unlabeled_batch_size", 16, "Raw texts per step in the raw-text runs.")
 flags.DEFINE_bool("speed", True, "Also time serving and the training step (wants a quiet machine).")
@@ -141,7 +142,7 @@ def commands(work: Path, seed_dir: Path, train: Path, raw: list[Path], runs: lis
     planned = {
         "teacher": [
             "-m", "kner.train", "--flagfile=flags/tiny.cfg", "--bert_config=bench/bert_4L_256.json", *data,
-            f"--model_dir={work / 'teacher'}", f"--epochs={teacher_epochs}",
+            f"--model_dir={work / 'teacher'}", f"--epochs={teacher_epochs}", *FLAGS.teacher_flags,
         ],
     }  # fmt: skip
     distill = ["-m", "kner.distill", f"--flagfile=flags/distill_{FLAGS.corpus}.cfg"]
