@@ -99,19 +99,26 @@ def constraint_scores(tag_names: list[str], scheme: str) -> tuple[np.ndarray, np
     return (_penalty(transitions, transitions.shape), _penalty(start, start.shape), _penalty(end, end.shape))
 
 
-# Viterbi steps per iteration of its forward loop (`viterbi`): each loop
-# iteration costs control ops, whose executor overhead outweighs a step's
-# arithmetic on short texts.
-FORWARD_UNROLL = 8
+# Viterbi steps per iteration of its forward loop (`viterbi`), even: each
+# loop iteration costs control ops whose executor overhead outweighs a
+# step's arithmetic on short texts (bench/README.md, "Where batch-1 time goes").
+FORWARD_UNROLL = 16
+# Pointer-doubling rounds per iteration of the backtrace loop (`_follow`).
+DOUBLING_UNROLL = 3
 
 
 def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tensor, tf.Tensor]:
     """Masked Viterbi decoding in core TF ops (the CRF's and the softmax head's).
 
-    The forward pass runs `FORWARD_UNROLL` positions per loop iteration; the
-    backtrace follows all positions' back-pointers at once by pointer
-    doubling (`_follow`), ceil(log2 L) gathers instead of L sequential
-    steps. Both compute exactly what the step-by-step recursion computes.
+    The forward loop only runs the max-plus recursion, `FORWARD_UNROLL`
+    positions per iteration with no masking (a row's scores past its length
+    are computed and never read), and keeps every position's scores. The
+    back-pointers are then one argmax over all positions, and the backtrace
+    follows them all at once by pointer doubling (`_follow`), ceil(log2 L)
+    gathers instead of L sequential steps. Every score is the same float32
+    sum, in the same order, as the step-by-step recursion's
+    (tests/viterbi_reference.py), so tags and scores are exactly its own,
+    ties included.
 
     Args:
         potentials: [B, L, T] float32 unary scores, L >= 1.
@@ -123,50 +130,61 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
         `(tags, scores)`: best tags [B, L] int32 (0 at padded positions) and
         the best path's score [B] float32 (0 for all-padding rows).
     """
-    num_tags = tf.shape(potentials)[2]
-    batch_size = tf.shape(potentials)[0]
-    steps = tf.shape(potentials)[1]
-    identity = tf.tile(tf.range(num_tags)[None], [batch_size, 1])
-
-    # Position 0 before the loop; positions 1.. in blocks of FORWARD_UNROLL,
-    # at least one (so that no loop and no TensorArray is ever empty: XLA
-    # rejects those), padded with masked positions, which change nothing.
+    batch_size, steps, num_tags = tf.unstack(tf.shape(potentials))
+    # Positions 1.. in blocks of FORWARD_UNROLL, at least one (no loop and no
+    # TensorArray is ever empty: XLA rejects those), padded with zeros.
     blocks = tf.maximum((steps - 1 + FORWARD_UNROLL - 1) // FORWARD_UNROLL, 1)
     padding = 1 + blocks * FORWARD_UNROLL - steps
-    potential_blocks = tf.reshape(
-        tf.pad(tf.transpose(potentials, [1, 0, 2])[1:], [[0, padding], [0, 0], [0, 0]]),
-        [blocks, FORWARD_UNROLL, batch_size, num_tags],
-    )
-    mask_blocks = tf.reshape(
-        tf.pad(tf.transpose(mask)[1:], [[0, padding], [0, 0]]), [blocks, FORWARD_UNROLL, batch_size, 1]
-    )
-    transitions_from = transitions[None]  # [1, from, to], outside the loop
-    initial_delta = tf.where(mask[:, :1], start + potentials[:, 0], tf.zeros_like(potentials[:, 0]))
+    time_major = tf.pad(tf.transpose(potentials, [1, 0, 2])[1:], [[0, padding], [0, 0], [0, 0]])
+    # Scores alternate between columns [B, T, 1] and rows [B, 1, T] from one
+    # position to the next, so that each step is an add, a max and an add
+    # (no reshape): a column plus `transitions` [from, to] maxed over `from`
+    # is a row, a row plus `transitions` transposed maxed over `from` is a
+    # column. Even positions of a block (in the loop's numbering) add row
+    # potentials, odd ones column potentials.
+    half = FORWARD_UNROLL // 2
+    pairs = tf.reshape(time_major, [blocks, half, 2, batch_size, num_tags])
+    row_potentials = pairs[:, :, 0, :, None, :]
+    column_potentials = pairs[:, :, 1, :, :, None]
+    transposed = tf.transpose(transitions)
+    first = (start + potentials[:, 0])[:, :, None]  # a column
+    first_row_shape = tf.TensorShape([first.shape[0], 1, first.shape[1]])
 
-    def forward(block, delta, pointers):
-        block_pointers = []
-        for potential, keep in zip(
-            tf.unstack(potential_blocks[block], FORWARD_UNROLL), tf.unstack(mask_blocks[block], FORWARD_UNROLL)
+    def forward(block, column, rows, columns):
+        block_rows, block_columns = [], []
+        for row_potential, column_potential in zip(
+            tf.unstack(row_potentials[block], half), tf.unstack(column_potentials[block], half)
         ):
-            scores = delta[:, :, None] + transitions_from
-            # Padding keeps delta and points each tag back to itself.
-            block_pointers.append(tf.where(keep, tf.argmax(scores, axis=1, output_type=tf.int32), identity))
-            delta = tf.where(keep, tf.reduce_max(scores, 1) + potential, delta)
-        delta.set_shape(initial_delta.shape)  # static shape only: no op
-        return block + 1, delta, pointers.write(block, tf.stack(block_pointers))
+            row = tf.reduce_max(column + transitions, axis=1, keepdims=True) + row_potential
+            column = tf.reduce_max(row + transposed, axis=2, keepdims=True) + column_potential
+            row.set_shape(first_row_shape)  # static shapes only: no op
+            column.set_shape(first.shape)
+            block_rows.append(row)
+            block_columns.append(column)
+        return block + 1, column, rows.write(block, tf.stack(block_rows)), columns.write(block, tf.stack(block_columns))
 
-    block_shape = tf.TensorShape([FORWARD_UNROLL]).concatenate(initial_delta.shape)
-    _, delta, pointers = tf.while_loop(
+    def history(shape):
+        element = tf.TensorShape([half]).concatenate(shape)
+        return tf.TensorArray(tf.float32, size=blocks, element_shape=element)
+
+    _, _, rows, columns = tf.while_loop(
         lambda block, *_: block < blocks,
         forward,
-        [tf.constant(0), initial_delta, tf.TensorArray(tf.int32, size=blocks, element_shape=block_shape)],
+        [tf.constant(0), first, history(first_row_shape), history(first.shape)],
     )
-    final = delta + end
+    # Every position's best scores per tag [L, B, T], in position order.
+    flat = [tf.reshape(history.stack(), [blocks, half, batch_size, num_tags]) for history in (rows, columns)]
+    later = tf.reshape(tf.stack(flat, axis=2), [-1, batch_size, num_tags])
+    deltas = tf.concat([first[None, :, :, 0], later[: steps - 1]], axis=0)
+    # pointers[t][b, tag at t + 1] = the best tag at t, as the loop chose
+    # (the same sums: delta[from] + transitions[from, to]).
+    pointers = tf.argmax(deltas[:-1, :, :, None] + transitions, axis=2, output_type=tf.int32)
+    last = tf.maximum(lengths - 1, 0)
+    final = tf.gather_nd(deltas, tf.stack([last, tf.range(batch_size)], axis=1)) + end
     last_tags = tf.argmax(final, axis=1, output_type=tf.int32)
-    # pointers[t] maps the tag at t + 1 to the tag at t; the last maps
-    # anything to the best final tag.
-    pointers = tf.reshape(pointers.stack(), [-1, batch_size, num_tags])[: steps - 1]
-    pointers = tf.concat([pointers, tf.tile(last_tags[None, :, None], [1, 1, num_tags])], axis=0)
+    # The pointers of a row's last position map anything to its best final tag.
+    is_last = tf.range(steps)[:, None, None] == last[None, :, None]
+    pointers = tf.where(is_last, last_tags[None, :, None], tf.pad(pointers, [[0, 1], [0, 0], [0, 0]]))
     tags = _follow(pointers)
     scores = tf.where(lengths > 0, tf.reduce_max(final, axis=1), 0.0)
     return tf.where(mask, tf.transpose(tags), 0), scores
@@ -174,24 +192,28 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
 
 def _follow(pointers: tf.Tensor) -> tf.Tensor:
     """The Viterbi backtrace: tags [L, B] with `tags[t] = pointers[t][b,
-    tags[t + 1]]`, from pointers [L, B, T] whose last row is constant.
+    tags[t + 1]]`, from pointers [L, B, T] whose rows at each row's last
+    position are constant (rows after it are never read into the result
+    before it).
 
     Pointer doubling: after round k, `composed[t]` maps the tag at `t + 2**k`
-    to the tag at `t` (all of the rest of the path where that is past the
-    end), by composing `composed[t]` with `composed[t + 2**k]` in one
-    gather; after ceil(log2 L) rounds every `composed[t]` is constant.
+    to the tag at `t` (the whole rest of the path, a constant, where that
+    passes the row's last position, so what it is composed with there does
+    not matter: the last row stands in for anything past the end), by
+    composing `composed[t]` with `composed[t + 2**k]` in one gather; after
+    ceil(log2 L) rounds (`DOUBLING_UNROLL` per loop iteration; extra rounds
+    change nothing) every `composed[t]` is constant.
     """
     steps = tf.shape(pointers)[0]
-    identity = tf.broadcast_to(tf.range(tf.shape(pointers)[2]), tf.shape(pointers[:1]))
     positions = tf.range(steps)
 
     def compose(span, composed):
-        # Past the end, compose with the identity (row `steps` of `padded`).
-        padded = tf.concat([composed, identity], axis=0)
-        later = tf.gather(padded, tf.minimum(positions + span, steps))
-        result = tf.gather(composed, later, batch_dims=2)
-        result.set_shape(composed.shape)  # static shape only: no op
-        return span * 2, result
+        for _ in range(DOUBLING_UNROLL):
+            later = tf.gather(composed, tf.minimum(positions + span, steps - 1))
+            composed = tf.gather(composed, later, batch_dims=2)
+            span *= 2
+        composed.set_shape(pointers.shape)  # static shape only: no op
+        return span, composed
 
     _, composed = tf.while_loop(lambda span, _: span < steps, compose, [tf.constant(1), pointers])
     return composed[:, :, 0]

@@ -103,7 +103,7 @@ def test_log_likelihood_and_decode_match_brute_force(length, num_tags, boundary)
         np.testing.assert_allclose(log_prob[row], path_scores[best] - log_z, atol=1e-5)
 
 
-@pytest.mark.parametrize("length", [1, 2, FORWARD_UNROLL, FORWARD_UNROLL + 1, FORWARD_UNROLL + 2, 37])
+@pytest.mark.parametrize("length", [1, 2, 3, FORWARD_UNROLL, FORWARD_UNROLL + 1, FORWARD_UNROLL + 2, 37, 70])
 def test_viterbi_equals_the_stepwise_recursion(length):
     """Unrolled forward blocks and the pointer-doubling backtrace give the
     step-by-step recursion's tags exactly, ties included (small integer
