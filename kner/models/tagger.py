@@ -131,17 +131,19 @@ class Tagger(keras.Model):
 
     def decode(self, batch: dict[str, tf.Tensor], scores: tf.Tensor) -> tf.Tensor:
         """Best tag ids [batch, length] at token positions; 0 (`O`) elsewhere
-        (see `decoding`)."""
-        mask = char_mask(batch["padding_mask"])
+        (see `decoding`), from the scores of `[CLS] chars [SEP]` rows."""
+        chars = char_mask(batch["padding_mask"])[:, 1:]
+        lengths = tf.reduce_sum(tf.cast(chars, tf.int32), axis=1)
+        return tf.pad(self.decode_chars(scores[:, 1:], chars, lengths), [[0, 0], [1, 0]])
+
+    def decode_chars(self, scores: tf.Tensor, mask: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
+        """Best tag ids [batch, chars] int32 from character scores [batch,
+        chars, tags] (no `[CLS]` row), a bool prefix `mask` [batch, chars]
+        and its row sums `lengths` [batch] int32; 0 (`O`) where `mask` is
+        False. The serving graph calls this directly (`kner.serving`)."""
         if self.crf is not None:
-            tags, _ = self.crf.decode(scores[:, 1:], mask[:, 1:])
-            tags = tf.pad(tags, [[0, 0], [1, 0]])
-        elif self.decoding == "viterbi":
-            chars = mask[:, 1:]
-            lengths = tf.reduce_sum(tf.cast(chars, tf.int32), axis=1)
-            log_probs = tf.nn.log_softmax(tf.cast(scores[:, 1:], tf.float32), axis=-1)
-            tags, _ = viterbi(log_probs, chars, lengths, *(tf.constant(c) for c in self._constraints))
-            tags = tf.pad(tags, [[0, 0], [1, 0]])
-        else:
-            tags = tf.argmax(scores, axis=-1, output_type=tf.int32)
-        return tf.where(mask, tags, tf.zeros_like(tags))
+            return self.crf.decode(scores, mask)[0]
+        if self.decoding == "viterbi":
+            log_probs = tf.nn.log_softmax(tf.cast(scores, tf.float32), axis=-1)
+            return viterbi(log_probs, mask, lengths, *(tf.constant(c) for c in self._constraints))[0]
+        return tf.where(mask, tf.argmax(scores, axis=-1, output_type=tf.int32), 0)

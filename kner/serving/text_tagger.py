@@ -55,7 +55,8 @@ import tensorflow as tf
 from kner.data.pipeline import char_mask
 from kner.data.tags import OUTSIDE, split_tag
 from kner.serving.length_chunks import scores_by_length
-from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_values
+from kner.serving.row_ids import row_ids
+from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_tokens
 
 if TYPE_CHECKING:
     from kner.data.tokenizer import CharTokenizer
@@ -194,11 +195,7 @@ class TextTagger(tf.Module):
             num_chars = tf.cast(chars.row_lengths(), tf.int32)
         with tf.name_scope("windows"):
             plan = plan_windows(num_chars, self.window, self.stride)
-            windows = window_values(ids, plan)
-            rows = tf.shape(plan.start)[0]
-            cls = tf.fill([rows, 1], self.tokenizer.cls_id)
-            sep = tf.fill([rows, 1], self.tokenizer.sep_id)
-            windows = tf.concat([cls, windows, sep], axis=1)
+            windows = window_tokens(ids, plan, self.tokenizer.cls_id, self.tokenizer.sep_id)
         with tf.name_scope("encoder"):
             # The windows run sorted by length, CHUNK_ROWS at a time, so that a
             # request's short texts are not padded to its longest (length_chunks).
@@ -206,16 +203,17 @@ class TextTagger(tf.Module):
                 self._window_scores, windows, self.tokenizer.pad_id, CHUNK_ROWS, len(self.model.labels.tags)
             )
         with tf.name_scope("merge"):
-            # Whole texts as `[CLS] chars [SEP]` rows again, with merged scores.
-            scores = tf.RaggedTensor.from_row_lengths(merge_windows(window_scores, plan), num_chars).to_tensor()
-            scores = tf.pad(scores, [[0, 0], [1, 1], [0, 0]])
-            length = tf.shape(scores)[1]
+            # Whole texts again ([batch, max chars, tags]), with merged scores.
+            merged = merge_windows(window_scores, plan)
+            scores = tf.RaggedTensor.from_row_splits(merged, chars.row_splits, validate=False).to_tensor()
         with tf.name_scope("decode"):
-            tag_ids = self.model.decode({"padding_mask": tf.sequence_mask(num_chars + 2, length)}, scores)[:, 1:-1]
+            # One padding column: Viterbi needs a position even when every text is empty.
+            mask = tf.sequence_mask(num_chars, tf.shape(scores)[1] + 1)
+            tag_ids = self.model.decode_chars(tf.pad(scores, [[0, 0], [0, 1], [0, 0]]), mask, num_chars)[:, :-1]
+            in_text = mask[:, :-1]
         with tf.name_scope("entities"):
-            in_text = tf.sequence_mask(num_chars, length - 2)
             tags = tf.where(in_text, tf.gather(self._tag_names, tag_ids), "")
-            probabilities = tf.nn.softmax(scores[:, 1:-1], axis=-1)
+            probabilities = tf.nn.softmax(scores, axis=-1)
             chosen = tf.gather(probabilities, tag_ids, batch_dims=2)
             entities = self._entities(tag_ids, in_text, chars, tf.ragged.boolean_mask(chosen, in_text))
         return {"tags": tags, "num_chars": num_chars, **entities}
@@ -229,10 +227,12 @@ class TextTagger(tf.Module):
         start = tf.ragged.boolean_mask(positions, starts & in_text)
         end = tf.ragged.boolean_mask(positions, ends & in_text)
         row_start = tf.cast(chars.row_starts(), tf.int32)
-        flat_start = tf.gather(row_start, tf.cast(start.value_rowids(), tf.int32)) + start.flat_values
+        rows = row_ids(start.row_splits)
+        flat_start = tf.gather(row_start, rows) + start.flat_values
         flat_end = flat_start + end.flat_values - start.flat_values
         covered = tf.ragged.range(flat_start, flat_end + 1)
-        entity_type = tf.gather(self._type_names, tf.gather(self._types, tf.gather_nd(tag_ids, _nd_index(start))))
+        start_tags = tf.gather_nd(tag_ids, tf.stack([rows, start.flat_values], axis=1))
+        entity_type = tf.gather(self._type_names, tf.gather(self._types, start_tags))
 
         def dense(flat_values, default):
             return start.with_flat_values(flat_values).to_tensor(default)
@@ -265,9 +265,3 @@ class TextTagger(tf.Module):
             "serving_default": self.predict_text.get_concrete_function(),
             "predict_ids": self.predict_ids.get_concrete_function(),
         }
-
-
-def _nd_index(positions: tf.RaggedTensor) -> tf.Tensor:
-    """[row, position] pairs of a ragged [B, (k)] tensor of positions."""
-    rows = tf.cast(positions.value_rowids(), tf.int32)
-    return tf.stack([rows, positions.flat_values], axis=1)

@@ -33,6 +33,8 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from kner.serving.row_ids import row_ids
+
 # Context of a window side that is a text edge: larger than any window.
 _UNBOUNDED = 2**30
 
@@ -80,12 +82,12 @@ def plan_windows(num_chars: tf.Tensor, window: int, stride: int) -> WindowPlan:
     first_window = tf.cumsum(count, exclusive=True)
 
     windows = tf.ragged.range(count)
-    text = tf.cast(windows.value_rowids(), tf.int32)
+    text = row_ids(windows.row_splits)
     start = tf.minimum(windows.flat_values * stride, tf.gather(overflow, text))
     length = tf.minimum(window, tf.gather(num_chars, text) - start)
 
     chars = tf.ragged.range(num_chars)
-    char_text = tf.cast(chars.value_rowids(), tf.int32)
+    char_text = row_ids(chars.row_splits)
     position = chars.flat_values
     n = tf.gather(num_chars, char_text)[:, None]
     last = tf.gather(count, char_text)[:, None] - 1
@@ -113,12 +115,25 @@ def plan_windows(num_chars: tf.Tensor, window: int, stride: int) -> WindowPlan:
     )
 
 
-def window_values(values: tf.RaggedTensor, plan: WindowPlan) -> tf.RaggedTensor:
-    """The slices of ragged [batch, (chars)] `values` under each window:
-    ragged [num_windows, (length)]."""
+def window_tokens(values: tf.RaggedTensor, plan: WindowPlan, cls_id: int, sep_id: int) -> tf.RaggedTensor:
+    """The model's input rows: `[CLS]`, the slice of ragged [batch, (chars)]
+    int32 `values` under each window, `[SEP]`; ragged [num_windows,
+    (length + 2)] int32.
+
+    One flat gather (no ragged concatenation): each row's range of flat
+    positions runs from one before its first character to one after its
+    last, and those two are pointed at `[CLS]` and `[SEP]` appended to the
+    values."""
     offsets = tf.gather(tf.cast(values.row_starts(), tf.int32), plan.text) + plan.start
-    indices = tf.ragged.range(offsets, offsets + plan.length)
-    return tf.gather(values.flat_values, indices)
+    rows = tf.ragged.range(offsets - 1, offsets + plan.length + 1)
+    splits = tf.cast(rows.row_splits, tf.int32)
+    size = tf.size(values.flat_values)
+    edges = tf.concat([splits[:-1], splits[1:] - 1], axis=0)[:, None]
+    count = tf.size(plan.text)[None]
+    markers = tf.concat([tf.fill(count, size), tf.fill(count, size + 1)], axis=0)
+    index = tf.tensor_scatter_nd_update(rows.flat_values, edges, markers)
+    tokens = tf.gather(tf.concat([values.flat_values, [cls_id, sep_id]], axis=0), index)
+    return rows.with_flat_values(tokens)
 
 
 def merge_windows(window_scores: tf.Tensor, plan: WindowPlan, first_position: int = 1) -> tf.Tensor:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_values
+from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_tokens
 
 BIG = 10**9
 
@@ -78,13 +78,12 @@ def test_short_texts_are_one_window_from_the_start():
 def test_window_values_and_merge_round_trip():
     texts = tf.ragged.constant([[1, 2, 3], [], list(range(10, 40))])
     plan = plan_windows(texts.row_lengths(), window=8, stride=3)
-    windows = window_values(texts, plan)
+    windows = window_tokens(texts, plan, cls_id=-2, sep_id=-3)
     for row, (t, s, n) in enumerate(zip(plan.text.numpy(), plan.start.numpy(), plan.length.numpy())):
-        assert windows[row].numpy().tolist() == texts[t].numpy().tolist()[s : s + n]
+        assert windows[row].numpy().tolist() == [-2, *texts[t].numpy().tolist()[s : s + n], -3]
     # Scores that are the values themselves, at token positions after [CLS]:
     # merging must give back every character's own value, in order.
-    padded = tf.pad(windows.to_tensor(-1), [[0, 0], [1, 1]], constant_values=-1)
-    assert merge_windows(padded, plan).numpy().tolist() == texts.flat_values.numpy().tolist()
+    assert merge_windows(windows.to_tensor(-1), plan).numpy().tolist() == texts.flat_values.numpy().tolist()
 
 
 def test_merge_keeps_trailing_score_axes():
