@@ -55,7 +55,6 @@ import tensorflow as tf
 from kner.data.pipeline import char_mask
 from kner.data.tags import OUTSIDE, split_tag
 from kner.serving.length_chunks import scores_by_length
-from kner.serving.row_ids import row_ids
 from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_tokens
 
 if TYPE_CHECKING:
@@ -215,35 +214,34 @@ class TextTagger(tf.Module):
             tags = tf.where(in_text, tf.gather(self._tag_names, tag_ids), "")
             probabilities = tf.nn.softmax(scores, axis=-1)
             chosen = tf.gather(probabilities, tag_ids, batch_dims=2)
-            entities = self._entities(tag_ids, in_text, chars, tf.ragged.boolean_mask(chosen, in_text))
+            entities = self._entities(tag_ids, chars, tf.boolean_mask(chosen, in_text))
         return {"tags": tags, "num_chars": num_chars, **entities}
 
-    def _entities(
-        self, tag_ids: tf.Tensor, in_text: tf.Tensor, chars: tf.RaggedTensor, chosen: tf.RaggedTensor
-    ) -> dict[str, tf.Tensor]:
-        """Dense entity outputs from tag ids [B, N] (0 after the text)."""
-        starts, ends = span_bounds(tag_ids, self._roles, self._types)
-        positions = tf.broadcast_to(tf.range(tf.shape(tag_ids)[1]), tf.shape(tag_ids))
-        start = tf.ragged.boolean_mask(positions, starts & in_text)
-        end = tf.ragged.boolean_mask(positions, ends & in_text)
-        row_start = tf.cast(chars.row_starts(), tf.int32)
-        rows = row_ids(start.row_splits)
-        flat_start = tf.gather(row_start, rows) + start.flat_values
-        flat_end = flat_start + end.flat_values - start.flat_values
-        covered = tf.ragged.range(flat_start, flat_end + 1)
-        start_tags = tf.gather_nd(tag_ids, tf.stack([rows, start.flat_values], axis=1))
-        entity_type = tf.gather(self._type_names, tf.gather(self._types, start_tags))
+    def _entities(self, tag_ids: tf.Tensor, chars: tf.RaggedTensor, chosen: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Dense entity outputs from tag ids [B, N] (0 after the text) and
+        the flat probabilities of the chosen tags, in the order of
+        `chars.flat_values`."""
+        starts, ends = span_bounds(tag_ids, self._roles, self._types)  # never past a text: its tags are `O`
+        # [row, position] of each entity's first and last character, row-major,
+        # so the k-th start pairs with the k-th end.
+        begin = tf.cast(tf.where(starts), tf.int32)
+        first, last = begin[:, 1], tf.cast(tf.where(ends)[:, 1], tf.int32)
+        num_entities = tf.reduce_sum(tf.cast(starts, tf.int32), axis=1)
+        layout = tf.RaggedTensor.from_row_lengths(first, num_entities, validate=False)
+        flat_first = tf.gather(tf.cast(chars.row_starts(), tf.int32), begin[:, 0]) + first
+        covered = tf.ragged.range(flat_first, flat_first + last - first + 1)
+        entity_type = tf.gather(self._type_names, tf.gather(self._types, tf.gather_nd(tag_ids, begin)))
 
         def dense(flat_values, default):
-            return start.with_flat_values(flat_values).to_tensor(default)
+            return layout.with_flat_values(flat_values).to_tensor(default)
 
         return {
             "entity_type": dense(entity_type, ""),
-            "entity_start": dense(start.flat_values, -1),
-            "entity_end": dense(end.flat_values, -1),
+            "entity_start": dense(first, -1),
+            "entity_end": dense(last, -1),
             "entity_text": dense(tf.strings.reduce_join(tf.gather(chars.flat_values, covered), axis=1), ""),
-            "entity_score": dense(tf.reduce_mean(tf.gather(chosen.flat_values, covered), axis=1), 0.0),
-            "num_entities": tf.cast(start.row_lengths(), tf.int32),
+            "entity_score": dense(tf.reduce_mean(tf.gather(chosen, covered), axis=1), 0.0),
+            "num_entities": num_entities,
         }
 
     @tf.function(

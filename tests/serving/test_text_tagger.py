@@ -114,10 +114,11 @@ def test_short_texts_match_the_python_pipeline(toy, windowed):
 
 
 def test_served_tags_are_the_stepwise_viterbi_path(toy):
-    """Texts around the CRF's forward blocks (1, 8, 9, 17 ... characters)
-    in one request: the served tags are the step-by-step Viterbi path over
-    each text's own emission scores, under the CRF's transitions and the
-    scheme's constraints."""
+    """Texts around the CRF's forward blocks (1, 2, FORWARD_UNROLL, one and
+    two blocks and a character, up to a full window) in one request: the
+    served tags are the step-by-step Viterbi path over each text's own
+    emission scores, under the CRF's transitions and the scheme's
+    constraints."""
     model, tokenizer, _ = toy
     module = TextTagger(model, tokenizer, max_seq_length=64)  # one window each
     rng = random.Random(5)
@@ -178,6 +179,14 @@ def test_predict_ids_matches_predict_text(toy, windowed):
 def test_empty_batch(windowed):
     out = outputs(windowed, [])
     assert out["tags"].shape[0] == 0 and out["num_entities"].shape == (0,)
+
+
+def test_batch_of_empty_texts(windowed):
+    """No characters at all: decoding still has a (padding) position to run
+    on, and every output is empty."""
+    out = outputs(windowed, ["", ""])
+    assert out["tags"].shape == (2, 0) and out["num_chars"].tolist() == [0, 0]
+    assert out["num_entities"].tolist() == [0, 0] and out["entity_text"].shape == (2, 0)
 
 
 # Long texts: windows merged = one pass over the whole text.
