@@ -55,6 +55,7 @@ import tensorflow as tf
 from kner.data.pipeline import char_mask
 from kner.data.tags import OUTSIDE, split_tag
 from kner.serving.length_chunks import scores_by_length
+from kner.serving.row_ids import row_ids
 from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_tokens
 
 if TYPE_CHECKING:
@@ -229,7 +230,15 @@ class TextTagger(tf.Module):
         num_entities = tf.reduce_sum(tf.cast(starts, tf.int32), axis=1)
         layout = tf.RaggedTensor.from_row_lengths(first, num_entities, validate=False)
         flat_first = tf.gather(tf.cast(chars.row_starts(), tf.int32), begin[:, 0]) + first
-        covered = tf.ragged.range(flat_first, flat_first + last - first + 1)
+        size = last - first + 1
+        covered = tf.ragged.range(flat_first, flat_first + size)
+        # Per entity over its characters, as tf.strings.reduce_join and
+        # tf.reduce_mean of a ragged tensor compute it (the same segment
+        # kernels), with the segment ids from `row_ids`.
+        segments = row_ids(covered.row_splits)
+        count = tf.size(first)
+        text = tf.strings.unsorted_segment_join(tf.gather(chars.flat_values, covered.flat_values), segments, count)
+        total = tf.math.unsorted_segment_sum(tf.gather(chosen, covered.flat_values), segments, count)
         entity_type = tf.gather(self._type_names, tf.gather(self._types, tf.gather_nd(tag_ids, begin)))
 
         def dense(flat_values, default):
@@ -239,8 +248,8 @@ class TextTagger(tf.Module):
             "entity_type": dense(entity_type, ""),
             "entity_start": dense(first, -1),
             "entity_end": dense(last, -1),
-            "entity_text": dense(tf.strings.reduce_join(tf.gather(chars.flat_values, covered), axis=1), ""),
-            "entity_score": dense(tf.reduce_mean(tf.gather(chosen, covered), axis=1), 0.0),
+            "entity_text": dense(text, ""),
+            "entity_score": dense(total / tf.cast(size, tf.float32), 0.0),
             "num_entities": num_entities,
         }
 
