@@ -54,6 +54,7 @@ import tensorflow as tf
 
 from kner.data.pipeline import char_mask
 from kner.data.tags import OUTSIDE, split_tag
+from kner.serving.bfloat16 import bfloat16_matmuls
 from kner.serving.length_chunks import scores_by_length
 from kner.serving.row_ids import row_ids
 from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_tokens
@@ -165,13 +166,16 @@ class TextTagger(tf.Module):
     ) -> TextTagger:
         """The module of a trained `model_dir` (`max_seq_length` defaults to
         the training one). With `compute_dtype="bfloat16"` the encoder's
-        weights are rounded to bfloat16 and it computes in bfloat16; the tag
-        scores, decoding and span reading stay float32."""
+        weights are rounded to bfloat16 and its matmuls compute in bfloat16,
+        the rest in float32 (`kner.serving.bfloat16`); the tag scores,
+        decoding and span reading stay float32."""
         from kner.models.artifacts import load_tagger
 
         if compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
         model, tokenizer, settings = load_tagger(model_dir, compute_dtype)
+        if compute_dtype == "bfloat16":
+            bfloat16_matmuls(model)
         return cls(model, tokenizer, max_seq_length or settings["max_seq_length"], window_stride)
 
     def _model_inputs(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:
