@@ -11,6 +11,9 @@ one run, float32 and bfloat16 (`--cases`, default all):
 - `c_loader`: the float32 export in TensorFlow's C loader
   (`tools/c_loader/run_export`, the `LoadSavedModel` TF Serving uses; its
   own process, timed around `TF_SessionRun`), when a C compiler is found;
+- `saved_model_bf16_before` (with `--before=PATH`, not by default): the
+  bfloat16 export made by the kner checkout at PATH (e.g. main's tree from
+  `git archive main`), to compare serving graphs in one run;
 - `hf`, `hf_bf16`: a Hugging Face `pipeline("token-classification",
   aggregation_strategy="simple")` over `BertForTokenClassification` of the
   same shape on PyTorch, with a `BertTokenizerFast` built from the same
@@ -77,11 +80,12 @@ CASES = {
     "hf": "HF pipeline float32",
     "hf_bf16": "HF pipeline bf16 autocast",
     "c_loader": "kner SavedModel float32 in TF's C loader",
+    "saved_model_bf16_before": "kner SavedModel bfloat16, --before",
 }
-SAVED_MODEL, SAVED_MODEL_BF16, PREDICTOR, HF, HF_BF16, C_LOADER = CASES.values()
+SAVED_MODEL, SAVED_MODEL_BF16, PREDICTOR, HF, HF_BF16, C_LOADER, SAVED_MODEL_BF16_BEFORE = CASES.values()
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("cases", list(CASES), f"What to time, of {', '.join(CASES)}.")
+flags.DEFINE_list("cases", list(CASES)[:-1], f"What to time, of {', '.join(CASES)}.")
 flags.register_validator("cases", lambda cases: set(cases) <= set(CASES), f"--cases: each one of {', '.join(CASES)}")
 flags.DEFINE_list("sizes", ["2L/128", "4L/256", "12L/768"], "Model sizes, when no --model_dir is given.")
 flags.DEFINE_string("model_dir", None, "A trained kner model_dir (default: random weights of each of --sizes).")
@@ -90,11 +94,18 @@ flags.DEFINE_list("sentences", ["0", "0", "320"], "Per size (the last repeats): 
 flags.DEFINE_list("latency_sentences", ["200", "100", "50"], "Per size (the last repeats): single-text calls timed.")
 flags.DEFINE_integer("rounds", 2, "Interleaved rounds of all cases.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads of both frameworks.")
+flags.DEFINE_string("before", None, "A kner checkout whose bfloat16 export is the saved_model_bf16_before case.")
+flags.register_multi_flags_validator(
+    ["cases", "before"],
+    lambda f: "saved_model_bf16_before" not in f["cases"] or bool(f["before"]),
+    "--cases=saved_model_bf16_before needs --before=PATH (a kner checkout, e.g. `git archive main`)",
+)
 flags.DEFINE_string("json", None, "Also write the results here.")
 
 
-def export(model_dir: Path, export_dir: Path, compute_dtype: str = "float32") -> Path:
-    """Runs the export command users run; returns the version directory."""
+def export(model_dir: Path, export_dir: Path, compute_dtype: str = "float32", root: Path = ROOT) -> Path:
+    """Runs the export command users run, of the kner checkout at `root`;
+    returns the version directory."""
     command = [
         sys.executable,
         "-m",
@@ -103,7 +114,8 @@ def export(model_dir: Path, export_dir: Path, compute_dtype: str = "float32") ->
         f"--export_dir={export_dir}",
         f"--compute_dtype={compute_dtype}",
     ]
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
     return find_export(export_dir)
 
 
@@ -187,6 +199,9 @@ def measure(model_dir: Path, scratch: Path, binary: Path | None, texts: list[str
     if SAVED_MODEL_BF16 in wanted:
         saved_model_bf16 = signature(export(model_dir, scratch / "export_bf16", "bfloat16"))
         cases[SAVED_MODEL_BF16] = (saved_model_bf16, batched(saved_model_bf16))
+    if SAVED_MODEL_BF16_BEFORE in wanted:
+        before = signature(export(model_dir, scratch / "export_bf16_before", "bfloat16", Path(FLAGS.before)))
+        cases[SAVED_MODEL_BF16_BEFORE] = (before, batched(before))
     if PREDICTOR in wanted:
         predictor = kner.Predictor.from_dir(version)
         cases[PREDICTOR] = (predictor.predict, lambda batch: predictor.predict(batch, batch_size=size))
@@ -293,6 +308,7 @@ def main(argv) -> None:
                 ratio(rows, SAVED_MODEL, HF, 1),
                 ratio(rows, SAVED_MODEL, HF, 5),
                 ratio(rows, SAVED_MODEL_BF16, SAVED_MODEL, 3),
+                ratio(rows, SAVED_MODEL_BF16, SAVED_MODEL_BF16_BEFORE, 3),
                 ratio(rows, SAVED_MODEL_BF16, HF_BF16, 3),
                 same,
             ]
@@ -306,6 +322,7 @@ def main(argv) -> None:
         "vs HF, sent/s",
         "batch-1 p50 vs HF",
         "bf16 vs f32 export",
+        "bf16 vs --before bf16",
         "bf16 export vs HF bf16",
         "same entities bf16/f32",
     ]

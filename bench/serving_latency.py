@@ -10,9 +10,9 @@ Then, in one process:
 - **breakdown** (each export): the SavedModel loaded the way TF
   Serving and TensorFlow's C loader load it (`tf.compat.v1` session over the
   `serve` MetaGraph: `LoadSavedModel` + `Session::Run`), one text per call
-  with a full trace: the ops the executor ran per call (loop iterations
+  (`--trace_batch` texts) with a full trace: the ops the executor ran per call (loop iterations
   counted), grouped by the graph's stages (`predict_text`'s name scopes),
-  with their traced time; the graph's static op count (function bodies
+  with their traced time, and the op types' traced time; the graph's static op count (function bodies
   included).
 - **before / after**: every export's Python `serving_default` signature
   (`tf.saved_model.load`; outputs fetched as numpy) and both in a session
@@ -54,7 +54,9 @@ flags.DEFINE_enum("head", "crf", ["crf", "softmax"], "Head of the random models 
 flags.DEFINE_list("before", [], "LABEL=PATH of kner checkouts whose exports are compared with this one's.")
 flags.DEFINE_integer("sentences", 320, "Batches of 32 over the first N CLUENER dev sentences.")
 flags.DEFINE_integer("latency_sentences", 100, "Single-text calls per round, the first N dev sentences.")
-flags.DEFINE_integer("trace_sentences", 20, "Single-text calls traced for the breakdown.")
+flags.DEFINE_integer("trace_sentences", 20, "Calls traced for the breakdown.")
+flags.DEFINE_integer("trace_batch", 1, "Texts per traced call (consecutive dev sentences), e.g. 32 for a batch.")
+flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "`kner.export --compute_dtype` of every export.")
 flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads.")
 flags.DEFINE_string("work_dir", None, "Where model_dirs and exports go (default: a temporary directory).")
@@ -68,6 +70,7 @@ def export(model_dir: Path, export_dir: Path, root: Path) -> Path:
     if not export_dir.exists():
         env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
         command = [sys.executable, "-m", "kner.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}"]
+        command.append(f"--compute_dtype={FLAGS.compute_dtype}")
         subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
     return find_export(export_dir)
 
@@ -90,11 +93,11 @@ class Session:
     def __call__(self, texts: list[bytes], **kwargs) -> dict:
         return self.session.run(self.fetches, {self.feed: texts}, **kwargs)
 
-    def trace(self, text: bytes) -> list[tuple[str, str, float]]:
-        """(node name, op, microseconds) of every op run for one text."""
+    def trace(self, texts: list[bytes]) -> list[tuple[str, str, float]]:
+        """(node name, op, microseconds) of every op run for one call."""
         options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
         metadata = tf.compat.v1.RunMetadata()
-        self([text], options=options, run_metadata=metadata)
+        self(texts, options=options, run_metadata=metadata)
         return [
             (node.node_name, _op_type(node.timeline_label), node.all_end_rel_micros)
             for device in metadata.step_stats.dev_stats
@@ -115,19 +118,23 @@ def stage(node_name: str) -> str:
 
 
 def breakdown(version: Path, texts: list[bytes]) -> dict:
-    """Ops run per single-text call by stage, their traced time, the most
-    run op types, and the graph's static op count."""
+    """Ops run per call of `--trace_batch` texts by stage, their traced
+    time, the most run op types, the op types' traced time, and the graph's
+    static op count."""
     session = Session(version)
-    for text in texts[:3]:  # warm-up: grappler runs on the first call
-        session([text])
-    counts, micros, by_op = collections.Counter(), collections.Counter(), collections.Counter()
-    for text in texts[: FLAGS.trace_sentences]:
-        for name, op, us in session.trace(text):
+    size = FLAGS.trace_batch
+    for begin in range(0, 3 * size, size):  # warm-up: grappler runs on the first call
+        session(texts[begin : begin + size])
+    counts, micros, by_op, op_micros = (collections.Counter() for _ in range(4))
+    for begin in range(0, FLAGS.trace_sentences * size, size):
+        for name, op, us in session.trace(texts[begin : begin + size]):
             counts[stage(name)] += 1
             micros[stage(name)] += us
             by_op[op] += 1
+            op_micros[op] += us
     calls = FLAGS.trace_sentences
     return {
+        "traced_ms_by_op": {op: us / calls / 1e3 for op, us in op_micros.most_common(15)},
         "static_ops": session.static_ops,
         "ops_per_call": {name: counts[name] / calls for name in (*STAGES, "other")},
         "traced_ms_per_call": {name: micros[name] / calls / 1e3 for name in (*STAGES, "other")},
@@ -201,6 +208,8 @@ def main(argv) -> None:
         for label, part in parts.items():
             print(f"{label}: static ops (graph + function bodies) {part['static_ops']}; most run ops per call:")
             print(", ".join(f"{op} {n:.0f}" for op, n in part["most_run_ops"].items()))
+            by_op = part["traced_ms_by_op"].items()
+            print("traced ms per call by op: " + ", ".join(f"{op} {ms:.2f}" for op, ms in by_op))
         header = ["stage"] + [f"{label}: {what}" for label in parts for what in ("ops run per call", "traced ms")]
         rows = [
             [name, *(part[key][name] for part in parts.values() for key in ("ops_per_call", "traced_ms_per_call"))]
