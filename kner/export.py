@@ -30,8 +30,8 @@ def define_flags() -> None:
         "compute_dtype",
         "float32",
         list(COMPUTE_DTYPES),
-        "bfloat16: store the encoder's weights rounded to bfloat16 and compute in bfloat16 (faster on CPUs with "
-        "AVX512-BF16 or AMX); tag scores, decoding and entities stay float32.",
+        "bfloat16: store the encoder's weights rounded to bfloat16 and compute its matmuls in bfloat16 (faster on "
+        "CPUs with AVX512-BF16 or AMX), the rest in float32; tag scores, decoding and entities stay float32.",
     )
     flags.mark_flags_as_required(["model_dir", "export_dir"])
 

@@ -54,9 +54,10 @@ def export_model(
             texts are cut into; default half a window.
         max_seq_length: tokens per window; default the training one.
         compute_dtype: "float32", or "bfloat16": the encoder's weights are
-            stored rounded to bfloat16 and it computes in bfloat16 (2-2.5x the
-            float32 matmul rate on CPUs with AVX512-BF16 or AMX); tag scores,
-            CRF decoding and span reading stay float32. Rounding the stored
+            stored rounded to bfloat16 and its matmuls compute in bfloat16
+            (2-2.5x the float32 matmul rate on CPUs with AVX512-BF16 or AMX),
+            its element-wise work in float32 (`kner.serving.bfloat16`); tag
+            scores, CRF decoding and span reading stay float32. Rounding the stored
             weights loses nothing a float32-weight mixed policy would keep,
             since that casts every weight to bfloat16 at every call; it also
             saves those casts (most of a batch-1 call at 12L/768) and halves
