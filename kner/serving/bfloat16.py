@@ -3,14 +3,15 @@
 The CPU's bfloat16 gain is in matrix products (oneDNN with AVX512-BF16/AMX:
 `tf.matmul` at 2.4-2.5x its float32 rate here, `bench/matmul.py`). TensorFlow's
 element-wise kernels (Eigen: `Mul`, `AddV2`, `Tanh`, `Square`, ...) are not
-faster in bfloat16 but 1.5-2.5x *slower* than in float32 (each element is
-widened and narrowed again). A backbone built entirely in bfloat16 (the
+faster in bfloat16 but 2-3.5x *slower* than in float32 (traced at 4L/256;
+each element is widened and narrowed again). A backbone built entirely in bfloat16 (the
 Keras "bfloat16" policy) runs its LayerNorms, GELUs, softmax and residual
 sums that way, which ate most of the matmul gain at 4L/256 (bench/README.md,
-"Serving: where a batch-32 call of the 4L/256 export spends its time").
+"Serving: where a batch-32 call spends its time").
 
 `bfloat16_matmuls` keeps the weights of a backbone built under the
-"bfloat16" policy (so stored and read as bfloat16: no per-call weight casts)
+"bfloat16" policy (stored as bfloat16, so the matmuls read their weights
+without per-call casts; LayerNorm casts its two small vectors)
 and its `Dense` and `EinsumDense` layers (the projections and the
 feed-forward network) and embedding lookups computing in bfloat16; every
 other layer (LayerNorm, attention softmax, dropout, the blocks' residual sums)
