@@ -66,7 +66,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-from common import ROOT, SHARED, machine, print_table, subset, write_json
+from common import ROOT, SHARED, machine, print_table, set_threads, subset, write_json
 
 from kner.backbones.bert import backbone_from_config, read_bert_config
 from kner.data.corpus import read_corpus
@@ -96,6 +96,7 @@ flags.DEFINE_integer("unlabeled_batch_size", 16, "Raw texts per step in the raw-
 flags.DEFINE_bool("speed", True, "Also time serving and the training step (wants a quiet machine).")
 flags.DEFINE_integer("latency_sentences", 200, "Single-text calls timed for latency, per round.")
 flags.DEFINE_integer("rounds", 2, "Interleaved serving rounds.")
+flags.DEFINE_integer("threads", 2, "Intra-op threads of this process (serving and step-cost timing).")
 flags.DEFINE_string("json", None, "Also write the results here.")
 
 
@@ -358,6 +359,7 @@ def serving(work: Path, student_dir: Path, dev) -> dict:
 
 def main(argv) -> None:
     del argv
+    set_threads(FLAGS.threads)
     facts = machine()
     work = ROOT / FLAGS.work_dir / FLAGS.corpus
     seed_dir = work / f"seed{FLAGS.seed}"
