@@ -44,6 +44,7 @@ import tensorflow as tf
 from absl import app, flags
 from common import ROOT, SHARED, machine, print_table, set_threads, write_json
 from kner_side import random_model_dir
+from tf_session import Session
 
 from kner.data.corpus import read_corpus
 from kner.serving.predictor import find_export
@@ -75,42 +76,6 @@ def export(model_dir: Path, export_dir: Path, root: Path) -> Path:
     return find_export(export_dir)
 
 
-class Session:
-    """A SavedModel in a TF1 session, as TF Serving and the C loader run it."""
-
-    def __init__(self, version: Path):
-        self.graph = tf.Graph()
-        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=FLAGS.threads, inter_op_parallelism_threads=1)
-        self.session = tf.compat.v1.Session(graph=self.graph, config=config)
-        with self.graph.as_default():
-            meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(version))
-        signature = meta.signature_def["serving_default"]
-        self.feed = signature.inputs["text"].name
-        self.fetches = {key: value.name for key, value in signature.outputs.items()}
-        library = meta.graph_def.library.function
-        self.static_ops = len(meta.graph_def.node) + sum(len(f.node_def) for f in library)
-
-    def __call__(self, texts: list[bytes], **kwargs) -> dict:
-        return self.session.run(self.fetches, {self.feed: texts}, **kwargs)
-
-    def trace(self, texts: list[bytes]) -> list[tuple[str, str, float]]:
-        """(node name, op, microseconds) of every op run for one call."""
-        options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
-        metadata = tf.compat.v1.RunMetadata()
-        self(texts, options=options, run_metadata=metadata)
-        return [
-            (node.node_name, _op_type(node.timeline_label), node.all_end_rel_micros)
-            for device in metadata.step_stats.dev_stats
-            for node in device.node_stats
-            if node.node_name not in ("_SOURCE", "_SINK")
-        ]
-
-
-def _op_type(timeline_label: str) -> str:
-    """The op of a step-stats timeline label, `name = Op(inputs)`."""
-    return timeline_label.split(" = ")[-1].split("(")[0]
-
-
 def stage(node_name: str) -> str:
     """The `predict_text` stage an op belongs to, from its name scopes."""
     parts = node_name.split("/")
@@ -121,7 +86,7 @@ def breakdown(version: Path, texts: list[bytes]) -> dict:
     """Ops run per call of `--trace_batch` texts by stage, their traced
     time, the most run op types, the op types' traced time, and the graph's
     static op count."""
-    session = Session(version)
+    session = Session(version, FLAGS.threads)
     size = FLAGS.trace_batch
     for begin in range(0, 3 * size, size):  # warm-up: grappler runs on the first call
         session(texts[begin : begin + size])
@@ -148,7 +113,7 @@ def compare(versions: dict[str, Path], texts: list[bytes]) -> dict:
     for name, version in versions.items():
         signature = tf.saved_model.load(str(version)).signatures["serving_default"]
         cases[f"{name}, signature"] = lambda b, s=signature: {k: v.numpy() for k, v in s(text=tf.constant(b)).items()}
-        cases[f"{name}, session"] = Session(version)
+        cases[f"{name}, session"] = Session(version, FLAGS.threads)
     for run in cases.values():
         run(texts[:32])
         run(texts[:1])
