@@ -64,14 +64,13 @@ import tensorflow as tf
 import torch
 from absl import app, flags
 from common import ROOT, SHARED, machine, print_table, set_threads, write_json
-from kner_side import random_model_dir
+from kner_side import export, random_model_dir
 from torch_reference import hf_config
 from transformers import BertForTokenClassification, BertTokenizerFast, pipeline
 
 import kner
 from kner.data.corpus import read_corpus
 from kner.data.labels import LabelVocab
-from kner.serving.predictor import find_export
 
 CASES = {
     "saved_model": "kner SavedModel float32",
@@ -101,22 +100,6 @@ flags.register_multi_flags_validator(
     "--cases=saved_model_bf16_before needs --before=PATH (a kner checkout, e.g. `git archive main`)",
 )
 flags.DEFINE_string("json", None, "Also write the results here.")
-
-
-def export(model_dir: Path, export_dir: Path, compute_dtype: str = "float32", root: Path = ROOT) -> Path:
-    """Runs the export command users run, of the kner checkout at `root`;
-    returns the version directory."""
-    command = [
-        sys.executable,
-        "-m",
-        "kner.export",
-        f"--model_dir={model_dir}",
-        f"--export_dir={export_dir}",
-        f"--compute_dtype={compute_dtype}",
-    ]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
-    return find_export(export_dir)
 
 
 def hf_pipeline(model_dir: Path):

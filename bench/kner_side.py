@@ -10,19 +10,35 @@ Example:
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import tensorflow as tf
-from common import BERT_VOCAB, CLUENER_TYPES, bert_config
+from common import BERT_VOCAB, CLUENER_TYPES, ROOT, bert_config
 
 from kner.checkpoint import backbone_from_config
 from kner.data.labels import LabelVocab
 from kner.data.tokenizer import read_vocab
 from kner.models.artifacts import dummy_batch, save_artifacts
 from kner.models.tagger import Tagger
+from kner.serving.predictor import find_export
 from kner.training.optimization import FineTuningAdamW, WarmupLinearDecay
 from kner.training.trainer import TrainConfig, Trainer
+
+
+def export(model_dir: Path, export_dir: Path, compute_dtype: str = "float32", root: Path = ROOT) -> Path:
+    """Runs the export command users run (`python -m kner.export`), of the
+    kner checkout at `root`, unless `export_dir` already holds an export;
+    returns the version directory."""
+    if not export_dir.exists():
+        command = [sys.executable, "-m", "kner.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}"]
+        env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+        command.append(f"--compute_dtype={compute_dtype}")
+        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
+    return find_export(export_dir)
 
 
 def cluener_labels() -> LabelVocab:

@@ -33,8 +33,6 @@ import common  # noqa: F401  (first: thread settings shared by the benchmarks)
 # isort: on
 import collections
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,11 +41,10 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 from common import ROOT, SHARED, machine, print_table, set_threads, write_json
-from kner_side import random_model_dir
+from kner_side import export, random_model_dir
 from tf_session import Session
 
 from kner.data.corpus import read_corpus
-from kner.serving.predictor import find_export
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["2L/128", "4L/256"], "Model sizes (student first, then teacher).")
@@ -64,16 +61,6 @@ flags.DEFINE_string("work_dir", None, "Where model_dirs and exports go (default:
 flags.DEFINE_string("json", None, "Also write the results here.")
 
 STAGES = ("tokenize", "windows", "encoder", "merge", "decode", "entities")
-
-
-def export(model_dir: Path, export_dir: Path, root: Path) -> Path:
-    """`python -m kner.export` run by the kner checkout at `root`."""
-    if not export_dir.exists():
-        env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        command = [sys.executable, "-m", "kner.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}"]
-        command.append(f"--compute_dtype={FLAGS.compute_dtype}")
-        subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
-    return find_export(export_dir)
 
 
 def stage(node_name: str) -> str:
@@ -163,7 +150,9 @@ def main(argv) -> None:
         model_dir = work / name / "model"
         if not (model_dir / "best.weights.h5").exists():
             random_model_dir(size, model_dir, FLAGS.head)
-        versions = {label: export(model_dir, work / name / label, root) for label, root in roots.items()}
+        versions = {
+            label: export(model_dir, work / name / label, FLAGS.compute_dtype, root) for label, root in roots.items()
+        }
         load = [os.getloadavg()[0]]
         parts = {label: breakdown(version, texts) for label, version in versions.items()}
         results = compare(versions, texts)
