@@ -34,7 +34,9 @@ time (settings.json to the last checkpoint, dev evaluations included, on a
 shared machine), the share of the gap between the student alone and the
 teacher that distillation recovers; with `--speed`, the serving speed of
 the exported SavedModels, teacher against a distilled student, interleaved
-in one process (dev, batches of 32; batch-1 latency), and the cost of the
+in one process (dev, batches of 32; batch-1 latency through the Python
+signature and through a TF1 session, TF Serving's path, after a warm-up
+over the timed texts; `--threads` intra-op threads), and the cost of the
 teacher per training step (same batches, one process); and on CLUENER how
 the CRF transitions matter: the TextBrewer-recipe student's emission
 scores decoded with the transitions it was trained with (copied from the
