@@ -4,22 +4,28 @@ A request's texts come in whatever order the client sends them, and one dense
 batch pads every row to the longest: on CLUENER dev in file order, batches of
 32 hold 31% more token positions than the texts have, and the encoder's cost
 grows with positions. Sorting the rows by length inside the graph and running
-the model on chunks of `chunk_rows` neighbours pads each chunk only to its own
-longest row (10% extra with chunks of 8), without changing any row's result:
-padding is masked, so a row's scores do not depend on its batch mates
-(up to float rounding of other matmul shapes).
+the model on chunks of neighbours pads each chunk only to its own longest
+row, without changing any row's result: padding is masked, so a row's scores
+do not depend on its batch mates (up to float rounding of other matmul
+shapes).
 
-A request of at most `chunk_rows` rows runs as one chunk in its own order,
-without the sort and the loop.
+A chunk is as many sorted rows as fit `chunk_tokens` token positions (rows
+times the chunk's padded length; at least one row). Too small a chunk costs
+more than its padding saves: each call of the model has a fixed cost, and
+thin matmuls use two cores badly. A request that fits `chunk_tokens` as one
+dense batch runs as one chunk in its own order, without the sort and the
+loop.
 
-Measured at 12L/768 on CLUENER dev (bench/README.md, "Inference speed"):
-encoder calls on the same texts took 17% less CPU time in sorted chunks of 4
-or 8 than as file-order batches of 32; chunks of 16 gained 9%.
+Measured on CLUENER dev, batches of 32, two threads (bench/README.md,
+"Serving: fused encoder layers and chunks by size"): chunks of 8 rows
+(~350 positions) were best at 12L/768, one chunk of the whole batch
+(~1,800 positions) at 4L/256 (1.27x the sentences/s of chunks of 8) and at
+2L/128 (1.45x).
 
 Example:
 >>> rows = tf.ragged.constant([[2, 5, 3], [2, 3], [2, 7, 7, 7, 3]])
->>> scores = scores_by_length(score, rows, pad_id=0, chunk_rows=2, num_outputs=5)
->>> scores.shape  # [3, 5, 5]: rows in input order
+>>> scores = scores_by_length(score, rows, pad_id=0, chunk_tokens=6, num_outputs=5)
+>>> scores.shape  # [3, 5, 5]: rows in input order; calls on [2, 3] and [1, 5]
 """
 
 from __future__ import annotations
@@ -33,17 +39,19 @@ def scores_by_length(
     score: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
     rows: tf.RaggedTensor,
     pad_id: int,
-    chunk_rows: int,
+    chunk_tokens: int,
     num_outputs: int,
 ) -> tf.Tensor:
-    """`score` run on the rows of `rows` sorted by length, `chunk_rows` at a time.
+    """`score` run on the rows of `rows` sorted by length, in chunks of at most
+    `chunk_tokens` token positions.
 
     Args:
         score: `(token_ids [n, L] int32, padding_mask [n, L] bool)` -> scores
             [n, L, num_outputs] (cast to float32 here).
         rows: ragged [num_rows, (length)] int32 token ids.
         pad_id: the id that pads a chunk's shorter rows.
-        chunk_rows: rows per call of `score`, at least 1.
+        chunk_tokens: token positions (rows x padded length) per call of
+            `score`, at least 1; a longer row is a chunk of its own.
         num_outputs: the last dimension of `score`'s result.
 
     Returns:
@@ -51,10 +59,11 @@ def scores_by_length(
         What follows a row's length is unspecified (the model's scores of
         its chunk's padding, then zeros).
     """
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    if chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be at least 1, got {chunk_tokens}")
     lengths = tf.cast(rows.row_lengths(), tf.int32)
     num_rows = tf.shape(lengths)[0]
+    width = tf.reduce_max(tf.concat([lengths, [0]], axis=0))
 
     def chunk_scores(chunk: tf.RaggedTensor) -> tf.Tensor:
         token_ids = chunk.to_tensor(pad_id)
@@ -64,11 +73,14 @@ def scores_by_length(
     def by_length() -> tf.Tensor:
         order = tf.argsort(lengths, stable=True)
         sorted_rows = tf.gather(rows, order)
-        width = tf.reduce_max(tf.concat([lengths, [0]], axis=0))
+        sorted_lengths = tf.gather(lengths, order)
         output = tf.zeros([num_rows, width, num_outputs], tf.float32)
 
         def body(begin: tf.Tensor, output: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-            end = begin + chunk_rows
+            # Rows begin..begin+k-1 pad to the k-th one's length (ascending),
+            # so the sizes grow with k: count those within the budget.
+            sizes = tf.range(1, num_rows - begin + 1) * sorted_lengths[begin:]
+            end = begin + tf.maximum(1, tf.reduce_sum(tf.cast(sizes <= chunk_tokens, tf.int32)))
             scores = chunk_scores(sorted_rows[begin:end])
             scores = tf.pad(scores, [[0, 0], [0, width - tf.shape(scores)[1]], [0, 0]])
             return end, tf.tensor_scatter_nd_update(output, order[begin:end, None], scores)
@@ -81,6 +93,7 @@ def scores_by_length(
         )
         return output
 
-    # A request of at most `chunk_rows` rows is one chunk as it is: no sort,
-    # no loop (their executor cost is most of a short request's fixed cost).
-    return tf.cond((num_rows > 0) & (num_rows <= chunk_rows), lambda: chunk_scores(rows), by_length)
+    # A request within the budget is one chunk as it is: no sort, no loop
+    # (their executor cost is most of a short request's fixed cost).
+    fits = (num_rows > 0) & (num_rows * width <= chunk_tokens)
+    return tf.cond(fits, lambda: chunk_scores(rows), by_length)

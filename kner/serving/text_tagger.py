@@ -9,7 +9,8 @@ same function:
    (`kner.data.tokenizer.CharTokenizer`; invalid UTF-8 bytes become U+FFFD);
 2. cut texts longer than `max_seq_length - 2` characters into overlapping
    windows (`kner.serving.windows`) and run all windows of the batch through
-   the model, sorted by length in chunks of 8 (`kner.serving.length_chunks`);
+   the model, as one batch or sorted by length in chunks of a few thousand
+   token positions (`kner.serving.length_chunks`);
 3. merge the windows' tag scores per character and decode them over the
    whole text as the model decodes (`Tagger.decoding`): Viterbi within the
    scheme's grammar (the CRF's, or over the softmax log-probabilities with
@@ -55,6 +56,7 @@ import tensorflow as tf
 from kner.data.pipeline import char_mask
 from kner.data.tags import OUTSIDE, split_tag
 from kner.serving.bfloat16 import bfloat16_matmuls
+from kner.serving.fused_encoder import fuse_encoder_layers
 from kner.serving.length_chunks import scores_by_length
 from kner.serving.row_ids import row_ids
 from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_tokens
@@ -63,9 +65,12 @@ if TYPE_CHECKING:
     from kner.data.tokenizer import CharTokenizer
     from kner.models.tagger import Tagger
 
-# Windows per encoder call in `predict_text` (kner.serving.length_chunks): at
-# 12L/768, chunks of 4 and 8 cost the same CPU time, 16 more.
-CHUNK_ROWS = 8
+# Token positions x hidden width per encoder call in `predict_text`
+# (kner.serving.length_chunks). Measured on CLUENER dev, batches of 32, two
+# threads: chunks of 8-16 windows (350-700 positions) were best at 12L/768,
+# the whole batch as one chunk (~1,800) at 4L/256 and 2L/128; 2**19 gives 683
+# positions at width 768, 2,048 at 256 and 4,096 at 128.
+CHUNK_WORK = 2**19
 
 # Roles of a tag in span reading, whatever the scheme's letters.
 OUT, BEGIN, INSIDE, END, SINGLE = range(5)
@@ -125,9 +130,22 @@ class TextTagger(tf.Module):
             most the backbone's `max_position_embeddings`.
         window_stride: characters between window starts, in
             `[1, max_seq_length - 2]`; default half a window.
+        variables: the tf.Variables a SavedModel of the module saves;
+            default all of the model's.
+        chunk_tokens: token positions per encoder call on a request's
+            windows sorted by length (`kner.serving.length_chunks`); default
+            `CHUNK_WORK` over the backbone's hidden width.
     """
 
-    def __init__(self, model: Tagger, tokenizer: CharTokenizer, max_seq_length: int, window_stride: int | None = None):
+    def __init__(
+        self,
+        model: Tagger,
+        tokenizer: CharTokenizer,
+        max_seq_length: int,
+        window_stride: int | None = None,
+        variables: list[tf.Variable] | None = None,
+        chunk_tokens: int | None = None,
+    ):
         super().__init__(name="text_tagger")
         limit = model.backbone.max_sequence_length
         if not 3 <= max_seq_length <= limit:
@@ -136,9 +154,11 @@ class TextTagger(tf.Module):
         self.stride = default_stride(self.window) if window_stride is None else window_stride
         check_window(self.window, self.stride)
         self._set_model(model)
+        self.chunk_tokens = chunk_tokens or max(1, CHUNK_WORK // model.backbone.hidden_dim)
         # What a SavedModel of this module holds: the model's tf.Variables
-        # themselves (see `_set_model`), the tokenizer's table, the functions.
-        self.model_variables = [variable.value for variable in model.variables]
+        # themselves (see `_set_model`), or the ones its functions read
+        # (`from_model_dir`), the tokenizer's table, the functions.
+        self.model_variables = variables or [variable.value for variable in model.variables]
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
         roles, types, type_names = tag_roles(model.labels.tags, model.labels.scheme)
@@ -168,7 +188,8 @@ class TextTagger(tf.Module):
         the training one). With `compute_dtype="bfloat16"` the encoder's
         weights are rounded to bfloat16 and its matmuls compute in bfloat16,
         the rest in float32 (`kner.serving.bfloat16`); the tag scores,
-        decoding and span reading stay float32."""
+        decoding and span reading stay float32. Either way the encoder's
+        layers run as `kner.serving.fused_encoder` layers."""
         from kner.models.artifacts import load_tagger
 
         if compute_dtype not in COMPUTE_DTYPES:
@@ -176,7 +197,8 @@ class TextTagger(tf.Module):
         model, tokenizer, settings = load_tagger(model_dir, compute_dtype)
         if compute_dtype == "bfloat16":
             bfloat16_matmuls(model)
-        return cls(model, tokenizer, max_seq_length or settings["max_seq_length"], window_stride)
+        saved = fuse_encoder_layers(model.backbone).saved_variables(model)
+        return cls(model, tokenizer, max_seq_length or settings["max_seq_length"], window_stride, saved)
 
     def _model_inputs(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:
         return {
@@ -201,10 +223,11 @@ class TextTagger(tf.Module):
             plan = plan_windows(num_chars, self.window, self.stride)
             windows = window_tokens(ids, plan, self.tokenizer.cls_id, self.tokenizer.sep_id)
         with tf.name_scope("encoder"):
-            # The windows run sorted by length, CHUNK_ROWS at a time, so that a
-            # request's short texts are not padded to its longest (length_chunks).
+            # A request too big for one encoder call runs sorted by length, in
+            # chunks of `chunk_tokens` positions, so that its short texts are
+            # not padded to its longest (length_chunks).
             window_scores = scores_by_length(
-                self._window_scores, windows, self.tokenizer.pad_id, CHUNK_ROWS, len(self.model.labels.tags)
+                self._window_scores, windows, self.tokenizer.pad_id, self.chunk_tokens, len(self.model.labels.tags)
             )
         with tf.name_scope("merge"):
             # Whole texts again ([batch, max chars, tags]), with merged scores.

@@ -28,42 +28,58 @@ def check(got, rows):
         np.testing.assert_array_equal(got[i, : len(row)], [[t, t * 10 + j] for j, t in enumerate(row)])
 
 
-@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5, 8])
-def test_rows_come_back_in_order(chunk_rows):
+def chunks(lengths: list[int], chunk_tokens: int) -> list[tuple[int, int]]:
+    """The calls' shapes: sorted lengths, as many rows per call as fit
+    `chunk_tokens` positions when padded to the call's longest (one at least)."""
+    widths, calls, begin = sorted(lengths), [], 0
+    while begin < len(widths):
+        end = begin + 1
+        while end < len(widths) and (end + 1 - begin) * widths[end] <= chunk_tokens:
+            end += 1
+        calls.append((end - begin, widths[end - 1]))
+        begin = end
+    return calls
+
+
+@pytest.mark.parametrize("chunk_tokens", [1, 6, 10, 14, 34, 35])
+def test_rows_come_back_in_order(chunk_tokens):
     calls = []
-    got = scores_by_length(score(calls), tf.ragged.constant(ROWS), pad_id=0, chunk_rows=chunk_rows, num_outputs=2)
+    got = scores_by_length(score(calls), tf.ragged.constant(ROWS), pad_id=0, chunk_tokens=chunk_tokens, num_outputs=2)
     check(got.numpy(), ROWS)
-    assert len(calls) == (1 if len(ROWS) <= chunk_rows else -(-len(ROWS) // chunk_rows))
+    one_batch = len(ROWS) * 7 <= chunk_tokens
+    assert calls == ([(5, 7)] if one_batch else chunks([len(row) for row in ROWS], chunk_tokens))
 
 
 def test_chunks_hold_rows_of_similar_length():
     calls = []
-    scores_by_length(score(calls), tf.ragged.constant(ROWS), pad_id=0, chunk_rows=2, num_outputs=2)
-    assert calls == [(2, 3), (2, 5), (1, 7)]  # lengths 2,3 | 3,5 | 7: not all padded to 7
+    scores_by_length(score(calls), tf.ragged.constant(ROWS), pad_id=0, chunk_tokens=10, num_outputs=2)
+    assert calls == [(3, 3), (1, 5), (1, 7)]  # lengths 2,3,3 | 5 | 7: not all padded to 7
 
 
 @pytest.mark.parametrize("num_rows", [1, 7, 8, 9, 17])
-def test_up_to_a_chunk_runs_once_unsorted_and_more_in_sorted_chunks(num_rows):
-    """1 and 8 rows (chunk_rows=8): one call on the rows as they come; 9 and
-    17: sorted chunks of 8. The scores are the same either way."""
-    rows = [ROWS[i % len(ROWS)] + [1] * (i // len(ROWS)) for i in range(num_rows)]
+def test_a_request_within_the_budget_runs_once_unsorted_and_more_in_sorted_chunks(num_rows):
+    """Up to 8 rows of at most 8 tokens (chunk_tokens=64): one call on the
+    rows as they come; more: sorted chunks. The scores are the same either way."""
+    rows = [ROWS[i % len(ROWS)][:8] + [1] * (i // len(ROWS)) for i in range(num_rows)]
     calls = []
-    got = scores_by_length(score(calls), tf.ragged.constant(rows), pad_id=0, chunk_rows=8, num_outputs=2)
+    got = scores_by_length(score(calls), tf.ragged.constant(rows), pad_id=0, chunk_tokens=64, num_outputs=2)
     check(got.numpy(), rows)
-    widths = sorted(len(row) for row in rows)
-    chunks = [widths[begin : begin + 8] for begin in range(0, num_rows, 8)]
-    assert calls == [(len(chunk), chunk[-1]) for chunk in chunks]
+    width = max(len(row) for row in rows)
+    if num_rows * width <= 64:
+        assert calls == [(num_rows, width)]
+    else:
+        assert calls == chunks([len(row) for row in rows], 64) and len(calls) > 1
 
 
 def test_in_a_graph_and_for_an_empty_batch():
     @tf.function(input_signature=[tf.RaggedTensorSpec([None, None], tf.int32)])
     def run(rows):
-        return scores_by_length(score([]), rows, pad_id=0, chunk_rows=2, num_outputs=2)
+        return scores_by_length(score([]), rows, pad_id=0, chunk_tokens=6, num_outputs=2)
 
     check(run(tf.ragged.constant(ROWS)).numpy(), ROWS)
     assert run(tf.ragged.constant([[]], tf.int32)[:0]).shape == (0, 0, 2)
 
 
-def test_chunk_rows_must_be_positive():
-    with pytest.raises(ValueError, match="chunk_rows"):
-        scores_by_length(score([]), tf.ragged.constant(ROWS), pad_id=0, chunk_rows=0, num_outputs=2)
+def test_chunk_tokens_must_be_positive():
+    with pytest.raises(ValueError, match="chunk_tokens"):
+        scores_by_length(score([]), tf.ragged.constant(ROWS), pad_id=0, chunk_tokens=0, num_outputs=2)

@@ -16,7 +16,7 @@ from kner.data.spans import Span
 from kner.data.tags import SCHEMES
 from kner.models.artifacts import load_tagger
 from kner.models.crf import FORWARD_UNROLL
-from kner.serving.text_tagger import CHUNK_ROWS, TextTagger, span_bounds, tag_roles
+from kner.serving.text_tagger import CHUNK_WORK, TextTagger, span_bounds, tag_roles
 
 
 @pytest.fixture(scope="module")
@@ -136,16 +136,25 @@ def test_served_tags_are_the_stepwise_viterbi_path(toy):
         assert [t.decode() for t in out["tags"][row, :n]] == [model.labels.tags[i] for i in expected[row, :n]]
 
 
-@pytest.mark.parametrize("count", [1, CHUNK_ROWS, CHUNK_ROWS + 1, 2 * CHUNK_ROWS + 1])
-def test_requests_of_one_chunk_and_of_more_find_the_same_entities(toy, windowed, count):
-    """Up to CHUNK_ROWS windows run as one chunk in request order, more in
+def test_chunks_are_sized_by_the_backbones_width(toy, windowed):
+    model, tokenizer, settings = toy
+    assert windowed.chunk_tokens == CHUNK_WORK // model.backbone.hidden_dim
+    assert TextTagger(model, tokenizer, settings["max_seq_length"], chunk_tokens=40).chunk_tokens == 40
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 9])
+def test_requests_of_one_chunk_and_of_more_find_the_same_entities(toy, count):
+    """A request within `chunk_tokens` positions (here 40: two windows of
+    up to 20 tokens) runs as one chunk in request order, a bigger one in
     sorted chunks (kner.serving.length_chunks): each text's outputs equal
     those of the text sent alone."""
+    model, tokenizer, _ = toy
+    module = TextTagger(model, tokenizer, max_seq_length=20, chunk_tokens=40)
     rng = random.Random(count)
-    texts = [toy_sentence(rng, 2).text[: rng.randint(1, windowed.window)] for _ in range(count)]
-    together = outputs(windowed, texts)
+    texts = [toy_sentence(rng, 2).text[: rng.randint(1, module.window)] for _ in range(count)]
+    together = outputs(module, texts)
     for row, text in enumerate(texts):
-        alone = outputs(windowed, [text])
+        alone = outputs(module, [text])
         n, k = len(text), alone["num_entities"][0]
         assert together["tags"][row, :n].tolist() == alone["tags"][0, :n].tolist()
         assert together["num_entities"][row] == k

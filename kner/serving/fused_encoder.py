@@ -1,0 +1,190 @@
+"""The encoder's Transformer layers in the ops TensorFlow fuses, for serving.
+
+keras-hub's `TransformerEncoder` runs a BERT block as Keras layers: three
+`EinsumDense` projections for query, key and value, a `Dense` followed by a
+separate activation, and `LayerNormalization` as a chain of element-wise ops
+(`Mean`, `SquaredDifference`, `Rsqrt`, `Mul`, `AddV2`, ...). At serving sizes
+(4L/256, chunks of 8 windows) those small ops and the three thin projections
+cost as much as the big matmuls. `fuse_encoder_layers` swaps each layer's
+`call` for the same computation written as the subgraphs that Grappler's
+remapper rewrites into single oneDNN kernels when the graph is loaded
+(tensorflow/core/grappler/optimizers/remapper.cc; stock TF and TF Serving
+CPU builds use oneDNN):
+
+- query, key and value as **one** 2-D matmul with a `[hidden, 3 * hidden]`
+  kernel (concatenated once, at export);
+- every projection as `MatMul + BiasAdd [+ Gelu/Relu/Tanh]` -> `_FusedMatMul`
+  (GELU in either form, erf or tanh);
+- each LayerNorm in the form of Keras 2's fused LayerNormalization
+  (`Reshape -> FusedBatchNormV3 -> Reshape -> Mul -> AddV2`) -> `_MklLayerNorm`.
+
+The graph keeps only core ops: without oneDNN the same ops run unfused, with
+the same results. Dropout is skipped (inference only). Numerics follow the
+Keras layer, dtype for dtype: the projections compute in the dtype of the
+layer's `Dense` sublayers (bfloat16 under `kner.serving.bfloat16`), the
+attention softmax, the context product, LayerNorm and residual sums in
+float32 (the activation, fused into the matmul, sees the float32 accumulator
+plus bias before one rounding). Against Keras: float32 outputs agree to about
+1e-6, bfloat16 ones to bfloat16 rounding (tests/serving/test_fused_encoder.py).
+
+Measured at 4L/256 bfloat16 (chunks of 8 rows, 20-60 tokens, 2 threads):
+the encoder took 13.0 instead of 16.0 ms per chunk (bench/README.md,
+"Serving: fused encoder layers").
+
+Example:
+>>> model, tokenizer, settings = load_tagger(model_dir)
+>>> fused = fuse_encoder_layers(model.backbone)   # in place
+>>> saved = fused.saved_variables(model)   # what a SavedModel of it keeps
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import keras
+import keras_hub
+import numpy as np
+import tensorflow as tf
+from keras_hub.src.utils.keras_utils import gelu_approximate
+
+# Keras activations -> the TF ops the remapper fuses into `_FusedMatMul`.
+_FUSABLE_ACTIVATIONS: dict[Callable, Callable[[tf.Tensor], tf.Tensor]] = {
+    gelu_approximate: lambda x: tf.nn.gelu(x, approximate=True),
+    keras.activations.gelu: lambda x: tf.nn.gelu(x, approximate=False),
+    keras.activations.relu: tf.nn.relu,
+    keras.activations.tanh: tf.nn.tanh,
+    keras.activations.linear: tf.identity,
+}
+
+
+def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: float) -> tf.Tensor:
+    """LayerNorm over the last axis of float32 `x` [rows, width], written as
+    Keras 2's fused LayerNormalization so that oneDNN builds fuse it into one
+    `_MklLayerNorm` kernel (the remapper's `layer_norm_pattern_1`)."""
+    rows = tf.shape(x)[0]
+    normed, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        tf.reshape(x, [1, rows, x.shape[-1], 1]),
+        scale=tf.fill([rows], 1.0),
+        offset=tf.fill([rows], 0.0),
+        epsilon=epsilon,
+        data_format="NCHW",
+    )
+    return tf.reshape(normed, tf.shape(x)) * tf.cast(gamma, tf.float32) + tf.cast(beta, tf.float32)
+
+
+def _activation(function: Callable) -> Callable[[tf.Tensor], tf.Tensor]:
+    return _FUSABLE_ACTIVATIONS.get(function, function)
+
+
+@dataclass
+class FusedEncoderLayer:
+    """One `keras_hub.layers.TransformerEncoder` (post-LayerNorm, BERT's
+    block) as fusable ops; call it as the layer is called.
+
+    Args:
+        layer: a built encoder layer with `normalize_first=False`.
+
+    Raises:
+        ValueError: if the layer normalizes first (pre-LN blocks are not BERT's).
+    """
+
+    layer: keras_hub.layers.TransformerEncoder
+    variables: list[tf.Variable] = field(init=False)
+    unread: list[tf.Variable] = field(init=False)
+
+    def __post_init__(self) -> None:
+        layer = self.layer
+        if layer.normalize_first:
+            raise ValueError(f"{layer.name}: normalize_first=True is not a BERT block")
+        attention = layer._self_attention_layer
+        self.num_heads, self.head_dim = attention._num_heads, attention._key_dim
+        self.hidden = self.num_heads * self.head_dim
+        projections = (attention._query_dense, attention._key_dense, attention._value_dense)
+        kernels = [np.reshape(dense.kernel.numpy(), [self.hidden, self.hidden]) for dense in projections]
+        biases = [np.reshape(dense.bias.numpy(), [self.hidden]) for dense in projections]
+        dtype = attention._query_dense.kernel.dtype
+        self.qkv_kernel = tf.Variable(np.concatenate(kernels, axis=1), dtype=dtype, trainable=False, name="qkv_kernel")
+        self.qkv_bias = tf.Variable(np.concatenate(biases), dtype=dtype, trainable=False, name="qkv_bias")
+        self.variables = [self.qkv_kernel, self.qkv_bias]
+        self.unread = [weight.value for dense in projections for weight in (dense.kernel, dense.bias)]
+        self.compute_dtype = attention._query_dense.compute_dtype
+        self.scale = 1.0 / float(np.sqrt(self.head_dim))
+        self.activation = _activation(layer.activation)
+
+    def _dense(self, x: tf.Tensor, kernel: tf.Variable, bias: tf.Variable) -> tf.Tensor:
+        """`x @ kernel + bias` in the projections' dtype (`_FusedMatMul`)."""
+        return tf.nn.bias_add(tf.matmul(tf.cast(x, self.compute_dtype), kernel), bias)
+
+    def __call__(self, inputs: tf.Tensor, padding_mask: tf.Tensor | None = None, **unused) -> tf.Tensor:
+        """`inputs` [batch, length, hidden] -> the block's output, same shape
+        and dtype; `padding_mask` [batch, length] (True or 1 = token)."""
+        layer, attention = self.layer, self.layer._self_attention_layer
+        batch, length = tf.shape(inputs)[0], tf.shape(inputs)[1]
+        x = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.hidden])
+
+        qkv = self._dense(x, self.qkv_kernel, self.qkv_bias)
+        qkv = tf.transpose(tf.reshape(qkv, [batch, length, 3, self.num_heads, self.head_dim]), [2, 0, 3, 1, 4])
+        query, key, value = tf.unstack(qkv)  # [batch, heads, length, head_dim] each
+        scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32) * self.scale
+        if padding_mask is not None:
+            keep = tf.cast(padding_mask, tf.bool)[:, None, None, :]
+            scores = tf.where(keep, scores, -1e9)  # Keras's masked softmax
+        context = tf.matmul(tf.nn.softmax(scores), tf.cast(value, tf.float32))
+        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, self.hidden])
+        output = attention._output_dense
+        attended = self._dense(context, tf.reshape(output.kernel.value, [self.hidden, -1]), output.bias.value)
+        norm = layer._self_attention_layer_norm
+        x = layer_norm(tf.cast(attended, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
+
+        inner, outer = layer._feedforward_intermediate_dense, layer._feedforward_output_dense
+        hidden = self.activation(self._dense(x, inner.kernel.value, inner.bias.value))
+        fed = self._dense(hidden, outer.kernel.value, outer.bias.value)
+        norm = layer._feedforward_layer_norm
+        x = layer_norm(tf.cast(fed, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
+        return tf.cast(tf.reshape(x, tf.shape(inputs)), layer.compute_dtype)
+
+
+@dataclass
+class FusedEncoder:
+    """What `fuse_encoder_layers` did: its layers, the variables it added
+    (the joint Q/K/V kernels and biases) and those no longer read (the
+    separate query/key/value weights), for choosing what a SavedModel keeps."""
+
+    layers: list[FusedEncoderLayer]
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        return [variable for fused in self.layers for variable in fused.variables]
+
+    @property
+    def unread(self) -> list[tf.Variable]:
+        return [variable for fused in self.layers for variable in fused.unread]
+
+    def saved_variables(self, model: keras.Model) -> list[tf.Variable]:
+        """The tf.Variables a SavedModel of `model` (whose backbone this
+        fused) needs: the model's, less the unread ones, plus the joint Q/K/V."""
+        unread = {id(variable) for variable in self.unread}
+        return [v.value for v in model.variables if id(v.value) not in unread] + self.variables
+
+
+def fuse_encoder_layers(backbone: keras.Model) -> FusedEncoder:
+    """Makes every `keras_hub.layers.TransformerEncoder` of `backbone` run as
+    a `FusedEncoderLayer`, in place (for inference only: no dropout, no
+    gradients to the separate query/key/value weights). A layer shared by
+    several positions (ALBERT) is fused once.
+
+    Args:
+        backbone: a built BERT, ALBERT or ELECTRA backbone (any of
+            `kner.backbones`), float32 or `kner.serving.bfloat16`.
+
+    Returns:
+        The `FusedEncoder`; its `variables` must be saved with the model.
+    """
+    layers = []
+    for layer in backbone._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras_hub.layers.TransformerEncoder):
+            fused = FusedEncoderLayer(layer)
+            layer.call = fused
+            layers.append(fused)
+    return FusedEncoder(layers)

@@ -1,0 +1,112 @@
+import json
+import os
+from collections import Counter
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+import tagger_dirs
+import tensorflow as tf
+from test_bfloat16 import INPUTS, tagger
+
+from kner.serving.bfloat16 import bfloat16_matmuls
+from kner.serving.fused_encoder import FusedEncoderLayer, fuse_encoder_layers
+from kner.serving.saved_model import export_model
+from kner.serving.text_tagger import TextTagger
+
+FAMILIES = ["bert", "albert", "albert_brightmart", "electra"]
+
+
+def tokens(scores: np.ndarray) -> np.ndarray:
+    """The scores of real tokens (padding's are unspecified)."""
+    return scores[INPUTS["padding_mask"].numpy()]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fused_layers_compute_what_keras_computes_in_float32(family):
+    keras.utils.set_random_seed(5)
+    model = tagger(family, "float32")
+    expected = tokens(model(INPUTS).numpy())
+    fused = fuse_encoder_layers(model.backbone)
+
+    np.testing.assert_allclose(tokens(model(INPUTS).numpy()), expected, rtol=1e-5, atol=1e-5)
+    # ALBERT runs one block at every position: it is fused once.
+    blocks = model.backbone._flatten_layers(include_self=False)
+    distinct = {id(layer) for layer in blocks if isinstance(layer, keras_hub.layers.TransformerEncoder)}
+    assert len(fused.layers) == len(distinct) >= 1
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_fused_bfloat16_layers_stay_as_close_to_float32_as_keras(family):
+    keras.utils.set_random_seed(6)
+    reference = tagger(family, "float32")
+    expected = tokens(reference(INPUTS).numpy())
+    model = tagger(family, "bfloat16")
+    model.set_weights(reference.get_weights())
+    bfloat16_matmuls(model)
+    keras_error = np.abs(tokens(model(INPUTS).numpy()) - expected).mean()
+    fuse_encoder_layers(model.backbone)
+
+    fused_error = np.abs(tokens(model(INPUTS).numpy()) - expected).mean()
+    assert fused_error < 1.5 * keras_error + 1e-4, (fused_error, keras_error)
+    assert {variable.dtype for variable in fuse_encoder_layers(model.backbone).variables} == {tf.bfloat16}
+
+
+def test_padding_does_not_change_a_rows_output():
+    keras.utils.set_random_seed(7)
+    model = tagger("bert", "float32")
+    fuse_encoder_layers(model.backbone)
+    padded = model(INPUTS).numpy()
+    alone = model({name: value[1:2, :3] for name, value in INPUTS.items()}).numpy()
+    np.testing.assert_allclose(padded[1, :3], alone[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0", reason="the fused kernels are oneDNN's")
+@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+def test_the_served_graph_runs_fused_kernels(tmp_path, compute_dtype):
+    """In a TF1 session over the SavedModel, as TF Serving runs it: Q/K/V,
+    attention output and both feed-forward matmuls run as fused matmuls
+    (GELU inside), the blocks' LayerNorms as one kernel each."""
+    model_dir = tagger_dirs.cached_model_dir(tmp_path, "plain", max_seq_length=16)
+    version = export_model(model_dir, tmp_path / "export", compute_dtype=compute_dtype)
+    graph = tf.Graph()
+    with tf.compat.v1.Session(graph=graph) as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(version))
+        signature = meta.signature_def["serving_default"]
+        metadata = tf.compat.v1.RunMetadata()
+        session.run(
+            signature.outputs["num_entities"].name,
+            {signature.inputs["text"].name: ["张三在北京", "李四"]},
+            options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
+            run_metadata=metadata,
+        )
+    ran = Counter(
+        node.timeline_label.split(" = ")[-1].split("(")[0]
+        for device in metadata.step_stats.dev_stats
+        for node in device.node_stats
+    )
+    layers = json.loads((model_dir / "bert_config.json").read_text())["num_hidden_layers"]
+    fused_matmuls = sum(count for op, count in ran.items() if "FusedMatMul" in op)
+    assert fused_matmuls == 4 * layers, ran
+    assert ran["_MklLayerNorm"] == 2 * layers, ran
+    assert not {"FusedBatchNormV3", "Tanh", "Erf"} & set(ran), ran
+
+
+def test_a_saved_module_keeps_the_joint_projections_only():
+    model = tagger("bert", "float32")
+    query_kernel = model.backbone.transformer_layers[0]._self_attention_layer._query_dense.kernel.value
+    fused = fuse_encoder_layers(model.backbone)
+    module = TextTagger(model, tokenizer=None, max_seq_length=16, variables=fused.saved_variables(model))
+
+    saved = {id(variable) for variable in module.model_variables}
+    assert id(query_kernel) not in saved
+    assert {id(variable) for variable in fused.variables} <= saved
+    assert len(saved) == len(model.variables) - 4 * len(fused.layers)  # 6 separate weights -> 2 joint ones per layer
+
+
+def test_a_pre_layer_norm_block_is_refused():
+    block = keras_hub.layers.TransformerEncoder(intermediate_dim=8, num_heads=2, normalize_first=True)
+    block(tf.zeros([1, 3, 4]))
+    with pytest.raises(ValueError, match="normalize_first"):
+        FusedEncoderLayer(block)
