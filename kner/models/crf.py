@@ -105,6 +105,13 @@ def constraint_scores(tag_names: list[str], scheme: str) -> tuple[np.ndarray, np
 FORWARD_UNROLL = 16
 # Pointer-doubling rounds per iteration of the backtrace loop (`_follow`).
 DOUBLING_UNROLL = 3
+# Positions per iteration of the step-by-step backtrace (`_backtrack`).
+BACKTRACK_UNROLL = 16
+# Texts per batch from which `viterbi` backtracks step by step: the pointer
+# table and its doubling cost B * L * T * T work, the steps B * L * T plus a
+# fixed cost per position, which only a single text does not repay
+# (bench/README.md, "Serving: fused encoder layers and chunks by size").
+BACKTRACK_FROM = 2
 
 
 def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tensor, tf.Tensor]:
@@ -113,12 +120,16 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
     The forward loop only runs the max-plus recursion, `FORWARD_UNROLL`
     positions per iteration with no masking (a row's scores past its length
     are computed and never read), and keeps every position's scores. The
-    back-pointers are then one argmax over all positions, and the backtrace
-    follows them all at once by pointer doubling (`_follow`), ceil(log2 L)
-    gathers instead of L sequential steps. Every score is the same float32
-    sum, in the same order, as the step-by-step recursion's
-    (tests/viterbi_reference.py), so tags and scores are exactly its own,
-    ties included.
+    backtrace then depends on the batch: for a single text (fewer than
+    `BACKTRACK_FROM`) the back-pointers are one argmax over all positions,
+    followed all at once by pointer doubling (`_follow`), ceil(log2 L)
+    gathers instead of L sequential steps (fewer ops: an op's fixed cost is
+    most of a short text's time); for batches the path is traced back step
+    by step from the best scores kept
+    (`_backtrack`), which skips the [L, B, T, T] pointer table. Every score
+    is the same float32 sum, in the same order, as the step-by-step
+    recursion's (tests/viterbi_reference.py), so tags and scores are exactly
+    its own, ties included, either way.
 
     Args:
         potentials: [B, L, T] float32 unary scores, L >= 1.
@@ -176,18 +187,56 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
     flat = [tf.reshape(history.stack(), [blocks, half, batch_size, num_tags]) for history in (rows, columns)]
     later = tf.reshape(tf.stack(flat, axis=2), [-1, batch_size, num_tags])
     deltas = tf.concat([first[None, :, :, 0], later[: steps - 1]], axis=0)
-    # pointers[t][b, tag at t + 1] = the best tag at t, as the loop chose
-    # (the same sums: delta[from] + transitions[from, to]).
-    pointers = tf.argmax(deltas[:-1, :, :, None] + transitions, axis=2, output_type=tf.int32)
     last = tf.maximum(lengths - 1, 0)
     final = tf.gather_nd(deltas, tf.stack([last, tf.range(batch_size)], axis=1)) + end
     last_tags = tf.argmax(final, axis=1, output_type=tf.int32)
-    # The pointers of a row's last position map anything to its best final tag.
-    is_last = tf.range(steps)[:, None, None] == last[None, :, None]
-    pointers = tf.where(is_last, last_tags[None, :, None], tf.pad(pointers, [[0, 1], [0, 0], [0, 0]]))
-    tags = _follow(pointers)
+
+    def by_doubling() -> tf.Tensor:
+        # pointers[t][b, tag at t + 1] = the best tag at t, as the loop chose
+        # (the same sums: delta[from] + transitions[from, to]).
+        pointers = tf.argmax(deltas[:-1, :, :, None] + transitions, axis=2, output_type=tf.int32)
+        # The pointers of a row's last position map anything to its best final tag.
+        is_last = tf.range(steps)[:, None, None] == last[None, :, None]
+        pointers = tf.where(is_last, last_tags[None, :, None], tf.pad(pointers, [[0, 1], [0, 0], [0, 0]]))
+        return _follow(pointers)
+
+    tags = tf.cond(batch_size >= BACKTRACK_FROM, lambda: _backtrack(deltas, last, last_tags, transitions), by_doubling)
     scores = tf.where(lengths > 0, tf.reduce_max(final, axis=1), 0.0)
     return tf.where(mask, tf.transpose(tags), 0), scores
+
+
+def _backtrack(deltas: tf.Tensor, last: tf.Tensor, last_tags: tf.Tensor, transitions: tf.Tensor) -> tf.Tensor:
+    """The Viterbi backtrace step by step: tags [L, B] int32 from the best
+    scores per position and tag `deltas` [L, B, T], each row's last position
+    `last` [B] and best final tag `last_tags` [B]: `tags[t] = argmax over
+    from of deltas[t][b, from] + transitions[from, tags[t + 1]]` before a
+    row's last position, `last_tags` from it on. `BACKTRACK_UNROLL`
+    positions per loop iteration, from the end."""
+    steps = tf.shape(deltas)[0]
+    blocks = (steps + BACKTRACK_UNROLL - 1) // BACKTRACK_UNROLL
+    size = blocks * BACKTRACK_UNROLL
+    batch_size, num_tags = tf.shape(deltas)[1], tf.shape(deltas)[2]
+    # [blocks, BACKTRACK_UNROLL, ...]: a block is one index (XLA needs static slice sizes).
+    padded = tf.pad(deltas, [[0, size - steps], [0, 0], [0, 0]])
+    padded = tf.reshape(padded, [blocks, BACKTRACK_UNROLL, batch_size, num_tags])
+    ended = tf.range(size)[:, None] >= last[None, :]  # at or past the row's last position
+    ended = tf.reshape(ended, [blocks, BACKTRACK_UNROLL, batch_size])
+    to_from = tf.transpose(transitions)
+
+    def back(block, tag, history):
+        block_deltas = tf.unstack(padded[blocks - 1 - block], BACKTRACK_UNROLL)
+        block_ended = tf.unstack(ended[blocks - 1 - block], BACKTRACK_UNROLL)
+        block_tags = []
+        for delta, at_end in zip(reversed(block_deltas), reversed(block_ended)):
+            best = tf.argmax(delta + tf.gather(to_from, tag), axis=1, output_type=tf.int32)
+            tag = tf.where(at_end, last_tags, best)
+            block_tags.append(tag)
+        return block + 1, tag, history.write(block, tf.stack(block_tags[::-1]))
+
+    history = tf.TensorArray(tf.int32, size=blocks, element_shape=tf.TensorShape([BACKTRACK_UNROLL, None]))
+    _, _, history = tf.while_loop(lambda block, *_: block < blocks, back, [tf.constant(0), last_tags, history])
+    # Blocks were written from the last one back.
+    return tf.reshape(tf.reverse(history.stack(), [0]), [size, -1])[:steps]
 
 
 def _follow(pointers: tf.Tensor) -> tf.Tensor:

@@ -103,19 +103,25 @@ def test_log_likelihood_and_decode_match_brute_force(length, num_tags, boundary)
         np.testing.assert_allclose(log_prob[row], path_scores[best] - log_z, atol=1e-5)
 
 
+@pytest.mark.parametrize("one_at_a_time", [False, True])
 @pytest.mark.parametrize("length", [1, 2, 3, FORWARD_UNROLL, FORWARD_UNROLL + 1, FORWARD_UNROLL + 2, 37, 70])
-def test_viterbi_equals_the_stepwise_recursion(length):
-    """Unrolled forward blocks and the pointer-doubling backtrace give the
-    step-by-step recursion's tags exactly, ties included (small integer
-    scores tie often), on rows of every length up to L."""
+def test_viterbi_equals_the_stepwise_recursion(length, one_at_a_time):
+    """Unrolled forward blocks and either backtrace (a batch's step by step,
+    a single text's by pointer doubling) give the step-by-step recursion's
+    tags exactly, ties included (small integer scores tie often), on rows of
+    every length up to L."""
     rng = np.random.default_rng(length)
     num_tags = 5
     lengths = np.array(sorted({0, 1, length, *rng.integers(0, length + 1, size=6)}))
     potentials = rng.integers(-2, 3, size=(len(lengths), length, num_tags)).astype(np.float32)
     trans, start, end = (rng.integers(-2, 3, size=shape).astype(np.float32) for shape in ((5, 5), (5,), (5,)))
     mask = np.arange(length)[None] < lengths[:, None]
-    inputs = (potentials, mask, lengths.astype(np.int32), trans, start, end)
-    tags, scores = viterbi(*(tf.constant(x) for x in inputs))
+    inputs = (potentials, mask, lengths.astype(np.int32))
+    if one_at_a_time:
+        rows = [viterbi(*(tf.constant(x[i : i + 1]) for x in inputs), trans, start, end) for i in range(len(lengths))]
+        tags, scores = (tf.concat(parts, axis=0) for parts in zip(*rows))
+    else:
+        tags, scores = viterbi(*(tf.constant(x) for x in inputs), trans, start, end)
     expected_tags, expected_scores = stepwise_viterbi(potentials, lengths, trans, start, end)
     np.testing.assert_array_equal(tags.numpy(), expected_tags)
     np.testing.assert_array_equal(scores.numpy(), expected_scores)
