@@ -110,7 +110,8 @@ BACKTRACK_UNROLL = 16
 # Texts per batch from which `viterbi` backtracks step by step: the pointer
 # table and its doubling cost B * L * T * T work, the steps B * L * T plus a
 # fixed cost per position, which only a single text does not repay
-# (bench/README.md, "Serving: fused encoder layers and chunks by size").
+# (bench/README.md, "Serving: fused encoder layers, chunks by size, a
+# step-by-step backtrace": 32 texts x 50 positions x 41 tags 8.3 -> 3.7 ms).
 BACKTRACK_FROM = 2
 
 

@@ -17,10 +17,10 @@ dense batch runs as one chunk in its own order, without the sort and the
 loop.
 
 Measured on CLUENER dev, batches of 32, two threads (bench/README.md,
-"Serving: fused encoder layers and chunks by size"): chunks of 8 rows
-(~350 positions) were best at 12L/768, one chunk of the whole batch
-(~1,800 positions) at 4L/256 (1.27x the sentences/s of chunks of 8) and at
-2L/128 (1.45x).
+"Serving: fused encoder layers, chunks by size, a step-by-step
+backtrace"): chunks of 8-16 rows (350-700 positions) were best at 12L/768;
+the whole batch as one chunk (~1,800 positions) was best at 4L/256 (1.27x
+the sentences/s of chunks of 8) and at 2L/128 (1.45x).
 
 Example:
 >>> rows = tf.ragged.constant([[2, 5, 3], [2, 3], [2, 7, 7, 7, 3]])
