@@ -118,9 +118,17 @@ class FusedEncoderLayer:
         """`x @ kernel + bias` in the projections' dtype (`_FusedMatMul`)."""
         return tf.nn.bias_add(tf.matmul(tf.cast(x, self.compute_dtype), kernel), bias)
 
-    def __call__(self, inputs: tf.Tensor, padding_mask: tf.Tensor | None = None, **unused) -> tf.Tensor:
+    def __call__(
+        self, inputs: tf.Tensor, padding_mask: tf.Tensor | None = None, attention_mask=None, **training
+    ) -> tf.Tensor:
         """`inputs` [batch, length, hidden] -> the block's output, same shape
-        and dtype; `padding_mask` [batch, length] (True or 1 = token)."""
+        and dtype; `padding_mask` [batch, length] (True or 1 = token).
+
+        Raises:
+            ValueError: for an `attention_mask` (kner's backbones pass none).
+        """
+        if attention_mask is not None:
+            raise ValueError(f"{self.layer.name}: the fused serving layer takes a padding_mask only")
         layer, attention = self.layer, self.layer._self_attention_layer
         batch, length = tf.shape(inputs)[0], tf.shape(inputs)[1]
         x = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.hidden])

@@ -110,3 +110,10 @@ def test_a_pre_layer_norm_block_is_refused():
     block(tf.zeros([1, 3, 4]))
     with pytest.raises(ValueError, match="normalize_first"):
         FusedEncoderLayer(block)
+
+
+def test_an_attention_mask_is_refused():
+    model = tagger("bert", "float32")
+    fused = fuse_encoder_layers(model.backbone)
+    with pytest.raises(ValueError, match="padding_mask only"):
+        fused.layers[0](tf.zeros([1, 3, 32]), attention_mask=tf.ones([1, 3, 3], tf.bool))
