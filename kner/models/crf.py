@@ -126,11 +126,10 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
     followed all at once by pointer doubling (`_follow`), ceil(log2 L)
     gathers instead of L sequential steps (fewer ops: an op's fixed cost is
     most of a short text's time); for batches the path is traced back step
-    by step from the best scores kept
-    (`_backtrack`), which skips the [L, B, T, T] pointer table. Every score
-    is the same float32 sum, in the same order, as the step-by-step
-    recursion's (tests/viterbi_reference.py), so tags and scores are exactly
-    its own, ties included, either way.
+    by step from the best scores kept (`_backtrack`), which skips the
+    [L, B, T, T] pointer table. Every score is the same float32 sum, in the
+    same order, as the step-by-step recursion's (tests/viterbi_reference.py),
+    so tags and scores are exactly its own, ties included, either way.
 
     Args:
         potentials: [B, L, T] float32 unary scores, L >= 1.

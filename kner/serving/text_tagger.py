@@ -9,8 +9,8 @@ same function:
    (`kner.data.tokenizer.CharTokenizer`; invalid UTF-8 bytes become U+FFFD);
 2. cut texts longer than `max_seq_length - 2` characters into overlapping
    windows (`kner.serving.windows`) and run all windows of the batch through
-   the model, as one batch or sorted by length in chunks of a few thousand
-   token positions (`kner.serving.length_chunks`);
+   the model, as one batch when they fit a budget of token positions, else
+   sorted by length in chunks of that budget (`kner.serving.length_chunks`);
 3. merge the windows' tag scores per character and decode them over the
    whole text as the model decodes (`Tagger.decoding`): Viterbi within the
    scheme's grammar (the CRF's, or over the softmax log-probabilities with
@@ -154,7 +154,9 @@ class TextTagger(tf.Module):
         self.stride = default_stride(self.window) if window_stride is None else window_stride
         check_window(self.window, self.stride)
         self._set_model(model)
-        self.chunk_tokens = chunk_tokens or max(1, CHUNK_WORK // model.backbone.hidden_dim)
+        if chunk_tokens is not None and chunk_tokens < 1:
+            raise ValueError(f"chunk_tokens must be at least 1, got {chunk_tokens}")
+        self.chunk_tokens = chunk_tokens if chunk_tokens is not None else CHUNK_WORK // model.backbone.hidden_dim
         # What a SavedModel of this module holds: the model's tf.Variables
         # themselves (see `_set_model`), or the ones its functions read
         # (`from_model_dir`), the tokenizer's table, the functions.

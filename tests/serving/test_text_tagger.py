@@ -263,3 +263,5 @@ def test_window_settings_are_validated(toy):
         TextTagger(model, tokenizer, 5_000)
     with pytest.raises(ValueError, match="window_stride"):
         TextTagger(model, tokenizer, 16, window_stride=15)
+    with pytest.raises(ValueError, match="chunk_tokens"):
+        TextTagger(model, tokenizer, 16, chunk_tokens=0)
