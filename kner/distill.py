@@ -40,7 +40,7 @@ from kner.models.tagger import Tagger
 from kner.serving.saved_model import export_model
 from kner.training import distribute
 from kner.training.distillation import TRANSITIONS, Distiller, parse_layer_map, teacher_token_ids
-from kner.training.trainer import Trainer, steps_per_epoch
+from kner.training.trainer import ERROR_REPORT, Trainer, steps_per_epoch
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher: the model_dir of a finished kner.train run.")
@@ -145,6 +145,7 @@ def main(argv: list[str]) -> None:
         student.save_weights(str(Path(FLAGS.model_dir, artifacts.WEIGHTS)))
     if report is not None:
         print(f"best dev micro F1 {report['micro']['f1']:.4f} (epoch {report['epoch']})")
+        cli.report("error report", Path(FLAGS.model_dir, ERROR_REPORT), "the best dev evaluation; open it in a browser")
     print(f"student written to {FLAGS.model_dir}")
     if FLAGS.export_dir and distribute.is_chief(strategy):
         export_model(FLAGS.model_dir, FLAGS.export_dir)

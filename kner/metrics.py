@@ -25,9 +25,6 @@ from __future__ import annotations
 import collections
 from collections.abc import Sequence
 
-from seqeval.metrics import classification_report
-from seqeval.scheme import IOBES
-
 from kner.data.spans import Span
 from kner.data.tags import OUTSIDE, spans_to_tags
 
@@ -129,6 +126,11 @@ def seqeval_scores(
 ) -> dict:
     """seqeval's strict-mode micro scores of the model's own tag sequences
     (in `scheme`, see `as_iobes`) against the gold spans."""
+    # Imported here: seqeval imports scikit-learn (a second or more), which
+    # span scores and the error report (`kner.report`) do not need.
+    from seqeval.metrics import classification_report
+    from seqeval.scheme import IOBES
+
     gold_tags = [spans_to_tags(s, len(t), "bioes") for t, s in zip(texts, gold, strict=True)]
     predicted = [as_iobes(tags, scheme) for tags in predicted_tags]
     report = classification_report(gold_tags, predicted, mode="strict", scheme=IOBES, output_dict=True, zero_division=0)

@@ -28,7 +28,7 @@ from kner.models import artifacts
 from kner.models.tagger import Tagger
 from kner.serving.saved_model import export_model, versions
 from kner.training import distribute
-from kner.training.trainer import EVAL_REPORT, Trainer, TrainingStopped, steps_per_epoch
+from kner.training.trainer import ERROR_REPORT, EVAL_REPORT, Trainer, TrainingStopped, steps_per_epoch
 
 FLAGS = flags.FLAGS
 cli.define_training_flags()
@@ -108,6 +108,8 @@ def main(argv: list[str]) -> None:
         print(f"best dev micro F1 {report['micro']['f1']:.4f} (epoch {report['epoch']})")
         cli.report("best weights", model_dir / artifacts.WEIGHTS, f"epoch {report['epoch']}")
         cli.report("dev report", model_dir / EVAL_REPORT)
+        if (model_dir / ERROR_REPORT).exists():  # not in runs trained before kner wrote it
+            cli.report("error report", model_dir / ERROR_REPORT, "the best dev evaluation; open it in a browser")
     else:
         cli.report("weights", model_dir / artifacts.WEIGHTS, "after the last step: no --dev_file to pick the best")
     cli.report("model_dir", model_dir, "config, vocab, labels, settings, flags.cfg; checkpoints/ to resume")

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "kner"
-# Each stage, with the stages it may import from; errors and metrics are shared leaves.
+# Each stage, with the stages it may import from. Shared leaves, which may import
+# only data and each other: errors and metrics (every stage reports and scores),
+# and the error report (the trainer writes it for its best evaluation, the
+# `kner.report` CLI for any predictions file).
 STAGES = ["data", "backbones", "models", "serving", "training"]
-SHARED = {"kner.errors", "kner.metrics"}
+SHARED = {"kner.errors", "kner.metrics", "kner.error_kinds", "kner.error_report"}
 ENTRY_POINTS = {
     "kner.train",
     "kner.distill",
@@ -19,6 +22,7 @@ ENTRY_POINTS = {
     "kner.predict",
     "kner.checkpoint",
     "kner.pretrain",
+    "kner.report",
     "kner.data.__main__",
 }
 # The command lines and what only they share (flag groups, start-up).

@@ -48,6 +48,8 @@ def test_wheel_holds_kner_alone_and_imports_from_anywhere(tmp_path):
     assert {name.split("/")[0] for name in names} == {"kner", f"kner-{PROJECT['version']}.dist-info"}
     sources = {str(p.relative_to(REPO)) for p in (REPO / "kner").rglob("*.py")}
     assert sources <= set(names)  # every subpackage and module
+    assets = {str(p.relative_to(REPO)) for p in (REPO / "kner" / "assets").iterdir()}
+    assert assets and assets <= set(names)  # the error report's page, style and script
 
     site = tmp_path / "site"
     installed = subprocess.run(

@@ -116,7 +116,8 @@ def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]], strict: b
         spans = None
         if "label" in record:
             try:
-                spans = _cluener_spans(text, record["label"])
+                spans = cluener_label_spans(text, record["label"])
+                _check_conflicts(text, spans)
             except (TypeError, ValueError) as error:
                 raise InputError(path, number, str(error)) from None
             if flatten_spans(spans)[1]:
@@ -142,9 +143,10 @@ def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]], strict: b
     return sentences
 
 
-def _cluener_spans(text: str, label: object) -> list[Span]:
-    """Validated, sorted, deduplicated spans of a CLUENER `label` object;
-    raises TypeError for a malformed label, ValueError for a bad span."""
+def cluener_label_spans(text: str, label: object) -> list[Span]:
+    """Validated, sorted, deduplicated spans of a CLUENER `label` object
+    (overlapping ones included); raises TypeError for a malformed label,
+    ValueError for a span outside `text` or not covering its entity string."""
     shape = "'label' must be {type: {entity: [[start, end], ...]}}"
     if not isinstance(label, dict):
         raise TypeError(shape)
@@ -165,11 +167,15 @@ def _cluener_spans(text: str, label: object) -> list[Span]:
                 if text[start : end + 1] != entity:
                     raise ValueError(f"{where} covers {text[start : end + 1]!r}")
                 spans.add(Span(start, end, entity_type))
+    return sorted(spans)
+
+
+def _check_conflicts(text: str, spans: list[Span]) -> None:
+    """ValueError for two spans that cannot both be annotations (`find_conflict`)."""
     conflict = find_conflict(spans)
     if conflict:
         first, second = (f"[{s.start}, {s.end}] {s.type} {text[s.start : s.end + 1]!r}" for s in conflict)
         raise ValueError(f"overlapping spans {first} and {second}")
-    return sorted(spans)
 
 
 def _split_column_line(line: str) -> tuple[str, str] | None:

@@ -53,6 +53,7 @@ from kner.data.files import write_text
 from kner.data.pipeline import EncodedData, batched, char_mask, encode, plan_batches
 from kner.data.spans import Span
 from kner.data.tokenizer import CharTokenizer
+from kner.error_report import write_report
 from kner.errors import InputError
 from kner.metrics import evaluate, format_report
 from kner.models.tagger import Tagger
@@ -68,6 +69,7 @@ from kner.training.lean_gelu import use_lean_gelu
 XLA_LENGTH_MULTIPLE = 8
 BEST_WEIGHTS = "best.weights.h5"
 EVAL_REPORT = "eval_report.json"
+ERROR_REPORT = "report.html"
 CHECKPOINTS = "checkpoints"
 
 
@@ -167,6 +169,7 @@ class Trainer:
         # unknown), so that batches of new shapes do not retrace.
         self._traced_step = self._forward = None
         self._eval_datasets: dict = {}
+        self.last_predictions: list[list[Span]] | None = None  # of the last `evaluate`
         self._summaries = {}
         self._restored = False
         self._stop: StopCheck | None = None
@@ -375,6 +378,7 @@ class Trainer:
                 predicted[i] = [Span(e.start, e.end, e.type) for e in result.entities]
                 tags[i] = result.tags
         texts, gold = [s.text for s in sentences], [s.spans for s in sentences]
+        self.last_predictions = predicted  # for the error report of the best evaluation
         report = evaluate(texts, gold, predicted, tags, labels.scheme)
         report["loss"] = float(np.sum(loss_sum / np.maximum(count, 1.0))) if np.any(count) else None
         report["loss_sentences"] = len(fits)
@@ -423,6 +427,10 @@ class Trainer:
             if self.chief:
                 self.tagger.save_weights(str(self.model_dir / BEST_WEIGHTS))
                 write_text(self.model_dir / EVAL_REPORT, json.dumps(report, indent=1, ensure_ascii=False))
+                title = f"dev after epoch {epoch} (step {int(self.step.numpy())}), the best so far"
+                write_report(
+                    self.model_dir / ERROR_REPORT, dev, self.last_predictions, title, dev[0].path or "", report
+                )
         else:
             self.stale_epochs.assign_add(1)
         self._save_checkpoint()

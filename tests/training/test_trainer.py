@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from report_pages import assert_scores_equal, parse
 from tagger_dirs import TYPES, tiny_config, toy_vocabulary
 from train_runs import REPO, child_env, read_scalars, run_train, start_train, toy_sentences, write_toy_files
 
@@ -27,7 +28,15 @@ from kner.models.tagger import Tagger
 from kner.serving.predictor import Predictor
 from kner.serving.text_tagger import TextTagger
 from kner.training.optimization import FineTuningAdamW
-from kner.training.trainer import BEST_WEIGHTS, CHECKPOINTS, EVAL_REPORT, TrainConfig, Trainer, steps_per_epoch
+from kner.training.trainer import (
+    BEST_WEIGHTS,
+    CHECKPOINTS,
+    ERROR_REPORT,
+    EVAL_REPORT,
+    TrainConfig,
+    Trainer,
+    steps_per_epoch,
+)
 
 CHILD = REPO / "tests" / "strategy_child.py"
 # Two child processes at once: the CRF runs, and the softmax runs with the
@@ -202,6 +211,33 @@ def test_evaluation_windows_long_texts_like_the_exported_graph(tmp_path):
     assert 0 < report["loss_sentences"] == fitting < len(dev) and report["loss"] > 0
     long_only = trainer.evaluate(dev[-1:], tokenizer)
     assert (long_only["loss"], long_only["loss_sentences"]) == (None, 0)
+
+
+def test_the_best_evaluation_writes_the_error_report(tmp_path):
+    """model_dir/report.html shows the best evaluation: its scores, and the
+    spans it scored, long texts' windows included."""
+    config = TrainConfig(batch_size=4, epochs=1, max_seq_length=12, checkpoint_every=0)
+    trainer, tokenizer = tiny_trainer(tmp_path, config, learning_rate=0.0)  # random tags: entities of every kind
+    long = toy_sentences(6, seed=4)
+    text = "".join(s.text for s in long)
+    spans, offset = [], 0
+    for sentence in long:
+        spans += [Span(s.start + offset, s.end + offset, s.type) for s in sentence.spans]
+        offset += len(sentence.text)
+    dev = [*toy_sentences(5, seed=3), Sentence(text, spans)]
+    report = trainer.fit(toy_sentences(16, seed=1), dev, tokenizer)
+    page = (tmp_path / ERROR_REPORT).read_text(encoding="utf-8")
+    assert_scores_equal(page, report)
+    assert f"dev after epoch {report['epoch']} " in parse(page).find("h1").text()
+    (data,) = parse(page).find_all("script", id="report-data")
+    rows = {row[0]: row for row in json.loads(data.text())["rows"]}
+    types = json.loads(data.text())["types"]
+    assert sorted(rows) == list(range(len(dev)))
+    predicted = [[Span(e[0], e[1], types[e[2]]) for e in rows[i][4]] for i in range(len(dev))]
+    assert predicted == [sorted(set(p)) for p in trainer.last_predictions]
+    scored = evaluate([s.text for s in dev], [s.spans for s in dev], predicted)
+    assert scored["micro"] == report["micro"]
+    assert sum(map(len, predicted)) > 0, "the model predicts no entity: the test shows nothing"
 
 
 # ---- resuming after SIGKILL -------------------------------------------------
