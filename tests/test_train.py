@@ -30,7 +30,7 @@ from kner.models.artifacts import load_tagger
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = ("bert_config.json", "vocab.txt", "labels.json", "settings.json", "flags.cfg")
-ARTIFACTS += ("best.weights.h5", "eval_report.json", "checkpoints/checkpoint")
+ARTIFACTS += ("best.weights.h5", "eval_report.json", "report.html", "checkpoints/checkpoint")
 
 
 def write_google_checkpoint(directory, texts):
@@ -86,6 +86,7 @@ def test_model_dir_holds_everything_export_and_predict_need(runs):
     assert "new model from " in log and "randomly initialised; vocab built from the training text" in log
     assert f"best weights  {model_dir / 'best.weights.h5'}  (epoch " in log
     assert f"dev report    {model_dir / 'eval_report.json'}\n" in log
+    assert f"error report  {model_dir / 'report.html'}  (the best dev evaluation; open it in a browser)" in log
     assert "strategy default with 1 replicas" in log  # kner's INFO lines stay
     assert "Sharding callback duration" not in log  # TensorFlow's go
 

@@ -5,7 +5,7 @@
   "use strict";
   var data = JSON.parse(document.getElementById("report-data").textContent);
   var TYPES = data.types, KINDS = data.kinds, COLOURS = data.colours;
-  var PAGE_SIZE = 50, LONG = 600, CONTEXT = 60;
+  var PAGE_SIZE = 50, LONG = 600, CONTEXT = 60, LONG_ENTITY = 24;
   var typeSelect = document.getElementById("filter-type");
   var kindSelect = document.getElementById("filter-kind");
   var rowsBox = document.getElementById("rows");
@@ -64,6 +64,7 @@
     node.style.setProperty("--c", COLOURS[entity[2]]);
     node.title = describe(entity, side);
     if ((state.type || state.kind) && !matches(entity, state)) node.classList.add("dim");
+    if (entity[1] - entity[0] >= LONG_ENTITY) node.classList.add("long");
     return node;
   }
 
