@@ -50,13 +50,15 @@ _ENTITY = 'expected {"type": string, "start": int, "end": int} (end inclusive)'
 
 @dataclasses.dataclass(slots=True)
 class _Record:
-    """One prediction line, its spans parsed once the gold text is known."""
+    """One prediction: a JSON line, its spans parsed once the gold text is
+    known, or a column file's sentence, its spans read with it."""
 
     line: int
     id: object
     text: str | None
-    entities: object
-    label: object
+    entities: object = None
+    label: object = None
+    spans: list[Span] | None = None
 
 
 def read_predictions(path: str | Path, gold: Sequence[Sentence], lenient: bool = False) -> tuple[list[list[Span]], str]:
@@ -67,16 +69,17 @@ def read_predictions(path: str | Path, gold: Sequence[Sentence], lenient: bool =
     `read_corpus(strict=False)` does for the gold file.
     """
     lines = numbered_lines(path, lenient)
-    first = next(((n, line) for n, line in lines if line.strip()), None)
-    if first is None or not _is_json_object(first[1]):  # an empty file raised in numbered_lines
+    first = next((n, line) for n, line in lines if line.strip())  # a blank file raises InputError
+    if not _is_json_object(first[1]):
+        lines.close()
         sentences = read_corpus(path, "column", strict=not lenient)
-        return _join_by_position(path, gold, [(s.line, s.text, s.spans) for s in sentences]), "by position"
+        records = [_Record(s.line, None, s.text, spans=s.spans) for s in sentences]
+        return _join_by_position(path, gold, records), "by position"
     records = [_record(path, *first, lenient)]
     records += [_record(path, n, line, lenient) for n, line in lines if line.strip()]
     if all(record.id is not None for record in records):
         return _join_by_id(path, gold, records), "by id"
-    rows = [(r.line, r.text, r) for r in records]
-    return _join_by_position(path, gold, rows), "by position"
+    return _join_by_position(path, gold, records), "by position"
 
 
 def _is_json_object(line: str) -> bool:
@@ -104,6 +107,8 @@ def _record(path: str | Path, number: int, line: str, lenient: bool) -> _Record:
 
 def _spans(path: str | Path, record: _Record, text: str) -> list[Span]:
     """The record's spans, checked against the gold `text`."""
+    if record.spans is not None:
+        return record.spans
     try:
         if record.label is not None:
             spans = cluener_label_spans(text, record.label)
@@ -150,15 +155,13 @@ def _excerpt(text: str, limit: int = 30) -> str:
     return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
-def _join_by_position(
-    path: str | Path, gold: Sequence[Sentence], rows: list[tuple[int, str | None, _Record | list[Span]]]
-) -> list[list[Span]]:
+def _join_by_position(path: str | Path, gold: Sequence[Sentence], records: list[_Record]) -> list[list[Span]]:
     joined = []
-    for (line, text, spans), sentence in zip(rows, gold):
-        _check_same_text(path, line, text, sentence)
-        joined.append(_spans(path, spans, sentence.text) if isinstance(spans, _Record) else spans)
-    if len(rows) != len(gold):
-        message = f"{len(rows)} predictions for {len(gold)} gold sentences (line i answers gold sentence i "
+    for record, sentence in zip(records, gold):
+        _check_same_text(path, record.line, record.text, sentence)
+        joined.append(_spans(path, record, sentence.text))
+    if len(records) != len(gold):
+        message = f"{len(records)} predictions for {len(gold)} gold sentences (line i answers gold sentence i "
         raise InputError(path, None, message + "unless every record has an id)")
     return joined
 
