@@ -9,7 +9,7 @@ The folders are the pipeline, and imports run one way through them:
     training/   the loop, the optimizer, strategies
 
 `python -m kner.X` entry points: `data`, `checkpoint`, `train`, `export`,
-`predict`. `kner.Predictor` and `kner.Entity` (`kner.serving.predictor`) are
+`predict`, `report`. `kner.Predictor` and `kner.Entity` (`kner.serving.predictor`) are
 imported on first use, so that `import kner` stays light.
 
 Started as `python -m kner.X`, kner first hides TensorFlow's start-up

@@ -107,3 +107,10 @@ def test_an_output_that_cannot_be_written(tmp_path):
     assert done.returncode == 2 and "directory" in done.stderr and "does not exist" in done.stderr
     done = run_cli(f"--gold={GOLD}", f"--predictions={GOLD}")
     assert done.returncode == 2 and "--output is required" in done.stderr
+
+
+def test_help_lists_the_flags():
+    shown = run_cli("--help")
+    assert shown.returncode == 1 and "Traceback" not in shown.stderr  # absl's --help exits 1
+    for flag in ("--gold", "--predictions", "--output", "--input_format", "--input_tag_scheme", "--lenient"):
+        assert flag in shown.stdout, flag
