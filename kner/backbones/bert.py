@@ -44,6 +44,10 @@ GOOGLE_CONFIG = "bert_config.json"
 GOOGLE_PREFIX = "bert_model.ckpt"
 CONFIG_KEYS = BERT_KEYS
 KERAS_HUB_INITIALIZER_RANGE = 0.02
+# `hidden_act` values computed as keras-hub's GELU (the tanh form): Google's
+# "gelu", and transformers' names of the tanh form (its own "gelu" is the erf
+# form; the Chinese checkpoints were trained with the tanh form, see above).
+TANH_GELU_NAMES = {"gelu": "gelu_approximate", "gelu_new": "gelu_approximate", "gelu_pytorch_tanh": "gelu_approximate"}
 
 
 def read_bert_config(path: str | Path) -> dict:
@@ -53,7 +57,7 @@ def read_bert_config(path: str | Path) -> dict:
 
 def check_config(config: Mapping, where: str | Path) -> dict:
     check_keys(config, CONFIG_KEYS, where)
-    check_activation(config, {"gelu": "gelu_approximate"}, where)
+    check_activation(config, TANH_GELU_NAMES, where)
     return dict(config)
 
 
