@@ -1,6 +1,7 @@
 """The kner side of the step benchmarks: a `Tagger` and kner's own training
 step (`kner.training.trainer.Trainer`, `kner.training.optimization.FineTuningAdamW`), set up
-as `python -m kner.train` sets them up.
+as `python -m kner.train` sets them up; and of the serving benchmarks: exports
+(`python -m kner.export`) and the floor of a serving call (`floor_exports`).
 
 Example:
 >>> model = tagger(bert_config, "softmax")
@@ -21,7 +22,7 @@ from common import BERT_VOCAB, CLUENER_TYPES, ROOT, bert_config
 
 from kner.checkpoint import backbone_from_config
 from kner.data.labels import LabelVocab
-from kner.data.tokenizer import read_vocab
+from kner.data.tokenizer import CharTokenizer, read_vocab
 from kner.models.artifacts import dummy_batch, save_artifacts
 from kner.models.tagger import Tagger
 from kner.serving.predictor import find_export
@@ -39,6 +40,35 @@ def export(model_dir: Path, export_dir: Path, compute_dtype: str = "float32", ro
         command.append(f"--compute_dtype={compute_dtype}")
         subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
     return find_export(export_dir)
+
+
+class _Floor(tf.Module):
+    """`serving_default` of an export (`text` [batch] string in) doing only
+    kner's tokenization (`tokenizer` given) or nothing but the batch size."""
+
+    def __init__(self, tokenizer: CharTokenizer | None):
+        super().__init__()
+        self.tokenizer = tokenizer
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        if self.tokenizer is None:
+            return {"num_texts": tf.shape(text)[0]}
+        ids = self.tokenizer(text)  # split into characters, look up their ids, as `predict_text`
+        return {"token_ids": ids.to_tensor(), "num_chars": tf.cast(ids.row_lengths(), tf.int32)}
+
+
+def floor_exports(vocab_file: Path, directory: Path) -> dict[str, Path]:
+    """Two SavedModels with an export's serving signature, for the fixed cost
+    of a call through the same machinery (session or signature): "empty"
+    returns the batch size (one op), "tokenize" runs kner's tokenizer on the
+    texts of `vocab_file` and returns the padded ids and character counts."""
+    paths = {"empty": directory / "floor_empty", "tokenize": directory / "floor_tokenize"}
+    for name, path in paths.items():
+        if not (path / "saved_model.pb").exists():
+            module = _Floor(CharTokenizer(vocab_file) if name == "tokenize" else None)
+            tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve.get_concrete_function()})
+    return paths
 
 
 def cluener_labels() -> LabelVocab:
