@@ -48,6 +48,14 @@ class Batch(NamedTuple):
     attention_mask: np.ndarray  # [B, L]: 1 on the first length + 2
     lengths: np.ndarray  # [B]: characters per text
 
+    def kner_features(self) -> dict[str, np.ndarray]:
+        """The batch as a kner `Tagger` takes it (`kner.data.pipeline`'s features)."""
+        return {
+            "token_ids": self.input_ids.astype(np.int32),
+            "segment_ids": np.zeros_like(self.input_ids, np.int32),
+            "padding_mask": self.attention_mask.astype(bool),
+        }
+
 
 def encode_batch(tokenizer, texts: list[str], max_seq_length: int) -> Batch:
     """kner's ids of `texts` (`tokenizer`: a `kner.data.tokenizer.CharTokenizer`)

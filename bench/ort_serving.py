@@ -126,12 +126,7 @@ def check_logits(paths: dict, texts: list[str]) -> dict:
 
     model, tokenizer, settings = load_tagger(paths["model_dir"])
     batch = encode_batch(tokenizer, texts, settings["max_seq_length"])
-    inputs = {
-        "token_ids": batch.input_ids.astype(np.int32),
-        "segment_ids": np.zeros_like(batch.input_ids, np.int32),
-        "padding_mask": batch.attention_mask.astype(bool),
-    }
-    kner_logits = model(inputs).numpy()
+    kner_logits = model(batch.kner_features()).numpy()
     hf_logits = torch_logits(huggingface_model(Path(paths["hf"])), batch.input_ids, batch.attention_mask)
     ort = OrtTagger(Path(paths["ort_fp32"]), Path(paths["hf"]), tokenizer, settings["max_seq_length"], 2, False)
     ort_logits = ort.logits(batch.input_ids, batch.attention_mask)

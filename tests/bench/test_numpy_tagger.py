@@ -66,12 +66,7 @@ def test_the_numpy_side_returns_the_exports_entities_and_the_check_fails_when_a_
 
     decoder = Decoder.from_huggingface_dir(write_huggingface(model_dir, tmp_path / "hf"))
     batch = encode_batch(tokenizer, texts, settings["max_seq_length"])
-    inputs = {
-        "token_ids": batch.input_ids.astype(np.int32),
-        "segment_ids": np.zeros_like(batch.input_ids, np.int32),
-        "padding_mask": batch.attention_mask.astype(bool),
-    }
-    logits = model(inputs).numpy()
+    logits = model(batch.kner_features()).numpy()
     assert check_same_entities(texts, exported, decoder.entities(texts, logits, batch.lengths)) >= 6
 
     # One side's scores moved: the first text with an entity loses it (every character scored `O`).
