@@ -40,9 +40,12 @@ one inter-op thread on both sides), all configurations interleaved over
 the best round's sentences/s. A ratio compares each side's best
 configuration at the same thread count (lowest p50, highest sentences/s).
 
-    PYTHONPATH=. nice -n 10 python bench/ort_serving.py --json=bench/results/ort_serving.json
-    PYTHONPATH=. python bench/ort_serving.py --model_dir=runs/tiny_crf --threads=2 \\
-        --json=bench/results/ort_serving_tiny_trained.json
+    PYTHONPATH=. python bench/ort_serving.py --json=bench/results/ort_serving.json
+    python -m kner.train --flagfile=flags/tiny.cfg --model_dir=runs/tiny_crf
+    PYTHONPATH=. python bench/ort_serving.py --model_dir=runs/tiny_crf --threads= \\
+        --json=bench/results/ort_serving_tiny_f1.json
+
+(`--threads=` times nothing: the checks and the F1 only.)
 """
 
 from __future__ import annotations
