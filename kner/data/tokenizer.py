@@ -1,4 +1,7 @@
-"""One-token-per-character tokenizer over a BERT `vocab.txt`, in core TF ops.
+"""One-token-per-character tokenizer over a BERT `vocab.txt`, in core TF ops:
+the character variant of the `kner.data.tokenizer_base.Tokenizer` interface
+(`kner.data.wordpiece` is the WordPiece one). Vocab files are
+`kner.data.vocab`'s; their names are also importable from here.
 
 Chinese NER labels characters, so position i of the labels must be character i
 of the text. BERT's WordPiece merges digit and Latin runs and drops spaces,
@@ -17,6 +20,7 @@ Example:
 >>> tok = CharTokenizer("vocab.txt")
 >>> tok(tf.constant(["ＡＢ 上海"]))  # ragged [1, 5] ids, one per character
 >>> tok.encode("ＡＢ 上海")           # the same ids as a Python list
+>>> tok.tokenize(tf.constant(["ＡＢ"]))  # Tokenized(ids, starts=[[0, 1]], ends=[[1, 2]])
 """
 
 from __future__ import annotations
@@ -29,29 +33,11 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from kner.data.files import write_text
-from kner.errors import InputError
+from kner.data.tokenizer_base import Encoding, Tokenized, Tokenizer
+from kner.data.vocab import MASK, SPACE, SPECIAL_TOKENS, read_vocab, save_vocab
 
-PAD, UNK, CLS, SEP, MASK, SPACE = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[unused1]"
-SPECIAL_TOKENS = (PAD, SPACE, UNK, CLS, SEP, MASK)
-
-
-def read_vocab(path: str | Path) -> list[str]:
-    """Reads a BERT `vocab.txt` (one token a line; the line number is the id)."""
-    path = Path(path)
-    try:
-        tokens = path.read_text(encoding="utf-8").split("\n")
-    except FileNotFoundError:
-        raise InputError(path, None, "vocab file not found") from None
-    except UnicodeDecodeError as e:
-        raise InputError(path, None, f"not UTF-8 ({e.reason})") from None
-    if tokens and tokens[-1] == "":
-        tokens.pop()
-    tokens = [t.rstrip("\r") for t in tokens]
-    for name in (PAD, UNK, CLS, SEP):
-        if name not in tokens:
-            raise InputError(path, None, f"vocab has no {name} token")
-    return tokens
+# The vocab names every caller has imported from here since before `kner.data.vocab`.
+__all__ = ["CharTokenizer", "build_vocab", "MASK", "SPECIAL_TOKENS", "read_vocab", "save_vocab"]
 
 
 def build_vocab(texts: Iterable[str], min_count: int = 1) -> list[str]:
@@ -64,10 +50,6 @@ def build_vocab(texts: Iterable[str], min_count: int = 1) -> list[str]:
     counts = collections.Counter(c for text in texts for c in text if not c.isspace())
     chars = sorted((c for c, n in counts.items() if n >= min_count), key=lambda c: (-counts[c], c))
     return list(SPECIAL_TOKENS) + [c for c in chars if c not in SPECIAL_TOKENS]
-
-
-def save_vocab(tokens: list[str], path: str | Path) -> None:
-    write_text(path, "".join(t + "\n" for t in tokens))
 
 
 def _half_width(char: str) -> str:
@@ -105,8 +87,9 @@ def _normal_forms(lowercase: bool) -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple(result)
 
 
-class CharTokenizer(tf.Module):
-    """Maps every character of a text to exactly one vocab id.
+class CharTokenizer(Tokenizer):
+    """Maps every character of a text to exactly one vocab id (the
+    `kner.data.tokenizer_base.Tokenizer` interface; token i is character i).
 
     Args:
         vocabulary: path of a BERT `vocab.txt`, or the token list itself.
@@ -115,12 +98,8 @@ class CharTokenizer(tf.Module):
     """
 
     def __init__(self, vocabulary: str | Path | list[str], lowercase: bool = True):
-        super().__init__(name="char_tokenizer")
-        self.vocabulary = read_vocab(vocabulary) if isinstance(vocabulary, (str, Path)) else list(vocabulary)
-        self.lowercase = lowercase
+        super().__init__(vocabulary, lowercase, name="char_tokenizer")
         ids = {token: i for i, token in reversed(list(enumerate(self.vocabulary)))}
-        self.pad_id, self.unk_id = ids[PAD], ids[UNK]
-        self.cls_id, self.sep_id = ids[CLS], ids[SEP]
         self.space_id = ids.get(SPACE, self.unk_id)
         self.char_to_id = self._char_table(ids)
         keys, values = zip(*self.char_to_id.items())
@@ -145,13 +124,12 @@ class CharTokenizer(tf.Module):
                 table[char] = table[known]
         return table
 
-    @property
-    def vocabulary_size(self) -> int:
-        return len(self.vocabulary)
-
     def encode(self, text: str) -> list[int]:
         """The ids of `text`, one per character, in Python."""
         return [self.char_to_id.get(c, self.unk_id) for c in text]
+
+    def encode_with_offsets(self, text: str) -> Encoding:
+        return Encoding(self.encode(text), list(range(len(text))), list(range(1, len(text) + 1)))
 
     def split(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Characters of a batch of UTF-8 strings: [batch, (chars)] strings.
@@ -161,3 +139,8 @@ class CharTokenizer(tf.Module):
     def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Ids of a batch of UTF-8 strings: [batch, (chars)] int32."""
         return tf.ragged.map_flat_values(self.table.lookup, self.split(texts))
+
+    def tokenize(self, texts: tf.Tensor) -> Tokenized:
+        ids = self(texts)
+        ends = tf.ragged.range(1, tf.cast(ids.row_lengths(), tf.int32) + 1)
+        return Tokenized(ids, ends - 1, ends)

@@ -86,3 +86,14 @@ def test_lookup_is_core_tf_only(tmp_path, toy):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[[6, 7, 8], [-1, -1, -1]]"
+
+
+def test_tokenize_gives_each_character_its_own_offsets(toy):
+    texts = ["上海 A😀", "", "a\x01"]
+    out = toy.tokenize(tf.constant(texts))
+    assert out.ids.to_list() == toy(tf.constant(texts)).to_list()
+    for i, text in enumerate(texts):
+        expected = toy.encode_with_offsets(text)
+        assert (out.ids[i].numpy().tolist(), out.starts[i].numpy().tolist(), out.ends[i].numpy().tolist()) == expected
+        assert expected.starts == list(range(len(text))) and expected.ends == list(range(1, len(text) + 1))
+    assert (toy.pad_id, toy.unk_id, toy.cls_id, toy.sep_id, toy.mask_id) == (0, 2, 3, 4, 5)
