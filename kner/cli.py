@@ -9,7 +9,7 @@ line shows them. Everything else on stderr, TensorFlow's real warnings and
 errors included, passes through (`quiet_startup`).
 
 Every CLI names a concept the same way: `--input_format` (the data files'
-format), `--input_tag_scheme` (the tag scheme of column input files),
+format), `--input_tag_scheme` (the tag scheme of column and CoNLL input files),
 `--tag_scheme` (the scheme the model predicts), `--lenient` (repair invalid
 tag sequences and text UTF-8 cannot encode instead of failing), `--model_dir`, `--max_seq_length`,
 `--batch_size`, `--seed`, `--strategy`, `--mixed_precision`,
@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING
 from absl import flags, logging
 
 from kner.data.corpus import FORMATS, Sentence, read_corpus
-from kner.data.tags import SCHEMES
+from kner.data.tags import INPUT_SCHEMES, SCHEMES
 from kner.errors import InputError
 
 if TYPE_CHECKING:
@@ -69,7 +69,7 @@ def skip_tensorflow_text() -> None:
 
 
 skip_tensorflow_text()
-INPUT_TAG_SCHEMES = ("auto", *SCHEMES)
+INPUT_TAG_SCHEMES = ("auto", *INPUT_SCHEMES)
 # Flags that name files or directories, in every CLI: `save_flagfile` writes
 # them as absolute paths.
 PATH_FLAGS = frozenset(
@@ -92,7 +92,11 @@ def define_data_flags() -> None:
     `--input_tag_scheme`, `--lenient`."""
     flags.DEFINE_enum("input_format", "auto", list(INPUT_FORMATS), "Format of the data files (auto: detected).")
     flags.DEFINE_enum(
-        "input_tag_scheme", "auto", list(INPUT_TAG_SCHEMES), "Tag scheme of column files (auto: detected)."
+        "input_tag_scheme",
+        "auto",
+        list(INPUT_TAG_SCHEMES),
+        "Tag scheme of column and CoNLL files (auto: detected; iob1, as CoNLL-2003's original release, must be "
+        "given and is read as bio).",
     )
     flags.DEFINE_bool(
         "lenient",

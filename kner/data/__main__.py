@@ -6,6 +6,7 @@ Usage:
 python -m kner.data stats ../shared/data/cluener/train.json
 python -m kner.data convert IN OUT --output_format=bioes   # or cluener, bio, bios, bmes
 python -m kner.data convert people.txt people.json --output_format=cluener --lenient
+python -m kner.data convert eng.train eng.bioes --input_tag_scheme=iob1 --output_format=bioes  # CoNLL-2003
 python -m kner.data validate dev.json   # "OK: ..." or one error line, exit 2
 ```
 
@@ -35,7 +36,11 @@ cli.define_data_flags()
 flags.adopt_module_key_flags(cli)
 FLAGS = flags.FLAGS
 _OUTPUT_FORMAT = flags.DEFINE_enum(
-    "output_format", None, ("cluener", *SCHEMES), "convert: CLUENER JSON lines, or a column file in this tag scheme."
+    "output_format",
+    None,
+    ("cluener", *SCHEMES),
+    "convert: CLUENER JSON lines, or a column file in this tag scheme (one tag per word for CoNLL input, "
+    "per character otherwise).",
 )
 _COMMANDS = {"stats": 1, "convert": 2, "validate": 1}
 PERCENTILES = (50, 90, 95, 99)
@@ -51,12 +56,15 @@ def _percentile(ordered: Sequence[int], percent: float) -> int:
 
 
 def describe(sentences: Sequence[Sentence]) -> str:
-    """A report of sentence, character and entity counts."""
+    """A report of sentence, word (for word-level data), character and
+    entity counts; lengths are in characters."""
     lengths = sorted(len(sentence.text) for sentence in sentences)
     spread = "  ".join(f"p{p} {_percentile(lengths, p)}" for p in PERCENTILES)
     counts = collections.Counter(span.type for sentence in sentences for span in sentence.spans or ())
-    lines = [
-        f"sentences   {len(sentences)}",
+    lines = [f"sentences   {len(sentences)}"]
+    if any(sentence.words is not None for sentence in sentences):
+        lines.append(f"words       {sum(len(sentence.words or ()) for sentence in sentences)}")
+    lines += [
         f"characters  {sum(lengths)}",
         f"length      {spread}  max {lengths[-1]}",
     ]

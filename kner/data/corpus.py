@@ -1,12 +1,26 @@
-"""Reading and writing NER corpora: CLUENER2020 JSON lines and column files.
+"""Reading and writing NER corpora: CLUENER2020 JSON lines, character
+column files and CoNLL word column files.
 
 CLUENER2020 (`cluener`): one JSON object a line,
 `{"text": ..., "label": {type: {entity: [[start, end], ...]}}}` with
 inclusive character offsets; unlabelled files (`{"id", "text"}`) read with
-`spans=None`. Column files: one `character tag` line per character (the
-tag after the last whitespace run; a space or U+3000 may be the
-character), a blank line between sentences, tags in any scheme of
-`kner.data.tags`.
+`spans=None`. Character column files (`column`): one `character tag` line
+per character (the tag after the last whitespace run; a space or U+3000
+may be the character), a blank line between sentences, tags in any scheme
+of `kner.data.tags`.
+
+CoNLL files (`conll`: CoNLL-2003, WNUT-17, OntoNotes in CoNLL columns): one
+word a line, columns separated by spaces or tabs, the word in the first
+column and the tag in the last, any number of columns between (the same on
+every line); a blank or whitespace-only line ends a sentence (WNUT-17's
+train marks most breaks with a lone tab), and `-DOCSTART-` lines (CoNLL-2003's
+document breaks) are skipped. A sentence's text is its words joined by one
+space, its spans are character offsets into that text, and it keeps each
+word's offsets (`Sentence.words`; `kner.data.words`). Tags may be IOB1
+(`tag_scheme="iob1"`, CoNLL-2003's original release), read as the IOB2
+tags of the same spans. `auto` tells the two column formats apart by the
+first sentence: a token longer than one character, or a `-DOCSTART-` line,
+means CoNLL.
 
 Every problem in a file raises `InputError` naming `path:line`. Reading is
 strict by default: an invalid tag sequence in gold data is an error, and so
@@ -26,6 +40,10 @@ sentences = read_corpus("train.json")  # format and tag scheme detected
 sentences[0].text, sentences[0].spans
 write_column("train.bioes", sentences, "bioes")
 assert read_corpus("train.bioes")[0].spans == sentences[0].spans
+
+wnut = read_corpus("../shared/data/wnut17/train.conll")  # detected: conll, bio
+wnut[0].words  # [(0, 10), (11, 13), ...]: each word's [start, end) in wnut[0].text
+write_column("train.bioes.conll", wnut, "bioes")  # one `word tag` line per word
 ```
 """
 
@@ -33,29 +51,38 @@ import dataclasses
 import itertools
 import json
 import logging
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from kner.data.files import atomic_output, check_text, numbered_lines
 from kner.data.spans import Span, find_conflict, flatten_spans
-from kner.data.tags import SCHEMES, TagError, detect_scheme, spans_to_tags, tags_to_spans
+from kner.data.tags import INPUT_SCHEMES, IOB1, TagError, detect_scheme, iob1_to_iob2, spans_to_tags, tags_to_spans
+from kner.data.words import char_spans, join_words, word_spans
 from kner.errors import InputError
 
-FORMATS = ("cluener", "column")
+FORMATS = ("cluener", "column", "conll")
+DOCSTART = "-DOCSTART-"
 _LINE_BREAKS = "\n\r"
+_CONLL_COLUMNS = re.compile("[ \t]+")
+# How far `auto` reads to tell character columns from CoNLL words: the first sentence, at most this many lines.
+_DETECTION_LINES = 1000
 _logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(slots=True)
 class Sentence:
     """A text and its entity spans (None when unlabelled), with its source
-    `path` and first `line` for messages."""
+    `path` and first `line` for messages. A sentence read from words (CoNLL)
+    has `words`, each word's `[start, end)` character offsets in `text`
+    (`kner.data.words`); None for character-level data."""
 
     text: str
     spans: list[Span] | None
     id: str | int | None = None
     path: str | None = None
     line: int | None = None
+    words: list[tuple[int, int]] | None = None
 
 
 def _is_cluener(first_line: str) -> bool:
@@ -72,28 +99,50 @@ def read_corpus(path: str | Path, fmt: str = "auto", tag_scheme: str = "auto", s
 
     Args:
         path: the file.
-        fmt: `cluener`, `column`, or `auto` (JSON objects mean cluener).
-        tag_scheme: for column files, one of `kner.data.tags.SCHEMES` or `auto`
-            (detected from the tags of the whole file).
+        fmt: `cluener`, `column`, `conll`, or `auto` (JSON objects mean
+            cluener; else the first sentence tells column from conll, see
+            the module doc).
+        tag_scheme: for column and CoNLL files, one of
+            `kner.data.tags.INPUT_SCHEMES` or `auto` (detected from the tags
+            of the whole file; IOB1 is never guessed, it must be given).
         strict: raise on invalid tag sequences and text UTF-8 cannot
             encode; False repairs them.
     """
     if fmt not in ("auto", *FORMATS):
         raise ValueError(f"unknown format {fmt!r}; expected auto or one of {FORMATS}")
-    if tag_scheme not in ("auto", *SCHEMES):
-        raise ValueError(f"unknown tag scheme {tag_scheme!r}; expected auto or one of {SCHEMES}")
+    if tag_scheme not in ("auto", *INPUT_SCHEMES):
+        raise ValueError(f"unknown tag scheme {tag_scheme!r}; expected auto or one of {INPUT_SCHEMES}")
     lines = numbered_lines(path, lenient=not strict)
     if fmt == "auto":
-        head = []
-        for numbered in lines:  # up to the first non-blank line; an empty file raises here
-            head.append(numbered)
-            if numbered[1].strip():
-                break
-        fmt = "cluener" if _is_cluener(head[-1][1]) else "column"
+        head, fmt = _detect_format(lines)
         lines = itertools.chain(head, lines)
     if fmt == "cluener":
         return _parse_cluener(path, lines, strict)
-    return _parse_column(path, lines, tag_scheme, strict)
+    blocks = _column_blocks(path, lines) if fmt == "column" else _conll_blocks(path, lines)
+    return _parse_tagged(path, list(blocks), tag_scheme, strict)
+
+
+def _detect_format(lines: Iterator[tuple[int, str]]) -> tuple[list[tuple[int, str]], str]:
+    """The format of a file from its first lines (module doc), and the lines
+    read to tell it; an empty file raises here."""
+    head = []
+    for numbered in lines:  # up to the first non-blank line
+        head.append(numbered)
+        if numbered[1].strip():
+            break
+    if _is_cluener(head[-1][1]):
+        return head, "cluener"
+    line = head[-1][1]
+    while len(head) < _DETECTION_LINES and line.strip():
+        parts = _split_column_line(line)
+        if line.split()[0] == DOCSTART or (parts is not None and len(parts[0]) != 1):
+            return head, "conll"
+        numbered = next(lines, None)
+        if numbered is None:
+            break
+        head.append(numbered)
+        line = numbered[1]
+    return head, "column"
 
 
 def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]], strict: bool) -> list[Sentence]:
@@ -195,8 +244,8 @@ def _split_column_line(line: str) -> tuple[str, str] | None:
 
 def _column_blocks(path: str | Path, lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, str, tuple[str, ...]]]:
     """Yields `(first line number, text, tags)` per sentence of a column
-    file; equal tags are one shared string, so a sentence costs little more
-    than its text."""
+    file (the text is the sentence's characters); equal tags are one shared
+    string, so a sentence costs little more than its text."""
     shared_tags = {}
     first, characters, tags = 0, [], []
     for number, line in itertools.chain(lines, [(0, "")]):
@@ -209,30 +258,76 @@ def _column_blocks(path: str | Path, lines: Iterable[tuple[int, str]]) -> Iterat
         if parts is None:
             raise InputError(path, number, f"expected 'character tag', got {line!r}")
         if len(parts[0]) != 1:
-            message = f"expected one character before the tag, got {parts[0]!r}"
+            message = f"expected one character before the tag, got {parts[0]!r} (one word a line? --input_format=conll)"
             raise InputError(path, number, message)
         first = first or number
         characters.append(parts[0])
         tags.append(shared_tags.setdefault(parts[1], parts[1]))
 
 
-def _parse_column(path: str | Path, lines: Iterable[tuple[int, str]], tag_scheme: str, strict: bool) -> list[Sentence]:
-    blocks = list(_column_blocks(path, lines))
-    if tag_scheme == "auto":
-        tag_scheme = detect_scheme({tag for _, _, tags in blocks for tag in tags})
+def _conll_blocks(
+    path: str | Path, lines: Iterable[tuple[int, str]]
+) -> Iterator[tuple[int, tuple[str, ...], tuple[str, ...]]]:
+    """Yields `(first line number, words, tags)` per sentence of a CoNLL
+    file (module doc); raises InputError for a line without a tag column or
+    with another number of columns than the first line."""
+    shared_tags = {}
+    width, width_line = None, 0
+    first, words, tags = 0, [], []
+    for number, line in itertools.chain(lines, [(0, "")]):
+        columns = _CONLL_COLUMNS.split(line.strip(" \t")) if line.strip() else []
+        if not columns or columns[0] == DOCSTART:
+            if words:
+                yield first, tuple(words), tuple(tags)
+            first, words, tags = 0, [], []
+            continue
+        if len(columns) < 2:
+            raise InputError(path, number, f"missing tag column: expected 'word tag' (the tag last), got {line!r}")
+        if width is None:
+            width, width_line = len(columns), number
+        elif len(columns) != width:
+            message = f"{len(columns)} columns, but line {width_line} has {width} (mixed column counts)"
+            raise InputError(path, number, message)
+        first = first or number
+        words.append(columns[0])
+        tags.append(shared_tags.setdefault(columns[-1], columns[-1]))
+
+
+def _parse_tagged(
+    path: str | Path, blocks: list[tuple[int, Sequence[str], tuple[str, ...]]], tag_scheme: str, strict: bool
+) -> list[Sentence]:
+    """Sentences of column or CoNLL blocks: tokens (characters or words)
+    with one tag each."""
+    if tag_scheme == IOB1:
+        blocks = [(first, tokens, tuple(iob1_to_iob2(tags))) for first, tokens, tags in blocks]
+    scheme = "bio" if tag_scheme == IOB1 else tag_scheme
+    if scheme == "auto":
+        scheme = detect_scheme({tag for _, _, tags in blocks for tag in tags})
     sentences = []
     repairs = []
-    for first, text, tags in blocks:
+    for first, tokens, tags in blocks:
         try:
-            spans, repaired = tags_to_spans(tags, tag_scheme, strict)
+            spans, repaired = tags_to_spans(tags, scheme, strict)
         except TagError as error:
-            message = error.message if error.repair is None else f"{error.message}; --lenient {error.repair}"
-            raise InputError(path, first + error.position, message) from None
+            raise InputError(path, first + error.position, _tag_message(error, scheme, tag_scheme)) from None
         if repaired:
             repairs.append((first, repaired))
-        sentences.append(Sentence(text, spans, None, str(path), first))
-    _warn_repaired(path, repairs, f"repaired %d invalid {tag_scheme} tag(s)", "sentence(s)")
+        if isinstance(tokens, str):
+            sentences.append(Sentence(tokens, spans, None, str(path), first))
+        else:
+            text, words = join_words(tokens)
+            sentences.append(Sentence(text, char_spans(spans, words), None, str(path), first, words))
+    _warn_repaired(path, repairs, f"repaired %d invalid {scheme} tag(s)", "sentence(s)")
     return sentences
+
+
+def _tag_message(error: TagError, scheme: str, given: str) -> str:
+    """A TagError's message, with what `--lenient` would do, and for an
+    orphan I- tag read as IOB2 the flag that reads IOB1."""
+    message = error.message if error.repair is None else f"{error.message}; --lenient {error.repair}"
+    if scheme == "bio" and given != IOB1 and "continues no entity" in error.message:
+        message += "; an IOB1 file (CoNLL-2003's original release) needs --input_tag_scheme=iob1"
+    return message
 
 
 def _warn_repaired(path: Path, repairs: list[tuple[int, int]], what: str, where: str) -> None:
@@ -280,16 +375,29 @@ def write_cluener(path: str | Path, sentences: Iterable[Sentence], submission: b
 
 
 def write_column(path: str | Path, sentences: Iterable[Sentence], scheme: str) -> None:
-    """Writes `character tag` lines in `scheme`, a blank line after each
-    sentence. Nested spans keep only the outer one (see
-    `kner.data.spans.flatten_spans`); unlabelled sentences and texts holding a
-    line break raise ValueError."""
+    """Writes a column file in `scheme`, a blank line after each sentence:
+    `word tag` lines for word-level sentences (CoNLL, one tag per word),
+    `character tag` lines for the others. Nested spans keep only the outer
+    one (see `kner.data.spans.flatten_spans`); unlabelled sentences, texts
+    holding a line break, and spans that do not fall on a word-level
+    sentence's word boundaries raise ValueError."""
     with atomic_output(path) as out:
         for index, sentence in enumerate(sentences):
             if sentence.spans is None:
                 raise ValueError(f"sentence {index} is unlabelled")
             if any(character in _LINE_BREAKS for character in sentence.text):
                 raise ValueError(f"sentence {index} holds a line break")
-            tags = spans_to_tags(sentence.spans, len(sentence.text), scheme)
-            out.writelines(f"{char} {tag}\n" for char, tag in zip(sentence.text, tags, strict=True))
+            if sentence.words is None:
+                tokens = sentence.text
+                tags = spans_to_tags(sentence.spans, len(tokens), scheme)
+            else:
+                tokens = [sentence.text[start:end] for start, end in sentence.words]
+                if any(character in " \t" for token in tokens for character in token):
+                    raise ValueError(f"sentence {index} has a word holding a space or tab")
+                try:
+                    spans = word_spans(flatten_spans(sentence.spans)[0], sentence.words)
+                except ValueError as error:
+                    raise ValueError(f"sentence {index}: {error}") from None
+                tags = spans_to_tags(spans, len(tokens), scheme)
+            out.writelines(f"{token} {tag}\n" for token, tag in zip(tokens, tags, strict=True))
             out.write("\n")

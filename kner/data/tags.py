@@ -23,6 +23,11 @@ allowed transitions, start and end tags (`kner.models.crf.allowed_transitions`)
 are both derived from it, so Viterbi decoding produces exactly the sequences
 the strict reader accepts.
 
+Files may also be in IOB1 (`iob1`, CoNLL-2003's original release: I-
+begins an entity, and B- only one that directly follows an entity of the
+same type), which is read by converting it to IOB2 (`bio`) tags of the same
+spans (`iob1_to_iob2`); kner writes and predicts the four schemes above.
+
 Reading is strict by default, which is what gold data needs: the first
 grammar violation raises `TagError`. With `strict=False` (`--lenient` on the
 command line) sequences are repaired instead (an orphan inside tag begins an
@@ -65,6 +70,9 @@ _ROLES = {
     "bmes": _Roles("B", "M", "E", "S"),
 }
 SCHEMES = tuple(_ROLES)
+IOB1 = "iob1"
+# What a file may be in: the schemes, plus IOB1, read as IOB2 (`iob1_to_iob2`).
+INPUT_SCHEMES = (*SCHEMES, IOB1)
 
 
 class TagError(ValueError):
@@ -128,6 +136,25 @@ def detect_scheme(tags: Iterable[str]) -> str:
     if "S" in prefixes:
         return "bios"
     return "bio"
+
+
+def iob1_to_iob2(tags: Sequence[str]) -> list[str]:
+    """IOB1 tags as the IOB2 (`bio`) tags of the same spans: an I- tag that
+    does not continue an entity of its type begins one, so it becomes B-.
+    Other tags are kept as they are (an unknown one fails when read).
+
+    >>> iob1_to_iob2(["I-PER", "I-PER", "B-PER", "O", "I-LOC"])
+    ['B-PER', 'I-PER', 'B-PER', 'O', 'B-LOC']
+    """
+    converted = []
+    previous_type = None  # the type of the entity the previous tag is in
+    for tag in tags:
+        prefix, dash, entity_type = tag.partition("-")
+        if prefix == "I" and dash and entity_type != previous_type:
+            tag = f"B-{entity_type}"
+        converted.append(tag)
+        previous_type = entity_type if prefix in ("B", "I") and dash else None
+    return converted
 
 
 def spans_to_tags(spans: Iterable[Span], length: int, scheme: str) -> list[str]:

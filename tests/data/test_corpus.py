@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 from shared_data import SHARED_DATA as DATA
+from shared_data import shared_file
 
 from kner.data.corpus import Sentence, read_corpus, write_cluener, write_column
 from kner.data.spans import Span
@@ -52,7 +53,18 @@ BAD_INPUTS = [
         "overlapping spans [0, 1] x 'ab' and [0, 1] y 'ab'",
     ),
     ("no_tag.txt", "中 O\n\n文 O\n国\n", 4, "expected 'character tag', got '国'"),
-    ("word.txt", "中 O\n中国 B-LOC\n", 2, "expected one character before the tag"),
+    ("word.txt", "中 O\n\n中国 B-LOC\n", 3, "expected one character before the tag, got '中国' (one word a line? --"),
+    ("no_tag.conll", "EU B-ORG\nrejects O\n\nGerman\n", 4, "missing tag column: expected 'word tag'"),
+    ("mixed.conll", "EU NNP B-ORG\nrejects VBZ O\n\nGerman O\n", 4, "2 columns, but line 1 has 3 (mixed column"),
+    ("unknown.conll", "EU B-ORG\nrejects X-MISC\n", 2, "unknown tag prefix 'X' in 'X-MISC'"),
+    ("typeless.conll", "EU B-ORG\nrejects PER\n", 2, "unknown tag prefix 'PER'"),
+    (
+        "iob1.conll",
+        "-DOCSTART- O\n\nEU O\nrejects I-MISC\n",
+        4,
+        "'I-MISC' continues no entity (expected B-MISC before it); --lenient starts the entity at this tag; "
+        "an IOB1 file (CoNLL-2003's original release) needs --input_tag_scheme=iob1",
+    ),
     ("prefix.txt", "中 O\n文 X-PER\n", 2, "unknown tag prefix 'X'"),
     ("orphan.txt", "中 O\n\n中 O\n文 I-PER\n", 4, "'I-PER' continues no entity (expected B-PER before it); --lenient"),
     ("unclosed.txt", "中 B-ORG\n文 M-ORG\n", 2, "entity not closed with E-ORG; --lenient ends the entity at 'M-ORG'"),
@@ -304,3 +316,104 @@ def test_writers_leave_no_partial_file(tmp_path, writer):
             write_column(out, [good] * 3 + [bad], "bios")
     assert out.read_text() == "before\n"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+# CoNLL-2003's layout (word, part of speech, chunk, tag), with its original IOB1 tags.
+CONLL_IOB1 = """-DOCSTART- -X- -X- O
+
+EU NNP I-NP I-ORG
+rejects VBZ I-VP O
+German JJ I-NP I-MISC
+call NN I-NP O
+to TO I-VP O
+boycott VB I-VP O
+British JJ I-NP I-MISC
+lamb NN I-NP O
+. . O O
+
+Peter NNP I-NP I-PER
+Blackburn NNP I-NP I-PER
+  \t
+Hans NNP I-NP I-PER
+Peter NNP I-NP B-PER
+Smith NNP I-NP I-PER
+met VBD I-VP O
+-DOCSTART- -X- -X- O
+S.Korea NNP I-NP I-LOC
+"""
+CONLL_SPANS = [
+    ("EU rejects German call to boycott British lamb .", [(0, 1, "ORG"), (11, 16, "MISC"), (34, 40, "MISC")]),
+    ("Peter Blackburn", [(0, 14, "PER")]),
+    ("Hans Peter Smith met", [(0, 3, "PER"), (5, 15, "PER")]),
+    ("S.Korea", [(0, 6, "LOC")]),
+]
+
+
+def test_conll_iob1_reads_as_the_iob2_tags_of_the_same_spans(tmp_path):
+    path = tmp_path / "eng.train"
+    path.write_text(CONLL_IOB1)
+    sentences = read_corpus(path, tag_scheme="iob1")
+    assert [(s.text, [tuple(span) for span in s.spans]) for s in sentences] == CONLL_SPANS
+    assert [s.line for s in sentences] == [3, 13, 16, 21]
+    assert all(s.text[a:b] == word for s in sentences for (a, b), word in zip(s.words, s.text.split(" ")))
+
+    write_column(tmp_path / "eng.bio", sentences, "bio")
+    written = (tmp_path / "eng.bio").read_text(encoding="utf-8").split("\n")
+    assert written[:3] == ["EU B-ORG", "rejects O", "German B-MISC"]
+    assert written[13:16] == ["Hans B-PER", "Peter B-PER", "Smith I-PER"]
+    again = read_corpus(tmp_path / "eng.bio")  # detected: conll, and IOB2 is strict bio
+    assert [(s.text, s.spans, s.words) for s in again] == [(s.text, s.spans, s.words) for s in sentences]
+
+
+def test_conll_iob1_is_not_guessed(tmp_path):
+    path = tmp_path / "eng.train"
+    path.write_text(CONLL_IOB1)
+    with pytest.raises(InputError, match=r"eng.train:3: 'I-ORG' continues no entity.*--input_tag_scheme=iob1"):
+        read_corpus(path)
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_conll_writes_one_tag_per_word(tmp_path, scheme):
+    path = tmp_path / "eng.train"
+    path.write_text(CONLL_IOB1)
+    sentences = read_corpus(path, "conll", "iob1")
+    write_column(tmp_path / "out", sentences, scheme)
+    lines = (tmp_path / "out").read_text(encoding="utf-8").split("\n")
+    assert len(lines) == sum(len(s.words) + 1 for s in sentences) + 1
+    again = read_corpus(tmp_path / "out", "conll", scheme)
+    assert [(s.text, s.spans, s.words) for s in again] == [(s.text, s.spans, s.words) for s in sentences]
+
+
+def test_conll_writer_refuses_spans_off_word_boundaries(tmp_path):
+    sentence = read_corpus(write_bad_input(tmp_path, "in.conll", "New B-LOC\nYork I-LOC\n"))[0]
+    sentence.spans = [Span(0, 5, "LOC")]  # "New Yo"
+    with pytest.raises(ValueError, match=r"sentence 0: span \[0, 5\] LOC does not fall on word boundaries"):
+        write_column(tmp_path / "out", [sentence], "bio")
+    assert not (tmp_path / "out").exists()
+
+
+def test_auto_tells_words_from_characters(tmp_path):
+    chars = write_bad_input(tmp_path, "chars.txt", "中 B-LOC\n国 I-LOC\n\n  O\n")
+    assert [(s.text, s.words) for s in read_corpus(chars)] == [("中国", None), (" ", None)]
+    one_letter_words = write_bad_input(tmp_path, "words.txt", "I O\nam O\n")
+    assert read_corpus(one_letter_words)[0].words == [(0, 1), (2, 4)]
+    docstart = write_bad_input(tmp_path, "docstart.txt", "-DOCSTART- O\n\nI O\n")
+    assert read_corpus(docstart)[0].words == [(0, 1)]
+    # Given, the format wins over detection.
+    with pytest.raises(InputError, match="words.txt:2: expected one character before the tag, got 'am'"):
+        read_corpus(one_letter_words, "column")
+
+
+WNUT17 = [("train", 3394, 1975), ("dev", 1009, 836), ("test", 1287, 1079)]
+
+
+@pytest.mark.parametrize("split, sentences, entities", WNUT17)
+def test_real_wnut17(split, sentences, entities):
+    read = read_corpus(shared_file(f"wnut17/{split}.conll"))
+    assert len(read) == sentences
+    assert sum(len(s.spans) for s in read) == entities
+    first = read[0]
+    assert first.words[0] == (0, len(first.text.split(" ")[0]))
+    if split == "train":  # its first entity, as the file has it
+        assert first.text[first.spans[0].start : first.spans[0].end + 1] == "Empire State Building"
+        assert first.spans[0].type == "location"

@@ -158,3 +158,26 @@ def test_convert_writes_nothing_when_the_input_is_bad(tmp_path):
     assert (tmp_path / "out.bios").read_text(encoding="utf-8").startswith("\ufffd O\n王 B-name\n")
     result = run_data("convert", path, tmp_path / "missing" / "out.bios", "--output_format=bios", "--lenient")
     assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_conll_through_the_command_line(tmp_path):
+    from test_corpus import CONLL_IOB1
+
+    source = tmp_path / "eng.train"
+    source.write_text(CONLL_IOB1)
+    stats = run_data("stats", source, "--input_tag_scheme=iob1")
+    assert stats.returncode == 0, stats.stderr
+    assert stats.stdout.split("\n")[:3] == ["sentences   4", "words       16", "characters  90"]
+    converted = run_data("convert", source, tmp_path / "eng.bioes", "--input_tag_scheme=iob1", "--output_format=bioes")
+    assert converted.returncode == 0, converted.stderr
+    assert (tmp_path / "eng.bioes").read_text().split("\n")[10:12] == ["Peter B-PER", "Blackburn E-PER"]
+    refused = run_data("validate", source)
+    assert refused.returncode == 2 and "--input_tag_scheme=iob1" in refused.stderr
+
+
+def test_validate_wnut17():
+    path = DATA / "wnut17" / "train.conll"
+    if not path.exists():
+        pytest.skip(f"WNUT-17 not found at {path}")
+    result = run_data("validate", path)
+    assert (result.returncode, result.stdout) == (0, "OK: 3,394 sentences, 1,975 entities\n")
