@@ -4,18 +4,25 @@ English vocabs, cased and uncased; and its Python, tf.data and SavedModel
 paths against each other."""
 
 import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
 import unicodedata
+from pathlib import Path
 
 import pytest
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from shared_data import shared_file
-from wordpiece_reference import is_excluded, reference_encodings, reference_tokenizer
+from wordpiece_reference import excluded_ranges, is_excluded, reference_encodings, reference_tokenizer
 
 from kner.data.corpus import read_corpus
 from kner.data.wordpiece import WordPieceTokenizer
 
+C_LOADER = Path(__file__).resolve().parents[2] / "tools" / "c_loader"
 VOCABS = {"cased": "vocab/bert-base-cased-vocab.txt", "uncased": "vocab/bert-base-uncased-vocab.txt"}
 # (vocab, lowercase): each vocab with its own casing, and with the other.
 SETTINGS = [("cased", False), ("uncased", True), ("cased", True), ("uncased", False)]
@@ -181,3 +188,71 @@ def test_python_tf_data_and_saved_model_agree(tmp_path):
     out = {name: t.numpy().tolist() for name, t in loaded.tokenize(tf.constant(texts)).items()}
     rows = zip(*(out[name] for name in ("ids", "starts", "ends")))
     assert [tuple([v for v in column if v != -1] for column in row) for row in rows] == python
+
+
+@pytest.mark.slow
+def test_an_export_tokenizes_in_tensorflows_c_loader(tmp_path):
+    """The tokenizer alone, exported with a `serving_default(text)`
+    signature, in tools/c_loader/run_export (no Python in the process)."""
+    compiler = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc") or shutil.which("clang")
+    if compiler is None:
+        pytest.skip("no C compiler (cc, gcc or clang) on PATH to build tools/c_loader/run_export.c")
+    tokenizer = WordPieceTokenizer(shared_file(VOCABS["cased"]), lowercase=False)
+    module = tf.Module()
+    module.tokenizer = tokenizer
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def serve(text):
+        out = tokenizer.tokenize(text)
+        return {"num_tokens": tf.cast(out.ids.row_lengths(), tf.int32)} | {
+            name: values.to_tensor(-1) for name, values in out._asdict().items()
+        }
+
+    tf.saved_model.save(module, str(tmp_path / "export" / "1"), signatures={"serving_default": serve})
+    binary = tmp_path / "run_export"
+    env = {**os.environ, "PYTHON": sys.executable, "CC": compiler}
+    built = subprocess.run(["sh", str(C_LOADER / "build.sh"), str(binary)], env=env, capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+
+    texts = HARD + MIXED
+    lines = "".join(json.dumps(text) + "\n" for text in texts).encode()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [str(binary), f"--export_dir={tmp_path / 'export'}", "--batch_size=4"]
+    ran = subprocess.run(command, input=lines, capture_output=True, env=env)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    rows = [json.loads(line) for line in ran.stdout.decode().splitlines()]
+    got = [tuple(row[name][: row["num_tokens"]] for name in ("ids", "starts", "ends")) for row in rows]
+    assert got == [tuple(tokenizer.encode_with_offsets(text)) for text in texts]
+
+
+def differing_code_points(name: str, lowercase: bool, code_points: list[int]) -> list[int]:
+    """The code points between two letters where kner's Python path and the reference differ."""
+    path = shared_file(VOCABS[name])
+    tokenizer, reference = WordPieceTokenizer(path, lowercase=lowercase), reference_tokenizer(path, lowercase)
+    differ = []
+    for start in range(0, len(code_points), 50_000):
+        chunk = code_points[start : start + 50_000]
+        texts = [f"a{chr(c)}b" for c in chunk]
+        for code, text, want in zip(chunk, texts, reference_encodings(reference, texts)):
+            if tuple(tokenizer.encode_with_offsets(text)) != want:
+                differ.append(code)
+    return differ
+
+
+@pytest.mark.slow
+def test_the_excluded_code_points_are_exactly_where_the_reference_differs():
+    """Every code point, uncased: kner equals the reference outside the list
+    in tests/wordpiece_reference.py, and differs on every code point of it
+    (so the list hides nothing it need not). About a minute."""
+    if unicodedata.unidata_version != "14.0.0":
+        pytest.skip(f"the list is for Unicode 14.0 (Python 3.11); this Python has {unicodedata.unidata_version}")
+    code_points = [c for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]
+    assert differing_code_points("uncased", True, code_points) == [c for c in code_points if is_excluded(c, True)]
+
+
+def test_cased_differs_on_the_list_but_not_on_newer_marks():
+    """Cased, the marks the reference does not know are kept by both."""
+    listed = [c for low, high in excluded_ranges(lowercase=True) for c in range(low, high + 1)]
+    differ = differing_code_points("cased", False, listed)
+    assert differ == [c for c in listed if is_excluded(c, lowercase=False)]
+    assert len(differ) < len(listed)
