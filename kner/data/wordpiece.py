@@ -57,6 +57,11 @@ from kner.data.tokenizer_base import Encoding, Tokenized, Tokenizer
 # Google's WordpieceTokenizer default; Hugging Face's is 100.
 MAX_INPUT_CHARS_PER_WORD = 200
 CONTINUATION = "##"
+# The CJK ranges as sorted [first, last + 1) bounds: a code point is CJK where
+# `searchsorted(bounds, code, side="right")` is odd.
+_CJK_BOUNDS = tuple(sorted(b for low, high in CJK_RANGES for b in (low, high + 1)))
+# UTF-8 takes 1 + searchsorted(bounds, code, side="right") bytes.
+_UTF8_LENGTH_BOUNDS = (0x80, 0x800, 0x10000)
 
 
 def _static_table(keys: list, values: list, key_dtype: tf.DType, default: int) -> tf.lookup.StaticHashTable:
@@ -181,10 +186,8 @@ class WordPieceTokenizer(Tokenizer):
             tf.cast(tf.gather(origins, piece), tf.int32),
             tf.cast(tf.gather(origins, last), tf.int32) + 1,
         )
-        piece_rows = tf.gather(char_rows, piece)
-        ids, starts, ends = (
-            tf.RaggedTensor.from_value_rowids(v, piece_rows, nrows=rows, validate=False) for v in values
-        )
+        splits = tf.searchsorted(tf.gather(char_rows, piece), tf.range(rows + 1), out_type=tf.int64)
+        ids, starts, ends = (tf.RaggedTensor.from_row_splits(v, splits, validate=False) for v in values)
         return Tokenized(ids, starts, ends)
 
     def _normalise(self, codes: tf.RaggedTensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -198,8 +201,8 @@ class WordPieceTokenizer(Tokenizer):
         row = tf.maximum(row, 0)
         first = tf.gather(self._replacement_splits, row)
         counts = tf.where(replaced, tf.gather(self._replacement_splits, row + 1) - first, 1)
-        source = tf.repeat(tf.range(tf.size(flat, out_type=tf.int64)), counts)
-        within = tf.range(tf.size(source, out_type=tf.int32)) - tf.gather(tf.cumsum(counts, exclusive=True), source)
+        source, within = _repeated(tf.cast(counts, tf.int64))
+        within = tf.cast(within, tf.int32)
         from_table = tf.gather(replaced, source)
         index = tf.where(from_table, tf.gather(first, source) + within, tf.size(self._replacement_chars) - 1)
         chars = tf.where(from_table, tf.gather(self._replacement_chars, index), tf.gather(flat, source))
@@ -207,10 +210,8 @@ class WordPieceTokenizer(Tokenizer):
 
     def _stands_alone(self, chars: tf.Tensor) -> tf.Tensor:
         """Punctuation and CJK ideographs: each a word by itself."""
-        alone = self._punctuation.lookup(tf.cast(chars, tf.int64)) > 0
-        for low, high in CJK_RANGES:
-            alone |= (chars >= low) & (chars <= high)
-        return alone
+        punctuation = self._punctuation.lookup(tf.cast(chars, tf.int64)) > 0
+        return punctuation | (tf.searchsorted(tf.constant(_CJK_BOUNDS, tf.int32), chars, side="right") % 2 == 1)
 
     def _words(self, chars: tf.Tensor, rows: tf.Tensor, origins: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """Drops the breaks; returns the characters of words, their rows and
@@ -219,25 +220,26 @@ class WordPieceTokenizer(Tokenizer):
         alone = self._stands_alone(chars)
         new_row = tf.concat([[True], tf.not_equal(rows[1:], rows[:-1])], 0)
         after_boundary = tf.concat([[True], (is_break | alone)[:-1]], 0)
-        starts = ~is_break & (alone | new_row | after_boundary)
-        kept = ~is_break
-        return tuple(tf.boolean_mask(t, kept) for t in (chars, rows, origins, starts))
+        starts = alone | new_row | after_boundary
+        kept = tf.where(~is_break)[:, 0]
+        return tuple(tf.gather(t, kept) for t in (chars, rows, origins, starts))
 
     def _word_pieces(self, chars: tf.Tensor, word_starts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         """WordPiece over the words of a batch: for each piece, the index of
         its first and last character in `chars`, and its id."""
         size = tf.size(chars, out_type=tf.int64)
-        positions = tf.range(size)
         word_of = tf.cumsum(tf.cast(word_starts, tf.int64)) - 1
-        first_char = tf.boolean_mask(positions, word_starts)
+        first_char = tf.where(word_starts)[:, 0]
         word_end = tf.concat([first_char[1:], [size]], 0)
         too_long = word_end - first_char > self.max_input_chars_per_word
         longest, longest_ids = self._longest_matches(chars, word_starts, word_of, word_end, too_long)
-        visited, failed = self._walk(longest, first_char, word_end, too_long)
+        visited = self._walk(longest, first_char, tf.gather(word_end, word_of), too_long)
+        # A word fails where its walk reached a character with no match.
+        failed = tf.math.unsorted_segment_max(tf.cast(visited & (longest == 0), tf.int32), word_of, tf.size(first_char))
 
-        unknown = tf.gather(failed | too_long, word_of)
+        unknown = tf.gather((failed > 0) | too_long, word_of)
         is_piece = tf.where(unknown, word_starts, visited)
-        piece = tf.boolean_mask(positions, is_piece)
+        piece = tf.where(is_piece)[:, 0]
         piece_unknown = tf.gather(unknown, piece)
         last = tf.where(
             piece_unknown,
@@ -256,11 +258,11 @@ class WordPieceTokenizer(Tokenizer):
         size = tf.size(chars, out_type=tf.int64)
         counts = tf.minimum(tf.gather(word_end, word_of) - tf.range(size), self.pieces.max_chars)
         counts = tf.where(tf.gather(too_long, word_of), tf.zeros_like(counts), counts)
-        owner = tf.repeat(tf.range(size), counts)  # the character each candidate starts at
+        owner, lengths = _repeated(counts)  # the character each candidate starts at, and its length - 1
+        lengths += 1
         offsets = tf.cumsum(counts, exclusive=True)
-        lengths = tf.range(tf.size(owner, out_type=tf.int64)) - tf.gather(offsets, owner) + 1
         # Substrings as bytes of all characters in one string.
-        num_bytes = 1 + tf.add_n([tf.cast(chars >= limit, tf.int32) for limit in (0x80, 0x800, 0x10000)])
+        num_bytes = tf.searchsorted(tf.constant(_UTF8_LENGTH_BOUNDS, tf.int32), chars, side="right") + 1
         byte_at = tf.concat([[0], tf.cumsum(num_bytes)], 0)
         begin = tf.gather(byte_at, owner)
         candidates = tf.strings.substr(
@@ -274,26 +276,35 @@ class WordPieceTokenizer(Tokenizer):
         longest_ids = tf.gather(tf.concat([ids, [-1]], 0), best)
         return longest, longest_ids
 
-    def _walk(
-        self, longest: tf.Tensor, first_char: tf.Tensor, word_end: tf.Tensor, too_long: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    def _walk(self, longest: tf.Tensor, first_char: tf.Tensor, end: tf.Tensor, too_long: tf.Tensor) -> tf.Tensor:
         """Greedy matching: every word from its first character along the
-        longest matches, all words one piece a step. Returns whether each
-        character starts a piece, and whether each word failed (reached a
-        character with no match)."""
+        longest matches (`end`: each character's word end), all words one
+        piece a step. Returns whether each character was reached: the start
+        of a piece, or where a word's walk stopped with no match."""
+        size = tf.size(longest, out_type=tf.int64)
+        # One spare slot, where finished words stay.
+        longest = tf.concat([tf.cast(longest, tf.int64), [0]], 0)
+        end = tf.concat([end, [size + 1]], 0)
 
-        def step(position, active, visited, failed):
-            length = tf.where(active, tf.gather(longest, tf.where(active, position, 0)), 0)
-            failed |= active & (length == 0)
-            here = tf.boolean_mask(position, active)
-            visited = tf.tensor_scatter_nd_update(visited, here[:, None], tf.ones_like(here, tf.bool))
-            position += tf.cast(length, tf.int64)
-            return position, active & (length > 0) & (position < word_end), visited, failed
+        def step(position, visited):
+            visited = tf.tensor_scatter_nd_update(visited, position[:, None], tf.ones_like(position, tf.bool))
+            length = tf.gather(longest, position)
+            position = tf.where((length > 0) & (position + length < tf.gather(end, position)), position + length, size)
+            return position, visited
 
-        _, _, visited, failed = tf.while_loop(
-            lambda position, active, visited, failed: tf.reduce_any(active),
+        _, visited = tf.while_loop(
+            lambda position, visited: tf.reduce_any(position < size),
             step,
-            (first_char, ~too_long, tf.zeros_like(longest, tf.bool), tf.zeros_like(too_long)),
+            (tf.where(too_long, size, first_char), tf.zeros([size + 1], tf.bool)),
             maximum_iterations=self.max_input_chars_per_word,
         )
-        return visited, failed
+        return visited[:-1]
+
+
+def _repeated(counts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """`tf.repeat(tf.range(n), counts)` and each element's index within its
+    repeat, in fewer ops than `tf.repeat`: int64 [sum(counts)] each."""
+    ends = tf.cumsum(counts)
+    index = tf.range(tf.reduce_sum(counts))
+    source = tf.searchsorted(ends, index, side="right", out_type=tf.int64)
+    return source, index - tf.gather(ends - counts, source)
