@@ -91,6 +91,14 @@ def test_chinese_with_english_words_equals_the_reference(pair):
     assert_same_as_reference(pair, MIXED + with_latin)
 
 
+def test_the_chinese_vocab_on_mixed_text_equals_the_reference():
+    """Chinese checkpoints keep one token per character by default; with
+    WordPiece (mixed text), their vocab works the same way."""
+    path = shared_file("vocab/bert-base-chinese-vocab.txt")
+    pair = WordPieceTokenizer(path, lowercase=True), reference_tokenizer(path, lowercase=True)
+    assert_same_as_reference(pair, MIXED + HARD + [s.text for s in read_corpus(shared_file("cluener/dev.json"))])
+
+
 def test_hard_strings_equal_the_reference(pair):
     assert_same_as_reference(pair, HARD)
 
