@@ -8,7 +8,7 @@ code point alone and in three contexts (`a?b`, `the?`, `ΑΣ?`). The one
 expected difference is a word-final capital sigma, which Google's
 `str.lower()` of a whole word makes `ς` and kner, like Hugging Face, `σ`:
 the table counts differing texts, and those not explained by a capital
-sigma (which must be 0). About 10 minutes on the 2-core machine.
+sigma (which must be 0). About 20 minutes on the 2-core machine.
 
     PYTHONPATH=. python bench/wordpiece_google.py --google_bert=../bert
 """
