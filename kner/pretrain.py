@@ -32,7 +32,14 @@ from kner.backbones.bert import backbone_from_config, read_bert_config
 from kner.backbones.loader import load_backbone, locate_checkpoint
 from kner.backbones.tf1_checkpoint import read_variables
 from kner.data.masking import Masker
-from kner.data.pretraining_data import NER_LAYOUTS, ExampleConfig, documents, prepare_examples
+from kner.data.pretraining_data import (
+    NER_LAYOUTS,
+    ExampleConfig,
+    PreparedData,
+    documents,
+    pair_warning,
+    prepare_examples,
+)
 from kner.data.raw_text import LAYOUTS, layout_paths
 from kner.data.tokenizer import MASK, CharTokenizer, build_vocab, read_vocab, save_vocab
 from kner.errors import InputError, run_cli
@@ -156,6 +163,12 @@ def prepare(sources, tokenizer: CharTokenizer, model_dir: Path):
     return train, dev
 
 
+def describe(data: PreparedData) -> str:
+    """`1,234 examples (56 documents; NSP 50.1% is next / 49.9% random)`."""
+    split = f"; NSP {data.label_split()}" if data.labels else ""
+    return f"{data.examples:,} examples ({data.documents:,} documents{split})"
+
+
 def build_optimizer(model: MaskedLMModel) -> keras.optimizers.Optimizer:
     schedule = WarmupLinearDecay(FLAGS.learning_rate, FLAGS.warmup_steps, FLAGS.train_steps)
     optimizer = FineTuningAdamW(schedule, weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm)
@@ -187,11 +200,12 @@ def main(argv: list[str]) -> None:
     train, dev = prepare(sources, tokenizer, model_dir)
     if train.examples == 0:
         raise InputError(FLAGS.corpus_files, None, "no training examples (is the corpus empty?)")
-    print(
-        f"pretraining on {train.examples:,} examples ({train.documents:,} documents)"
-        + (f", evaluating on {dev.examples:,}" if dev else ", no held-out text"),
-        flush=True,
-    )
+    for data, name in ((train, "training"), (dev, "held-out")):
+        warning = pair_warning(data, name) if data else None
+        if warning:
+            cli.warn(warning)
+    held_out = f", evaluating on {describe(dev)}" if dev else ", no held-out text"
+    print(f"pretraining on {describe(train)}{held_out}", flush=True)
     if distribute.is_chief(strategy):
         cli.save_flagfile(model_dir / "flags.cfg")
     masker = Masker(

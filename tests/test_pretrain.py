@@ -106,6 +106,26 @@ def test_bad_corpus_is_one_line_with_file_and_line(tmp_path):
 
 
 @pytest.mark.slow
+def test_nsp_refuses_one_document_and_warns_about_one_sentence_documents(tmp_path):
+    sentences = [line.strip() for line in (REPO / "data/pretrain_demo/corpus.txt").read_text().splitlines()][:8]
+    one_document = tmp_path / "one.txt"
+    one_document.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    common = ("--corpus_layout=google", "--nsp", "--dev_fraction=0", "--train_steps=1", "--eval_every=0")
+    result = pretrain(f"--corpus_files={one_document}", f"--model_dir={tmp_path / 'one'}", *common)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {one_document}: 1 document in the train text") and "--nonsp" in last
+    assert not (tmp_path / "one" / "bert_model.ckpt.index").exists()
+    blank_lines = tmp_path / "blank.txt"
+    blank_lines.write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
+    result = pretrain(f"--corpus_files={blank_lines}", f"--model_dir={tmp_path / 'blank'}", *common)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: training next-sentence")]
+    assert len(warnings) == 1 and "one sentence per document" in warnings[0]
+    assert "(8 documents; NSP " in result.stdout and "% random)" in result.stdout
+
+
+@pytest.mark.slow
 def test_sigint_stops_with_a_checkpoint_and_the_rerun_resumes(tmp_path):
     model_dir = tmp_path / "stopped"
     command = [sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_demo.cfg", f"--model_dir={model_dir}"]

@@ -14,11 +14,22 @@ with it) and, for each document, following Google's
   (`- 3` with next-sentence prediction), closing a chunk before the sentence
   that would overflow it (Google closes it after, and cuts the overflow);
   a sentence longer than that is cut into pieces;
-- with `nsp`, splits each packed chunk at a random sentence boundary into
-  segments A and B, and half the time replaces B by sentences of a random
-  earlier document (`next_sentence_label` 1, "random", as Google); the
-  unused sentences go back into the stream. The random document comes from a
-  reservoir of the last `NSP_RESERVOIR` documents, which keeps memory flat.
+- with `nsp`, makes each packed chunk a pair (`_PairBuilder`): a chunk of
+  several sentences is split at a random sentence boundary into segments A
+  and B, and half the time B is replaced by sentences of a random earlier
+  document (`next_sentence_label` 1, "random", as Google; the unused
+  sentences go back into the stream); a chunk of one sentence takes its B
+  from a random earlier document, as Google does, and only while there is
+  none yet (the first document) is split at a random word boundary, B
+  following A (label 0). So every example has a segment B, and label 0
+  ("is next") always means that B follows A in the same document: A is cut
+  from its front and B from its back when the pair is too long. The random
+  document comes from a reservoir of the last `NSP_RESERVOIR` documents,
+  which keeps memory flat. A corpus of fewer than two documents cannot teach
+  NSP and is refused (`InputError`, before anything is written); a label
+  split outside `BALANCED_LABELS` or a majority of one-sentence documents
+  (the mistake of google-research/bert#125: a blank line after every
+  sentence) is reported by `pair_warning`.
 
 Each example stores `token_ids`, `segment_ids` and `word_ids` (the word each
 token belongs to, numbered from 0 in the example; -1 for `[CLS]`/`[SEP]`,
@@ -56,10 +67,20 @@ from kner.data.corpus import read_corpus
 from kner.data.raw_text import Document, read_documents
 from kner.data.segmentation import char_lengths, word_lengths
 from kner.data.tokenizer import CharTokenizer
+from kner.errors import InputError
 
 NER_LAYOUTS = ("cluener", "column")
 NSP_RESERVOIR = 256
 NER_DOCUMENT_SENTENCES = 20
+BALANCED_LABELS = (0.3, 0.7)  # the share of "is next" pairs outside which `pair_warning` speaks
+# What one document is in each corpus layout, for the errors that need documents.
+DOCUMENT_IN_LAYOUT = {
+    "line": "one line",
+    "google": "the lines (one sentence each) up to a blank line",
+    "label_tab": "the text of one line",
+    "cluener": f"{NER_DOCUMENT_SENTENCES} consecutive texts",
+    "column": f"{NER_DOCUMENT_SENTENCES} consecutive sentences",
+}
 _SENTENCE_END = re.compile(r"[^。！？!?…;；]*(?:[。！？!?…;；]+[”’\"」』）)]*|$)")
 
 
@@ -82,6 +103,15 @@ class PreparedData:
     examples: int
     tokens: int
     documents: int
+    one_sentence_documents: int = 0
+    labels: tuple[int, int] | None = None  # pairs labelled 0 ("is next") and 1 ("random"); None without pairs
+
+    def label_split(self) -> str:
+        """`"48.9% is next / 51.1% random"` (empty without pairs)."""
+        if not self.labels:
+            return ""
+        share = self.labels[0] / max(sum(self.labels), 1)
+        return f"{share:.1%} is next / {1 - share:.1%} random"
 
 
 def split_sentences(text: str) -> list[str]:
@@ -157,10 +187,68 @@ def _word_ids(words: list[int], first: int) -> list[int]:
     return [first + i for i, length in enumerate(words) for _ in range(length)]
 
 
-def _truncate(ids: list[int], words: list[int], size: int) -> tuple[list[int], list[int]]:
+def _truncate(ids: list[int], words: list[int], size: int, keep_end: bool = False) -> tuple[list[int], list[int]]:
+    """The first `size` tokens and their word lengths (the last ones with
+    `keep_end`; a word cut at the edge keeps its remaining part)."""
     if len(ids) <= size:
         return ids, words
-    return ids[:size], _cut_words(words, 0, size)
+    start = len(ids) - size if keep_end else 0
+    return ids[start : start + size], _cut_words(words, start, size)
+
+
+class _PairBuilder:
+    """Segments A and B of one packed chunk and their label (see the module
+    doc): Google's `create_instances_from_document` with its two faults
+    removed, an empty B and an "is next" B from the same sentences when there
+    is no other document to draw from."""
+
+    def __init__(self, rng: random.Random, max_tokens: int):
+        self.rng, self.max_tokens = rng, max_tokens
+        self.reservoir: deque[list[_Sentence]] = deque(maxlen=NSP_RESERVOIR)
+
+    def pair(self, chunk: list[_Sentence]) -> tuple[list[_Sentence], list[_Sentence], int, int] | None:
+        """`(A, B, label, unused)`: `unused` trailing sentences of the chunk
+        go back into the stream; None for a chunk that cannot be split (one
+        word) while no other document is at hand."""
+        if len(chunk) >= 2:
+            a_end = self.rng.randint(1, len(chunk) - 1)
+            if self.rng.random() < 0.5 and self.reservoir:
+                return chunk[:a_end], self._random_b(), 1, len(chunk) - a_end
+            return chunk[:a_end], chunk[a_end:], 0, 0
+        if self.reservoir:
+            return chunk, self._random_b(), 1, 0
+        halves = self._split_at_word(chunk[0])
+        return None if halves is None else ([halves[0]], [halves[1]], 0, 0)
+
+    def remember(self, sentences: list[_Sentence]) -> None:
+        """Makes a finished document available for random B segments."""
+        if sentences:
+            self.reservoir.append(sentences)
+
+    def _random_b(self) -> list[_Sentence]:
+        other = self.rng.choice(self.reservoir)
+        return other[self.rng.randint(0, len(other) - 1) :]
+
+    def _split_at_word(self, sentence: _Sentence) -> tuple[_Sentence, _Sentence] | None:
+        """The sentence cut at a random word boundary (a character boundary
+        without whole word masking); None for a one-word sentence."""
+        if len(sentence.words) < 2:
+            return None
+        k = self.rng.randint(1, len(sentence.words) - 1)
+        cut = sum(sentence.words[:k])
+        return _Sentence(sentence.ids[:cut], sentence.words[:k]), _Sentence(sentence.ids[cut:], sentence.words[k:])
+
+    def fit(self, a: list[_Sentence], b: list[_Sentence]) -> tuple[list[int], list[int], list[int], list[int]]:
+        """A and B flattened and cut to `max_tokens` together, neither empty:
+        A loses tokens from its front and B from its back, so a B that
+        followed A still does."""
+        a_ids, a_words = _flatten(a)
+        b_ids, b_words = _flatten(b)
+        room = self.max_tokens
+        a_size = min(len(a_ids), max(room - len(b_ids), room // 2))
+        a_ids, a_words = _truncate(a_ids, a_words, a_size, keep_end=True)
+        b_ids, b_words = _truncate(b_ids, b_words, room - len(a_ids))
+        return a_ids, a_words, b_ids, b_words
 
 
 class _Packer:
@@ -168,9 +256,8 @@ class _Packer:
 
     def __init__(self, tokenizer: CharTokenizer, config: ExampleConfig):
         self.tokenizer, self.config = tokenizer, config
-        self.rng = random.Random(config.seed)
         self.max_tokens = config.max_seq_length - (3 if config.nsp else 2)
-        self.reservoir: deque[list[_Sentence]] = deque(maxlen=NSP_RESERVOIR)
+        self.pairs = _PairBuilder(random.Random(config.seed), self.max_tokens) if config.nsp else None
 
     def examples(self, document: Document) -> Iterator[dict[str, list[int]]]:
         sentences = _encode(document, self.tokenizer, self.max_tokens, self.config.whole_word_mask)
@@ -181,39 +268,18 @@ class _Packer:
             length += len(sentences[i].ids)
             following = len(sentences[i + 1].ids) if i + 1 < len(sentences) else 0
             if i == len(sentences) - 1 or length + following > self.max_tokens:
-                if self.config.nsp:
-                    example, unused = self._pair(chunk)
-                    i -= unused
+                if self.pairs is None:
+                    yield self._example(*_truncate(*_flatten(chunk), self.max_tokens), [], [], 0)
                 else:
-                    example = self._single(chunk)
-                yield example
+                    pair = self.pairs.pair(chunk)
+                    if pair is not None:
+                        a, b, label, unused = pair
+                        i -= unused
+                        yield self._example(*self.pairs.fit(a, b), label)
                 chunk, length = [], 0
             i += 1
-        if self.config.nsp and sentences:
-            self.reservoir.append(sentences)
-
-    def _single(self, chunk: list[_Sentence]) -> dict[str, list[int]]:
-        ids, words = _truncate(*_flatten(chunk), self.max_tokens)
-        return self._example(ids, words, [], [], 0)
-
-    def _pair(self, chunk: list[_Sentence]) -> tuple[dict[str, list[int]], int]:
-        a_end = self.rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
-        a_ids, a_words = _flatten(chunk[:a_end])
-        unused = 0
-        if (len(chunk) == 1 or self.rng.random() < 0.5) and self.reservoir:
-            label = 1
-            other = self.rng.choice(self.reservoir)
-            start = self.rng.randint(0, len(other) - 1)
-            b_ids, b_words = _flatten(other[start:])
-            unused = len(chunk) - a_end
-        else:
-            label = 0
-            b_ids, b_words = _flatten(chunk[a_end:])
-        room = self.max_tokens
-        a_size = min(len(a_ids), max(room - len(b_ids), room // 2))
-        a_ids, a_words = _truncate(a_ids, a_words, a_size)
-        b_ids, b_words = _truncate(b_ids, b_words, room - len(a_ids))
-        return self._example(a_ids, a_words, b_ids, b_words, label), unused
+        if self.pairs is not None:
+            self.pairs.remember(sentences)
 
     def _example(self, a_ids, a_words, b_ids, b_words, label: int) -> dict[str, list[int]]:
         tok = self.tokenizer
@@ -250,46 +316,117 @@ def prepare_examples(
     """Writes (or reuses) the examples of `sources` under `directory`; see
     the module doc. `keep_document(index)` selects documents by their index
     in the stream (for a held-out split); all are kept by default.
-    InputError (from the readers) names the file and line of bad input."""
+    InputError (from the readers) names the file and line of bad input; with
+    `nsp`, a corpus (or split) of fewer than two documents is an InputError
+    naming the files, what a document is in their layout, and `--nonsp`."""
     directory.mkdir(parents=True, exist_ok=True)
     key = cache_key(sources, tokenizer, config)
     path, meta = directory / f"{name}-{key}.tfrecord", directory / f"{name}-{key}.json"
     if keep_document is not None:
         path, meta = path.with_name(f"{name}-{key}-held.tfrecord"), meta.with_name(f"{name}-{key}-held.json")
     if path.exists() and meta.exists():
-        counts = json.loads(meta.read_text())
-        logging.info("%s examples: %d from the cache %s", name, counts["examples"], path)
-        return PreparedData(path, counts["examples"], counts["tokens"], counts["documents"])
+        data = _prepared(path, json.loads(meta.read_text()))
+        logging.info("%s examples: %d from the cache %s", name, data.examples, path)
+        return data
     started = time.perf_counter()
     packer = _Packer(tokenizer, config)
-    counts = {"examples": 0, "tokens": 0, "documents": 0}
+    stream = enumerate(documents(sources, config.lenient))
+    selected = (document for i, document in stream if keep_document is None or keep_document(i))
+    if config.nsp:
+        selected = _at_least_two_documents(selected, sources, name)
+    counts = {"examples": 0, "tokens": 0, "documents": 0, "one_sentence_documents": 0}
+    labels = [0, 0]
     partial = path.with_name(path.name + f".tmp{os.getpid()}")
     try:
         with tf.io.TFRecordWriter(str(partial)) as writer:
-            for index, document in enumerate(documents(sources, config.lenient)):
-                if keep_document is not None and not keep_document(index):
-                    continue
+            for document in selected:
                 counts["documents"] += 1
+                counts["one_sentence_documents"] += len(document.sentences) == 1
                 for example in packer.examples(document):
                     features = {k: _feature(v) for k, v in example.items()}
                     writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
                     counts["examples"] += 1
                     counts["tokens"] += len(example["token_ids"])
+                    labels[example["next_sentence_label"][0]] += 1
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
+    if config.nsp:
+        counts["labels"] = labels
     os.replace(partial, path)
     meta.write_text(json.dumps(counts) + "\n")
+    data = _prepared(path, counts)
     logging.info(
-        "%s examples: %d from %d documents (%d tokens) in %.0f s, cached in %s",
+        "%s examples: %d from %d documents (%d tokens%s) in %.0f s, cached in %s",
         name,
-        counts["examples"],
-        counts["documents"],
-        counts["tokens"],
+        data.examples,
+        data.documents,
+        data.tokens,
+        f"; {data.label_split()}" if data.labels else "",
         time.perf_counter() - started,
         path,
     )
-    return PreparedData(path, counts["examples"], counts["tokens"], counts["documents"])
+    return data
+
+
+def _prepared(path: Path, counts: dict) -> PreparedData:
+    labels = counts.get("labels")
+    return PreparedData(
+        path,
+        counts["examples"],
+        counts["tokens"],
+        counts["documents"],
+        counts.get("one_sentence_documents", 0),
+        tuple(labels) if labels is not None else None,
+    )
+
+
+def _at_least_two_documents(stream: Iterator[Document], sources: Sequence[tuple[str, Path]], name: str):
+    """`stream` unchanged once it has shown two documents; InputError if it
+    ends before."""
+    first = next(stream, None)
+    second = next(stream, None)
+    if second is None:
+        files = ", ".join(dict.fromkeys(str(path) for _, path in sources))
+        layouts = dict.fromkeys(layout for layout, _ in sources)
+        meaning = "; ".join(f"in the {layout} layout a document is {DOCUMENT_IN_LAYOUT[layout]}" for layout in layouts)
+        found = "no document" if first is None else "1 document"
+        raise InputError(
+            files,
+            None,
+            f"{found} in the {name} text, but next-sentence prediction needs at least two (its random B comes from "
+            f"another document; {meaning}): give more documents, or turn NSP off with --nonsp",
+        )
+    yield first
+    yield second
+    yield from stream
+
+
+def pair_warning(data: PreparedData, name: str) -> str | None:
+    """One line when the next-sentence labels of `data` cannot teach much,
+    naming the label split and its likely cause: the split outside
+    `BALANCED_LABELS`, or most documents one sentence (each then gives a
+    random B, the mistake of google-research/bert#125); None otherwise or
+    without pairs."""
+    if not data.labels or not data.documents:
+        return None
+    share = data.labels[0] / max(sum(data.labels), 1)
+    one_sentence = data.one_sentence_documents / data.documents
+    if BALANCED_LABELS[0] <= share <= BALANCED_LABELS[1] and one_sentence <= 0.5:
+        return None
+    if one_sentence > 0.5:
+        cause = "likely one sentence per document (in the google layout, a blank line after every sentence)"
+    elif share < BALANCED_LABELS[0]:
+        cause = (
+            "most examples hold one sentence, which always gets a random B: one sentence per document, or "
+            "sentences long against --max_seq_length"
+        )
+    else:
+        cause = "likely too few documents (a random B comes from another document)"
+    return (
+        f"{name} next-sentence labels are {data.label_split()} over {sum(data.labels):,} pairs and "
+        f"{data.one_sentence_documents:,} of {data.documents:,} documents are one sentence: {cause}"
+    )
 
 
 def parse_example(record: tf.Tensor) -> dict[str, tf.Tensor]:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kner.data.pretraining_data import ExampleConfig, parse_example, prepare_examples, split_sentences
+from kner.data.pretraining_data import ExampleConfig, pair_warning, parse_example, prepare_examples, split_sentences
 from kner.data.raw_text import layout_paths
 from kner.data.segmentation import word_lengths
 from kner.data.tokenizer import CharTokenizer, build_vocab
@@ -85,6 +85,75 @@ def test_nsp_pairs_have_two_segments_and_both_labels(tmp_path):
         if len(seps) == 2:
             assert (ex["segment_ids"][: seps[0] + 1] == 0).all() and (ex["segment_ids"][seps[0] + 1 :] == 1).all()
             assert ex["word_ids"][seps[0]] == -1
+
+
+SENTENCES = [s for text in TEXT for s in split_sentences(text)]
+
+
+def segments(example, tok):
+    """The texts of segments A and B of a prepared example."""
+    ids, segment_ids = example["token_ids"], example["segment_ids"]
+    text = np.array([tok.vocabulary[i] for i in ids])
+    body = (ids != tok.cls_id) & (ids != tok.sep_id)
+    return "".join(text[body & (segment_ids == 0)]), "".join(text[body & (segment_ids == 1)])
+
+
+def nsp_corpus(tmp_path, documents):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join("\n".join(d) for d in documents) + "\n", encoding="utf-8")
+    return corpus
+
+
+def test_nsp_on_one_document_is_an_error_naming_the_file_the_layout_and_nonsp(tmp_path):
+    """google-research/bert#125's other half: one document gives only "is next"
+    labels (and, before, examples without a segment B)."""
+    corpus = nsp_corpus(tmp_path, [SENTENCES * 20])
+    with pytest.raises(InputError) as error:
+        prepare_examples([("google", corpus)], tokenizer(), ExampleConfig(40, nsp=True), tmp_path / "cache", "train")
+    message = str(error.value)
+    assert message.startswith(f"{corpus}: 1 document in the train text") and "\n" not in message
+    assert "in the google layout a document is the lines (one sentence each) up to a blank line" in message
+    assert "--nonsp" in message
+    assert not list((tmp_path / "cache").glob("train-*"))  # nothing written
+    line = tmp_path / "line.txt"
+    line.write_text("".join(TEXT) + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"in the line layout a document is one line"):
+        prepare_examples([("line", line)], tokenizer(), ExampleConfig(40, nsp=True), tmp_path / "cache", "train")
+    # Without NSP one document is fine.
+    assert prepare_examples([("google", corpus)], tokenizer(), ExampleConfig(40), tmp_path / "cache", "train").examples
+
+
+def test_nsp_with_a_blank_line_after_every_sentence_warns_and_never_leaves_b_empty(tmp_path):
+    """google-research/bert#125: every sentence its own document gives (almost)
+    only random B segments, which the warning names."""
+    corpus = nsp_corpus(tmp_path, [[s] for s in SENTENCES * 10])
+    tok = tokenizer()
+    data = prepare_examples([("google", corpus)], tok, ExampleConfig(40, nsp=True), tmp_path, "train")
+    examples = read(data.path)
+    assert data.examples == len(examples) == len(SENTENCES) * 10
+    assert all(segments(ex, tok)[1] for ex in examples)
+    assert data.labels[1] > 0.95 * data.examples and data.one_sentence_documents == data.documents
+    warning = pair_warning(data, "training")
+    assert "one sentence per document" in warning and data.label_split() in warning
+    assert json.loads(data.path.with_suffix(".json").read_text())["labels"] == list(data.labels)
+
+
+def test_nsp_on_proper_documents_is_balanced_and_is_next_means_b_follows_a(tmp_path):
+    rng = np.random.default_rng(0)
+    documents = [[SENTENCES[i] for i in rng.choice(len(SENTENCES), 6, replace=False)] for _ in range(60)]
+    corpus = nsp_corpus(tmp_path, documents)
+    tok = tokenizer()
+    data = prepare_examples([("google", corpus)], tok, ExampleConfig(40, nsp=True), tmp_path, "train")
+    assert 0.3 <= data.labels[0] / data.examples <= 0.7 and pair_warning(data, "training") is None
+    texts = ["".join(d) for d in documents]
+    for ex in read(data.path):
+        a, b = segments(ex, tok)
+        assert a and b and len(ex["token_ids"]) <= 40
+        if ex["next_sentence_label"] == 0:
+            assert any(a + b in text for text in texts), (a, b)
+    # Cached: the split comes back with the examples.
+    again = prepare_examples([("google", corpus)], tok, ExampleConfig(40, nsp=True), tmp_path, "train")
+    assert again.labels == data.labels and again.one_sentence_documents == 0
 
 
 def test_ner_layouts_and_held_out_documents(tmp_path):
