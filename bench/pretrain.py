@@ -1,22 +1,31 @@
 """Pretraining evidence: speed against Hugging Face + PyTorch, float32 and
-bfloat16, and the held-out masked-LM accuracy of `kner.pretrain` runs (side
-by side, e.g. float32 against `--mixed_precision=mixed_bfloat16` at the same
-seed) and the fine-tuned F1 of a `flags/pretrain_tiny.cfg` run.
+bfloat16, for BERT (`BertForMaskedLM`) and ALBERT (`AlbertForPreTraining`),
+and the held-out accuracy of `kner.pretrain` runs (side by side: float32
+against `--mixed_precision=mixed_bfloat16` at the same seed, ALBERT against
+BERT) with the fine-tuned F1 from them, by seed.
 
 `--part=speed`: examples/s of one full pretraining step (forward, backward,
-clipping, AdamW), batch 32, length 128, 2L/128 with the 21,128 vocab, on
-examples prepared from the shared corpora (`--examples`, a TFRecord that
-`kner.pretrain` wrote to `MODEL_DIR/pretraining_data`):
+clipping, optimizer), batch 32, length 128, on examples prepared from the
+shared corpora (`--examples`, a TFRecord that `kner.pretrain` wrote to
+`MODEL_DIR/pretraining_data`; for ALBERT one with SOP pairs). `--model_type`:
+
+- `bert`: 2L/128 (`--size`) with the 21,128 vocab, masked LM only, AdamW;
+- `albert`: `--albert_config` (default `flags/tiny_albert_config.json`)
+  with masked LM over n-grams of up to 3 whole words + SOP, LAMB.
+
+Sides:
 
 - kner: its own input pipeline (dynamic whole word masking in `tf.data`)
   feeding `Pretrainer.train_step`: `kner` (float32), `kner_xla`
   (`--jit_compile`), `kner_bf16` (`--mixed_precision=mixed_bfloat16`: the
-  encoder in bfloat16, both heads, the losses and AdamW in float32);
-- the peer: Hugging Face `BertForMaskedLM` with
-  `DataCollatorForLanguageModeling` (character masking, 15%, 80/10/10) on
-  the same examples' token ids, `torch.optim.AdamW`, clipping 1.0: `torch`
-  (float32), `torch_bf16` (the forward pass under
-  `torch.autocast("cpu", torch.bfloat16)`);
+  encoder in bfloat16, the heads, the losses and the optimizer in float32);
+- the peer: Hugging Face `BertForMaskedLM` or `AlbertForPreTraining` (with
+  the examples' sentence-order labels) with `DataCollatorForLanguageModeling`
+  (character masking, 15%, 80/10/10) on the same examples' token ids,
+  clipping 1.0, and `torch.optim.AdamW` (BERT) or `TorchLamb` (ALBERT: a
+  PyTorch transcription of google-research/albert `lamb_optimizer.py`, as
+  kner's `Lamb`; PyTorch has none): `torch` (float32), `torch_bf16` (the
+  forward pass under `torch.autocast("cpu", torch.bfloat16)`);
 - `kner_pipeline`: the kner input pipeline alone (no model), to show it does
   not starve the model.
 
@@ -24,19 +33,28 @@ Each side runs in a child process of its own (`bench/common.py`), with the
 same thread counts; the sides run one after another, `--rounds` times
 interleaved, and each side's best round counts (the machine is shared). The
 peer predicts every masked token (about 19 per example), kner at most
-`max_predictions_per_seq` 20, as Google's recipe does; BertForMaskedLM
-computes vocab logits at all 128 positions, kner only at the masked ones
-(Google's `gather_indexes`).
+`max_predictions_per_seq` 20, as Google's recipe does; the Hugging Face
+heads compute vocab logits at all 128 positions, kner only at the masked
+ones (Google's `gather_indexes`).
 
-`--part=report`: the held-out `masked_lm_accuracy` and `masked_lm_loss` by
-step (the `eval_report.json` history) of each of `--pretrain_dir` (a list:
-runs side by side, labelled by their `--mixed_precision` and `--seed` from
-their `flags.cfg`), and the dev F1 of fine-tuning from a pretrained
-checkpoint against from scratch (the `eval_report.json` of each
-`kner.train` run).
+`--part=report`: the held-out metrics by step (the `eval_report.json`
+history: `masked_lm_accuracy`, `masked_lm_loss` and, when the run had one,
+`sop_accuracy`/`nsp_accuracy`) of each of `--pretrain_dir` (a list: runs
+side by side, labelled by their `--model_type`, `--mixed_precision` and
+`--seed` from their `flags.cfg`, with the wall-clock minutes of their
+training from the TensorBoard events), optionally plotted (`--plot`); and
+the dev F1 of `kner.train` runs: `--finetuned`/`--scratch` pairs, or
+`--f1_groups` (`LABEL=DIR,DIR,...;LABEL=...`, e.g. the seeds of one
+initialisation): mean, min and max per group, and for each pair of groups
+whether their means differ by more than the larger seed spread ("within
+seed spread" otherwise).
 
-    PYTHONPATH=. /work/venvs/bench/bin/python bench/pretrain.py --part=speed \\
+    # speed: in the bench venv (requirements-bench.txt)
+    PYTHONPATH=. python bench/pretrain.py --part=speed \\
         --examples=runs/pretrain_tiny/pretraining_data/train-*.tfrecord --json=bench/results/pretrain_speed.json
+    PYTHONPATH=. python bench/pretrain.py --part=speed --model_type=albert \\
+        --examples='runs/pretrain_albert_tiny/pretraining_data/train-*.tfrecord' \\
+        --json=bench/results/pretrain_albert_speed.json
     PYTHONPATH=. python bench/pretrain.py --part=report --pretrain_dir=runs/pretrain_tiny \\
         --finetuned=runs/tiny_pretrained --scratch=runs/tiny_scratch --json=bench/results/pretrain_tiny.json
     PYTHONPATH=. python bench/pretrain.py --part=report --pretrain_dir=runs/pre_f32,runs/pre_bf16 \\
@@ -53,15 +71,29 @@ import time
 from pathlib import Path
 
 from absl import app, flags
-from common import BERT_VOCAB, bert_config, child_result, machine, print_table, run_child, set_threads, write_json
+from common import (
+    BERT_VOCAB,
+    ROOT,
+    bert_config,
+    child_result,
+    machine,
+    print_table,
+    run_child,
+    set_threads,
+    write_json,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("part", "speed", ["speed", "report"], "What to run.")
+flags.DEFINE_enum("model_type", "bert", ["bert", "albert"], "speed: BERT (masked LM, AdamW) or ALBERT (+ SOP, LAMB).")
+flags.DEFINE_string(
+    "albert_config", str(ROOT / "flags" / "tiny_albert_config.json"), "speed: the ALBERT's albert_config.json."
+)
 flags.DEFINE_string("examples", None, "speed: a prepared TFRecord (glob) of kner.pretrain examples.")
 SIDES = ("kner", "kner_xla", "kner_bf16", "torch", "torch_bf16", "kner_pipeline")
 flags.DEFINE_list("sides", ["kner", "kner_bf16", "kner_xla", "torch", "kner_pipeline"], f"speed: of {SIDES}.")
 flags.register_validator("sides", lambda sides: set(sides) <= set(SIDES), f"--sides: each one of {SIDES}")
-flags.DEFINE_string("size", "2L/128", "speed: model size (bench/common.py SIZES).")
+flags.DEFINE_string("size", "2L/128", "speed: BERT model size (bench/common.py SIZES).")
 flags.DEFINE_integer("batch_size", 32, "speed: examples per step.")
 flags.DEFINE_integer("steps", 30, "speed: timed steps per pass (after a warm-up pass).")
 flags.DEFINE_integer("passes", 3, "speed: timed passes; the best counts (the machine is shared).")
@@ -70,6 +102,13 @@ flags.DEFINE_integer("threads", 2, "speed: intra-op threads of both frameworks."
 flags.DEFINE_list("pretrain_dir", [], "report: kner.pretrain model_dirs, shown side by side.")
 flags.DEFINE_list("finetuned", [], "report: kner.train model_dirs fine-tuned from the pretrained checkpoint.")
 flags.DEFINE_list("scratch", [], "report: kner.train model_dirs trained from scratch, in the same order.")
+flags.DEFINE_string(
+    "f1_groups",
+    None,
+    "report: kner.train model_dirs by group, 'LABEL=DIR,DIR;LABEL=DIR,...' (the seeds of one initialisation): "
+    "dev F1 mean, min and max per group, and whether two groups differ by more than their seed spread.",
+)
+flags.DEFINE_string("plot", None, "report: also plot the held-out curves of --pretrain_dir into this PNG.")
 flags.DEFINE_string("json", None, "Also write the results here.")
 flags.DEFINE_string("child", None, "Internal: run one measurement (JSON spec).")
 
@@ -96,11 +135,11 @@ def kner_child(spec: dict) -> dict:
     import keras
     import tensorflow as tf
 
-    from kner.backbones.bert import backbone_from_config
+    from kner.backbones.loader import backbone_from_config
     from kner.data.masking import Masker
     from kner.data.tokenizer import MASK, read_vocab
-    from kner.models.masked_lm import MaskedLMModel, dummy_features
-    from kner.training.optimization import FineTuningAdamW, WarmupLinearDecay
+    from kner.models.pretraining import MODEL_TYPES, PretrainOptions, dummy_features
+    from kner.training.optimization import FineTuningAdamW, Lamb, WarmupLinearDecay
     from kner.training.pretrainer import PretrainConfig, Pretrainer
 
     set_threads(spec["threads"])
@@ -108,12 +147,15 @@ def kner_child(spec: dict) -> dict:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     vocabulary = read_vocab(BERT_VOCAB)
     keras.utils.set_random_seed(42)
-    model = MaskedLMModel(backbone_from_config(bert_config(spec["size"], len(vocabulary))))
-    model.backbone.pooled_dense.trainable = False
+    albert = spec["model_type"] == "albert"
+    options = PretrainOptions(sentence_task="sop" if albert else None)
+    model = MODEL_TYPES[spec["model_type"]].create(backbone_from_config(model_config(spec, len(vocabulary))), options)
     model(dummy_features())
-    optimizer = FineTuningAdamW(WarmupLinearDecay(1e-4, 100, 10_000))
+    optimizer = (Lamb if albert else FineTuningAdamW)(WarmupLinearDecay(1e-4, 100, 10_000))
     optimizer.build(model.trainable_variables)
-    masker = Masker(len(vocabulary), vocabulary.index(MASK), MAX_SEQ_LENGTH, 0.15, MAX_PREDICTIONS)
+    masker = Masker(
+        len(vocabulary), vocabulary.index(MASK), MAX_SEQ_LENGTH, 0.15, MAX_PREDICTIONS, ngram=3 if albert else 1
+    )
     config = PretrainConfig(batch_size=spec["batch_size"], jit_compile=spec["side"] == "kner_xla", shuffle_buffer=1000)
     trainer = Pretrainer(model, optimizer, tf.distribute.get_strategy(), tempfile.mkdtemp(), config, masker, BERT_VOCAB)
     batches = iter(trainer.train_dataset(spec["examples"]))
@@ -123,30 +165,97 @@ def kner_child(spec: dict) -> dict:
     return timed(lambda: step(next(batches)).numpy(), spec["steps"], spec["passes"], spec["batch_size"])
 
 
+def model_config(spec: dict, vocab_size: int) -> dict:
+    """The BERT of `--size` or the ALBERT of `--albert_config`, with the vocab's size."""
+    if spec["model_type"] == "albert":
+        return {**json.loads(Path(spec["albert_config"]).read_text()), "vocab_size": vocab_size}
+    return bert_config(spec["size"], vocab_size)
+
+
+def torch_lamb():
+    """google-research/albert `lamb_optimizer.py` in PyTorch (no bias
+    correction, weight decay inside the update, trust ratio |w| / |update|,
+    neither for LayerNorm and biases), as kner's `Lamb`."""
+    import torch
+
+    class TorchLamb(torch.optim.Optimizer):
+        def __init__(self, named_parameters, lr, weight_decay=0.01, betas=(0.9, 0.999), eps=1e-6):
+            named = list(named_parameters)
+            groups = [
+                {"params": [p for n, p in named if ("LayerNorm" in n or "bias" in n) == excluded], "excluded": excluded}
+                for excluded in (False, True)
+            ]
+            super().__init__(groups, {"lr": lr, "weight_decay": weight_decay, "betas": betas, "eps": eps})
+
+        @torch.no_grad()
+        def step(self):
+            for group in self.param_groups:
+                beta_1, beta_2 = group["betas"]
+                for p in group["params"]:
+                    if p.grad is None:
+                        continue
+                    state = self.state[p]
+                    if not state:
+                        state["m"], state["v"] = torch.zeros_like(p), torch.zeros_like(p)
+                    m, v = state["m"], state["v"]
+                    m.mul_(beta_1).add_(p.grad, alpha=1 - beta_1)
+                    v.mul_(beta_2).addcmul_(p.grad, p.grad, value=1 - beta_2)
+                    update = m / (v.sqrt() + group["eps"])
+                    ratio = 1.0
+                    if not group["excluded"]:
+                        update.add_(p, alpha=group["weight_decay"])
+                        w_norm, u_norm = p.norm(), update.norm()
+                        ratio = torch.where((w_norm > 0) & (u_norm > 0), w_norm / u_norm, torch.ones_like(w_norm))
+                    p.sub_(ratio * group["lr"] * update)
+
+    return TorchLamb
+
+
+def torch_model(spec: dict):
+    """`BertForMaskedLM` or `AlbertForPreTraining`, shaped as kner's side."""
+    from transformers import AlbertConfig, AlbertForPreTraining, BertConfig, BertForMaskedLM
+
+    config = model_config(spec, 21128)
+    shared = {
+        "vocab_size": config["vocab_size"],
+        "hidden_size": config["hidden_size"],
+        "num_hidden_layers": config["num_hidden_layers"],
+        "num_attention_heads": config["num_attention_heads"],
+        "intermediate_size": config["intermediate_size"],
+        "max_position_embeddings": config["max_position_embeddings"],
+        "hidden_dropout_prob": config["hidden_dropout_prob"],
+        "attention_probs_dropout_prob": config["attention_probs_dropout_prob"],
+        "layer_norm_eps": 1e-12,
+    }
+    if spec["model_type"] == "albert":
+        return AlbertForPreTraining(
+            AlbertConfig(
+                **shared,
+                embedding_size=config["embedding_size"],
+                num_hidden_groups=config.get("num_hidden_groups", 1),
+                inner_group_num=config.get("inner_group_num", 1),
+                hidden_act={"gelu": "gelu_new"}.get(config["hidden_act"], config["hidden_act"]),  # tanh GELU
+            )
+        )
+    return BertForMaskedLM(BertConfig(**shared, hidden_act="gelu_new"))  # Google's tanh GELU, as kner
+
+
 def torch_child(spec: dict) -> dict:
     import tensorflow as tf  # only to read the same examples
     import torch
-    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast, DataCollatorForLanguageModeling
+    from transformers import BertTokenizerFast, DataCollatorForLanguageModeling
 
     from kner.data.pretraining_data import parse_example
 
     set_threads(spec["threads"])
     torch.manual_seed(42)
-    config = bert_config(spec["size"], 21128)
-    model = BertForMaskedLM(
-        BertConfig(
-            vocab_size=config["vocab_size"],
-            hidden_size=config["hidden_size"],
-            num_hidden_layers=config["num_hidden_layers"],
-            num_attention_heads=config["num_attention_heads"],
-            intermediate_size=config["intermediate_size"],
-            hidden_act="gelu_new",  # Google's tanh GELU, as kner
-            max_position_embeddings=config["max_position_embeddings"],
-            layer_norm_eps=1e-12,
-        )
-    )
+    model = torch_model(spec)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6)
+    albert = spec["model_type"] == "albert"
+    if albert:
+        optimizer = torch_lamb()(model.named_parameters(), lr=1e-4, weight_decay=0.01)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 100))
     collator = DataCollatorForLanguageModeling(BertTokenizerFast(vocab_file=str(BERT_VOCAB)), mlm_probability=0.15)
     dataset = tf.data.TFRecordDataset(glob.glob(spec["examples"])[0]).map(parse_example).repeat()
@@ -155,12 +264,15 @@ def torch_child(spec: dict) -> dict:
     bfloat16 = spec["side"] == "torch_bf16"
 
     def step():
+        examples = [next(rows) for _ in range(spec["batch_size"])]
         batch = collator(
             [
                 {"input_ids": row["token_ids"].tolist(), "token_type_ids": row["segment_ids"].tolist()}
-                for row in (next(rows) for _ in range(spec["batch_size"]))
+                for row in examples
             ]
         )
+        if albert:
+            batch["sentence_order_label"] = torch.tensor([int(row["next_sentence_label"]) for row in examples])
         with torch.autocast("cpu", torch.bfloat16, enabled=bfloat16):
             loss = model(**batch).loss
         loss.backward()
@@ -178,6 +290,8 @@ def speed() -> dict:
     if not examples:
         raise app.UsageError(f"--examples={FLAGS.examples} matches no file")
     spec = {
+        "model_type": FLAGS.model_type,
+        "albert_config": FLAGS.albert_config,
         "size": FLAGS.size,
         "examples": examples[0],
         "batch_size": FLAGS.batch_size,
@@ -207,9 +321,17 @@ def speed() -> dict:
         for r in rows
     ]
     header = ["side", "examples/s", "ms/step", "peak RSS MiB", "vs kner", "vs torch"]
-    shape = f"{FLAGS.size}, batch {FLAGS.batch_size} x {MAX_SEQ_LENGTH}"
-    print(f"\n{shape}, {FLAGS.threads} threads, best of {FLAGS.rounds} rounds")
-    return {"size": FLAGS.size, "batch_size": FLAGS.batch_size, "rows": rows, "table": print_table(header, table)}
+    model = f"ALBERT {Path(FLAGS.albert_config).name}" if FLAGS.model_type == "albert" else f"BERT {FLAGS.size}"
+    shape = f"batch {FLAGS.batch_size} x {MAX_SEQ_LENGTH}, {FLAGS.threads} threads"
+    print(f"\n{model}, {shape}, best of {FLAGS.rounds} rounds")
+    return {
+        "model_type": FLAGS.model_type,
+        "model": model,
+        "size": FLAGS.size,
+        "batch_size": FLAGS.batch_size,
+        "rows": rows,
+        "table": print_table(header, table),
+    }
 
 
 def best_f1(model_dir: str) -> dict:
@@ -217,23 +339,99 @@ def best_f1(model_dir: str) -> dict:
     return {"model_dir": model_dir, "f1": report["micro"]["f1"], "epoch": report["epoch"]}
 
 
-def run_label(model_dir: str) -> str:
-    """The precision policy and seed of a kner.pretrain run, from its flags.cfg."""
+def run_flags(model_dir: str) -> dict[str, str]:
+    """`--flag=value` pairs of a kner run's saved `flags.cfg`."""
     lines = Path(model_dir, "flags.cfg").read_text().splitlines()
-    values = dict(line.split("=", 1) for line in lines if "=" in line)
-    return f"{values.get('--mixed_precision') or 'float32'}, seed {values.get('--seed')}"
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def run_label(model_dir: str) -> str:
+    """The model type, precision policy and seed of a kner.pretrain run, from its flags.cfg."""
+    values = run_flags(model_dir)
+    return (
+        f"{values.get('--model_type', 'bert')}, {values.get('--mixed_precision') or 'float32'}, "
+        f"seed {values.get('--seed')}"
+    )
+
+
+def training_minutes(model_dir: str) -> float | None:
+    """Wall-clock minutes from the first to the last training summary (all
+    sessions of a resumed run added up: a gap of more than 10 minutes
+    between summaries counts as a restart and is left out)."""
+    import tensorflow as tf
+    from tensorboard.compat.proto import event_pb2
+
+    times = sorted(
+        event_pb2.Event.FromString(record.numpy()).wall_time
+        for path in Path(model_dir, "train").glob("events.out.tfevents.*")
+        for record in tf.data.TFRecordDataset(str(path))
+    )
+    if len(times) < 2:
+        return None
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    return sum(gap for gap in gaps if gap < 600) / 60
+
+
+def f1_groups(spec: str) -> dict:
+    """Per group of `LABEL=DIR,DIR;...`: each run's best dev F1, their mean,
+    min and max; and each pair of groups' difference of means, "within seed
+    spread" when it is no larger than the larger of their max - min."""
+    groups = {}
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        label, dirs = part.split("=", 1)
+        runs = [best_f1(d) for d in dirs.split(",") if d]
+        scores = [r["f1"] for r in runs]
+        groups[label] = {
+            "runs": runs,
+            "mean": statistics.mean(scores),
+            "min": min(scores),
+            "max": max(scores),
+            "spread": max(scores) - min(scores),
+        }
+    labels = list(groups)
+    comparisons = []
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            difference = groups[a]["mean"] - groups[b]["mean"]
+            spread = max(groups[a]["spread"], groups[b]["spread"])
+            verdict = "within seed spread" if abs(difference) <= spread else "beyond seed spread"
+            comparisons.append({"a": a, "b": b, "difference": difference, "seed_spread": spread, "verdict": verdict})
+    return {"groups": groups, "comparisons": comparisons}
+
+
+def plot_curves(histories: dict, labels: dict, metrics: list[str], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for axis, metric in zip(axes[0], metrics):
+        for index, (run, history) in enumerate(histories.items()):
+            points = [(r["step"], r[metric]) for r in history if metric in r]
+            if points:  # one colour per run in every panel
+                axis.plot(*zip(*points), marker="o", color=f"C{index}", label=labels[run])
+        axis.set_xlabel("step")
+        axis.set_title(f"held-out {metric}")
+        axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    print(f"wrote {path}")
 
 
 def report() -> dict:
     if not FLAGS.pretrain_dir:
         raise app.UsageError("--part=report needs --pretrain_dir")
     histories = {d: json.loads(Path(d, "eval_report.json").read_text())["history"] for d in FLAGS.pretrain_dir}
-    labels = {d: run_label(d) for d in histories}
+    labels = {d: f"{run_label(d)} ({d})" for d in histories}
+    minutes = {d: training_minutes(d) for d in histories}
     by_step = {d: {r["step"]: r for r in history} for d, history in histories.items()}
-    metrics = ("masked_lm_accuracy", "masked_lm_loss")
-    print("held-out masked LM: " + "; ".join(f"{labels[d]}: {d}" for d in histories))
+    metrics = ["masked_lm_accuracy", "masked_lm_loss"]
+    metrics += [m for m in ("sop_accuracy", "nsp_accuracy") if any(m in r for h in histories.values() for r in h)]
+    print("held-out metrics: " + "; ".join(f"{labels[d]}, {minutes[d] or 0:.1f} min of training" for d in histories))
     mlm_table = print_table(
-        ["step", *(f"{labels[d]} {m}" for d in histories for m in metrics)],
+        ["step", *(f"{run_label(d)} {m}" for d in histories for m in metrics)],
         [
             [step, *(by_step[d].get(step, {}).get(m) for d in histories for m in metrics)]
             for step in sorted({step for steps in by_step.values() for step in steps})
@@ -249,15 +447,28 @@ def report() -> dict:
         f1_rows = [[r["pretrained"]["model_dir"], r["pretrained"]["f1"], r["scratch"]["f1"]] for r in rows]
         f1_rows = [[*row, row[1] - row[2]] for row in f1_rows]
         tables.append(print_table(["fine-tuned from", "pretrained F1", "scratch F1", "difference"], f1_rows))
-    masked_lm = {d: {"run": labels[d], "history": history} for d, history in histories.items()}
-    return {"masked_lm": masked_lm, "fine_tuning": rows, "tables": tables}
+    grouped = f1_groups(FLAGS.f1_groups) if FLAGS.f1_groups else None
+    if grouped:
+        print("\ndev micro F1 by group (best epoch of each run)")
+        group_rows = [[label, len(g["runs"]), g["mean"], g["min"], g["max"]] for label, g in grouped["groups"].items()]
+        tables.append(print_table(["group", "runs", "mean F1", "min", "max"], group_rows))
+        comparison_rows = [
+            [f"{c['a']} - {c['b']}", c["difference"], c["seed_spread"], c["verdict"]] for c in grouped["comparisons"]
+        ]
+        tables.append(print_table(["difference of means", "F1", "seed spread", "verdict"], comparison_rows))
+    if FLAGS.plot:
+        plot_curves(histories, labels, [m for m in metrics if m != "masked_lm_loss"], FLAGS.plot)
+    pretraining = {
+        d: {"run": run_label(d), "training_minutes": minutes[d], "history": history} for d, history in histories.items()
+    }
+    return {"masked_lm": pretraining, "fine_tuning": rows, "f1_groups": grouped, "tables": tables}
 
 
 def main(argv) -> None:
     del argv
     if FLAGS.child:
         spec = json.loads(FLAGS.child)
-        child_result(torch_child(spec) if spec["side"] == "torch" else kner_child(spec))
+        child_result(torch_child(spec) if spec["side"].startswith("torch") else kner_child(spec))
         return
     results = {"machine": machine(), **(speed() if FLAGS.part == "speed" else report())}
     write_json(FLAGS.json, results)

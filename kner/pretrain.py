@@ -1,22 +1,36 @@
-"""Masked-LM pretraining of a Chinese BERT: `python -m kner.pretrain`.
+"""Pretraining of a Chinese BERT or ALBERT: `python -m kner.pretrain`.
 
     python -m kner.pretrain --flagfile=flags/pretrain_tiny.cfg
+    python -m kner.pretrain --flagfile=flags/pretrain_albert_tiny.cfg
     python -m kner.pretrain --corpus_files='legal/*.txt' --init_checkpoint=chinese-roberta-wwm-ext \\
         --model_dir=runs/legal --train_steps=20000 --learning_rate=5e-5
 
-From scratch (`--bert_config`, with `--vocab_file` or a vocab built from the
-corpus) or continued from a Google-format checkpoint (`--init_checkpoint`;
-its `cls/*` heads load too when it has them, else they start fresh, and the
-log says which). Whole word masking (jieba words) is on by default, with
-dynamic masks drawn in the input pipeline; `--nsp` adds next-sentence
-prediction. `--mixed_precision=mixed_bfloat16` runs the encoder in bfloat16
-and both heads, the losses and AdamW in float32 (`kner.models.masked_lm`);
-the checkpoint holds float32 variables either way. The result is a
-Google-format checkpoint directory,
-`model_dir/{bert_config.json, vocab.txt, bert_model.ckpt.*}` with `bert/*`
-and `cls/*`, which `python -m kner.train --init_checkpoint=MODEL_DIR` and
-other tools that read Google checkpoints take as it is. Rerunning the same
-command resumes from the last checkpoint.
+`--model_type` picks the recipe (`kner.models.pretraining.MODEL_TYPES`):
+
+- `bert` (default): masked LM with Chinese whole word masking (jieba words),
+  `--nsp` adds next-sentence prediction, AdamW;
+- `albert`: Google's `albert_*_zh` (factorised embedding `embedding_size`,
+  layers sharing their parameters in `num_hidden_groups` groups): masked LM
+  over n-grams of up to `--ngram_mask=3` whole words, sentence-order
+  prediction (`--sop`), LAMB (`--optimizer=lamb`), as google-research/albert.
+
+Where the recipes differ, `--sop`, `--ngram_mask` and `--optimizer` default
+to the chosen one's values, and the log says what was chosen. From scratch
+(`--bert_config`: a `bert_config.json` or `albert_config.json`, with
+`--vocab_file` or a vocab built from the corpus) or continued from a
+Google-format checkpoint of that family (`--init_checkpoint`; its `cls/*`
+heads load too when it has them, else they start fresh, and the log says
+which). Masks are drawn dynamically in the input pipeline.
+`--mixed_precision=mixed_bfloat16` runs the encoder in bfloat16 and the
+heads, the losses and the optimizer in float32
+(`kner.models.pretraining.masked_lm`); the checkpoint holds float32
+variables either way. The result is a checkpoint directory in Google's
+layout of the family, `model_dir/{bert_config.json, vocab.txt,
+bert_model.ckpt.*}` (BERT) or `model_dir/{albert_config.json, vocab.txt,
+model.ckpt-best.*}` (ALBERT), with the encoder and the `cls/*` heads, which
+`python -m kner.train --init_checkpoint=MODEL_DIR`, `python -m
+kner.checkpoint inspect` and other tools that read Google checkpoints take
+as it is. Rerunning the same command resumes from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -24,16 +38,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import keras
-from absl import flags, logging
+from absl import app, flags, logging
 
 from kner import cli
 from kner.backbones import bert_heads
-from kner.backbones.bert import backbone_from_config, read_bert_config
-from kner.backbones.loader import load_backbone, locate_checkpoint
+from kner.backbones.config_file import read_json
+from kner.backbones.loader import backbone_from_config, describe, family_of, load_backbone, locate_checkpoint
 from kner.backbones.tf1_checkpoint import read_variables
 from kner.data.masking import Masker
 from kner.data.pretraining_data import (
     NER_LAYOUTS,
+    NSP,
+    SOP,
     ExampleConfig,
     PreparedData,
     documents,
@@ -43,16 +59,31 @@ from kner.data.pretraining_data import (
 from kner.data.raw_text import LAYOUTS, layout_paths
 from kner.data.tokenizer import MASK, CharTokenizer, build_vocab, read_vocab, save_vocab
 from kner.errors import InputError, run_cli
-from kner.models.masked_lm import MaskedLMModel, dummy_features
+from kner.models.pretraining import MODEL_TYPES, ModelType, PretrainingModel, PretrainOptions, dummy_features
 from kner.training import distribute
-from kner.training.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, WarmupLinearDecay
+from kner.training.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, Lamb, WarmupLinearDecay
 from kner.training.pretrainer import PretrainConfig, Pretrainer
 from kner.training.trainer import TrainingStopped
 
+OPTIMIZERS = {"adamw": FineTuningAdamW, "lamb": Lamb}
 CORPUS_LAYOUTS = (*LAYOUTS, *NER_LAYOUTS)
 DATA_DIR = "pretraining_data"
 
+
+def per_model_type(name: str) -> str:
+    """`"albert: lamb, bert: adamw"`: a recipe flag's default for each model type."""
+    words = {True: "on", False: "off"}
+    values = {t: m.defaults[name] for t, m in MODEL_TYPES.items()}
+    return ", ".join(f"{t}: {words.get(v, v) if isinstance(v, bool) else v}" for t, v in sorted(values.items()))
+
+
 FLAGS = flags.FLAGS
+flags.DEFINE_enum(
+    "model_type",
+    "bert",
+    list(MODEL_TYPES),
+    "; ".join(f"{name}: {model_type.description}" for name, model_type in MODEL_TYPES.items()) + ".",
+)
 flags.DEFINE_string(
     "corpus_files",
     None,
@@ -72,25 +103,55 @@ flags.DEFINE_float(
     0.0,
     "Without --dev_corpus_files: hold out this fraction of the documents (every n-th) for evaluation.",
 )
-flags.DEFINE_string("bert_config", None, "bert_config.json for a from-scratch model (no --init_checkpoint).")
+flags.DEFINE_string(
+    "bert_config",
+    None,
+    "bert_config.json (BERT) or albert_config.json (ALBERT) for a from-scratch model (no --init_checkpoint).",
+)
 flags.DEFINE_string("vocab_file", None, "vocab.txt for a from-scratch model; default: built from the corpus.")
-flags.DEFINE_string("init_checkpoint", None, "Continue pretraining a Google TF1 checkpoint (dir or prefix) or HF dir.")
+flags.DEFINE_string(
+    "init_checkpoint",
+    None,
+    "Continue pretraining a Google TF1 checkpoint (dir or prefix) of the --model_type's family, or an HF BERT dir.",
+)
 flags.DEFINE_integer("train_steps", 10000, "Optimizer steps.")
 flags.DEFINE_integer("batch_size", 32, "Global training batch, split across replicas.")
 flags.DEFINE_integer("eval_batch_size", 64, "Evaluation batch.")
 flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
 flags.DEFINE_integer("warmup_steps", 1000, "Steps of linear warmup (then linear decay to 0 at --train_steps).")
-flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on LayerNorm and biases).")
+flags.DEFINE_enum(
+    "optimizer",
+    None,
+    list(OPTIMIZERS),
+    "adamw (PyTorch's AdamW step) or lamb (ALBERT's lamb_optimizer.py: layer-wise trust ratio, no bias "
+    f"correction). Default: per --model_type ({per_model_type('optimizer')}).",
+)
+flags.DEFINE_float("weight_decay", 0.01, "Weight decay of AdamW or LAMB (not on LayerNorm and biases).")
 flags.DEFINE_float("clip_norm", 1.0, "Global-norm gradient clipping (0: off).")
 flags.DEFINE_integer("max_seq_length", 128, "Tokens per example, [CLS] and [SEP] included.")
 flags.DEFINE_integer("max_predictions_per_seq", 20, "At most this many masked positions per example.")
 flags.DEFINE_float("masked_lm_prob", 0.15, "Fraction of the tokens to predict.")
 flags.DEFINE_bool("whole_word_mask", True, "Mask whole words (jieba segmentation) rather than single characters.")
-flags.DEFINE_bool("nsp", False, "Add next-sentence prediction (Google BERT, Tiny-CN); off as in RoBERTa-wwm.")
+flags.DEFINE_integer(
+    "ngram_mask",
+    None,
+    "Mask n-grams of up to this many whole words, n drawn with probability proportional to 1/n (ALBERT's "
+    f"create_pretraining_data.py); 1 masks single words. Default: per --model_type ({per_model_type('ngram_mask')}).",
+    lower_bound=1,
+)
+flags.DEFINE_bool(
+    "nsp", False, "Add next-sentence prediction (Google BERT, Tiny-CN); off as in RoBERTa-wwm. Needs 2+ documents."
+)
+flags.DEFINE_bool(
+    "sop",
+    None,
+    "Add sentence-order prediction (ALBERT): two consecutive segments of one document, swapped half the time. "
+    f"Default: per --model_type ({per_model_type('sop')}).",
+)
 flags.DEFINE_bool("lenient", False, "Replace text that is not valid UTF-8 with U+FFFD (counted) instead of failing.")
 flags.DEFINE_integer("eval_every", 1000, "Steps between evaluations on the held-out text (also at the end).")
 flags.DEFINE_integer("shuffle_buffer", 10000, "Examples in the shuffle buffer.")
-flags.DEFINE_integer("data_seed", 12345, "Seed of the example packing and NSP pairs (part of the data cache key).")
+flags.DEFINE_integer("data_seed", 12345, "Seed of the example packing and NSP/SOP pairs (part of the data cache key).")
 cli.define_runtime_flags()
 flags.adopt_module_key_flags(cli)
 flags.mark_flags_as_required(["corpus_files", "model_dir"])
@@ -100,18 +161,46 @@ def corpus_sources(spec: str):
     return layout_paths(spec, FLAGS.corpus_layout, CORPUS_LAYOUTS)
 
 
-def build_backbone(sources, model_dir: Path):
+def recipe_flag(model_type: ModelType, name: str):
+    """The flag's value, or the model type's default when it was left unset."""
+    value = FLAGS[name].value
+    return model_type.defaults[name] if value is None else value
+
+
+def sentence_task(model_type: ModelType) -> str | None:
+    """ "nsp", "sop" or None from `--nsp`, `--sop` and the model type."""
+    if FLAGS.nsp and FLAGS.sop:
+        raise app.UsageError("--nsp and --sop both given: choose one sentence-pair task")
+    task = NSP if FLAGS.nsp else SOP if recipe_flag(model_type, "sop") else None
+    if task is not None and task not in model_type.sentence_tasks:
+        raise app.UsageError(f"--{task}: --model_type={model_type.name} has no sentence-pair task")
+    return task
+
+
+def check_family(model_type: ModelType, family: str, where: str) -> None:
+    """InputError unless `model_type` pretrains checkpoints of `family`,
+    naming the model type that does, if any."""
+    if family in model_type.families:
+        return
+    fitting = [name for name, other in MODEL_TYPES.items() if family in other.families]
+    remedy = f"give --model_type={fitting[0]}" if fitting else "kner.pretrain does not continue this layout"
+    raise InputError(
+        where,
+        None,
+        f"a {family} model, but --model_type={model_type.name} pretrains {' or '.join(model_type.families)} ({remedy})",
+    )
+
+
+def build_backbone(model_type: ModelType, sources, model_dir: Path):
     """The backbone, the vocab file it uses, and the checkpoint to take the
     heads from (None from scratch)."""
     if FLAGS.init_checkpoint:
         files = locate_checkpoint(FLAGS.init_checkpoint)
-        if files.family not in ("bert", "huggingface"):
-            message = f"a {files.family} checkpoint: kner.pretrain continues BERT checkpoints (Google or Hugging Face)"
-            raise InputError(FLAGS.init_checkpoint, None, message)
+        check_family(model_type, files.family, FLAGS.init_checkpoint)
         if files.vocab is None:
             raise InputError(FLAGS.init_checkpoint, None, "no vocab.txt beside the checkpoint")
         backbone = load_backbone(FLAGS.init_checkpoint, FLAGS.max_seq_length)
-        logging.info("loaded bert/* from %s", files.weights)
+        print(f"continuing {files.weights}: {describe(backbone)}", flush=True)
         return backbone, files.vocab, files.weights if files.format == "google" else None
     if not FLAGS.bert_config:
         raise InputError("--bert_config", None, "give --init_checkpoint or --bert_config")
@@ -124,16 +213,19 @@ def build_backbone(sources, model_dir: Path):
         vocab_file.parent.mkdir(parents=True, exist_ok=True)
         save_vocab(vocabulary, vocab_file)
         logging.info("built a vocab of %d tokens from the corpus", len(vocabulary))
-    config = {**read_bert_config(FLAGS.bert_config), "vocab_size": len(vocabulary)}
-    if FLAGS.max_seq_length > config["max_position_embeddings"]:
+    config = {**read_json(FLAGS.bert_config), "vocab_size": len(vocabulary)}
+    backbone = backbone_from_config(config, FLAGS.bert_config)
+    check_family(model_type, family_of(backbone), FLAGS.bert_config)
+    if FLAGS.max_seq_length > backbone.max_sequence_length:
         message = (
-            f"max_seq_length {FLAGS.max_seq_length} exceeds max_position_embeddings {config['max_position_embeddings']}"
+            f"max_seq_length {FLAGS.max_seq_length} exceeds max_position_embeddings {backbone.max_sequence_length}"
         )
         raise InputError(FLAGS.bert_config, None, message)
-    return backbone_from_config(config), vocab_file, None
+    print(f"new model from {FLAGS.bert_config}: {describe(backbone)}, randomly initialised", flush=True)
+    return backbone, vocab_file, None
 
 
-def load_heads(model: MaskedLMModel, prefix: Path | None) -> None:
+def load_heads(model: PretrainingModel, prefix: Path | None) -> None:
     """Loads the heads `prefix` has; says which start fresh."""
     present = bert_heads.heads_in(read_variables(prefix)) if prefix is not None else []
     for head, weights in model.heads().items():
@@ -145,9 +237,9 @@ def load_heads(model: MaskedLMModel, prefix: Path | None) -> None:
             logging.info("the %s head starts fresh (%s)", bert_heads.DESCRIPTIONS[head], where)
 
 
-def prepare(sources, tokenizer: CharTokenizer, model_dir: Path):
+def prepare(sources, tokenizer: CharTokenizer, model_dir: Path, task: str | None):
     """The prepared train and dev example files (cached in model_dir)."""
-    config = ExampleConfig(FLAGS.max_seq_length, FLAGS.whole_word_mask, FLAGS.nsp, FLAGS.data_seed, FLAGS.lenient)
+    config = ExampleConfig(FLAGS.max_seq_length, FLAGS.whole_word_mask, task, FLAGS.data_seed, FLAGS.lenient)
     directory = model_dir / DATA_DIR
     if FLAGS.dev_corpus_files:
         train = prepare_examples(sources, tokenizer, config, directory, "train")
@@ -163,49 +255,60 @@ def prepare(sources, tokenizer: CharTokenizer, model_dir: Path):
     return train, dev
 
 
-def describe(data: PreparedData) -> str:
-    """`1,234 examples (56 documents; NSP 50.1% is next / 49.9% random)`."""
-    split = f"; NSP {data.label_split()}" if data.labels else ""
+def describe_data(data: PreparedData) -> str:
+    """`1,234 examples (56 documents; SOP 50.1% in order / 49.9% swapped)`."""
+    split = f"; {data.sentence_task.upper()} {data.label_split()}" if data.labels else ""
     return f"{data.examples:,} examples ({data.documents:,} documents{split})"
 
 
-def build_optimizer(model: MaskedLMModel) -> keras.optimizers.Optimizer:
+def build_optimizer(model: PretrainingModel, name: str) -> keras.optimizers.Optimizer:
     schedule = WarmupLinearDecay(FLAGS.learning_rate, FLAGS.warmup_steps, FLAGS.train_steps)
-    optimizer = FineTuningAdamW(schedule, weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm)
+    optimizer = OPTIMIZERS[name](schedule, weight_decay=FLAGS.weight_decay, clip_norm=FLAGS.clip_norm)
     if FLAGS.mixed_precision == "mixed_float16":
         optimizer = CrossReplicaLossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     return optimizer
 
 
+def recipe(task: str | None, ngram: int, optimizer: str) -> str:
+    """`masked LM (n-grams of up to 3 whole words) + SOP, lamb`."""
+    unit = "whole words" if FLAGS.whole_word_mask else "characters"
+    masking = f"n-grams of up to {ngram} {unit}" if ngram > 1 else unit
+    return f"masked LM ({masking})" + (f" + {task.upper()}" if task else "") + f", {optimizer}"
+
+
 def main(argv: list[str]) -> None:
     del argv
     cli.start_training_run()
+    model_type = MODEL_TYPES[FLAGS.model_type]
+    task, ngram, optimizer_name = (
+        sentence_task(model_type),
+        recipe_flag(model_type, "ngram_mask"),
+        recipe_flag(model_type, "optimizer"),
+    )
     model_dir = Path(FLAGS.model_dir)
     sources = corpus_sources(FLAGS.corpus_files)
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
     logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)
     with strategy.scope():
-        backbone, vocab_file, heads_from = build_backbone(sources, model_dir)
-        model = MaskedLMModel(backbone, next_sentence=FLAGS.nsp)
-        # Only next-sentence prediction reads the pooler: without it the
-        # pooler is kept as loaded, not trained.
-        backbone.pooled_dense.trainable = FLAGS.nsp
+        backbone, vocab_file, heads_from = build_backbone(model_type, sources, model_dir)
+        model = model_type.create(backbone, PretrainOptions(sentence_task=task))
         model(dummy_features())
         load_heads(model, heads_from)
-        optimizer = build_optimizer(model)
+        optimizer = build_optimizer(model, optimizer_name)
+    print(f"{model_type.name} pretraining: {recipe(task, ngram, optimizer_name)}", flush=True)
     tokenizer = CharTokenizer(vocab_file)
     if MASK not in tokenizer.vocabulary:
         raise InputError(vocab_file, None, f"vocab has no {MASK} token, which masked-LM pretraining needs")
-    train, dev = prepare(sources, tokenizer, model_dir)
+    train, dev = prepare(sources, tokenizer, model_dir, task)
     if train.examples == 0:
         raise InputError(FLAGS.corpus_files, None, "no training examples (is the corpus empty?)")
     for data, name in ((train, "training"), (dev, "held-out")):
         warning = pair_warning(data, name) if data else None
         if warning:
             cli.warn(warning)
-    held_out = f", evaluating on {describe(dev)}" if dev else ", no held-out text"
-    print(f"pretraining on {describe(train)}{held_out}", flush=True)
+    held_out = f", evaluating on {describe_data(dev)}" if dev else ", no held-out text"
+    print(f"pretraining on {describe_data(train)}{held_out}", flush=True)
     if distribute.is_chief(strategy):
         cli.save_flagfile(model_dir / "flags.cfg")
     masker = Masker(
@@ -214,6 +317,7 @@ def main(argv: list[str]) -> None:
         max_seq_length=FLAGS.max_seq_length,
         masked_lm_prob=FLAGS.masked_lm_prob,
         max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+        ngram=ngram,
     )
     config = PretrainConfig(
         batch_size=FLAGS.batch_size,

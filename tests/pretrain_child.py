@@ -1,12 +1,14 @@
-"""Pretrains a tiny BERT (masked LM + NSP) for a few steps under each
-STRATEGY and saves its per-step losses (from the TensorBoard summaries) and
-final weights: the child process of `tests/training/test_pretrainer.py`,
-which needs a fresh process to set up two logical CPUs.
+"""Pretrains a tiny model for a few steps under each STRATEGY and saves
+its per-step losses (from the TensorBoard summaries) and final weights: the
+child process of `tests/training/test_pretrainer.py`, which needs a fresh
+process to set up two logical CPUs.
 
-    python tests/pretrain_child.py OUT STRATEGY [STRATEGY ...]
+    python tests/pretrain_child.py OUT MODEL_TYPE STRATEGY [STRATEGY ...]
 
+MODEL_TYPE is `bert` (masked LM + NSP, AdamW) or `albert` (Google-layout
+ALBERT with two layers sharing one block, n-gram masking + SOP, LAMB);
 STRATEGY is `default` or `mirrored` (two logical CPUs). Each run writes
-OUT/STRATEGY.npz with `losses` and the weights `w0`, `w1`, ...
+OUT/MODEL_TYPE-STRATEGY.npz with `losses` and the weights `w0`, `w1`, ...
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from kner.checkpoint import backbone_from_config
 from kner.data.masking import Masker
 from kner.data.pretraining_data import ExampleConfig, prepare_examples
 from kner.data.tokenizer import MASK, CharTokenizer, build_vocab
-from kner.models.masked_lm import MaskedLMModel, dummy_features
-from kner.training.optimization import FineTuningAdamW, WarmupLinearDecay
+from kner.models.pretraining import MODEL_TYPES, PretrainOptions, dummy_features
+from kner.training.optimization import FineTuningAdamW, Lamb, WarmupLinearDecay
 from kner.training.pretrainer import PretrainConfig, Pretrainer
 
 STEPS = 4
@@ -38,37 +40,53 @@ TEXT = [
 ] * 4
 
 
-def run(out: Path, name: str, strategy: tf.distribute.Strategy) -> None:
+# Per model type: the config, the sentence task, the n-gram length and the optimizer.
+RECIPES = {
+    "bert": (lambda vocab: tiny_config(vocab), "nsp", 1, FineTuningAdamW),
+    "albert": (
+        lambda vocab: {**tiny_config(vocab, layers=2), "embedding_size": 16, "hidden_act": "relu"},
+        "sop",
+        3,
+        Lamb,
+    ),
+}
+
+
+def run(out: Path, model_type: str, name: str, strategy: tf.distribute.Strategy) -> None:
+    config, task, ngram, optimizer_class = RECIPES[model_type]
     corpus = out / "corpus.txt"
     corpus.write_text("\n\n".join("\n".join(t.split("。")) for t in TEXT) + "\n", encoding="utf-8")
     vocabulary = build_vocab(TEXT)
     (out / "vocab.txt").write_text("".join(t + "\n" for t in vocabulary), encoding="utf-8")
     tokenizer = CharTokenizer(vocabulary)
-    data = prepare_examples([("google", corpus)], tokenizer, ExampleConfig(32, nsp=True), out / name, "train")
+    run_dir = out / f"{model_type}-{name}"
+    data = prepare_examples([("google", corpus)], tokenizer, ExampleConfig(32, sentence_task=task), run_dir, "train")
     with strategy.scope():
         keras.utils.set_random_seed(0)
-        model = MaskedLMModel(backbone_from_config(tiny_config(len(vocabulary))), next_sentence=True)
+        model = MODEL_TYPES[model_type].create(
+            backbone_from_config(config(len(vocabulary))), PretrainOptions(sentence_task=task)
+        )
         model(dummy_features())
-        optimizer = FineTuningAdamW(WarmupLinearDecay(1e-3, 1, STEPS), clip_norm=0.5)
+        optimizer = optimizer_class(WarmupLinearDecay(1e-3, 1, STEPS), clip_norm=0.5)
         optimizer.build(model.trainable_variables)
-    masker = Masker(len(vocabulary), vocabulary.index(MASK), max_seq_length=32, max_predictions_per_seq=5)
+    masker = Masker(len(vocabulary), vocabulary.index(MASK), max_seq_length=32, max_predictions_per_seq=5, ngram=ngram)
     config = PretrainConfig(batch_size=8, train_steps=STEPS, seed=3, checkpoint_every=0, log_every=1, eval_every=0)
-    Pretrainer(model, optimizer, strategy, out / name, config, masker, out / "vocab.txt").pretrain(data.path, None)
-    losses = [value for _, value in read_scalars(out / name / "train")["loss"]]
+    Pretrainer(model, optimizer, strategy, run_dir, config, masker, out / "vocab.txt").pretrain(data.path, None)
+    losses = [value for _, value in read_scalars(run_dir / "train")["loss"]]
     weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}
-    np.savez(out / f"{name}.npz", losses=np.array(losses), **weights)
+    np.savez(out / f"{model_type}-{name}.npz", losses=np.array(losses), **weights)
 
 
-def main(out: str, names: list[str]) -> None:
+def main(out: str, model_type: str, names: list[str]) -> None:
     strategies = {"default": tf.distribute.get_strategy()}
     if "mirrored" in names:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         strategies["mirrored"] = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     for name in names:
-        run(Path(out), name, strategies[name])
+        run(Path(out), model_type, name, strategies[name])
     print(json.dumps({"done": names}))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:])
+    main(sys.argv[1], sys.argv[2], sys.argv[3:])

@@ -1,7 +1,8 @@
-"""`python -m kner.pretrain` end to end: the demo flagfile pretrains, its
-output is a Google-format checkpoint that `kner.train --init_checkpoint`
-fine-tunes from and that `kner.pretrain --init_checkpoint` continues (heads
-included), also when pretrained under `mixed_bfloat16`; bad input is one line and exit status 2."""
+"""`python -m kner.pretrain` end to end: the BERT and ALBERT demo flagfiles
+pretrain, their output is a Google-format checkpoint that `kner.train
+--init_checkpoint` fine-tunes from and that `kner.pretrain --init_checkpoint`
+continues (heads included), also when pretrained under `mixed_bfloat16`; a
+killed run resumes; bad input is one line and exit status 2."""
 
 import json
 import signal
@@ -10,23 +11,38 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tensorflow as tf
 from train_runs import REPO, child_env, read_scalars, run_child
 
 from kner.backbones import bert_heads
 from kner.backbones.tf1_checkpoint import read_variables
 
+BERT_DEMO = (sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_demo.cfg")
+ALBERT_DEMO = (sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_albert_demo.cfg")
+
 
 def pretrain(*flags: str):
-    return run_child(sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_demo.cfg", *flags)
+    return run_child(*BERT_DEMO, *flags)
+
+
+def pretrain_albert(*flags: str):
+    return run_child(*ALBERT_DEMO, *flags)
+
+
+def demo_run(tmp_path_factory, command: tuple[str, ...], name: str) -> tuple[Path, str]:
+    """The model_dir of a demo flagfile's run, and what it printed."""
+    model_dir = tmp_path_factory.mktemp("pretrain") / name
+    result = run_child(*command, f"--model_dir={model_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return model_dir, result.stdout
 
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
-    model_dir = tmp_path_factory.mktemp("pretrain") / "demo"
-    result = pretrain(f"--model_dir={model_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "wrote the Google-format checkpoint" in result.stdout
+    model_dir, printed = demo_run(tmp_path_factory, BERT_DEMO, "demo")
+    assert "wrote the Google-format checkpoint" in printed
     return model_dir
 
 
@@ -85,9 +101,9 @@ def test_continued_pretraining_loads_the_head_and_starts_nsp_fresh(demo_dir, tmp
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "loaded the masked LM (cls/predictions) head" in result.stderr
-    assert "next-sentence prediction (cls/seq_relationship) head starts fresh" in result.stderr
+    assert "sentence-order prediction (cls/seq_relationship) head starts fresh" in result.stderr
     variables = read_variables(model_dir / "bert_model.ckpt")
-    assert bert_heads.heads_in(variables) == ["masked_lm", "next_sentence"]
+    assert bert_heads.heads_in(variables) == ["masked_lm", "seq_relationship"]
     assert variables["cls/seq_relationship/output_weights"][0] == (2, 128)
 
 
@@ -120,7 +136,7 @@ def test_nsp_refuses_one_document_and_warns_about_one_sentence_documents(tmp_pat
     blank_lines.write_text("\n\n".join(sentences) + "\n", encoding="utf-8")
     result = pretrain(f"--corpus_files={blank_lines}", f"--model_dir={tmp_path / 'blank'}", *common)
     assert result.returncode == 0, result.stderr[-3000:]
-    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: training next-sentence")]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: training NSP")]
     assert len(warnings) == 1 and "one sentence per document" in warnings[0]
     assert "(8 documents; NSP " in result.stdout and "% random)" in result.stdout
 
@@ -148,3 +164,83 @@ def test_sigint_stops_with_a_checkpoint_and_the_rerun_resumes(tmp_path):
     resumed = run_child(*command, "--train_steps=" + str(stopped_at + 5), "--eval_every=0")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {model_dir / 'checkpoints'}/ckpt-{stopped_at} at step {stopped_at}" in resumed.stderr
+
+
+@pytest.fixture(scope="module")
+def albert_dir(tmp_path_factory):
+    model_dir, printed = demo_run(tmp_path_factory, ALBERT_DEMO, "albert")
+    assert "albert pretraining: masked LM (n-grams of up to 3 whole words) + SOP, lamb" in printed
+    assert f"wrote the Google-format checkpoint {model_dir / 'model.ckpt-best'} (albert layout" in printed
+    return model_dir
+
+
+@pytest.mark.slow
+def test_albert_demo_writes_googles_albert_layout_with_both_heads_and_learns(albert_dir):
+    names = ("albert_config.json", "vocab.txt", "model.ckpt-best.index", "best/model.ckpt-best.index")
+    for name in names:
+        assert (albert_dir / name).exists(), name
+    assert not (albert_dir / "bert_config.json").exists()
+    variables = read_variables(albert_dir / "model.ckpt-best")
+    assert bert_heads.heads_in(variables) == ["masked_lm", "seq_relationship"]
+    assert variables["cls/predictions/transform/dense/kernel"][0] == (128, 32)  # hidden -> embedding_size
+    assert "bert/encoder/transformer/group_0/inner_group_0/ffn_1/intermediate/dense/kernel" in variables
+    assert not any("group_1" in name for name in variables)  # both layers share group 0
+    report = json.loads((albert_dir / "eval_report.json").read_text())
+    assert report["step"] == 40 and 0 <= report["sop_accuracy"] <= 1 and report["masked_lm_loss"] > 0
+    train = read_scalars(albert_dir / "train")
+    losses = [value for _, value in train["loss"]]
+    assert losses[-1] < losses[0]
+    assert {"loss_terms/masked_lm_loss", "loss_terms/sop_loss"} <= set(train)
+    assert {"masked_lm_accuracy", "sop_accuracy", "sop_loss"} <= set(read_scalars(albert_dir / "dev"))
+
+
+@pytest.mark.slow
+def test_checkpoint_inspect_names_albert_and_its_heads_and_kner_train_fine_tunes_from_it(albert_dir, tmp_path):
+    result = run_child(sys.executable, "-m", "kner.checkpoint", "inspect", str(albert_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "family: albert\n" in result.stdout
+    assert "pretraining heads: masked LM (cls/predictions), next-sentence or sentence-order prediction" in result.stdout
+    assert "kner can load it: EncoderBackbone (albert layout, embedding 32" in result.stdout
+    model_dir = fine_tune_from(albert_dir, tmp_path / "ner")
+    assert (model_dir / "vocab.txt").read_text() == (albert_dir / "vocab.txt").read_text()
+
+
+@pytest.mark.slow
+def test_albert_refuses_a_bert_config_and_a_bert_checkpoint(demo_dir, tmp_path):
+    result = pretrain_albert(f"--model_dir={tmp_path / 'a'}", "--bert_config=flags/tiny_bert_config.json")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: flags/tiny_bert_config.json: a bert model, but --model_type=albert pretrains albert")
+    result = pretrain_albert(f"--model_dir={tmp_path / 'b'}", f"--init_checkpoint={demo_dir}", "--bert_config=")
+    assert result.returncode == 2 and f"error: {demo_dir}: a bert model" in result.stderr
+
+
+@pytest.mark.slow
+def test_albert_killed_and_rerun_resumes_to_the_uninterrupted_weights(tmp_path):
+    """SIGKILL (no chance to save) after a checkpoint; the rerun resumes from
+    it and ends with the weights of a run that was never interrupted."""
+    steps = ("--train_steps=40", "--checkpoint_every=4", "--eval_every=0")
+    straight = pretrain_albert(f"--model_dir={tmp_path / 'straight'}", *steps)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    model_dir = tmp_path / "killed"
+    out = subprocess.DEVNULL
+    child = subprocess.Popen([*ALBERT_DEMO, f"--model_dir={model_dir}", *steps], cwd=REPO, env=child_env(), stdout=out)
+    try:
+        deadline = time.time() + 240
+        while not (model_dir / "checkpoints" / "ckpt-8.index").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert not (model_dir / "model.ckpt-best.index").exists()  # killed before the end
+    resumed = pretrain_albert(f"--model_dir={model_dir}", *steps)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {model_dir / 'checkpoints'}/ckpt-" in resumed.stderr
+    want, got = read_variables(tmp_path / "straight" / "model.ckpt-best"), read_variables(model_dir / "model.ckpt-best")
+    assert want == got  # names, shapes, dtypes
+    a = tf.train.load_checkpoint(str(tmp_path / "straight" / "model.ckpt-best"))
+    b = tf.train.load_checkpoint(str(model_dir / "model.ckpt-best"))
+    for name in want:
+        np.testing.assert_allclose(b.get_tensor(name), a.get_tensor(name), rtol=1e-5, atol=1e-6, err_msg=name)

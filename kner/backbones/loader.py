@@ -44,8 +44,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
-from collections.abc import Callable, Mapping
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import keras_hub
@@ -281,16 +283,24 @@ def save_google_checkpoint(
     backbone: keras_hub.models.Backbone,
     path: str | Path,
     vocab_file: str | Path | None = None,
+    heads: Sequence[Weight] = (),
+    vocab_name: str | None = None,
 ) -> Path:
     """Writes `backbone` in its family's original layout: the checkpoint
     (that family's variable names and shapes, float32) and config file under
     their usual names (BERT: `bert_model.ckpt`, `bert_config.json`; Google
     ALBERT: `model.ckpt-best`, `albert_config.json`; brightmart ALBERT:
     `albert_model.ckpt`, `albert_config.json`; ELECTRA: `electra_model`,
-    `discriminator.json`), plus the vocab when `vocab_file` is given. Returns
-    the checkpoint prefix. ValueError for a backbone with no TF1 layout (a
-    stock keras-hub `AlbertBackbone` or `ElectraBackbone`: use its
-    `save_to_preset`).
+    `discriminator.json`), plus `heads` (pretraining heads under their
+    checkpoint names, `kner.backbones.bert_heads`) in the same checkpoint,
+    and the vocab when `vocab_file` is given, as `vocab_name` (default: the
+    family's release name, `vocab.txt` or `vocab_chinese.txt`).
+
+    The files are written into a staging directory and moved into `path`
+    only once complete, the checkpoint index last, so a reader never finds
+    a half-written checkpoint. Returns the checkpoint prefix. ValueError for
+    a backbone with no TF1 layout (a stock keras-hub `AlbertBackbone` or
+    `ElectraBackbone`: use its `save_to_preset`).
 
     >>> save_google_checkpoint(backbone, "exported", vocab_file="vocab.txt")
     PosixPath('exported/bert_model.ckpt')
@@ -301,12 +311,18 @@ def save_google_checkpoint(
     family = FAMILIES[name]
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    prefix = tf1_checkpoint.write_variables(path / family.prefix, arrays(family.weight_table(backbone)))
-    config = path / family.config_names[0]
-    write_text(config, json.dumps(family.config_of(backbone), indent=2) + "\n")
-    if vocab_file is not None:
-        shutil.copyfile(vocab_file, path / family.vocab)
-    return prefix
+    variables = {**arrays(family.weight_table(backbone)), **arrays(list(heads))}
+    staging = Path(tempfile.mkdtemp(prefix=f".{family.prefix}.", dir=path))
+    try:
+        tf1_checkpoint.write_variables(staging / family.prefix, variables)
+        write_text(staging / family.config_names[0], json.dumps(family.config_of(backbone), indent=2) + "\n")
+        if vocab_file is not None:
+            shutil.copyfile(vocab_file, staging / (vocab_name or family.vocab))
+        for staged in sorted(os.listdir(staging), key=lambda file: file.endswith(".index")):
+            os.replace(staging / staged, path / staged)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path / family.prefix
 
 
 def backbone_config(backbone: keras_hub.models.Backbone) -> dict:
@@ -379,7 +395,6 @@ def inspect(path: str | Path) -> None:
         for name, (shape, dtype) in variables.items():
             mark = "  (ignored)" if is_ignored(name) else ""
             print(f"  {name} {list(shape)} {dtype}{mark}")
-        if files.family == "bert":
-            heads = [bert_heads.DESCRIPTIONS[head] for head in bert_heads.heads_in(variables)]
-            print(f"pretraining heads: {', '.join(heads) or 'none'} (kner.pretrain --init_checkpoint loads them)")
+        heads = [bert_heads.DESCRIPTIONS[head] for head in bert_heads.heads_in(variables)]
+        print(f"pretraining heads: {', '.join(heads) or 'none'} (kner.pretrain --init_checkpoint loads them)")
     print(f"kner can load it: {describe(load_backbone(path))}")

@@ -11,6 +11,15 @@ words from a segmenter (github.com/ymcui/Chinese-BERT-wwm):
 - the words are visited in random order; a word is taken whole when it still
   fits in `num_to_predict`, and skipped otherwise (a later, shorter word may
   still fit); `[CLS]`, `[SEP]` and padding are never candidates;
+- with `ngram` > 1, ALBERT's n-gram masking
+  (google-research/albert `create_masked_lm_predictions`, `favor_shorter_ngram`):
+  each visited word starts an n-gram of `n` consecutive words, `n` drawn
+  from 1..`ngram` with probability proportional to 1/n; when the n-gram does
+  not fit in `num_to_predict` it shrinks (n-1, ..., 1 words) until it does,
+  or is skipped; an n-gram touching a word already taken is skipped. As in
+  ALBERT the words are the candidates (here jieba's, so whole word masking
+  and n-grams combine: a word is never split) and an n-gram may run on from
+  segment A into B (the `[SEP]` between them is never masked);
 - each chosen token independently becomes `[MASK]` with probability 0.8,
   stays itself with 0.1, and becomes a token drawn uniformly from the whole
   vocab with 0.1.
@@ -38,16 +47,32 @@ MASK_PROBABILITY, KEEP_PROBABILITY = 0.8, 0.5  # of the chosen; then of the rest
 @dataclasses.dataclass(frozen=True)
 class Masker:
     """Masks one example (see the module doc) and pads it to
-    `max_seq_length`."""
+    `max_seq_length`. `ngram`: the longest n-gram of words masked together
+    (1: single words, Google BERT; 3: ALBERT's default)."""
 
     vocab_size: int
     mask_id: int
     max_seq_length: int = 128
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
+    ngram: int = 1
+
+    def __post_init__(self):
+        if self.ngram < 1:
+            raise ValueError(f"ngram must be at least 1, got {self.ngram}")
+
+    def ngram_lengths(self, count: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+        """int32 `[count]`: an n-gram length per word, n in 1..`ngram` drawn
+        with probability proportional to 1/n (all 1 when `ngram` is 1)."""
+        if self.ngram == 1:
+            return tf.ones([count], tf.int32)
+        logits = tf.math.log(1.0 / tf.range(1, self.ngram + 1, dtype=tf.float32))[None, :]
+        draws = tf.random.stateless_categorical(logits, count, seed, dtype=tf.int32)[0]
+        return draws + 1
 
     def choose(self, word_ids: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-        """Bool `[length]`: the positions to predict, whole words at a time.
+        """Bool `[length]`: the positions to predict, whole words (n-grams of
+        words) at a time.
 
         `word_ids` int32 `[length]`, -1 for tokens never masked; `seed` int64 `[2]`."""
         length = tf.size(word_ids)
@@ -57,15 +82,34 @@ class Masker:
         num_words = tf.reduce_max(word_ids) + 1
         lengths = tf.math.bincount(tf.boolean_mask(word_ids, candidates), minlength=num_words, dtype=tf.int32)
         order = tf.argsort(tf.random.stateless_uniform([num_words], seed))
-        ordered = tf.gather(lengths, order)
-
-        def take(count, word_length):
-            return tf.where(count + word_length <= target, count + word_length, count)
-
-        counts = tf.scan(take, ordered, initializer=tf.constant(0, tf.int32))
-        previous = tf.concat([[0], counts[:-1]], axis=0)
-        taken = tf.scatter_nd(order[:, None], counts > previous, [num_words])
+        drawn = self.ngram_lengths(num_words, tf.random.experimental.stateless_fold_in(seed, 1))
+        taken = self.take_ngrams(lengths, order, tf.gather(drawn, order), target)
         return candidates & tf.gather(taken, tf.maximum(word_ids, 0))
+
+    def take_ngrams(self, lengths: tf.Tensor, order: tf.Tensor, ngrams: tf.Tensor, target: tf.Tensor) -> tf.Tensor:
+        """Bool `[words]`: the words taken when the n-grams starting at the
+        words `order` (n words each, `ngrams`, shrunk to fit) are visited in
+        turn with a budget of `target` tokens; `lengths` int32 `[words]`
+        tokens per word."""
+        words = tf.size(lengths)
+        ends = tf.concat([[0], tf.cumsum(lengths)], axis=0)  # ends[k]: tokens in words [0, k)
+        sizes = tf.range(1, self.ngram + 1)
+        index = tf.range(words)
+
+        def take(state, visit):
+            count, taken = state
+            start, n = visit
+            stops = tf.minimum(start + sizes, words)  # n-grams run short at the last word
+            tokens = tf.gather(ends, stops) - ends[start]
+            fits = (sizes <= n) & (count + tokens <= target)
+            size = tf.reduce_max(tf.where(fits, sizes, 0))  # the longest n-gram up to n that fits; 0: none
+            span = (index >= start) & (index < start + size)
+            ok = (size > 0) & ~tf.reduce_any(span & taken)
+            count = tf.where(ok, count + tf.reduce_sum(tf.where(span, lengths, 0)), count)
+            return count, taken | (span & ok)
+
+        _, taken = tf.foldl(take, (order, ngrams), initializer=(tf.constant(0, tf.int32), tf.zeros([words], tf.bool)))
+        return taken
 
     def __call__(self, example: dict[str, tf.Tensor], index: tf.Tensor, seed: int) -> dict[str, tf.Tensor]:
         """The model's features for one example of

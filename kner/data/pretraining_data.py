@@ -14,31 +14,43 @@ with it) and, for each document, following Google's
   (`- 3` with next-sentence prediction), closing a chunk before the sentence
   that would overflow it (Google closes it after, and cuts the overflow);
   a sentence longer than that is cut into pieces;
-- with `nsp`, makes each packed chunk a pair (`_PairBuilder`): a chunk of
-  several sentences is split at a random sentence boundary into segments A
-  and B, and half the time B is replaced by sentences of a random earlier
-  document (`next_sentence_label` 1, "random", as Google; the unused
-  sentences go back into the stream); a chunk of one sentence takes its B
-  from a random earlier document, as Google does, and only while there is
-  none yet (the first document) is split at a random word boundary, B
-  following A (label 0). So every example has a segment B, and label 0
-  ("is next") always means that B follows A in the same document: A is cut
-  from its front and B from its back when the pair is too long. The random
-  document comes from a reservoir of the last `NSP_RESERVOIR` documents,
-  which keeps memory flat. A corpus of fewer than two documents cannot teach
-  NSP and is refused (`InputError`, before anything is written); a label
-  split outside `BALANCED_LABELS` or a majority of one-sentence documents
-  (the mistake of google-research/bert#125: a blank line after every
-  sentence) is reported by `pair_warning`.
+- with a sentence-pair task (`sentence_task`), makes each packed chunk a
+  pair of segments A and B (`_PairBuilder`), never one without B. A chunk of
+  several sentences is split at a random sentence boundary; a chunk of one
+  sentence is split at a random word boundary (a character's without whole
+  word masking) where the task needs B from the same document, and skipped
+  when it is one word. Then:
+  - `nsp`, next-sentence prediction (Google BERT): half the time (always
+    for a one-sentence chunk, as Google) B is replaced by sentences of a
+    random earlier document (`next_sentence_label` 1, "random"; the unused
+    sentences go back into the stream). Only while there is no earlier
+    document (the first one) does a one-sentence chunk get split instead,
+    with label 0. So label 0 ("is next") always means that B follows A in
+    the same document. The random document comes from a reservoir of the
+    last `NSP_RESERVOIR` documents, which keeps memory flat. A corpus of
+    fewer than two documents cannot teach NSP and is refused (`InputError`,
+    before anything is written);
+  - `sop`, sentence-order prediction (ALBERT, `create_instances_from_document`
+    of google-research/albert): A and B are always consecutive segments of
+    the document, swapped with probability 0.5 (label 1, "swapped"). Where
+    ALBERT draws B from a random document for a one-segment chunk, the
+    chunk is split at a word boundary instead (skipped if it is one word),
+    so every pair's segments come from one document.
+  When a pair is too long, A loses tokens from its front and B from its
+  back, so consecutive segments stay consecutive. A label split outside
+  `BALANCED_LABELS` or a majority of one-sentence documents (the mistake of
+  google-research/bert#125: a blank line after every sentence) is reported
+  by `pair_warning`; a corpus that gives no pair at all is an `InputError`.
 
 Each example stores `token_ids`, `segment_ids` and `word_ids` (the word each
 token belongs to, numbered from 0 in the example; -1 for `[CLS]`/`[SEP]`,
-never masked) and `next_sentence_label`, without padding. Masks are drawn
+never masked) and `next_sentence_label` (the pair's label, also for SOP;
+0 without a pair), without padding. Masks are drawn
 later, in the input pipeline (`kner.data.masking`).
 
 The cache is `CACHE_DIR/<name>-<key>.tfrecord` plus a `.json` with counts;
 the key hashes every input that changes the examples (files with size and
-modification time, vocab, lengths, whole word masking, NSP, seed), so a
+modification time, vocab, lengths, whole word masking, sentence task, seed), so a
 rerun reuses it and a change rebuilds it. Files are written under a
 temporary name and renamed when complete.
 
@@ -70,6 +82,10 @@ from kner.data.tokenizer import CharTokenizer
 from kner.errors import InputError
 
 NER_LAYOUTS = ("cluener", "column")
+NSP, SOP = "nsp", "sop"
+SENTENCE_TASKS = (NSP, SOP)
+# The names of labels 0 and 1 of each sentence-pair task.
+LABEL_NAMES = {NSP: ("is next", "random"), SOP: ("in order", "swapped")}
 NSP_RESERVOIR = 256
 NER_DOCUMENT_SENTENCES = 20
 BALANCED_LABELS = (0.3, 0.7)  # the share of "is next" pairs outside which `pair_warning` speaks
@@ -90,7 +106,7 @@ class ExampleConfig:
 
     max_seq_length: int = 128
     whole_word_mask: bool = True
-    nsp: bool = False
+    sentence_task: str | None = None  # "nsp", "sop" or None (single segments)
     seed: int = 12345
     lenient: bool = False  # text that is not valid UTF-8 becomes U+FFFD instead of an error
 
@@ -104,14 +120,16 @@ class PreparedData:
     tokens: int
     documents: int
     one_sentence_documents: int = 0
-    labels: tuple[int, int] | None = None  # pairs labelled 0 ("is next") and 1 ("random"); None without pairs
+    sentence_task: str | None = None
+    labels: tuple[int, int] | None = None  # pairs labelled 0 and 1 (`LABEL_NAMES`); None without pairs
 
     def label_split(self) -> str:
         """`"48.9% is next / 51.1% random"` (empty without pairs)."""
-        if not self.labels:
+        if not self.labels or self.sentence_task is None:
             return ""
         share = self.labels[0] / max(sum(self.labels), 1)
-        return f"{share:.1%} is next / {1 - share:.1%} random"
+        first, second = LABEL_NAMES[self.sentence_task]
+        return f"{share:.1%} {first} / {1 - share:.1%} {second}"
 
 
 def split_sentences(text: str) -> list[str]:
@@ -197,28 +215,35 @@ def _truncate(ids: list[int], words: list[int], size: int, keep_end: bool = Fals
 
 
 class _PairBuilder:
-    """Segments A and B of one packed chunk and their label (see the module
-    doc): Google's `create_instances_from_document` with its two faults
-    removed, an empty B and an "is next" B from the same sentences when there
-    is no other document to draw from."""
+    """Segments A and B of one packed chunk and their label, for NSP or SOP
+    (see the module doc): Google's `create_instances_from_document` (BERT's
+    and ALBERT's) without an empty B, and with every "is next" or SOP pair
+    taken from consecutive text of one document."""
 
-    def __init__(self, rng: random.Random, max_tokens: int):
-        self.rng, self.max_tokens = rng, max_tokens
+    def __init__(self, task: str, rng: random.Random, max_tokens: int):
+        if task not in SENTENCE_TASKS:
+            raise ValueError(f"sentence_task must be one of {SENTENCE_TASKS}, got {task!r}")
+        self.task, self.rng, self.max_tokens = task, rng, max_tokens
         self.reservoir: deque[list[_Sentence]] = deque(maxlen=NSP_RESERVOIR)
 
     def pair(self, chunk: list[_Sentence]) -> tuple[list[_Sentence], list[_Sentence], int, int] | None:
         """`(A, B, label, unused)`: `unused` trailing sentences of the chunk
-        go back into the stream; None for a chunk that cannot be split (one
-        word) while no other document is at hand."""
+        go back into the stream; None for a one-word chunk that has to be
+        split."""
+        if self.task == NSP and self.reservoir and (len(chunk) == 1 or self.rng.random() < 0.5):
+            a_end = self.rng.randint(1, len(chunk) - 1) if len(chunk) >= 2 else 1
+            return chunk[:a_end], self._random_b(), 1, len(chunk) - a_end
         if len(chunk) >= 2:
             a_end = self.rng.randint(1, len(chunk) - 1)
-            if self.rng.random() < 0.5 and self.reservoir:
-                return chunk[:a_end], self._random_b(), 1, len(chunk) - a_end
-            return chunk[:a_end], chunk[a_end:], 0, 0
-        if self.reservoir:
-            return chunk, self._random_b(), 1, 0
-        halves = self._split_at_word(chunk[0])
-        return None if halves is None else ([halves[0]], [halves[1]], 0, 0)
+            a, b = chunk[:a_end], chunk[a_end:]
+        else:
+            halves = self._split_at_word(chunk[0])
+            if halves is None:
+                return None
+            a, b = [halves[0]], [halves[1]]
+        if self.task == SOP and self.rng.random() < 0.5:
+            return b, a, 1, 0
+        return a, b, 0, 0
 
     def remember(self, sentences: list[_Sentence]) -> None:
         """Makes a finished document available for random B segments."""
@@ -238,17 +263,24 @@ class _PairBuilder:
         cut = sum(sentence.words[:k])
         return _Sentence(sentence.ids[:cut], sentence.words[:k]), _Sentence(sentence.ids[cut:], sentence.words[k:])
 
-    def fit(self, a: list[_Sentence], b: list[_Sentence]) -> tuple[list[int], list[int], list[int], list[int]]:
-        """A and B flattened and cut to `max_tokens` together, neither empty:
-        A loses tokens from its front and B from its back, so a B that
-        followed A still does."""
-        a_ids, a_words = _flatten(a)
-        b_ids, b_words = _flatten(b)
+    def fit(
+        self, a: list[_Sentence], b: list[_Sentence], label: int
+    ) -> tuple[list[int], list[int], list[int], list[int]]:
+        """A and B flattened and cut to `max_tokens` together, neither empty.
+        The segment that comes first in the document loses tokens from its
+        front, the other from its back, so consecutive segments stay
+        consecutive (for SOP label 1 that is B, then A)."""
+        swapped = self.task == SOP and label == 1
+        first, second = (b, a) if swapped else (a, b)
+        first_ids, first_words = _flatten(first)
+        second_ids, second_words = _flatten(second)
         room = self.max_tokens
-        a_size = min(len(a_ids), max(room - len(b_ids), room // 2))
-        a_ids, a_words = _truncate(a_ids, a_words, a_size, keep_end=True)
-        b_ids, b_words = _truncate(b_ids, b_words, room - len(a_ids))
-        return a_ids, a_words, b_ids, b_words
+        size = min(len(first_ids), max(room - len(second_ids), room // 2))
+        first_ids, first_words = _truncate(first_ids, first_words, size, keep_end=True)
+        second_ids, second_words = _truncate(second_ids, second_words, room - len(first_ids))
+        if swapped:
+            return second_ids, second_words, first_ids, first_words
+        return first_ids, first_words, second_ids, second_words
 
 
 class _Packer:
@@ -256,8 +288,9 @@ class _Packer:
 
     def __init__(self, tokenizer: CharTokenizer, config: ExampleConfig):
         self.tokenizer, self.config = tokenizer, config
-        self.max_tokens = config.max_seq_length - (3 if config.nsp else 2)
-        self.pairs = _PairBuilder(random.Random(config.seed), self.max_tokens) if config.nsp else None
+        task = config.sentence_task
+        self.max_tokens = config.max_seq_length - (3 if task else 2)
+        self.pairs = _PairBuilder(task, random.Random(config.seed), self.max_tokens) if task else None
 
     def examples(self, document: Document) -> Iterator[dict[str, list[int]]]:
         sentences = _encode(document, self.tokenizer, self.max_tokens, self.config.whole_word_mask)
@@ -275,7 +308,7 @@ class _Packer:
                     if pair is not None:
                         a, b, label, unused = pair
                         i -= unused
-                        yield self._example(*self.pairs.fit(a, b), label)
+                        yield self._example(*self.pairs.fit(a, b, label), label)
                 chunk, length = [], 0
             i += 1
         if self.pairs is not None:
@@ -316,9 +349,12 @@ def prepare_examples(
     """Writes (or reuses) the examples of `sources` under `directory`; see
     the module doc. `keep_document(index)` selects documents by their index
     in the stream (for a held-out split); all are kept by default.
-    InputError (from the readers) names the file and line of bad input; with
-    `nsp`, a corpus (or split) of fewer than two documents is an InputError
-    naming the files, what a document is in their layout, and `--nonsp`."""
+
+    InputError (from the readers) names the file and line of bad input. With
+    a sentence-pair task, a corpus (or split) that cannot give pairs is an
+    InputError naming the files, what a document is in their layout, and the
+    flag that turns the task off: for NSP fewer than two documents (found
+    before anything is written), for both a corpus that gives no pair."""
     directory.mkdir(parents=True, exist_ok=True)
     key = cache_key(sources, tokenizer, config)
     path, meta = directory / f"{name}-{key}.tfrecord", directory / f"{name}-{key}.json"
@@ -330,9 +366,10 @@ def prepare_examples(
         return data
     started = time.perf_counter()
     packer = _Packer(tokenizer, config)
+    task = config.sentence_task
     stream = enumerate(documents(sources, config.lenient))
     selected = (document for i, document in stream if keep_document is None or keep_document(i))
-    if config.nsp:
+    if task == NSP:
         selected = _at_least_two_documents(selected, sources, name)
     counts = {"examples": 0, "tokens": 0, "documents": 0, "one_sentence_documents": 0}
     labels = [0, 0]
@@ -348,11 +385,13 @@ def prepare_examples(
                     counts["examples"] += 1
                     counts["tokens"] += len(example["token_ids"])
                     labels[example["next_sentence_label"][0]] += 1
+        if task and counts["documents"] and not counts["examples"]:
+            raise _no_pairs(sources, name, task)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    if config.nsp:
-        counts["labels"] = labels
+    if task:
+        counts.update(sentence_task=task, labels=labels)
     os.replace(partial, path)
     meta.write_text(json.dumps(counts) + "\n")
     data = _prepared(path, counts)
@@ -362,7 +401,7 @@ def prepare_examples(
         data.examples,
         data.documents,
         data.tokens,
-        f"; {data.label_split()}" if data.labels else "",
+        f"; {task.upper()} {data.label_split()}" if task else "",
         time.perf_counter() - started,
         path,
     )
@@ -377,8 +416,17 @@ def _prepared(path: Path, counts: dict) -> PreparedData:
         counts["tokens"],
         counts["documents"],
         counts.get("one_sentence_documents", 0),
+        counts.get("sentence_task"),
         tuple(labels) if labels is not None else None,
     )
+
+
+def _corpus_files(sources: Sequence[tuple[str, Path]]) -> tuple[str, str]:
+    """The files of `sources` and what a document is in their layouts."""
+    files = ", ".join(dict.fromkeys(str(path) for _, path in sources))
+    layouts = dict.fromkeys(layout for layout, _ in sources)
+    meaning = "; ".join(f"in the {layout} layout a document is {DOCUMENT_IN_LAYOUT[layout]}" for layout in layouts)
+    return files, meaning
 
 
 def _at_least_two_documents(stream: Iterator[Document], sources: Sequence[tuple[str, Path]], name: str):
@@ -387,9 +435,7 @@ def _at_least_two_documents(stream: Iterator[Document], sources: Sequence[tuple[
     first = next(stream, None)
     second = next(stream, None)
     if second is None:
-        files = ", ".join(dict.fromkeys(str(path) for _, path in sources))
-        layouts = dict.fromkeys(layout for layout, _ in sources)
-        meaning = "; ".join(f"in the {layout} layout a document is {DOCUMENT_IN_LAYOUT[layout]}" for layout in layouts)
+        files, meaning = _corpus_files(sources)
         found = "no document" if first is None else "1 document"
         raise InputError(
             files,
@@ -402,20 +448,34 @@ def _at_least_two_documents(stream: Iterator[Document], sources: Sequence[tuple[
     yield from stream
 
 
+def _no_pairs(sources: Sequence[tuple[str, Path]], name: str, task: str) -> InputError:
+    files, meaning = _corpus_files(sources)
+    return InputError(
+        files,
+        None,
+        f"no {task.upper()} pair in the {name} text: every document is a single word, which cannot be split into "
+        f"segments A and B ({meaning}); give longer documents, or turn {task.upper()} off with --no{task}",
+    )
+
+
 def pair_warning(data: PreparedData, name: str) -> str | None:
-    """One line when the next-sentence labels of `data` cannot teach much,
-    naming the label split and its likely cause: the split outside
-    `BALANCED_LABELS`, or most documents one sentence (each then gives a
-    random B, the mistake of google-research/bert#125); None otherwise or
-    without pairs."""
+    """One line when the sentence-pair labels of `data` cannot teach much,
+    naming the label split and its likely cause: the NSP split outside
+    `BALANCED_LABELS` (SOP's is a fair coin's), or most documents one
+    sentence (NSP then gives them a random B, the mistake of
+    google-research/bert#125; SOP splits each inside its sentence); None
+    otherwise or without pairs."""
     if not data.labels or not data.documents:
         return None
     share = data.labels[0] / max(sum(data.labels), 1)
     one_sentence = data.one_sentence_documents / data.documents
-    if BALANCED_LABELS[0] <= share <= BALANCED_LABELS[1] and one_sentence <= 0.5:
+    balanced = BALANCED_LABELS[0] <= share <= BALANCED_LABELS[1] or data.sentence_task == SOP  # SOP: a fair coin
+    if balanced and one_sentence <= 0.5:
         return None
     if one_sentence > 0.5:
         cause = "likely one sentence per document (in the google layout, a blank line after every sentence)"
+        if data.sentence_task == SOP:
+            cause += ", so most pairs are the two halves of one sentence"
     elif share < BALANCED_LABELS[0]:
         cause = (
             "most examples hold one sentence, which always gets a random B: one sentence per document, or "
@@ -423,8 +483,9 @@ def pair_warning(data: PreparedData, name: str) -> str | None:
         )
     else:
         cause = "likely too few documents (a random B comes from another document)"
+    task = data.sentence_task.upper()
     return (
-        f"{name} next-sentence labels are {data.label_split()} over {sum(data.labels):,} pairs and "
+        f"{name} {task} labels are {data.label_split()} over {sum(data.labels):,} pairs and "
         f"{data.one_sentence_documents:,} of {data.documents:,} documents are one sentence: {cause}"
     )
 

@@ -1,23 +1,27 @@
-"""The masked-LM pretraining loop, on the `Trainer`'s machinery.
+"""The pretraining loop, on the `Trainer`'s machinery, for every recipe
+behind `kner.models.pretraining.PretrainingModel` (BERT's and ALBERT's
+masked LM with NSP or SOP, ...).
 
 `Pretrainer` is a `Trainer` (the same checkpointing, resume, chief-only
 writing, summaries and per-replica loss scaling under every
 `tf.distribute` strategy) that counts steps instead of epochs:
 
-- each replica divides its masked-LM loss sum by the `masked_lm_weights`
-  all-reduced over the global batch, and its next-sentence loss sum by the
-  global batch size, so the replicas' losses add up to Google's global-batch
-  loss (`kner.models.masked_lm`);
+- each replica divides each of the model's loss terms (`loss_terms`: the
+  masked-LM loss sum by the `masked_lm_weights`, the sentence loss by the
+  examples, ...) by its count all-reduced over the global batch, so the
+  replicas' losses add up to the global-batch loss of the original recipe;
 - the data are the prepared examples (`kner.data.pretraining_data`) with
   masks drawn in the input pipeline (`kner.data.masking`) from `(seed,
   example index)`; a resumed run skips the examples already seen and draws
   the masks the interrupted one would have;
 - every `eval_every` steps and at the end it scores the held-out examples,
-  masked once with a fixed seed (`masked_lm_accuracy`, `masked_lm_loss`,
-  `nsp_accuracy`, `nsp_loss`), into TensorBoard (`model_dir/dev`) and
-  `model_dir/eval_report.json`; at the best `masked_lm_accuracy` so far it
-  writes a Google-format checkpoint to `model_dir/best`, and at the end to
-  `model_dir` itself.
+  masked once with a fixed seed (the model's `report`: `masked_lm_accuracy`,
+  `masked_lm_loss`, `sop_accuracy`, ...), into TensorBoard
+  (`model_dir/dev`) and `model_dir/eval_report.json`; at the best
+  `best_metric` so far it writes the model's checkpoint
+  (`save_checkpoint`: Google's layout of its family) to `model_dir/best`,
+  and at the end to `model_dir` itself. The training summaries hold the loss
+  and each of its terms (`loss_terms/masked_lm_loss`, ...).
 
 Example:
 >>> trainer = Pretrainer(model, optimizer, strategy, "runs/pre", PretrainConfig(train_steps=1000), masker, "vocab.txt")
@@ -37,10 +41,9 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kner.backbones.bert_heads import save_pretraining_checkpoint
 from kner.data.masking import Masker, masked_dataset
 from kner.data.pretraining_data import parse_example
-from kner.models.masked_lm import MaskedLMModel, masked_lm_sums
+from kner.models.pretraining import PretrainingModel
 from kner.training.trainer import EVAL_REPORT, StopCheck, Trainer
 
 BEST_DIR = "best"
@@ -67,11 +70,11 @@ def records(path: str | Path) -> tf.data.Dataset:
 
 
 class Pretrainer(Trainer):
-    """Pretrains a `MaskedLMModel`; see the module docstring."""
+    """Pretrains a `PretrainingModel`; see the module docstring."""
 
     def __init__(
         self,
-        model: MaskedLMModel,
+        model: PretrainingModel,
         optimizer: keras.optimizers.Optimizer,
         strategy: tf.distribute.Strategy,
         model_dir: str | Path,
@@ -81,7 +84,7 @@ class Pretrainer(Trainer):
     ):
         super().__init__(model, optimizer, strategy, model_dir, config)
         self.masker, self.vocab_file = masker, Path(vocab_file)
-        self.best_accuracy = self.best_f1  # checkpointed: the best dev masked_lm_accuracy
+        self.best_score = self.best_f1  # checkpointed: the best dev `model.best_metric`
         self._eval_step = None
 
     # ---- one step ---------------------------------------------------------
@@ -89,21 +92,20 @@ class Pretrainer(Trainer):
     def _gradients(self, batch: dict[str, tf.Tensor], global_counts: tf.Tensor):
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
-            sums = masked_lm_sums(batch, self.model(batch, training=True))
-            loss = sums["masked_lm_loss"] / global_counts[0]
-            if "next_sentence_loss" in sums:
-                loss += sums["next_sentence_loss"] / global_counts[1]
-            scaled = self.optimizer.scale_loss(loss)
-        return loss, tape.gradient(scaled, variables)
+            sums = self.model.loss_sums(batch, self.model(batch, training=True))
+            terms = tf.stack([t.weight * sums[t.sum] / global_counts[i] for i, t in enumerate(self.model.loss_terms)])
+            scaled = self.optimizer.scale_loss(tf.reduce_sum(terms))
+        return terms, tape.gradient(scaled, variables)
 
     def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         context = tf.distribute.get_replica_context()
         examples = tf.cast(tf.shape(batch["token_ids"])[0], tf.float32)
-        counts = tf.stack([tf.reduce_sum(batch["masked_lm_weights"]), examples])
+        counts = self.model.loss_counts(batch)
+        counts = tf.stack([counts[term.count] for term in self.model.loss_terms])
         global_counts = tf.maximum(context.all_reduce(tf.distribute.ReduceOp.SUM, counts), 1.0)
-        loss, gradients = self._compute_gradients(batch, global_counts)
+        terms, gradients = self._compute_gradients(batch, global_counts)
         self.optimizer.apply(gradients, self.model.trainable_variables)
-        return tf.stack([loss, examples])
+        return tf.concat([tf.stack([tf.reduce_sum(terms), examples]), terms], axis=0)
 
     # ---- loops ------------------------------------------------------------
 
@@ -143,18 +145,11 @@ class Pretrainer(Trainer):
         if dev_path is not None and (report is None or report["step"] != int(self.step.numpy())):
             report = self._evaluate_and_keep(dev_path)
         if self.chief:
-            prefix = save_pretraining_checkpoint(
-                self.model.backbone, self.model.head_weights(), self.model_dir, self.vocab_file
-            )
-            print(f"wrote the Google-format checkpoint {prefix} (bert/* and {self._head_names()})", flush=True)
+            prefix, contents = self.model.save_checkpoint(self.model_dir, self.vocab_file)
+            print(f"wrote the Google-format checkpoint {prefix} ({contents})", flush=True)
         for writer in self._summaries.values():
             writer.flush()
         return report
-
-    def _head_names(self) -> str:
-        return " and ".join(
-            w.name.rsplit("/", 1)[0] for w in self.model.head_weights() if w.name.endswith("output_bias")
-        )
 
     def _train_loop(self, batches, dev_path) -> dict | None:
         config = self.config
@@ -166,20 +161,24 @@ class Pretrainer(Trainer):
         report, losses, examples, started = None, [], 0.0, time.perf_counter()
         while step < config.train_steps:
             learning_rate = float(self.optimizer.learning_rate)
-            loss, count = self._traced_step(next(batches)).numpy().tolist()
+            loss, count, *terms = self._traced_step(next(batches)).numpy().tolist()
             step = int(self.step.assign_add(1).numpy())
-            losses.append(loss)
+            losses.append([loss, *terms])
             examples += count
             progress.update(step, [("loss", loss), ("lr", learning_rate)])
             if step % config.log_every == 0:
                 speed = examples / (time.perf_counter() - started)
+                means = np.mean(losses, axis=0)
                 with self._writer("train").as_default(step=step):
-                    tf.summary.scalar("loss", np.mean(losses))
+                    tf.summary.scalar("loss", means[0])
+                    for term, value in zip(self.model.loss_terms, means[1:]):
+                        if term.weight:
+                            tf.summary.scalar(f"loss_terms/{term.sum}", value / term.weight)
                     tf.summary.scalar("learning_rate", learning_rate)
                     tf.summary.scalar("examples_per_second", speed)
                 if self.chief and not bar:
                     print(
-                        f"step {step}/{config.train_steps}: loss {np.mean(losses):.4f}, "
+                        f"step {step}/{config.train_steps}: loss {means[0]:.4f}, "
                         f"lr {learning_rate:.3g}, {speed:.1f} examples/s",
                         flush=True,
                     )
@@ -196,12 +195,12 @@ class Pretrainer(Trainer):
             self._check_stop()
         return report
 
-    def evaluate_masked_lm(self, path: str | Path) -> dict:
-        """`masked_lm_accuracy`, `masked_lm_loss` (and `nsp_accuracy`,
-        `nsp_loss`) over the examples at `path`, masked with `EVAL_SEED`."""
+    def evaluate_held_out(self, path: str | Path) -> dict:
+        """The model's `report` (`masked_lm_accuracy`, `masked_lm_loss`, ...)
+        over the examples at `path`, masked with `EVAL_SEED`."""
         dataset = masked_dataset(records(path), self.masker, self.config.eval_batch_size, EVAL_SEED, repeat=False)
         if self._eval_step is None:
-            step = lambda batch: masked_lm_sums(batch, self.model(batch, training=False))  # noqa: E731
+            step = lambda batch: self.model.loss_sums(batch, self.model(batch, training=False))  # noqa: E731
             self._eval_step = tf.function(
                 step, jit_compile=self.config.jit_compile, input_signature=[dataset.element_spec]
             )
@@ -209,28 +208,19 @@ class Pretrainer(Trainer):
         for batch in dataset:
             for name, value in self._eval_step(batch).items():
                 totals[name] = totals.get(name, 0.0) + float(value)
-        count, examples = max(totals.get("masked_lm_count", 0.0), 1.0), max(totals.get("examples", 0.0), 1.0)
-        report = {
-            "masked_lm_accuracy": totals.get("masked_lm_correct", 0.0) / count,
-            "masked_lm_loss": totals.get("masked_lm_loss", 0.0) / count,
-            "masked_lm_predictions": int(totals.get("masked_lm_count", 0.0)),
-            "examples": int(totals.get("examples", 0.0)),
-        }
-        if "next_sentence_loss" in totals:
-            report["nsp_accuracy"] = totals["next_sentence_correct"] / examples
-            report["nsp_loss"] = totals["next_sentence_loss"] / examples
-        return report
+        return self.model.report(totals)
 
     def _evaluate_and_keep(self, dev_path) -> dict:
         step = int(self.step.numpy())
-        report = {"step": step, **self.evaluate_masked_lm(dev_path)}
+        report = {"step": step, **self.evaluate_held_out(dev_path)}
         with self._writer("dev").as_default(step=step):
             for name, value in report.items():
                 if name not in ("step", "examples", "masked_lm_predictions"):
                     tf.summary.scalar(name, value)
-        improved = report["masked_lm_accuracy"] > float(self.best_accuracy.numpy())
+        score = report[self.model.best_metric]
+        improved = score > float(self.best_score.numpy())
         if improved:
-            self.best_accuracy.assign(report["masked_lm_accuracy"])
+            self.best_score.assign(score)
         if self.chief:
             scores = ", ".join(f"{k} {v:.4f}" for k, v in report.items() if isinstance(v, float))
             print(f"\ndev at step {step}: {scores}", flush=True)
@@ -240,8 +230,6 @@ class Pretrainer(Trainer):
             report["history"] = history
             (self.model_dir / EVAL_REPORT).write_text(json.dumps(report, indent=1) + "\n")
             if improved:
-                save_pretraining_checkpoint(
-                    self.model.backbone, self.model.head_weights(), self.model_dir / BEST_DIR, self.vocab_file
-                )
+                self.model.save_checkpoint(self.model_dir / BEST_DIR, self.vocab_file)
         logging.info("eval at step %d: %s", step, report)
         return report

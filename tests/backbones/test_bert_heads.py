@@ -11,10 +11,11 @@ from google_fixtures import layer_norm, make_inputs, write_tf1_checkpoint
 from test_bert import SMALL, google_weights, reference_forward, write_google_dir
 
 from kner.backbones import bert_heads
+from kner.backbones.loader import save_google_checkpoint
 from kner.backbones.tf1_checkpoint import read_variables
 from kner.checkpoint import inspect, load_backbone
 from kner.errors import InputError
-from kner.models.masked_lm import MaskedLMModel, dummy_features
+from kner.models.pretraining import MaskedLMModel, dummy_features
 
 
 def random_heads(config, seed=5):
@@ -46,9 +47,9 @@ def reference_next_sentence_logits(weights, pooled):
     return pooled @ w["cls/seq_relationship/output_weights"].T + w["cls/seq_relationship/output_bias"]
 
 
-def load_model(directory, next_sentence=True):
+def load_model(directory, sentence_task="nsp"):
     backbone = load_backbone(directory)
-    model = MaskedLMModel(backbone, next_sentence=next_sentence)
+    model = MaskedLMModel(backbone, sentence_task=sentence_task)
     model(dummy_features())
     for weights in model.heads().values():
         bert_heads.assign_head_weights(directory / "bert_model.ckpt", weights)
@@ -96,7 +97,7 @@ def test_masked_lm_and_nsp_logits_equal_googles_heads_in_numpy(google_dir):
     expected = reference_masked_lm_logits(SMALL, weights, sequence, positions)
     np.testing.assert_allclose(outputs["masked_lm_logits"].numpy(), expected, atol=1e-5, rtol=1e-5)
     nsp = reference_next_sentence_logits(weights, pooled)
-    np.testing.assert_allclose(outputs["next_sentence_logits"].numpy(), nsp, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(outputs["sentence_logits"].numpy(), nsp, atol=1e-5, rtol=1e-5)
     # The epsilon is Google's: keras-hub's default 1e-5 would be visible here.
     assert model.masked_lm_head.layer_norm_epsilon == 1e-12
 
@@ -105,7 +106,11 @@ def test_write_then_load_is_bit_identical_heads_included(google_dir, tmp_path):
     directory, _ = google_dir
     model = load_model(directory)
     out = tmp_path / "out"
-    bert_heads.save_pretraining_checkpoint(model.backbone, model.head_weights(), out, directory / "vocab.txt")
+    prefix, contents = model.save_checkpoint(out, directory / "vocab.txt")
+    assert (
+        prefix == out / "bert_model.ckpt"
+        and contents == "bert layout, bert/* and cls/predictions and cls/seq_relationship"
+    )
     assert sorted(p.name for p in out.iterdir()) == [
         "bert_config.json",
         "bert_model.ckpt.data-00000-of-00001",
@@ -115,7 +120,7 @@ def test_write_then_load_is_bit_identical_heads_included(google_dir, tmp_path):
     original = tf.train.load_checkpoint(str(directory / "bert_model.ckpt"))
     written = tf.train.load_checkpoint(str(out / "bert_model.ckpt"))
     names = written.get_variable_to_shape_map()
-    assert bert_heads.heads_in(names) == ["masked_lm", "next_sentence"]
+    assert bert_heads.heads_in(names) == ["masked_lm", "seq_relationship"]
     assert not any(name.endswith(("adam_m", "adam_v")) or name == "global_step" for name in names)
     for name in names:
         np.testing.assert_array_equal(written.get_tensor(name), original.get_tensor(name), err_msg=name)
@@ -135,20 +140,21 @@ def test_missing_or_misshapen_head_variables_are_named(google_dir, tmp_path):
     with pytest.raises(InputError, match="cls/predictions/output_bias has shape \\[3\\]"):
         bert_heads.assign_head_weights(prefix, model.heads()["masked_lm"])
     with pytest.raises(InputError, match="lacks variable cls/seq_relationship/output_weights"):
-        bert_heads.assign_head_weights(prefix, model.heads()["next_sentence"])
+        bert_heads.assign_head_weights(prefix, model.heads()["seq_relationship"])
 
 
 def test_inspect_says_which_heads_a_checkpoint_has(google_dir, tmp_path, capsys):
     directory, _ = google_dir
     inspect(directory)
-    assert "pretraining heads: masked LM (cls/predictions), next-sentence prediction" in capsys.readouterr().out
-    model = load_model(directory, next_sentence=False)
-    bert_heads.save_pretraining_checkpoint(
-        model.backbone, model.head_weights(), tmp_path / "mlm", directory / "vocab.txt"
+    assert (
+        "pretraining heads: masked LM (cls/predictions), next-sentence or sentence-order prediction"
+        in capsys.readouterr().out
     )
+    model = load_model(directory, sentence_task=None)
+    model.save_checkpoint(tmp_path / "mlm", directory / "vocab.txt")
     inspect(tmp_path / "mlm")
     out = capsys.readouterr().out
     assert "pretraining heads: masked LM (cls/predictions) (kner.pretrain" in out
-    bert_heads.save_pretraining_checkpoint(model.backbone, [], tmp_path / "bare", directory / "vocab.txt")
+    save_google_checkpoint(model.backbone, tmp_path / "bare", directory / "vocab.txt")
     inspect(tmp_path / "bare")
     assert "pretraining heads: none" in capsys.readouterr().out

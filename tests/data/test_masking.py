@@ -6,6 +6,8 @@ import pytest
 import tensorflow as tf
 
 from kner.data.masking import Masker, masked_dataset
+from kner.data.pretraining_data import ExampleConfig, parse_example, prepare_examples
+from kner.data.tokenizer import CharTokenizer, build_vocab
 
 VOCAB, MASK_ID, CLS_ID, SEP_ID = 1000, 5, 3, 4
 LENGTH = 64
@@ -114,3 +116,83 @@ def test_same_seed_same_masks_new_masks_each_pass():
     resumed = first_batches(1, skip=4)
     np.testing.assert_array_equal(resumed[0], a[1])
     np.testing.assert_array_equal(resumed[1], a[2])
+
+
+def albert_selection(word_lengths, order, drawn, num_to_predict, max_ngram):
+    """The token positions google-research/albert `create_masked_lm_predictions`
+    takes (its selection loop, transcribed), given the visiting order of the
+    words (its `rng.shuffle(ngram_indexes)`) and the n drawn at each visit
+    (its `np.random.choice(ngrams, p=pvals)`); positions count from 0."""
+    cand_indexes, start = [], 0
+    for k in word_lengths:
+        cand_indexes.append(list(range(start, start + k)))
+        start += k
+    ngram_indexes = [[cand_indexes[idx : idx + n] for n in range(1, max_ngram + 1)] for idx in range(len(cand_indexes))]
+    masked_lms, covered_indexes = [], set()
+    for cand_index_set, n in zip([ngram_indexes[i] for i in order], drawn):
+        if len(masked_lms) >= num_to_predict:
+            break
+        if not cand_index_set:
+            continue
+        index_set = sum(cand_index_set[n - 1], [])
+        n -= 1
+        while len(masked_lms) + len(index_set) > num_to_predict:
+            if n == 0:
+                break
+            index_set = sum(cand_index_set[n - 1], [])
+            n -= 1
+        if len(masked_lms) + len(index_set) > num_to_predict:
+            continue
+        if any(index in covered_indexes for index in index_set):
+            continue
+        for index in index_set:
+            covered_indexes.add(index)
+            masked_lms.append(index)
+    return covered_indexes
+
+
+def test_ngram_lengths_are_drawn_with_probability_proportional_to_one_over_n():
+    draws = Masker(VOCAB, MASK_ID, ngram=3).ngram_lengths(tf.constant(30000), tf.constant([4, 2], tf.int64)).numpy()
+    frequencies = np.bincount(draws, minlength=4)[1:] / draws.size
+    expected = np.array([1, 1 / 2, 1 / 3]) / (1 + 1 / 2 + 1 / 3)  # 6/11, 3/11, 2/11
+    np.testing.assert_allclose(frequencies, expected, atol=0.01)
+    assert set(Masker(VOCAB, MASK_ID).ngram_lengths(tf.constant(50), tf.constant([4, 2], tf.int64)).numpy()) == {1}
+
+
+def test_ngram_selection_equals_alberts_loop_shrinking_to_fit_the_budget():
+    rng = np.random.default_rng(5)
+    masker = Masker(VOCAB, MASK_ID, ngram=3)
+    take = tf.function(
+        masker.take_ngrams, input_signature=[tf.TensorSpec([None], tf.int32)] * 3 + [tf.TensorSpec([], tf.int32)]
+    )
+    multiword = 0
+    for trial in range(80):
+        lengths = random_words(rng, int(rng.integers(3, 60)))
+        order = rng.permutation(len(lengths))
+        drawn = rng.choice([1, 2, 3], len(lengths), p=[6 / 11, 3 / 11, 2 / 11])
+        target = int(rng.integers(1, 20))
+        taken = take(*(tf.constant(x, tf.int32) for x in (lengths, order, drawn, target))).numpy()
+        positions = {i for i, word in enumerate(np.repeat(np.arange(len(lengths)), lengths)) if taken[word]}
+        assert positions == albert_selection(lengths, order, drawn, target, 3), trial
+        words = np.flatnonzero(taken)
+        multiword += int((np.diff(words) == 1).any())
+    assert multiword > 20  # n-grams of several words are taken, not only single words
+
+
+def test_ngram_masks_never_split_a_jieba_word(tmp_path):
+    text = "清晨的江边总是很安静。几位老人在柳树下打太极拳。卖豆浆的小车慢慢推过石板路。图书馆重新装修了。"
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join([text] * 4) + "\n", encoding="utf-8")
+    tok = CharTokenizer(build_vocab([text]))
+    data = prepare_examples([("line", corpus)], tok, ExampleConfig(64, sentence_task="sop"), corpus.parent, "train")
+    records = tf.data.TFRecordDataset(str(data.path)).map(parse_example)
+    masker = Masker(tok.vocabulary_size, MASK_ID, max_seq_length=64, masked_lm_prob=0.3, ngram=3)
+    choose = tf.function(masker.choose)
+    spans = 0
+    for index, ex in enumerate(records.repeat(10)):
+        chosen = choose(ex["word_ids"], tf.constant([11, index], tf.int64)).numpy()
+        word_ids = ex["word_ids"].numpy()
+        for word in set(word_ids[word_ids >= 0]):
+            assert chosen[word_ids == word].all() or not chosen[word_ids == word].any()
+        spans += len(set(word_ids[chosen]))
+    assert spans > 0

@@ -75,7 +75,9 @@ def test_nsp_pairs_have_two_segments_and_both_labels(tmp_path):
     corpus = tmp_path / "g.txt"
     documents = ["\n".join(split_sentences(t) * 3) for t in TEXT * 4]
     corpus.write_text("\n\n".join(documents) + "\n", encoding="utf-8")
-    data = prepare_examples([("google", corpus)], tokenizer(), ExampleConfig(40, nsp=True), tmp_path, "train")
+    data = prepare_examples(
+        [("google", corpus)], tokenizer(), ExampleConfig(40, sentence_task="nsp"), tmp_path, "train"
+    )
     examples = read(data.path)
     labels = {int(ex["next_sentence_label"]) for ex in examples}
     assert labels == {0, 1}
@@ -109,7 +111,9 @@ def test_nsp_on_one_document_is_an_error_naming_the_file_the_layout_and_nonsp(tm
     labels (and, before, examples without a segment B)."""
     corpus = nsp_corpus(tmp_path, [SENTENCES * 20])
     with pytest.raises(InputError) as error:
-        prepare_examples([("google", corpus)], tokenizer(), ExampleConfig(40, nsp=True), tmp_path / "cache", "train")
+        prepare_examples(
+            [("google", corpus)], tokenizer(), ExampleConfig(40, sentence_task="nsp"), tmp_path / "cache", "train"
+        )
     message = str(error.value)
     assert message.startswith(f"{corpus}: 1 document in the train text") and "\n" not in message
     assert "in the google layout a document is the lines (one sentence each) up to a blank line" in message
@@ -118,7 +122,9 @@ def test_nsp_on_one_document_is_an_error_naming_the_file_the_layout_and_nonsp(tm
     line = tmp_path / "line.txt"
     line.write_text("".join(TEXT) + "\n", encoding="utf-8")
     with pytest.raises(InputError, match=r"in the line layout a document is one line"):
-        prepare_examples([("line", line)], tokenizer(), ExampleConfig(40, nsp=True), tmp_path / "cache", "train")
+        prepare_examples(
+            [("line", line)], tokenizer(), ExampleConfig(40, sentence_task="nsp"), tmp_path / "cache", "train"
+        )
     # Without NSP one document is fine.
     assert prepare_examples([("google", corpus)], tokenizer(), ExampleConfig(40), tmp_path / "cache", "train").examples
 
@@ -128,7 +134,7 @@ def test_nsp_with_a_blank_line_after_every_sentence_warns_and_never_leaves_b_emp
     only random B segments, which the warning names."""
     corpus = nsp_corpus(tmp_path, [[s] for s in SENTENCES * 10])
     tok = tokenizer()
-    data = prepare_examples([("google", corpus)], tok, ExampleConfig(40, nsp=True), tmp_path, "train")
+    data = prepare_examples([("google", corpus)], tok, ExampleConfig(40, sentence_task="nsp"), tmp_path, "train")
     examples = read(data.path)
     assert data.examples == len(examples) == len(SENTENCES) * 10
     assert all(segments(ex, tok)[1] for ex in examples)
@@ -143,7 +149,7 @@ def test_nsp_on_proper_documents_is_balanced_and_is_next_means_b_follows_a(tmp_p
     documents = [[SENTENCES[i] for i in rng.choice(len(SENTENCES), 6, replace=False)] for _ in range(60)]
     corpus = nsp_corpus(tmp_path, documents)
     tok = tokenizer()
-    data = prepare_examples([("google", corpus)], tok, ExampleConfig(40, nsp=True), tmp_path, "train")
+    data = prepare_examples([("google", corpus)], tok, ExampleConfig(40, sentence_task="nsp"), tmp_path, "train")
     assert 0.3 <= data.labels[0] / data.examples <= 0.7 and pair_warning(data, "training") is None
     texts = ["".join(d) for d in documents]
     for ex in read(data.path):
@@ -152,8 +158,42 @@ def test_nsp_on_proper_documents_is_balanced_and_is_next_means_b_follows_a(tmp_p
         if ex["next_sentence_label"] == 0:
             assert any(a + b in text for text in texts), (a, b)
     # Cached: the split comes back with the examples.
-    again = prepare_examples([("google", corpus)], tok, ExampleConfig(40, nsp=True), tmp_path, "train")
+    again = prepare_examples([("google", corpus)], tok, ExampleConfig(40, sentence_task="nsp"), tmp_path, "train")
     assert again.labels == data.labels and again.one_sentence_documents == 0
+
+
+def test_sop_pairs_are_consecutive_segments_of_one_document_swapped_half_the_time(tmp_path):
+    rng = np.random.default_rng(1)
+    documents = [[SENTENCES[i] for i in rng.choice(len(SENTENCES), 5, replace=False)] for _ in range(150)]
+    documents += [[SENTENCES[i]] for i in range(len(SENTENCES))] * 5  # one sentence: split at a jieba word boundary
+    corpus = nsp_corpus(tmp_path, documents)
+    tok = tokenizer()
+    data = prepare_examples([("google", corpus)], tok, ExampleConfig(40, sentence_task="sop"), tmp_path, "train")
+    examples = read(data.path)
+    assert data.sentence_task == "sop" and sum(data.labels) == data.examples == len(examples) > 300
+    texts = ["".join(d) for d in documents]
+    boundaries = {s: np.cumsum(word_lengths(s)).tolist() for s in SENTENCES}
+    for ex in examples:
+        a, b = segments(ex, tok)
+        assert a and b and len(ex["token_ids"]) <= 40
+        first, second = (b, a) if ex["next_sentence_label"] == 1 else (a, b)
+        assert any(first + second in text for text in texts), (a, b, ex["next_sentence_label"])
+        if first + second in boundaries:  # a one-sentence document, split between two of its words
+            assert len(first) in boundaries[first + second]
+    swapped = data.labels[1] / data.examples
+    assert abs(swapped - 0.5) < 3 * np.sqrt(0.25 / data.examples)  # a fair coin, within 3 standard deviations
+    assert pair_warning(data, "training") is None
+
+
+def test_sop_on_one_word_documents_is_an_error_naming_nosop(tmp_path):
+    corpus = nsp_corpus(tmp_path, [["今天"], ["公园"]])
+    with pytest.raises(InputError, match=r"no SOP pair in the train text: every document is a single word.*--nosop"):
+        prepare_examples([("google", corpus)], tokenizer(), ExampleConfig(40, sentence_task="sop"), tmp_path, "train")
+    assert not list(tmp_path.glob("train-*"))
+    # One document is enough for SOP.
+    one = nsp_corpus(tmp_path, [SENTENCES])
+    data = prepare_examples([("google", one)], tokenizer(), ExampleConfig(40, sentence_task="sop"), tmp_path, "train")
+    assert data.examples > 1
 
 
 def test_ner_layouts_and_held_out_documents(tmp_path):

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -149,3 +151,115 @@ def test_under_mixed_bfloat16_gradients_weights_and_adam_state_stay_float32():
     assert {v.dtype for v in variables} == {"float32"}
     moved = [not np.array_equal(v.numpy(), old) for v, old in zip(variables, before)]
     assert sum(moved) > len(variables) // 2
+
+
+# google-research/albert optimization.py `create_optimizer`: LAMB's exclusions.
+LAMB_EXCLUDED = ["LayerNorm", "layer_norm", "bias"]
+
+
+def lamb_reference(names, params, grads, slots, rate, weight_decay, clip_norm, beta_1=0.9, beta_2=0.999, eps=1e-6):
+    """One step of google-research/albert: `tf.clip_by_global_norm` in
+    `create_optimizer`, then `LAMBOptimizer.apply_gradients`
+    (`lamb_optimizer.py`), transcribed into NumPy. `slots` maps a name to
+    its `(m, v)`, updated in place; returns the new params."""
+    global_norm = np.sqrt(sum(np.sum(np.square(g)) for g in grads))
+    grads = [g * clip_norm / max(global_norm, clip_norm) for g in grads]
+    result = []
+    for name, param, grad in zip(names, params, grads):
+        m, v = slots.get(name, (np.zeros_like(param), np.zeros_like(param)))
+        next_m = beta_1 * m + (1.0 - beta_1) * grad
+        next_v = beta_2 * v + (1.0 - beta_2) * np.square(grad)
+        update = next_m / (np.sqrt(next_v) + eps)
+        excluded = any(re.search(r, name) is not None for r in LAMB_EXCLUDED)
+        if weight_decay and not excluded:
+            update += weight_decay * param
+        ratio = 1.0
+        if not excluded:
+            w_norm, g_norm = np.linalg.norm(param), np.linalg.norm(update)
+            ratio = (w_norm / g_norm if g_norm > 0 else 1.0) if w_norm > 0 else 1.0
+        result.append(param - ratio * rate * update)
+        slots[name] = (next_m, next_v)
+    return result
+
+
+def dense(gradient, variable) -> np.ndarray:
+    """A gradient as a dense array, rows of IndexedSlices added up in NumPy."""
+    if isinstance(gradient, tf.IndexedSlices):
+        table = np.zeros(variable.shape, np.float64)
+        np.add.at(table, gradient.indices.numpy(), gradient.values.numpy())
+        return table
+    return gradient.numpy().astype(np.float64)
+
+
+def test_lamb_steps_equal_albert_lamb_optimizer_in_numpy():
+    """Two LAMB steps on a tiny ALBERT with SOP (LayerNorms, biases, shared
+    layers; a sparse embedding gradient with repeated rows), the gradient
+    clipped to norm 1, against the NumPy
+    transcription, which picks the excluded variables by their Google names."""
+    from kner.backbones.albert import weight_table
+    from kner.models.pretraining import MaskedLMModel, dummy_features
+    from kner.training.optimization import Lamb
+
+    keras.utils.set_random_seed(4)
+    config = {**tiny_config(60, layers=2), "embedding_size": 16, "hidden_act": "relu"}
+    model = MaskedLMModel(backbone_from_config(config), sentence_task="sop")
+    model(dummy_features())
+    names = {id(w.variable): w.name for w in [*weight_table(model.backbone), *model.head_weights()]}
+    variables = model.trainable_variables
+    assert all(id(v) in names for v in variables)
+    features = {
+        "token_ids": tf.constant([[2, 7, 7, 9, 3, 7], [2, 11, 7, 3, 0, 0]]),
+        "segment_ids": tf.constant([[0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 0, 0]]),
+        "padding_mask": tf.constant([[True] * 6, [True] * 4 + [False] * 2]),
+        "masked_lm_positions": tf.constant([[1, 2], [2, 0]]),
+        "masked_lm_ids": tf.constant([7, 9, 5, 0], shape=(2, 2)),
+        "masked_lm_weights": tf.constant([[1.0, 1.0], [1.0, 0.0]]),
+        "next_sentence_label": tf.constant([1, 0]),
+    }
+    rate, weight_decay = 0.01, 0.01
+    optimizer = Lamb(rate, weight_decay=weight_decay, clip_norm=1.0)
+    optimizer.build(variables)
+    slots = {}
+    for _ in range(2):
+        with tf.GradientTape() as tape:
+            sums = model.loss_sums(features, model(features, training=True))
+            loss = 100.0 * (sums["masked_lm_loss"] / sums["masked_lm_count"] + sums["sop_loss"] / 2.0)
+        gradients = tape.gradient(loss, variables)
+        # The segment table's gradient comes as IndexedSlices, a row per token (the word embeddings' is dense:
+        # the masked-LM head reads the whole table).
+        segments = gradients[[v.path for v in variables].index(model.backbone.segment_embedding.embeddings.path)]
+        assert isinstance(segments, tf.IndexedSlices) and len(set(segments.indices.numpy())) < len(segments.indices)
+        params = [v.numpy().astype(np.float64) for v in variables]
+        grads = [dense(g, v) for g, v in zip(gradients, variables)]
+        assert np.sqrt(sum(np.sum(g**2) for g in grads)) > 1.0  # the clip is at work
+        expected = lamb_reference([names[id(v)] for v in variables], params, grads, slots, rate, weight_decay, 1.0)
+        optimizer.apply(gradients, variables)
+        for variable, want in zip(variables, expected):
+            np.testing.assert_allclose(variable.numpy(), want, rtol=2e-5, atol=1e-7, err_msg=names[id(variable)])
+    excluded = [n for n in names.values() if any(r in n for r in LAMB_EXCLUDED)]
+    assert any("LayerNorm" in n for n in excluded) and any(n.endswith("bias") for n in excluded)
+
+
+def test_lamb_adds_repeated_embedding_rows_before_clipping_and_squaring():
+    """A token seen twice gives an IndexedSlices gradient with its row twice:
+    kner's LAMB, like its AdamW, sums the rows first (TF1 and PyTorch see
+    one dense gradient), so the global norm and v see the summed row; Keras'
+    `Lamb` differs."""
+    from kner.training.optimization import Lamb
+
+    start = np.arange(1.0, 9.0, dtype=np.float32).reshape(4, 2) / 10
+    rows = tf.IndexedSlices(tf.constant([[3.0, -1.0], [3.0, -1.0], [0.5, 2.0]]), tf.constant([1, 1, 3]), (4, 2))
+    table = keras.Variable(start, name="embeddings")
+    optimizer = Lamb(0.1, weight_decay=0.01, clip_norm=1.0)
+    optimizer.build([table])
+    optimizer.apply([rows], [table])
+    summed = dense(rows, table)
+    expected = lamb_reference(
+        ["bert/embeddings/word_embeddings"], [start.astype(np.float64)], [summed], {}, 0.1, 0.01, 1.0
+    )
+    np.testing.assert_allclose(table.numpy(), expected[0], rtol=1e-6)
+    keras_table = keras.Variable(start, name="embeddings")
+    keras_lamb = keras.optimizers.Lamb(0.1, epsilon=1e-6, global_clipnorm=1.0, weight_decay=0.01)
+    keras_lamb.build([keras_table])
+    keras_lamb.apply([rows], [keras_table])
+    assert np.abs(keras_table.numpy() - expected[0]).max() > 1e-4

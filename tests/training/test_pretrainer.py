@@ -11,18 +11,20 @@ CHILD = REPO / "tests" / "pretrain_child.py"
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_pretrains_like_one_device(tmp_path):
-    """Masked LM + NSP, 4 steps of 8 examples, clip norm 0.5: the default
-    strategy and MirroredStrategy on two CPUs (4 + 4 examples) give the same
-    losses and weights."""
+@pytest.mark.parametrize("model_type", ["bert", "albert"])
+def test_mirrored_strategy_pretrains_like_one_device(tmp_path, model_type):
+    """4 steps of 8 examples, clip norm 0.5: the default strategy and
+    MirroredStrategy on two CPUs (4 + 4 examples) give the same losses and
+    weights, for BERT (masked LM + NSP, AdamW) and ALBERT (shared layers,
+    n-gram masking + SOP, LAMB)."""
     log = tmp_path / "child.log"
     with open(log, "w") as out:
-        command = [sys.executable, str(CHILD), str(tmp_path), "default", "mirrored"]
+        command = [sys.executable, str(CHILD), str(tmp_path), model_type, "default", "mirrored"]
         code = subprocess.run(command, cwd=REPO, env=child_env(), stdout=out, stderr=subprocess.STDOUT, timeout=400)
     assert code.returncode == 0, log.read_text()[-3000:]
     runs = {}
     for name in ("default", "mirrored"):
-        with np.load(tmp_path / f"{name}.npz") as dump:
+        with np.load(tmp_path / f"{model_type}-{name}.npz") as dump:
             runs[name] = dump["losses"], [dump[f"w{i}"] for i in range(len(dump.files) - 1)]
     (losses, weights), (mirrored_losses, mirrored_weights) = runs["default"], runs["mirrored"]
     assert len(losses) == 4 and losses[0] > 0 and losses[-1] != losses[0]

@@ -1,7 +1,8 @@
 """`MaskedLMModel` under `mixed_bfloat16`: the encoder computes in bfloat16,
 the masked-LM head (transform and vocab logits), the next-sentence head, the
 log-softmax and the losses in float32, and every variable is float32 (the
-masked-LM and NSP logits against Google's in NumPy: tests/backbones/test_bert_heads.py)."""
+masked-LM and NSP logits against Google's in NumPy: tests/backbones/test_bert_heads.py; ALBERT's with
+SOP: test_albert_pretraining.py)."""
 
 import keras
 import numpy as np
@@ -10,7 +11,7 @@ import tensorflow as tf
 from tagger_dirs import tiny_config
 
 from kner.checkpoint import backbone_from_config
-from kner.models.masked_lm import MaskedLMModel, dummy_features, masked_lm_sums
+from kner.models.pretraining import MaskedLMModel, dummy_features
 
 VOCAB = 101  # no other dimension of the tiny config has this size: it marks the vocab projection
 MATMULS = ("MatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum")
@@ -33,7 +34,7 @@ def pretraining_features(batch=3, length=16, predictions=4, seed=0) -> dict[str,
 def model_under(policy: str) -> MaskedLMModel:
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = MaskedLMModel(backbone_from_config(tiny_config(VOCAB)), next_sentence=True)
+        model = MaskedLMModel(backbone_from_config(tiny_config(VOCAB)), sentence_task="nsp")
         model(dummy_features())
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -55,19 +56,19 @@ def test_mixed_bfloat16_keeps_the_heads_logits_and_losses_in_float32():
     model.set_weights(reference.get_weights())
     assert {v.dtype for v in model.variables} == {"float32"}  # what the optimizer updates and the checkpoint holds
     assert model.backbone.compute_dtype == "bfloat16"
-    assert model.masked_lm_head.compute_dtype == model.next_sentence_head.compute_dtype == "float32"
+    assert model.masked_lm_head.compute_dtype == model.sentence_head.compute_dtype == "float32"
 
     features = pretraining_features()
     outputs, expected = model(features), reference(features)
-    for name in ("masked_lm_logits", "next_sentence_logits"):
+    for name in ("masked_lm_logits", "sentence_logits"):
         assert outputs[name].dtype == tf.float32
         np.testing.assert_allclose(outputs[name], expected[name], atol=0.01)
-    sums, expected_sums = masked_lm_sums(features, outputs), masked_lm_sums(features, expected)
+    sums, expected_sums = model.loss_sums(features, outputs), model.loss_sums(features, expected)
     assert {value.dtype for value in sums.values()} == {tf.float32}
-    for name in ("masked_lm_loss", "next_sentence_loss"):
+    for name in ("masked_lm_loss", "nsp_loss"):
         assert float(sums[name]) == pytest.approx(float(expected_sums[name]), rel=0.02)
 
-    ops = traced_ops(lambda f: masked_lm_sums(f, model(f, training=True)), features)
+    ops = traced_ops(lambda f: model.loss_sums(f, model(f, training=True)), features)
     matmuls = [op for op in ops if op.type in MATMULS]
     vocab_projection = {dtype_of(op) for op in matmuls if op.outputs[0].shape[-1] == VOCAB}
     next_sentence = {dtype_of(op) for op in matmuls if op.outputs[0].shape[-1] == 2}
@@ -83,8 +84,8 @@ def test_mixed_bfloat16_gradients_are_float32_for_every_variable():
     model = model_under("mixed_bfloat16")
     features = pretraining_features()
     with tf.GradientTape() as tape:
-        sums = masked_lm_sums(features, model(features, training=True))
-        loss = sums["masked_lm_loss"] / sums["masked_lm_count"] + sums["next_sentence_loss"] / sums["examples"]
+        sums = model.loss_sums(features, model(features, training=True))
+        loss = sums["masked_lm_loss"] / sums["masked_lm_count"] + sums["nsp_loss"] / sums["examples"]
     gradients = tape.gradient(loss, model.trainable_variables)
     assert all(g is not None for g in gradients)
     assert {tf.convert_to_tensor(g).dtype for g in gradients} == {tf.float32}
