@@ -1,2 +1,3 @@
-"""Heads and whole models: the CRF (`crf`), the tagger (`tagger`) and what a
-trained model_dir holds (`artifacts`)."""
+"""Heads and whole models: the CRF (`crf`), the tagger (`tagger`), what a
+trained model_dir holds (`artifacts`), and the pretraining recipes behind one
+interface (`pretraining`)."""

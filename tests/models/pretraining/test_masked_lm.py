@@ -31,10 +31,18 @@ def pretraining_features(batch=3, length=16, predictions=4, seed=0) -> dict[str,
     }
 
 
-def model_under(policy: str) -> MaskedLMModel:
+# BERT with NSP, and Google-layout ALBERT (embedding 16 < hidden 32, two layers sharing a block) with SOP.
+RECIPES = {
+    "bert": (tiny_config(VOCAB), "nsp"),
+    "albert": ({**tiny_config(VOCAB, layers=2), "embedding_size": 16, "hidden_act": "relu"}, "sop"),
+}
+
+
+def model_under(policy: str, model_type: str = "bert") -> MaskedLMModel:
+    config, task = RECIPES[model_type]
     keras.mixed_precision.set_global_policy(policy)
     try:
-        model = MaskedLMModel(backbone_from_config(tiny_config(VOCAB)), sentence_task="nsp")
+        model = MaskedLMModel(backbone_from_config(config), sentence_task=task)
         model(dummy_features())
     finally:
         keras.mixed_precision.set_global_policy("float32")
@@ -49,10 +57,11 @@ def dtype_of(op: tf.Operation) -> str | None:
     return op.get_attr("T").name if "T" in op.node_def.attr else None
 
 
-def test_mixed_bfloat16_keeps_the_heads_logits_and_losses_in_float32():
+@pytest.mark.parametrize("model_type", list(RECIPES))
+def test_mixed_bfloat16_keeps_the_heads_logits_and_losses_in_float32(model_type):
     keras.utils.set_random_seed(3)
-    reference = model_under("float32")
-    model = model_under("mixed_bfloat16")
+    reference = model_under("float32", model_type)
+    model = model_under("mixed_bfloat16", model_type)
     model.set_weights(reference.get_weights())
     assert {v.dtype for v in model.variables} == {"float32"}  # what the optimizer updates and the checkpoint holds
     assert model.backbone.compute_dtype == "bfloat16"
@@ -65,7 +74,7 @@ def test_mixed_bfloat16_keeps_the_heads_logits_and_losses_in_float32():
         np.testing.assert_allclose(outputs[name], expected[name], atol=0.01)
     sums, expected_sums = model.loss_sums(features, outputs), model.loss_sums(features, expected)
     assert {value.dtype for value in sums.values()} == {tf.float32}
-    for name in ("masked_lm_loss", "nsp_loss"):
+    for name in ("masked_lm_loss", f"{model.sentence_task}_loss"):
         assert float(sums[name]) == pytest.approx(float(expected_sums[name]), rel=0.02)
 
     ops = traced_ops(lambda f: model.loss_sums(f, model(f, training=True)), features)
