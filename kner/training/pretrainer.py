@@ -107,6 +107,9 @@ class Pretrainer(Trainer):
         self.optimizer.apply(gradients, self.model.trainable_variables)
         return tf.concat([tf.stack([tf.reduce_sum(terms), examples]), terms], axis=0)
 
+    def _loss_term_weights(self) -> list[tuple[str, float]]:
+        return [(term.sum, term.weight) for term in self.model.loss_terms]
+
     # ---- loops ------------------------------------------------------------
 
     def train_dataset(self, path: str | Path, skip_steps: int = 0) -> tf.data.Dataset:
@@ -170,10 +173,7 @@ class Pretrainer(Trainer):
                 speed = examples / (time.perf_counter() - started)
                 means = np.mean(losses, axis=0)
                 with self._writer("train").as_default(step=step):
-                    tf.summary.scalar("loss", means[0])
-                    for term, value in zip(self.model.loss_terms, means[1:]):
-                        if term.weight:
-                            tf.summary.scalar(f"loss_terms/{term.sum}", value / term.weight)
+                    self._log_losses(means)
                     tf.summary.scalar("learning_rate", learning_rate)
                     tf.summary.scalar("examples_per_second", speed)
                 if self.chief and not bar:

@@ -336,10 +336,13 @@ class Trainer:
         terms (`loss_terms`), each weighted term unweighted as
         `loss_terms/NAME`; `means` is [loss, *terms] averaged over steps."""
         tf.summary.scalar("loss", means[0])
-        weights = getattr(self.model, "loss_terms", {})
-        for (name, weight), value in zip(weights.items(), means[1:]):
+        for (name, weight), value in zip(self._loss_term_weights(), means[1:]):
             if weight:  # a term without weight is not computed
                 tf.summary.scalar(f"loss_terms/{name}", value / weight)
+
+    def _loss_term_weights(self) -> list[tuple[str, float]]:
+        """`(name, weight)` of each loss term the step returns, in order."""
+        return list(getattr(self.model, "loss_terms", {}).items())
 
     def _save_checkpoint(self) -> None:
         self.manager.save(checkpoint_number=self.step)
