@@ -11,8 +11,9 @@ student, on CLUENER2020 or People's Daily (`--corpus`), in one run:
   with the same budget (epochs, batches, learning rates) and every loss
   setting spelled out (`RECIPES`): TextBrewer's recipe (soft and hidden
   losses, no hard loss), the hard loss on top with the teacher's CRF
-  transitions copied or learned from zero, the soft loss weighted
-  T**2 = 64 (Hinton's scale: flags/distill_cluener.cfg's recipe), and
+  transitions copied or learned from zero, the soft loss scaled by
+  T**2 = 64 (`--soft_loss_t_squared`, Hinton's and DistilBERT's scale)
+  without and with the hard loss (flags/distill_cluener.cfg's recipe), and
   runs with raw text (`--unlabeled_files`: the shared raw corpora
   `corpus/*.txt`, the book reviews' label column stripped, any line holding
   a dev (or CLUENER test) text dropped; `--unlabeled_batch_size` raw texts
@@ -121,7 +122,10 @@ CORPORA = {
     ),
 }  # fmt: skip
 RAW_TEXT = ("clue_corpus_small_sample.txt", "chnsenticorp.txt", "book_review.txt")
-TEXTBREWER = ["--temperature=8", "--soft_loss_weight=1", "--hard_loss_weight=0", "--hidden_loss_weight=1"]
+TEXTBREWER = [
+    "--temperature=8", "--soft_loss_weight=1", "--nosoft_loss_t_squared", "--hard_loss_weight=0",
+    "--hidden_loss_weight=1",
+]  # fmt: skip
 # Student run -> the kner.distill flags on top of TextBrewer's recipe (later flags win); "raw" adds the raw text.
 RECIPES = {
     "distilled": [],
@@ -129,13 +133,16 @@ RECIPES = {
     # How CRF transitions are taught, with a hard loss that can move them.
     "distilled_hard_copy": ["--hard_loss_weight=1", "--crf_transitions=copy"],
     "distilled_hard_learn": ["--hard_loss_weight=1", "--crf_transitions=learn"],
-    # The hard loss with Hinton's T**2 scale on the soft one (flags/distill_cluener.cfg), and with raw text.
-    "distilled_hard_soft64": ["--hard_loss_weight=1", "--soft_loss_weight=64"],
+    # Hinton's T**2 scale on the soft loss (T = 8: 64x; DistilBERT's too), without and with the hard loss
+    # (flags/distill_cluener.cfg), and with raw text. Before --soft_loss_t_squared the T**2 runs were
+    # named distilled_hard_soft64*, with --soft_loss_weight=64: the same loss.
+    "distilled_t2": ["--soft_loss_t_squared"],
+    "distilled_hard_t2": ["--hard_loss_weight=1", "--soft_loss_t_squared"],
     "distilled_hard_raw_text": ["--hard_loss_weight=1", "raw"],
-    "distilled_hard_soft64_raw_text": ["--hard_loss_weight=1", "--soft_loss_weight=64", "raw"],
+    "distilled_hard_t2_raw_text": ["--hard_loss_weight=1", "--soft_loss_t_squared", "raw"],
 }
 DEFAULT_RUNS = {
-    "cluener": ["student_alone", *[name for name in RECIPES if name != "distilled_hard_soft64_raw_text"]],
+    "cluener": ["student_alone", *[name for name in RECIPES if name != "distilled_hard_t2_raw_text"]],
     "peoples_daily": ["student_alone", "distilled", "distilled_raw_text"],
 }
 

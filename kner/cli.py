@@ -152,6 +152,23 @@ def define_training_flags() -> None:
     flags.DEFINE_string("export_dir", None, "Also export a TF Serving SavedModel here at the end.")
 
 
+def define_soft_loss_flags() -> None:
+    """The soft (teacher-student) loss of distillation: `--temperature`,
+    `--soft_loss_weight`, `--soft_loss_t_squared`. Two published recipes
+    differ in its scale: Hinton et al. (2015) and DistilBERT multiply the
+    KL divergence at temperature T by T**2, so that its gradients keep their
+    size whatever T (`--soft_loss_t_squared`); TextBrewer's `kd_ce_loss`
+    does not (the default, `--nosoft_loss_t_squared`)."""
+    flags.DEFINE_float("temperature", 8.0, "Temperature T of the soft loss (TextBrewer's recipes: 8).")
+    flags.DEFINE_float("soft_loss_weight", 1.0, "Weight of the soft loss, the KL divergence from the teacher's outputs.")
+    flags.DEFINE_bool(
+        "soft_loss_t_squared",
+        False,
+        "Multiply the soft loss by T**2, as Hinton et al. (2015) and DistilBERT do: its gradients then keep their "
+        "size whatever T (without it they shrink as 1/T**2, 64x at T=8). Off: TextBrewer's recipe, no factor.",
+    )
+
+
 def define_runtime_flags() -> None:
     """Where a run writes and how it runs: `--model_dir`, `--seed`,
     `--strategy`, `--tpu`, `--mixed_precision`, `--jit_compile`,

@@ -14,7 +14,8 @@ the same loop as `kner.train` (strategies, checkpoints and resume,
 TensorBoard, dev evaluation, best weights by dev F1) on the loss of
 `kner.training.distillation`: soft (temperature `--temperature`), hard and
 hidden-state terms with `--soft_loss_weight`, `--hard_loss_weight`,
-`--hidden_loss_weight`. With `--unlabeled_files` each step also takes
+`--hidden_loss_weight`; `--soft_loss_t_squared` scales the soft term by
+T**2 (Hinton's and DistilBERT's recipe; off, TextBrewer's). With `--unlabeled_files` each step also takes
 `--unlabeled_batch_size` raw texts that the teacher labels in that step.
 
 `--model_dir` ends up a normal kner model_dir of the student:
@@ -48,14 +49,13 @@ flags.DEFINE_string(
     "unlabeled_files", None, "Raw text for the teacher to label, one text a line: paths or globs, comma-separated."
 )
 flags.DEFINE_integer("unlabeled_batch_size", None, "Raw texts per step (default: --batch_size).")
-flags.DEFINE_float("temperature", 8.0, "Temperature of the soft loss (TextBrewer's recipe: 8).")
-flags.DEFINE_float("soft_loss_weight", 1.0, "Weight of the KL divergence from the teacher's tag distributions.")
 flags.DEFINE_float("hard_loss_weight", 0.0, "Weight of the student head's loss on the gold labels.")
 flags.DEFINE_float("hidden_loss_weight", 1.0, "Weight of the hidden-state MSE over --layer_map.")
 flags.DEFINE_string(
     "layer_map", "", "STUDENT:TEACHER hidden states to match, like 0:0,1:2,2:4 (default: evenly spaced)."
 )
 flags.DEFINE_enum("crf_transitions", "copy", list(TRANSITIONS), "CRF student: copy the teacher's or learn them.")
+cli.define_soft_loss_flags()
 cli.define_training_flags()
 cli.define_data_flags()
 cli.define_runtime_flags()
@@ -107,6 +107,7 @@ def main(argv: list[str]) -> None:
                 student,
                 teacher,
                 temperature=FLAGS.temperature,
+                temperature_squared=FLAGS.soft_loss_t_squared,
                 soft_weight=FLAGS.soft_loss_weight,
                 hard_weight=FLAGS.hard_loss_weight,
                 hidden_weight=FLAGS.hidden_loss_weight,
@@ -119,7 +120,8 @@ def main(argv: list[str]) -> None:
         optimizer = cli.build_optimizer(distiller, per_epoch * config.epochs)
     print(f"teacher {FLAGS.teacher_dir}: {describe(teacher)}{teacher_score(FLAGS.teacher_dir)}", flush=True)
     print(f"student {FLAGS.model_dir}: {describe(student)}", flush=True)
-    terms = f"soft {FLAGS.soft_loss_weight} (T={FLAGS.temperature}), hard {FLAGS.hard_loss_weight}"
+    scale = " x T**2" if FLAGS.soft_loss_t_squared else ""
+    terms = f"soft {FLAGS.soft_loss_weight}{scale} (T={FLAGS.temperature}), hard {FLAGS.hard_loss_weight}"
     print(f"loss: {terms}, hidden {FLAGS.hidden_loss_weight} over layers {layer_map}", flush=True)
     train_inputs = None
     if FLAGS.unlabeled_files:

@@ -12,8 +12,15 @@ three terms, each normalised by its own global count and weighted:
   entropy `-(softmax(t / T) * log_softmax(s / T)).sum(-1).mean()` over the
   positions `select_logits_with_mask` keeps) by the teacher's entropy, a
   constant, so the gradients are the same and the loss is 0 when the
-  student's scores equal the teacher's. Like TextBrewer, no T**2 factor.
-  For a CRF head the "logits" are the emission scores.
+  student's scores equal the teacher's. `temperature_squared` multiplies
+  it by T**2, as Hinton et al. (2015, "Distilling the Knowledge in a Neural
+  Network", section 2) and DistilBERT (huggingface/transformers
+  `examples/research_projects/distillation/distiller.py`: `loss_ce * T**2`)
+  do, so that its gradients keep their size whatever T (they shrink as
+  1/T**2 without: ~64x less at T = 8 than at T = 1); off, the default, is
+  TextBrewer's `kd_ce_loss`, which has no such factor (its recipes weight
+  the soft loss 1 at T = 8). For a CRF head the "logits" are the emission
+  scores.
 - **hard** (`hard_weight`): the student head's own loss on the gold labels
   (`Tagger.loss_sum`: CRF negative log-likelihood per sentence, or softmax
   cross-entropy per character). TextBrewer's default weight is 0.
@@ -66,15 +73,23 @@ TERMS = ("soft", "hard", "hidden")
 
 
 def soft_loss_sum(
-    student_scores: tf.Tensor, teacher_scores: tf.Tensor, mask: tf.Tensor, temperature: float
+    student_scores: tf.Tensor,
+    teacher_scores: tf.Tensor,
+    mask: tf.Tensor,
+    temperature: float,
+    temperature_squared: bool = False,
 ) -> tf.Tensor:
     """Sum over the positions of `mask` of KL(softmax(teacher / T) ||
-    softmax(student / T)).
+    softmax(student / T)), times T**2 with `temperature_squared` (Hinton's
+    and DistilBERT's scale; without, TextBrewer's: module doc).
 
     Args:
-        student_scores, teacher_scores: [batch, length, tags] float32 logits.
+        student_scores, teacher_scores: [batch, length, classes] float32
+            logits (tags, or any other classes: the last axis is the
+            distribution).
         mask: [batch, length] bool, the positions that count.
         temperature: T > 0.
+        temperature_squared: multiply the sum by T**2.
 
     Returns:
         A float32 scalar (nats, summed over positions).
@@ -82,7 +97,8 @@ def soft_loss_sum(
     teacher_log_p = tf.nn.log_softmax(teacher_scores / temperature)
     student_log_p = tf.nn.log_softmax(student_scores / temperature)
     kl = tf.reduce_sum(tf.exp(teacher_log_p) * (teacher_log_p - student_log_p), axis=-1)
-    return tf.reduce_sum(tf.where(mask, kl, 0.0))
+    total = tf.reduce_sum(tf.where(mask, kl, 0.0))
+    return total * temperature**2 if temperature_squared else total
 
 
 def hidden_loss_sum(student_state: tf.Tensor, teacher_state: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -135,6 +151,8 @@ class Distiller(keras.Model):
         student: the `Tagger` to train, built.
         teacher: the trained `Tagger`, with its weights loaded; same labels.
         temperature: T of the soft loss.
+        temperature_squared: multiply the soft loss by T**2 (Hinton's and
+            DistilBERT's scale; off: TextBrewer's, see module doc).
         soft_weight, hard_weight, hidden_weight: the loss terms' weights.
         layer_map: `(student state, teacher state)` pairs of the hidden loss
             (default `even_layer_map`).
@@ -157,6 +175,7 @@ class Distiller(keras.Model):
         student: Tagger,
         teacher: Tagger,
         temperature: float = 8.0,
+        temperature_squared: bool = False,
         soft_weight: float = 1.0,
         hard_weight: float = 0.0,
         hidden_weight: float = 1.0,
@@ -181,6 +200,7 @@ class Distiller(keras.Model):
         self.student, self.teacher = student, teacher
         teacher.trainable = False
         self.temperature = float(temperature)
+        self.temperature_squared = bool(temperature_squared)
         self.weights_by_term = {"soft": soft_weight, "hard": hard_weight, "hidden": hidden_weight}
         # Not tracked as layers: they share the backbones' layers.
         self._states = {
@@ -272,7 +292,9 @@ class Distiller(keras.Model):
             part = outputs[key] if key else outputs
             if self.weights_by_term["soft"]:
                 mask = char_mask(padding_mask)
-                sums["soft"] += soft_loss_sum(part["scores"], part["teacher_scores"], mask, self.temperature)
+                sums["soft"] += soft_loss_sum(
+                    part["scores"], part["teacher_scores"], mask, self.temperature, self.temperature_squared
+                )
             if self.weights_by_term["hidden"]:
                 mask = tf.cast(padding_mask, tf.bool)
                 for student, teacher in zip(part["student_states"], part["teacher_states"]):

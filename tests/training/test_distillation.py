@@ -150,6 +150,27 @@ def test_the_temperature_reaches_the_soft_loss():
     assert soft[0] != pytest.approx(soft[1])
 
 
+def test_temperature_squared_scales_the_soft_term_by_t2_and_nothing_else():
+    """Hinton's and DistilBERT's T**2 (`temperature_squared`), against
+    TextBrewer's unscaled term: the soft term (and only it) is T**2 times
+    as large, so its gradient keeps its size from T = 1 to T = 8."""
+    student, teacher = tagger(layers=1), tagger(layers=1, seed=1)
+    data = batch()
+    for temperature in (1.0, 4.0, 8.0):
+        plain = Distiller(student, teacher, temperature=temperature, hard_weight=1.0)
+        scaled = Distiller(student, teacher, temperature=temperature, temperature_squared=True, hard_weight=1.0)
+        outputs = plain(data)
+        unscaled_terms = plain.loss_sum(data, outputs).numpy()
+        scaled_terms = scaled.loss_sum(data, outputs).numpy()
+        assert unscaled_terms[0] > 0
+        assert scaled_terms[0] == pytest.approx(temperature**2 * unscaled_terms[0], rel=1e-6)
+        np.testing.assert_array_equal(scaled_terms[1:], unscaled_terms[1:])
+    mask = char_mask(data["padding_mask"])
+    scores, teacher_scores = outputs["scores"], outputs["teacher_scores"]
+    expected = 64.0 * float(soft_loss_sum(scores, teacher_scores, mask, 8.0))
+    assert float(soft_loss_sum(scores, teacher_scores, mask, 8.0, temperature_squared=True)) == pytest.approx(expected)
+
+
 def test_labels_must_match_and_crf_transitions_are_copied():
     teacher = tagger(layers=2, seed=1)
     teacher.crf.transitions.assign(tf.random.normal(teacher.crf.transitions.shape))
