@@ -113,6 +113,36 @@ BACKTRACK_UNROLL = 16
 # (bench/README.md, "Serving: fused encoder layers, chunks by size, a
 # step-by-step backtrace": 32 texts x 50 positions x 41 tags 8.3 -> 3.7 ms).
 BACKTRACK_FROM = 2
+# Bytes the largest tensor of an O(L * T**2)-memory decoding step may take
+# (`fits_quadratic_budget`).
+QUADRATIC_BUDGET_BYTES = 64 * 2**20
+
+
+def fits_quadratic_budget(batch_size, steps, num_tags, itemsize: int = 4):
+    """Whether a [B, L, T, T] tensor of `itemsize`-byte elements fits
+    `QUADRATIC_BUDGET_BYTES` (64 MiB): the rule for any decoding algorithm
+    that is faster than the O(B * L * T)-memory recursion but holds
+    O(B * L * T**2) memory (pointer doubling, a log-depth scan). Beyond it,
+    decode step by step, so that memory grows as L * T for any batch: one
+    16,000-character text with 265 tags would otherwise hold a 4.5 GB pointer
+    table (kmkurn/pytorch-crf#35 is the same trap).
+
+    Args:
+        batch_size, steps, num_tags: B, L and T, Python ints (the answer is
+            a bool) or int scalar tensors (a bool tensor, for shapes known
+            only when a graph runs).
+        itemsize: bytes per element (4 for float32 and int32).
+
+    Example:
+
+    >>> fits_quadratic_budget(1, 512, 41), fits_quadratic_budget(1, 4_000, 265)
+    (True, False)
+    """
+    dims = (batch_size, steps, num_tags)
+    if all(isinstance(d, int) for d in dims):
+        return batch_size * steps * num_tags * num_tags * itemsize <= QUADRATIC_BUDGET_BYTES
+    batch, length, tags = (tf.cast(d, tf.int64) for d in dims)  # 4 * 16,000 * 265**2 overflows int32
+    return batch * length * tags * tags * itemsize <= QUADRATIC_BUDGET_BYTES
 
 
 def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tensor, tf.Tensor]:
@@ -120,16 +150,21 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
 
     The forward loop only runs the max-plus recursion, `FORWARD_UNROLL`
     positions per iteration with no masking (a row's scores past its length
-    are computed and never read), and keeps every position's scores. The
-    backtrace then depends on the batch: for a single text (fewer than
-    `BACKTRACK_FROM`) the back-pointers are one argmax over all positions,
-    followed all at once by pointer doubling (`_follow`), ceil(log2 L)
-    gathers instead of L sequential steps (fewer ops: an op's fixed cost is
-    most of a short text's time); for batches the path is traced back step
-    by step from the best scores kept (`_backtrack`), which skips the
-    [L, B, T, T] pointer table. Every score is the same float32 sum, in the
-    same order, as the step-by-step recursion's (tests/viterbi_reference.py),
-    so tags and scores are exactly its own, ties included, either way.
+    are computed and never read), and keeps every position's scores
+    ([L, B, T]). The backtrace then depends on the batch and the size: for a
+    single text (fewer than `BACKTRACK_FROM`) whose [L, 1, T, T] candidate
+    scores fit `QUADRATIC_BUDGET_BYTES` (`fits_quadratic_budget`), the
+    back-pointers are one argmax over all positions, followed all at once by
+    pointer doubling (`_follow`), ceil(log2 L) gathers instead of L
+    sequential steps (fewer ops: an op's fixed cost is most of a short
+    text's time); otherwise (batches, and long texts with many tags) the
+    path is traced back step by step from the best scores kept
+    (`_backtrack`), which never builds the [L, B, T, T] table: memory grows
+    as L * T. The choice is made when the graph is built if the shapes are
+    static (eagerly, under XLA), else by a `tf.cond` that runs one branch.
+    Every score is the same float32 sum, in the same order, as the
+    step-by-step recursion's (tests/viterbi_reference.py), so tags and
+    scores are exactly its own, ties included, either way.
 
     Args:
         potentials: [B, L, T] float32 unary scores, L >= 1.
@@ -200,7 +235,16 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
         pointers = tf.where(is_last, last_tags[None, :, None], tf.pad(pointers, [[0, 1], [0, 0], [0, 0]]))
         return _follow(pointers)
 
-    tags = tf.cond(batch_size >= BACKTRACK_FROM, lambda: _backtrack(deltas, last, last_tags, transitions), by_doubling)
+    def step_by_step() -> tf.Tensor:
+        return _backtrack(deltas, last, last_tags, transitions)
+
+    static = potentials.shape.as_list()
+    if None not in static:
+        doubling = static[0] < BACKTRACK_FROM and fits_quadratic_budget(*static)
+        tags = by_doubling() if doubling else step_by_step()
+    else:
+        doubling = tf.logical_and(batch_size < BACKTRACK_FROM, fits_quadratic_budget(batch_size, steps, num_tags))
+        tags = tf.cond(doubling, by_doubling, step_by_step)
     scores = tf.where(lengths > 0, tf.reduce_max(final, axis=1), 0.0)
     return tf.where(mask, tf.transpose(tags), 0), scores
 

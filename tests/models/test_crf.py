@@ -14,7 +14,8 @@ from viterbi_reference import stepwise_viterbi
 
 from kner.data.labels import LabelVocab
 from kner.data.tags import SCHEMES, TagError, tags_to_spans
-from kner.models.crf import CRF, FORWARD_UNROLL, allowed_transitions, viterbi
+from kner.models import crf as crf_module
+from kner.models.crf import CRF, FORWARD_UNROLL, allowed_transitions, fits_quadratic_budget, viterbi
 
 BIO_TAGS = ["O", "B-a", "I-a", "B-b", "I-b"]
 
@@ -103,6 +104,18 @@ def test_log_likelihood_and_decode_match_brute_force(length, num_tags, boundary)
         np.testing.assert_allclose(log_prob[row], path_scores[best] - log_z, atol=1e-5)
 
 
+def stepwise_case(length, seed, num_tags=5):
+    """Small integer scores (ties are common) on rows of lengths 0, 1, L and random ones."""
+    rng = np.random.default_rng(seed)
+    lengths = np.array(sorted({0, 1, length, *rng.integers(0, length + 1, size=6)}))
+    potentials = rng.integers(-2, 3, size=(len(lengths), length, num_tags)).astype(np.float32)
+    trans, start, end = (
+        rng.integers(-2, 3, size=s).astype(np.float32) for s in ((num_tags,) * 2, (num_tags,), (num_tags,))
+    )
+    mask = np.arange(length)[None] < lengths[:, None]
+    return (potentials, mask, lengths.astype(np.int32)), (trans, start, end)
+
+
 @pytest.mark.parametrize("one_at_a_time", [False, True])
 @pytest.mark.parametrize("length", [1, 2, 3, FORWARD_UNROLL, FORWARD_UNROLL + 1, FORWARD_UNROLL + 2, 37, 70])
 def test_viterbi_equals_the_stepwise_recursion(length, one_at_a_time):
@@ -110,21 +123,86 @@ def test_viterbi_equals_the_stepwise_recursion(length, one_at_a_time):
     a single text's by pointer doubling) give the step-by-step recursion's
     tags exactly, ties included (small integer scores tie often), on rows of
     every length up to L."""
-    rng = np.random.default_rng(length)
-    num_tags = 5
-    lengths = np.array(sorted({0, 1, length, *rng.integers(0, length + 1, size=6)}))
-    potentials = rng.integers(-2, 3, size=(len(lengths), length, num_tags)).astype(np.float32)
-    trans, start, end = (rng.integers(-2, 3, size=shape).astype(np.float32) for shape in ((5, 5), (5,), (5,)))
-    mask = np.arange(length)[None] < lengths[:, None]
-    inputs = (potentials, mask, lengths.astype(np.int32))
+    inputs, params = stepwise_case(length, seed=length)
     if one_at_a_time:
-        rows = [viterbi(*(tf.constant(x[i : i + 1]) for x in inputs), trans, start, end) for i in range(len(lengths))]
+        rows = [viterbi(*(tf.constant(x[i : i + 1]) for x in inputs), *params) for i in range(len(inputs[2]))]
         tags, scores = (tf.concat(parts, axis=0) for parts in zip(*rows))
     else:
-        tags, scores = viterbi(*(tf.constant(x) for x in inputs), trans, start, end)
-    expected_tags, expected_scores = stepwise_viterbi(potentials, lengths, trans, start, end)
+        tags, scores = viterbi(*(tf.constant(x) for x in inputs), *params)
+    expected_tags, expected_scores = stepwise_viterbi(inputs[0], inputs[2], *params)
     np.testing.assert_array_equal(tags.numpy(), expected_tags)
     np.testing.assert_array_equal(scores.numpy(), expected_scores)
+
+
+@pytest.mark.parametrize("budget", ["default", "none"])
+@pytest.mark.parametrize("length", [1, 2, FORWARD_UNROLL + 1, 37])
+def test_viterbi_in_a_graph_of_unknown_shapes_equals_the_stepwise_recursion(length, budget, monkeypatch):
+    """Under a `tf.function` whose batch and length are unknown (the
+    SavedModel's case) the backtrace is picked by a `tf.cond` at run time:
+    a single text by pointer doubling when its [L, 1, T, T] table fits the
+    budget, else step by step (budget 0), a batch step by step; all give
+    the recursion's tags and scores exactly."""
+    if budget == "none":
+        monkeypatch.setattr(crf_module, "QUADRATIC_BUDGET_BYTES", 0)
+    inputs, params = stepwise_case(length, seed=length)
+    num_tags = inputs[0].shape[-1]
+    spec = [
+        tf.TensorSpec([None, None, num_tags], tf.float32),
+        tf.TensorSpec([None, None], tf.bool),
+        tf.TensorSpec([None], tf.int32),
+    ]
+    decode = tf.function(lambda p, m, n: viterbi(p, m, n, *params), input_signature=spec)
+    rows = [decode(*(x[i : i + 1] for x in inputs)) for i in range(len(inputs[2]))]
+    for tags, scores in [tuple(tf.concat(parts, axis=0) for parts in zip(*rows)), decode(*inputs)]:
+        expected_tags, expected_scores = stepwise_viterbi(inputs[0], inputs[2], *params)
+        np.testing.assert_array_equal(tags.numpy(), expected_tags)
+        np.testing.assert_array_equal(scores.numpy(), expected_scores)
+
+
+def test_the_quadratic_budget_rule_on_ints_and_tensors():
+    cases = [(1, 512, 41), (1, 16_000, 10), (1, 4_000, 41), (1, 4_000, 265), (1, 16_000, 265), (32, 512, 41)]
+    expected = [True, True, True, False, False, False]
+    assert [fits_quadratic_budget(*case) for case in cases] == expected
+    assert [bool(fits_quadratic_budget(*(tf.constant(d) for d in case))) for case in cases] == expected
+    limit = crf_module.QUADRATIC_BUDGET_BYTES // 4  # float32 elements
+    assert fits_quadratic_budget(1, limit, 1) and not fits_quadratic_budget(1, limit + 1, 1)
+
+
+@pytest.mark.parametrize("graph", [False, True], ids=["eager", "graph"])
+def test_one_long_text_with_many_tags_decodes_in_linear_memory(graph):
+    """One text of 4,000 characters and 265 tags (66 types in BIOES): the
+    peak RSS a child process gains while decoding it, eagerly (shapes known)
+    or in a graph of unknown shapes (the SavedModel's path), stays far below
+    the 1.1 GB of a [L, 1, T, T] float32 pointer table (kmkurn/pytorch-crf#35);
+    the scores kept ([L, T] float32) are 4 MiB. Each in its own process: a
+    peak, once reached, hides later ones."""
+    script = textwrap.dedent(
+        f"""
+        import resource
+        import numpy as np
+        import tensorflow as tf
+        from kner.models.crf import viterbi
+
+        steps, tags = 4000, 265
+        rng = np.random.default_rng(0)
+        params = [tf.constant(rng.normal(size=s).astype(np.float32)) for s in ((tags, tags), (tags,), (tags,))]
+        spec = [
+            tf.TensorSpec([None, None, tags]), tf.TensorSpec([None, None], tf.bool), tf.TensorSpec([None], tf.int32)
+        ]
+        decode = lambda p, m, n: viterbi(p, m, n, *params)
+        if {graph}:
+            decode = tf.function(decode, input_signature=spec)
+        decode(tf.zeros([1, 3, tags]), tf.ones([1, 3], tf.bool), tf.constant([3]))  # warm-up
+        potentials = tf.constant(rng.normal(size=(1, steps, tags)).astype(np.float32))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        decode(potentials, tf.ones([1, steps], tf.bool), tf.constant([steps]))[0].numpy()
+        print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    growth = float(result.stdout)
+    assert growth < 200, f"peak RSS grew by {growth:.0f} MiB"
 
 
 @pytest.mark.parametrize("scheme", ["bio", "bioes"])
