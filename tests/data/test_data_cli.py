@@ -134,7 +134,8 @@ def test_validate_bad_input_prints_one_line(tmp_path, name, content, line, messa
 
 
 def test_help_and_usage():
-    help_text = run_data("--help")  # absl exits 1 after printing help
+    help_text = run_data("--help")
+    assert help_text.returncode == 0
     assert "--input_tag_scheme" in help_text.stdout and "convert IN OUT" in help_text.stdout
     assert "Traceback" not in help_text.stderr
     unknown = run_data("frobnicate")
