@@ -160,7 +160,7 @@ def define_soft_loss_flags() -> None:
     size whatever T (`--soft_loss_t_squared`); TextBrewer's `kd_ce_loss`
     does not (the default, `--nosoft_loss_t_squared`)."""
     flags.DEFINE_float("temperature", 8.0, "Temperature T of the soft loss (TextBrewer's recipes: 8).")
-    flags.DEFINE_float("soft_loss_weight", 1.0, "Weight of the soft loss, the KL divergence from the teacher's outputs.")
+    flags.DEFINE_float("soft_loss_weight", 1.0, "Weight of the soft loss: KL divergence from the teacher's outputs.")
     flags.DEFINE_bool(
         "soft_loss_t_squared",
         False,
