@@ -134,13 +134,15 @@ RECIPES = {
     "distilled_hard_copy": ["--hard_loss_weight=1", "--crf_transitions=copy"],
     "distilled_hard_learn": ["--hard_loss_weight=1", "--crf_transitions=learn"],
     # Hinton's T**2 scale on the soft loss (T = 8: 64x; DistilBERT's too), without and with the hard loss
-    # (flags/distill_cluener.cfg), and with raw text. Before --soft_loss_t_squared the T**2 runs were
-    # named distilled_hard_soft64*, with --soft_loss_weight=64: the same loss.
+    # (flags/distill_cluener.cfg), and with raw text.
     "distilled_t2": ["--soft_loss_t_squared"],
     "distilled_hard_t2": ["--hard_loss_weight=1", "--soft_loss_t_squared"],
     "distilled_hard_raw_text": ["--hard_loss_weight=1", "raw"],
     "distilled_hard_t2_raw_text": ["--hard_loss_weight=1", "--soft_loss_t_squared", "raw"],
 }
+# Earlier names of runs (bench/README.md's commands, results JSON): before --soft_loss_t_squared the T**2
+# runs took --soft_loss_weight=64, the same loss at T = 8.
+RENAMED = {"distilled_hard_soft64": "distilled_hard_t2", "distilled_hard_soft64_raw_text": "distilled_hard_t2_raw_text"}
 DEFAULT_RUNS = {
     "cluener": ["student_alone", *[name for name in RECIPES if name != "distilled_hard_t2_raw_text"]],
     "peoples_daily": ["student_alone", "distilled", "distilled_raw_text"],
@@ -164,8 +166,9 @@ def commands(work: Path, seed_dir: Path, train: Path, raw: list[Path], runs: lis
     for name in runs:
         if name == "student_alone":
             command = ["-m", "kner.train", "--flagfile=flags/tiny.cfg", *data, *student]
-        elif name in RECIPES:
-            command = [*distill, *[f for r in RECIPES[name] for f in (raw_flags if r == "raw" else [r])]]
+        elif RENAMED.get(name, name) in RECIPES:
+            recipe = RECIPES[RENAMED.get(name, name)]
+            command = [*distill, *[f for r in recipe for f in (raw_flags if r == "raw" else [r])]]
         else:
             raise app.UsageError(f"--runs: unknown run {name!r}; known: student_alone, {', '.join(RECIPES)}")
         planned[name] = [*command, f"--model_dir={seed_dir / name}"]
