@@ -45,6 +45,7 @@ from absl import flags, logging
 from kner.data.corpus import FORMATS, Sentence, read_corpus
 from kner.data.tags import INPUT_SCHEMES, SCHEMES
 from kner.errors import InputError
+from kner.startup_noise import NOISE
 
 if TYPE_CHECKING:
     import keras
@@ -324,19 +325,6 @@ def quiet_tensorflow() -> None:
     )
 
 
-# TensorFlow's start-up notices, printed by every process that imports it,
-# some at error level on a machine where nothing is wrong.
-STARTUP_NOISE = (
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR",
-    r"\] oneDNN custom operations are on",
-    r"\] Could not find cuda drivers on your machine",
-    r"\] This TensorFlow binary is optimized to use available CPU instructions",
-    r"^To enable the following instructions: .* rebuild TensorFlow with the appropriate compiler flags",
-    r"\] failed call to cuInit",
-    r"\] oneDNN supports DT_INT64 only on platforms with AVX-512",
-    r"\] Unable to register cu(DNN|FFT|BLAS) factory",
-    r"\] TF-TRT Warning: Could not find TensorRT",
-)
 # Runs in a child process, so that it still forwards the last lines when the
 # CLI dies (a C++ abort, SIGKILL); ignores SIGINT and SIGTERM, so that Ctrl-C
 # in a terminal leaves it forwarding until the CLI itself exits.
@@ -378,17 +366,20 @@ def quiet_startup(argv: Sequence[str]) -> None:
     start-up lines are printed before TensorFlow initialises its logging,
     whatever the variable says, and `failed call to cuInit` is at error
     level. So stderr (file descriptor 2) goes through a filter process that
-    drops the lines matching `STARTUP_NOISE` and passes everything else;
+    drops the lines matching `kner.startup_noise.STARTUP_NOISE` and passes everything else;
     `TF_CPP_MIN_LOG_LEVEL` defaults to 1 (no C++ INFO lines after start-up).
     """
     if verbosity(argv) >= 1:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # also shows what `notices_hidden` would hold back
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     try:
         stderr = os.dup(2)
-        noise = "|".join(f"(?:{pattern})" for pattern in STARTUP_NOISE)
         process = subprocess.Popen(
-            [sys.executable, "-S", "-c", _FILTER, noise], stdin=subprocess.PIPE, stdout=stderr, stderr=stderr
+            [sys.executable, "-S", "-c", _FILTER, NOISE.pattern.decode()],
+            stdin=subprocess.PIPE,
+            stdout=stderr,
+            stderr=stderr,
         )
     except OSError:
         return  # no filter: the notices show, nothing is lost
@@ -433,6 +424,27 @@ def warn_ignored_flags(ignored: Mapping[str, str]) -> None:
 def report(what: str, where: str | Path, note: str = "") -> None:
     """One line of a run's summary on stdout: `what   where  (note)`."""
     print(f"{what:<14}{where}" + (f"  ({note})" if note else ""), flush=True)
+
+
+def report_training_run(model_dir: Path, dev_report: dict | None) -> None:
+    """The end of a training run (`kner.train`, `kner.distill`): the best
+    epoch's dev scores as a table (`Trainer` printed one line per epoch),
+    then where the weights, the dev report and the run are."""
+    from kner.metrics import format_report
+    from kner.models.artifacts import WEIGHTS
+    from kner.training.trainer import ERROR_REPORT, EVAL_REPORT
+
+    if dev_report is not None:
+        print(f"dev scores of the best epoch ({dev_report['epoch']}):\n{format_report(dev_report)}")
+        print(f"best dev micro F1 {dev_report['micro']['f1']:.4f} (epoch {dev_report['epoch']})")
+        report("best weights", model_dir / WEIGHTS, f"epoch {dev_report['epoch']}")
+        report("dev report", model_dir / EVAL_REPORT)
+        if (model_dir / ERROR_REPORT).exists():  # not in runs trained before kner wrote it
+            report("error report", model_dir / ERROR_REPORT, "the best dev evaluation; open it in a browser")
+    else:
+        report("weights", model_dir / WEIGHTS, "after the last step: no --dev_file to pick the best")
+    report("model_dir", model_dir, "config, vocab, labels, settings, flags.cfg; checkpoints/ to resume")
+    report("TensorBoard", f"tensorboard --logdir {model_dir}")
 
 
 def save_flagfile(path: str | Path) -> Path:

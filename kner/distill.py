@@ -38,7 +38,7 @@ from kner.data.unlabeled import UnlabeledInputs
 from kner.errors import InputError, run_cli
 from kner.models import artifacts
 from kner.models.tagger import Tagger
-from kner.serving.saved_model import export_model
+from kner.serving.saved_model import check_export_dir, export_model
 from kner.training import distribute
 from kner.training.distillation import TRANSITIONS, Distiller, parse_layer_map, teacher_token_ids
 from kner.training.trainer import ERROR_REPORT, Trainer, steps_per_epoch
@@ -135,6 +135,8 @@ def main(argv: list[str]) -> None:
             f"({batch_size * per_epoch:,} an epoch, pieces of at most {FLAGS.max_seq_length - 2} characters)",
             flush=True,
         )
+    if FLAGS.export_dir:
+        check_export_dir(FLAGS.export_dir, FLAGS.model_dir)  # before training, not after
     settings = {"head": head, "dropout": FLAGS.dropout, "max_seq_length": FLAGS.max_seq_length}
     if distribute.is_chief(strategy):
         artifacts.save_artifacts(FLAGS.model_dir, bert_config, vocabulary, labels, settings)
@@ -145,12 +147,11 @@ def main(argv: list[str]) -> None:
     report = trainer.fit(train, dev, CharTokenizer(vocabulary))
     if report is None and distribute.is_chief(strategy):
         student.save_weights(str(Path(FLAGS.model_dir, artifacts.WEIGHTS)))
-    if report is not None:
-        print(f"best dev micro F1 {report['micro']['f1']:.4f} (epoch {report['epoch']})")
-        cli.report("error report", Path(FLAGS.model_dir, ERROR_REPORT), "the best dev evaluation; open it in a browser")
-    print(f"student written to {FLAGS.model_dir}")
-    if FLAGS.export_dir and distribute.is_chief(strategy):
-        export_model(FLAGS.model_dir, FLAGS.export_dir)
+    if not distribute.is_chief(strategy):
+        return
+    cli.report_training_run(Path(FLAGS.model_dir).absolute(), report)
+    if FLAGS.export_dir:
+        cli.report("export", export_model(FLAGS.model_dir, FLAGS.export_dir), "TF Serving SavedModel")
 
 
 def teacher_score(teacher_dir: str) -> str:

@@ -31,7 +31,7 @@ from kner.data.corpus import Sentence, read_corpus, write_cluener
 from kner.data.files import atomic_output, check_writable, numbered_lines
 from kner.data.spans import Span
 from kner.errors import InputError, run_cli
-from kner.serving.predictor import Entity, Predictor
+from kner.serving.predictor import Entity, Predictor, find_export
 
 INPUT_FORMATS = ("auto", "cluener", "text")
 OUTPUT_FORMATS = ("cluener", "submission", "jsonl")
@@ -92,6 +92,19 @@ def evaluate_predictions(sentences: Sequence[Sentence], predictions: Sequence[Se
     return evaluate([s.text for s in sentences], [s.spans for s in sentences], predicted)
 
 
+def describe_model(model_dir: str | None, export_dir: str | None) -> None:
+    """Says which model tags: the model_dir, or the export's version and the
+    model_dir it was exported from (`kner.serving.saved_model.export_source`)."""
+    from kner.serving.saved_model import export_source
+
+    if model_dir:
+        cli.report("model", Path(model_dir), "built in-process")
+        return
+    version = find_export(export_dir)
+    source = export_source(version)
+    cli.report("model", version, f"exported from {source['model_dir']}" if source else "export")
+
+
 def define_flags() -> None:
     """The CLI's flags, defined only when run as a program (`kner.train`
     has its own `--model_dir`, `--export_dir` and `--batch_size`)."""
@@ -124,6 +137,7 @@ def main(argv: list[str]) -> None:
         raise
     except ValueError as error:  # a window stride the model cannot take
         raise InputError(values.model_dir, None, str(error)) from None
+    describe_model(values.model_dir, values.export_dir)
     # A live bar on a terminal; one line at the end otherwise (no ANSI codes in a log).
     bar = keras.utils.Progbar(len(sentences), verbose=1 if sys.stdout.isatty() else 2, unit_name="text")
     predictions = predictor.predict([s.text for s in sentences], values.batch_size, progress=bar.update)

@@ -9,7 +9,8 @@ Hugging Face safetensors) checkpoint; without it, from `--bert_config` with a
 vocab built from the training text (or `--vocab_file`). Everything export and
 prediction need lands in `--model_dir` (see `kner.models.artifacts`). Rerunning the
 same command resumes from the last checkpoint; on a finished run it changes
-nothing (it only exports, if `--export_dir` has no export of it yet).
+nothing (it only exports, if `--export_dir`'s latest version is not of these
+weights; an `--export_dir` holding another model_dir's export is an error).
 Ctrl-C (SIGINT) or SIGTERM stops after the current step with a checkpoint
 saved, exit status 130 or 143.
 """
@@ -26,9 +27,9 @@ from kner.data.tokenizer import CharTokenizer
 from kner.errors import run_cli
 from kner.models import artifacts
 from kner.models.tagger import Tagger
-from kner.serving.saved_model import export_model, versions
+from kner.serving.saved_model import check_export_dir, export_model, exported_from, versions
 from kner.training import distribute
-from kner.training.trainer import ERROR_REPORT, EVAL_REPORT, Trainer, TrainingStopped, steps_per_epoch
+from kner.training.trainer import Trainer, TrainingStopped, steps_per_epoch
 
 FLAGS = flags.FLAGS
 cli.define_training_flags()
@@ -48,16 +49,16 @@ def warn_ignored_flags() -> None:
     cli.warn_ignored_flags(ignored)
 
 
-def export_unless_done(model_dir: Path, export_dir: Path, trained: bool) -> None:
-    """Exports, unless nothing was trained now and `export_dir`'s latest
-    version is newer than the weights (an earlier run exported them)."""
+def export_unless_done(model_dir: Path, export_dir: Path) -> None:
+    """Exports, unless `export_dir`'s latest version holds this model_dir's
+    current weights (`exported_from`: an earlier run exported them). An
+    export folder whose latest version came from another model_dir is an
+    InputError (`export_model`)."""
     existing = versions(export_dir)
-    weights = model_dir / artifacts.WEIGHTS
-    if existing and not trained:
+    if existing and exported_from(export_dir / str(existing[-1]), model_dir):
         latest = export_dir / str(existing[-1])
-        if latest.stat().st_mtime >= weights.stat().st_mtime:
-            cli.report("export", latest, "exported earlier from these weights; nothing written")
-            return
+        cli.report("export", latest, "exported earlier from these weights; nothing written")
+        return
     cli.report("export", export_model(model_dir, export_dir), "TF Serving SavedModel")
 
 
@@ -84,6 +85,8 @@ def main(argv: list[str]) -> None:
         "decode": decoding,
     }
     model_dir, chief = Path(FLAGS.model_dir).absolute(), distribute.is_chief(strategy)
+    if FLAGS.export_dir:
+        check_export_dir(FLAGS.export_dir, model_dir)  # before training, not after
     trainer = Trainer(model, optimizer, strategy, model_dir, config)
     trainer.restore()
     trained = not trainer.is_finished(train, bool(dev))
@@ -104,18 +107,9 @@ def main(argv: list[str]) -> None:
             model.save_weights(str(model_dir / artifacts.WEIGHTS))
     if not chief:
         return
-    if report is not None:
-        print(f"best dev micro F1 {report['micro']['f1']:.4f} (epoch {report['epoch']})")
-        cli.report("best weights", model_dir / artifacts.WEIGHTS, f"epoch {report['epoch']}")
-        cli.report("dev report", model_dir / EVAL_REPORT)
-        if (model_dir / ERROR_REPORT).exists():  # not in runs trained before kner wrote it
-            cli.report("error report", model_dir / ERROR_REPORT, "the best dev evaluation; open it in a browser")
-    else:
-        cli.report("weights", model_dir / artifacts.WEIGHTS, "after the last step: no --dev_file to pick the best")
-    cli.report("model_dir", model_dir, "config, vocab, labels, settings, flags.cfg; checkpoints/ to resume")
-    cli.report("TensorBoard", f"tensorboard --logdir {model_dir}")
+    cli.report_training_run(model_dir, report)
     if FLAGS.export_dir:
-        export_unless_done(model_dir, Path(FLAGS.export_dir).absolute(), trained)
+        export_unless_done(model_dir, Path(FLAGS.export_dir).absolute())
 
 
 if __name__ == "__main__":

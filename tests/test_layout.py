@@ -11,10 +11,11 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "kner"
 # Each stage, with the stages it may import from. Shared leaves, which may import
 # only data and each other: errors and metrics (every stage reports and scores),
-# and the error report (the trainer writes it for its best evaluation, the
-# `kner.report` CLI for any predictions file).
+# the error report (the trainer writes it for its best evaluation, the
+# `kner.report` CLI for any predictions file) and TensorFlow's start-up notices
+# (the CLIs and the Python API hide them).
 STAGES = ["data", "backbones", "models", "serving", "training"]
-SHARED = {"kner.errors", "kner.metrics", "kner.error_kinds", "kner.error_report"}
+SHARED = {"kner.errors", "kner.metrics", "kner.error_kinds", "kner.error_report", "kner.startup_noise"}
 ENTRY_POINTS = {
     "kner.train",
     "kner.distill",

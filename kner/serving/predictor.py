@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from kner.errors import InputError
 from kner.models.artifacts import SETTINGS
+from kner.startup_noise import notices_hidden
 
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
@@ -68,6 +69,10 @@ class Predictor:
             `tf.saved_model.load`; anything with its `predict_text`.
     """
 
+    # Whether a graph has run in this process: TensorFlow's first run prints
+    # a notice (kner.startup_noise), hidden like those of loading.
+    _graph_ran = False
+
     def __init__(self, module: tf.Module):
         self.module = module
 
@@ -80,13 +85,23 @@ class Predictor:
         if (path / SETTINGS).is_file():
             from kner.serving.text_tagger import TextTagger
 
-            return cls(TextTagger.from_model_dir(path, window_stride))
+            with notices_hidden():
+                return cls(TextTagger.from_model_dir(path, window_stride))
         export = find_export(path)
         if export is None:
             raise InputError(path, None, "neither a model_dir (no settings.json) nor an export (no saved_model.pb)")
         if window_stride is not None:
             raise ValueError("window_stride is fixed when exporting (kner.export --window_stride)")
-        return cls(tf.saved_model.load(str(export)))
+        with notices_hidden():
+            return cls(tf.saved_model.load(str(export)))
+
+    def _call(self, encoded: list[bytes]) -> dict:
+        if Predictor._graph_ran:
+            return self.module.predict_text(tf.constant(encoded, tf.string))
+        with notices_hidden():
+            outputs = self.module.predict_text(tf.constant(encoded, tf.string))
+        Predictor._graph_ran = True
+        return outputs
 
     def run(
         self, texts: Sequence[str], batch_size: int = 32, progress: Callable[[int], object] | None = None
@@ -101,7 +116,7 @@ class Predictor:
         for begin in range(0, len(order), batch_size):
             batch = order[begin : begin + batch_size]
             encoded = [_SURROGATES.sub("\ufffd", texts[i]).encode("utf-8") for i in batch]
-            outputs = {k: v.numpy() for k, v in self.module.predict_text(tf.constant(encoded, tf.string)).items()}
+            outputs = {k: v.numpy() for k, v in self._call(encoded).items()}
             for row, i in enumerate(batch):
                 results[i] = _prediction(texts[i], outputs, row)
             if progress is not None:

@@ -55,7 +55,7 @@ from kner.data.spans import Span
 from kner.data.tokenizer import CharTokenizer
 from kner.error_report import write_report
 from kner.errors import InputError
-from kner.metrics import evaluate, format_report
+from kner.metrics import evaluate
 from kner.models.tagger import Tagger
 from kner.serving.predictor import Predictor
 from kner.serving.text_tagger import TextTagger
@@ -419,11 +419,13 @@ class Trainer:
             for entity_type, scores in report["per_type"].items():
                 for name in ("precision", "recall", "f1"):
                     tf.summary.scalar(f"{entity_type}/{name}", scores[name])
-        if self.chief:
-            loss = self._describe_loss(report, len(dev))
-            print(f"dev after epoch {epoch}: {loss}\n{format_report(report)}", flush=True)
         self.evaluated_epochs.assign(epoch)
         improved = report["micro"]["f1"] > float(self.best_f1.numpy())
+        if self.chief:  # one line; the CLIs print the best epoch's table at the end
+            micro, loss = report["micro"], self._describe_loss(report, len(dev))
+            best = "best so far" if improved else f"best {float(self.best_f1.numpy()):.4f}"
+            scores = f"micro P {micro['precision']:.4f} R {micro['recall']:.4f} F1 {micro['f1']:.4f}"
+            print(f"dev after epoch {epoch}: {loss}, {scores} ({best})", flush=True)
         if improved:
             self.best_f1.assign(report["micro"]["f1"])
             self.stale_epochs.assign(0)

@@ -7,14 +7,14 @@ import pytest
 import tensorflow as tf
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tagger_dirs import toy_sentence
+from tagger_dirs import build_model_dir, toy_sentence
 from tensorflow.core.protobuf import saved_model_pb2
 from train_runs import run_child as run
 
 from kner.data.tags import tags_to_spans
 from kner.errors import InputError
 from kner.serving.predictor import Predictor
-from kner.serving.saved_model import export_model, versions
+from kner.serving.saved_model import check_export_dir, export_model, export_source, exported_from, versions
 
 TEXTS = ["张三在北京", "", "李小四😀去了上海市" * 3]
 # Op name prefixes of tensorflow-text kernels: TF Serving has them only at its pinned
@@ -47,6 +47,35 @@ def test_layout_tf_serving_expects(export_dir):
     assert (version / "saved_model.pb").is_file()
     assert (version / "variables" / "variables.index").is_file()
     assert sorted(p.name for p in (version / "assets").iterdir()) == ["labels.json", "vocab.txt"]
+    assert sorted(p.name for p in (version / "assets.extra").iterdir()) == ["kner_source.json"]
+
+
+def test_an_export_records_its_model_and_refuses_another_models_versions(model_dir, tmp_path):
+    """The README demo's export must not silently get a version of another
+    model (a flagfile's --export_dir inherited by another run), and a rerun
+    says "exported earlier from these weights" only when that is true."""
+    export_dir = tmp_path / "export"
+    first = export_model(model_dir, export_dir)
+    source = export_source(first)
+    assert source["model_dir"] == str(model_dir.resolve()) and len(source["weights_sha256"]) == 64
+    assert exported_from(first, model_dir)
+
+    other = build_model_dir(tmp_path / "other", seed=1)
+    assert not exported_from(first, other)
+    message = f"version 1 there was exported from {model_dir.resolve()}, not from {other.resolve()}"
+    for refused in (lambda: check_export_dir(export_dir, other), lambda: export_model(other, export_dir)):
+        with pytest.raises(InputError, match="--export_dir a folder of its own") as caught:
+            refused()
+        assert message in str(caught.value) and "kner.export --version=2" in str(caught.value)
+    assert versions(export_dir) == [1]
+    assert export_model(other, export_dir, version=2) == export_dir / "2"  # on purpose: allowed
+    check_export_dir(export_dir, other)  # its latest version is now the other model's
+
+    retrained = build_model_dir(tmp_path / "retrained", seed=2)
+    assert export_model(retrained, tmp_path / "mine") == tmp_path / "mine" / "1"
+    build_model_dir(tmp_path / "retrained", seed=3)  # new weights in the same model_dir
+    assert not exported_from(tmp_path / "mine" / "1", retrained)
+    assert export_model(retrained, tmp_path / "mine") == tmp_path / "mine" / "2"
 
 
 def test_versions_count_up_and_are_never_overwritten(model_dir, tmp_path):
