@@ -48,7 +48,7 @@ STARTUP_NOISE = (
     r"\] TF-TRT Warning: Could not find TensorRT",
 )
 NOISE = re.compile("|".join(f"(?:{pattern})" for pattern in STARTUP_NOISE).encode())
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()  # a nested block holds back into the outer one
 
 
 def shown() -> bool:

@@ -83,7 +83,9 @@ def doc_paths(doc: Path) -> set[tuple[str, Path]]:
     return named
 
 
-@pytest.mark.parametrize("doc", [p for pattern in DOCS for p in sorted(REPO.glob(pattern))], ids=lambda p: str(p.relative_to(REPO)))
+@pytest.mark.parametrize(
+    "doc", [p for pattern in DOCS for p in sorted(REPO.glob(pattern))], ids=lambda p: str(p.relative_to(REPO))
+)
 def test_files_the_docs_name_exist(doc):
     missing = sorted(written for written, path in doc_paths(doc) if written not in GONE and not exists(path))
     assert not missing, f"{doc.relative_to(REPO)} names files that do not exist: {missing}"

@@ -87,8 +87,14 @@ def test_model_dir_holds_everything_export_and_predict_need(runs):
     assert f"best weights  {model_dir / 'best.weights.h5'}  (epoch " in log
     assert f"dev report    {model_dir / 'eval_report.json'}\n" in log
     assert f"error report  {model_dir / 'report.html'}  (the best dev evaluation; open it in a browser)" in log
-    assert "strategy default with 1 replicas" in log  # kner's INFO lines stay
+    assert "\nstrategy default with 1 replicas\n" in log  # kner's INFO lines stay, as plain lines
     assert "Sharding callback duration" not in log  # TensorFlow's go
+    assert not re.search(r"^[IWEF]\d{4} ", log, re.M), "an absl- or TensorFlow-formatted log line"
+    # One line per epoch; the best epoch's table once, at the end.
+    dev_line = r"^dev after epoch \d: loss \d+\.\d{4}, micro P [\d.]+ R [\d.]+ F1 [\d.]+ \((best so far|best [\d.]+)\)$"
+    assert len(re.findall(dev_line, log, re.M)) == 6, log
+    assert log.count("macro F1 over types") == 1
+    assert log.index("dev scores of the best epoch") < log.index("macro F1 over types") < log.index("best dev micro")
 
 
 def test_tensorboard_summaries(runs):

@@ -36,6 +36,7 @@ import tensorflow as tf
 from kner.errors import InputError
 from kner.models.artifacts import LABELS, VOCAB, WEIGHTS
 from kner.serving.text_tagger import TextTagger
+from kner.startup_noise import notices_hidden
 
 # Where a version records its source, inside the version directory.
 SOURCE = Path("assets.extra") / "kner_source.json"
@@ -135,11 +136,12 @@ def export_model(
         free = (versions(export_dir) or [0])[-1] + 1
         message = f"version {version} exists already: choose another --version (next free: {free})"
         raise InputError(target, None, message)
-    module = TextTagger.from_model_dir(model_dir, window_stride, max_seq_length, compute_dtype)
-    module.assets = [tf.saved_model.Asset(str(Path(model_dir) / name)) for name in (VOCAB, LABELS)]
-    partial = export_dir / f".partial-{version}"
-    shutil.rmtree(partial, ignore_errors=True)
-    tf.saved_model.save(module, str(partial), signatures=module.serving_signatures())
+    with notices_hidden():  # TensorFlow's start-up notices, when a program's first graph is this one
+        module = TextTagger.from_model_dir(model_dir, window_stride, max_seq_length, compute_dtype)
+        module.assets = [tf.saved_model.Asset(str(Path(model_dir) / name)) for name in (VOCAB, LABELS)]
+        partial = export_dir / f".partial-{version}"
+        shutil.rmtree(partial, ignore_errors=True)
+        tf.saved_model.save(module, str(partial), signatures=module.serving_signatures())
     source = {
         "model_dir": str(model_dir.resolve()),
         "weights_sha256": weights_digest(model_dir),

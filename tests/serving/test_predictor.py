@@ -1,7 +1,11 @@
+import subprocess
+import sys
+
 import pytest
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from train_runs import REPO, child_env
 
 import kner
 from kner.errors import InputError
@@ -136,3 +140,20 @@ def test_from_dir_finds_the_latest_version(model_dir, export_dir, tmp_path):
 
 
 # Files.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["model_dir", "export_dir"])
+def test_the_python_api_prints_nothing_of_tensorflows_start_up(source, request):
+    """`kner.Predictor` in a fresh process: importing TensorFlow, loading the
+    model and the first call print about ten start-up notices
+    (`failed call to cuInit`, `oneDNN supports DT_INT32 ...`), all hidden;
+    `TF_CPP_MIN_LOG_LEVEL=0` shows them."""
+    path = request.getfixturevalue(source)
+    script = f"import kner\nprint(kner.Predictor.from_dir({str(path)!r}).predict(['张三在北京'])[0][0].text)"
+    env = {k: v for k, v in child_env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "张三\n", "")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
+    assert "oneDNN" in shown.stderr and shown.stdout == "张三\n"
