@@ -151,7 +151,7 @@ def main(argv: list[str]) -> None:
         return
     cli.report_training_run(Path(FLAGS.model_dir).absolute(), report)
     if FLAGS.export_dir:
-        cli.report("export", export_model(FLAGS.model_dir, FLAGS.export_dir), "TF Serving SavedModel")
+        cli.report("export", export_model(FLAGS.model_dir, Path(FLAGS.export_dir).absolute()), "TF Serving SavedModel")
 
 
 def teacher_score(teacher_dir: str) -> str:

@@ -231,5 +231,5 @@ class Pretrainer(Trainer):
             (self.model_dir / EVAL_REPORT).write_text(json.dumps(report, indent=1) + "\n")
             if improved:
                 self.model.save_checkpoint(self.model_dir / BEST_DIR, self.vocab_file)
-        logging.info("eval at step %d: %s", step, report)
+        logging.debug("eval at step %d: %s", step, report)  # the line above says it; -v 1 shows the record
         return report
