@@ -42,6 +42,8 @@ def test_distill_demo_trains_a_student_that_exports_and_predicts(teacher, tmp_pa
     assert f"teacher {teacher}: 2 layer(s), hidden 128, crf head" in distilled.stdout
     assert "student" in distilled.stdout and "1 layer(s), hidden 64" in distilled.stdout
     assert "unlabelled text: 1 file(s), 8 texts per step" in distilled.stdout
+    assert "loss: soft 1.0 (T=8.0), hard 1.0" in distilled.stdout  # the flagfile: TextBrewer's, no T**2
+    assert f"export        {export / '1'}  (TF Serving SavedModel)\n" in distilled.stdout  # says where
     report = json.loads((student / "eval_report.json").read_text())
     assert report["micro"]["f1"] > 0.5  # 0.86 when written; an untaught student scores ~0
     model, _, settings = load_tagger(student)  # a normal model_dir
