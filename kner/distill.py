@@ -41,7 +41,7 @@ from kner.models.tagger import Tagger
 from kner.serving.saved_model import check_export_dir, export_model
 from kner.training import distribute
 from kner.training.distillation import TRANSITIONS, Distiller, parse_layer_map, teacher_token_ids
-from kner.training.trainer import ERROR_REPORT, Trainer, steps_per_epoch
+from kner.training.trainer import Trainer, steps_per_epoch
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher_dir", None, "The teacher: the model_dir of a finished kner.train run.")

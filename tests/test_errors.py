@@ -151,6 +151,7 @@ ENTRY_POINTS = {
     "kner.pretrain": (["--corpus_files=data/pretrain_demo/corpus.txt", "--model_dir=OUT"], "nsp", None),
     "kner.export": (["--model_dir=OUT", "--export_dir=OUT"], "logtostderr", None),
     "kner.predict": (["--model_dir=OUT", "--input=data/demo/test.txt", "--output=OUT"], "lenient", None),
+    "kner.report": (["--gold=data/demo/dev.json", "--predictions=OUT", "--output=OUT"], "lenient", None),
     "kner.data": (["convert", "data/demo/train.json", "OUT"], "lenient", "error: convert takes 2 file argument(s)"),
     "kner.checkpoint": (["inspect", "OUT"], "logtostderr", "error: expected the command: inspect PATH"),
 }
