@@ -168,6 +168,7 @@ def test_the_quadratic_budget_rule_on_ints_and_tensors():
     assert fits_quadratic_budget(1, limit, 1) and not fits_quadratic_budget(1, limit + 1, 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("graph", [False, True], ids=["eager", "graph"])
 def test_one_long_text_with_many_tags_decodes_in_linear_memory(graph):
     """One text of 4,000 characters and 265 tags (66 types in BIOES): the
@@ -365,6 +366,7 @@ def test_rejects_constraints_of_wrong_shape():
         CRF(3, allowed_start=np.ones(4, bool))
 
 
+@pytest.mark.slow
 def test_saved_model_serves_with_tensorflow_only(tmp_path):
     trans, start, end = allowed_transitions(BIO_TAGS, "bio")
     crf = make_crf(len(BIO_TAGS), allowed_transitions=trans, allowed_start=start, allowed_end=end)

@@ -62,6 +62,7 @@ def test_padding_does_not_change_a_rows_output():
     np.testing.assert_allclose(padded[1, :3], alone[0], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0", reason="the fused kernels are oneDNN's")
 @pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
 def test_the_served_graph_runs_fused_kernels(tmp_path, compute_dtype):

@@ -195,6 +195,7 @@ def test_teacher_token_ids_map_the_student_vocabulary():
     assert teacher_token_ids(["[PAD]", "a", "b", "[UNK]"], ["[PAD]", "[UNK]", "b"], 1) == [0, 1, 2, 1]
 
 
+@pytest.mark.slow
 def test_training_changes_the_student_never_the_teacher_and_saves_a_plain_tagger(tmp_path):
     student, teacher = tagger(layers=1, width=32), tagger(layers=2, width=48, seed=1)
     teacher_before = [w.copy() for w in teacher.get_weights()]
