@@ -15,8 +15,9 @@ TensorBoard, dev evaluation, best weights by dev F1) on the loss of
 `kner.training.distillation`: soft (temperature `--temperature`), hard and
 hidden-state terms with `--soft_loss_weight`, `--hard_loss_weight`,
 `--hidden_loss_weight`; `--soft_loss_t_squared` scales the soft term by
-T**2 (Hinton's and DistilBERT's recipe; off, TextBrewer's). With `--unlabeled_files` each step also takes
-`--unlabeled_batch_size` raw texts that the teacher labels in that step.
+T**2 (Hinton's and DistilBERT's recipe; off, TextBrewer's). With
+`--unlabeled_files` each step also takes `--unlabeled_batch_size` raw texts
+that the teacher labels in that step.
 
 `--model_dir` ends up a normal kner model_dir of the student:
 `kner.export` and `kner.predict` work on it unchanged.
