@@ -9,8 +9,8 @@ kner's tokenizer and length bucketing, and handed to both sides as one
 
 Example:
 >>> batches = cluener_batches(batch_size=32, count=10)
->>> save_batches(batches, "/tmp/batches.npz")
->>> result = run_child(__file__, {"side": "torch", "batches": "/tmp/batches.npz"})
+>>> save_batches(batches, "runs/batches.npz")
+>>> result = run_child(__file__, {"side": "torch", "batches": "runs/batches.npz"})
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ Then, in one process:
   batches of 32 over the first `--sentences` (best round), with the load
   average; and the student/teacher ratio (first size over second).
 
-    PYTHONPATH=. nice -n 10 .venv/bin/python bench/serving_latency.py --before=before=/tmp/kner_before \\
+    PYTHONPATH=. nice -n 10 .venv/bin/python bench/serving_latency.py --before=before=runs/kner_before \\
         --json=bench/results/serving_latency.json
 """
 

@@ -36,7 +36,7 @@ from kner.serving.text_tagger import TextTagger
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("size", "12L/768", "Model size.")
-flags.DEFINE_string("work_dir", "/tmp/kner_serving_paths", "Where the random model_dir and its export go.")
+flags.DEFINE_string("work_dir", "runs/serving_paths", "Where the random model_dir and its export go.")
 flags.DEFINE_integer("sentences", 96, "The first N CLUENER dev sentences.")
 flags.DEFINE_integer("latency_sentences", 20, "Single-text calls timed for latency.")
 flags.DEFINE_integer("rounds", 2, "Interleaved rounds.")
