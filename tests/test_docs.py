@@ -1,0 +1,296 @@
+"""The docs cannot rot. Every command block of README.md and docs/*.md is
+marked runnable or not (and says why); the runnable ones run, in order, as a
+user would run them (slow); and no tracked file names a development machine's
+folders.
+
+Markers, on the line above a fenced `sh` or `python` block (BUILD.md, "The
+docs are tested"):
+
+    <!-- runnable -->
+    <!-- runnable; test adds: --train_steps=4 -->     appended to each `python -m kner.X`
+    <!-- not runnable: REASON -->
+
+The runnable blocks run in a copy of the checkout whose `.venv` is the
+environment running pytest and whose `../shared/data` is `MINIATURE`, a small
+stand-in for the real data with the same file names and formats, built from
+`data/demo` and `data/pretrain_demo`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+COMMAND_LANGUAGES = {"sh", "bash", "shell", "console", "python", "py"}
+MARKER = re.compile(
+    r"^<!-- (?:(?P<runnable>runnable)(?:; test adds: (?P<adds>[^>]*?))?|not runnable: (?P<why>.+?)) -->$"
+)
+FENCE = re.compile(r"^(?P<indent>\s*)```(?P<language>[\w+-]*)\s*$")
+# Absolute paths into a development machine's folders: a home, a work tree, a scratch directory.
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:work|home|root|Users|tmp|mnt/data)/")
+
+
+@dataclass
+class Block:
+    page: Path
+    line: int  # of the opening fence, 1-based
+    language: str
+    text: str
+    marker: re.Match | None
+
+    @property
+    def where(self) -> str:
+        return f"{self.page.relative_to(ROOT)}:{self.line}"
+
+    @property
+    def runnable(self) -> bool:
+        return self.marker is not None and self.marker["runnable"] is not None
+
+
+def read_blocks(page: Path) -> list[Block]:
+    """The fenced blocks of a Markdown page, each with the marker on the line above it."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    blocks, i = [], 0
+    while i < len(lines):
+        opening = FENCE.match(lines[i])
+        if not opening:
+            i += 1
+            continue
+        end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == "```"), None)
+        assert end is not None, f"{page}:{i + 1}: a fence that never closes"
+        indent = len(opening["indent"])
+        body = "\n".join(line[indent:] for line in lines[i + 1 : end])
+        above = lines[i - 1].strip() if i else ""
+        blocks.append(Block(page, i + 1, opening["language"], body, MARKER.match(above)))
+        i = end + 1
+    return blocks
+
+
+def page_id(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+# ---- every block is marked ---------------------------------------------------
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_command_block_is_marked(page):
+    for block in read_blocks(page):
+        assert block.language, f"{block.where}: give the fence a language (sh, python, text, json)"
+        if block.language in COMMAND_LANGUAGES:
+            assert block.marker, (
+                f"{block.where}: put <!-- runnable --> or <!-- not runnable: REASON --> on the line above "
+                "this block (BUILD.md, 'The docs are tested')"
+            )
+
+
+@pytest.mark.parametrize("page", PAGES, ids=page_id)
+def test_every_marker_stands_above_a_command_block(page):
+    lines = page.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, 1):
+        if "runnable" in line and line.strip().startswith("<!--"):
+            assert MARKER.match(line.strip()), f"{page_id(page)}:{number}: not a marker BUILD.md describes: {line}"
+            following = FENCE.match(lines[number]) if number < len(lines) else None
+            assert following and following["language"] in COMMAND_LANGUAGES, (
+                f"{page_id(page)}:{number}: a marker must stand right above a sh or python block"
+            )
+
+
+def test_the_check_finds_an_unmarked_block(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("Text.\n\n```sh\nls\n```\n\n<!-- not runnable: a server -->\n```sh\ncurl x\n```\n")
+    first, second = read_blocks(page)
+    assert (first.language, first.marker, first.text) == ("sh", None, "ls")
+    assert second.marker["why"] == "a server" and not second.runnable
+
+
+# ---- no machine paths --------------------------------------------------------
+
+
+def tracked_files() -> list[Path]:
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout: no list of tracked files")
+    return [ROOT / name for name in listed.stdout.decode().split("\0") if name]
+
+
+def test_no_tracked_file_names_a_machine_path():
+    found = []
+    for path in tracked_files():
+        if path == Path(__file__).resolve() or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue  # images
+        for number, line in enumerate(text.splitlines(), 1):
+            if MACHINE_PATH.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:120]}")
+    assert not found, "machine paths (write ../shared/data/..., runs/..., or use tmp_path):\n" + "\n".join(found)
+
+
+def test_the_path_check_catches_machine_paths_and_passes_others():
+    for bad in ["--dev_file=/work/shared/data/dev.txt", "see /home/ann/kner", '"/tmp/kner_before"', "/root/.cache/x"]:
+        assert MACHINE_PATH.search(bad), bad
+    for good in ["--export_dir=/models/kner", "../shared/data/cluener", "https://example.com/home/x", "runs/tmp/x"]:
+        assert not MACHINE_PATH.search(good), good
+
+
+# ---- the runnable blocks run -------------------------------------------------
+
+
+def _cluener_test(data: Path) -> None:
+    lines = (ROOT / "data" / "demo" / "dev.json").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(line)["text"] for line in lines]
+    rows = [json.dumps({"id": i, "text": text}, ensure_ascii=False) for i, text in enumerate(texts)]
+    (data / "cluener" / "test.json").write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def _column(split: str) -> Callable[[Path], None]:
+    def build(data: Path) -> None:
+        from kner.data.corpus import read_corpus, write_column
+
+        sentences = read_corpus(ROOT / "data" / "demo" / f"{split}.json")
+        write_column(data / "peoples_daily" / f"{split}.txt", sentences, "bio")
+
+    return build
+
+
+def _vocab(data: Path) -> None:
+    from kner.data.tokenizer import build_vocab, save_vocab
+
+    texts = [p.read_text(encoding="utf-8") for p in (ROOT / "data").rglob("*") if p.is_file()]
+    save_vocab(build_vocab(texts), data / "vocab" / "bert-base-chinese-vocab.txt")
+
+
+def _labelled_lines(data: Path) -> None:
+    lines = (ROOT / "data" / "pretrain_demo" / "corpus.txt").read_text(encoding="utf-8").splitlines()
+    (data / "corpus" / "book_review.txt").write_text("".join(f"1\t{line}\n" for line in lines), encoding="utf-8")
+
+
+# What the docs and flagfiles read from ../shared/data, in miniature: a path
+# under it -> the function that writes it (given the miniature's root), or the
+# repository file it is a copy of.
+MINIATURE: dict[str, str | Callable[[Path], None]] = {
+    "cluener/train.json": "data/demo/train.json",
+    "cluener/dev.json": "data/demo/dev.json",
+    "cluener/test.json": _cluener_test,
+    "peoples_daily/train.txt": _column("train"),
+    "peoples_daily/dev.txt": _column("dev"),
+    "vocab/bert-base-chinese-vocab.txt": _vocab,
+    "corpus/clue_corpus_small_sample.txt": "data/pretrain_demo/corpus.txt",
+    "corpus/chnsenticorp.txt": "data/pretrain_demo/corpus.txt",
+    "corpus/book_review.txt": _labelled_lines,
+}
+
+
+def build_miniature(data: Path) -> None:
+    for relative, source in MINIATURE.items():
+        (data / relative).parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, str):
+            shutil.copyfile(ROOT / source, data / relative)
+        else:
+            source(data)
+        assert (data / relative).exists(), f"MINIATURE[{relative!r}] wrote nothing"
+
+
+# The documented differences from a user's machine (BUILD.md, "The docs are tested").
+SUBSTITUTIONS = [
+    # The environment exists: .venv is the one running the tests.
+    (re.compile(r"python3 -m venv \.venv && \.venv/bin/pip install -r [\w.-]+ && "), ""),
+    # A summary of the logs instead of a server that runs until Ctrl-C.
+    (re.compile(r"\btensorboard --logdir\b"), "tensorboard --inspect --logdir"),
+]
+KNER_COMMAND = re.compile(r"\bpython -m kner\.\w+")
+TRAILING_COMMENT = re.compile(r"(\s+#\s.*)?$")
+
+
+def add_flags(text: str, flags: str) -> str:
+    """Appends `flags` to each `python -m kner.X` command of a shell block (at
+    the end of its last continued line, before a trailing comment)."""
+    lines, out, command = text.splitlines(), [], False
+    for line in lines:
+        command = command or bool(KNER_COMMAND.search(line))
+        if command and not line.rstrip().endswith("\\"):
+            line = TRAILING_COMMENT.sub(lambda m: f" {flags}{m.group(1) or ''}", line.rstrip(), count=1)
+            command = False
+        out.append(line)
+    return "\n".join(out)
+
+
+def script(page: Path) -> str:
+    """The page's runnable blocks as one bash script, each announced on stderr."""
+    parts = ["set -euo pipefail"]
+    if page.parent.name == "docs":
+        parts.append("source .venv/bin/activate  # docs/README.md: commands run with the environment active")
+    for block in read_blocks(page):
+        if not block.runnable:
+            continue
+        text = block.text
+        for pattern, replacement in SUBSTITUTIONS:
+            text = pattern.sub(replacement, text)
+        if block.marker["adds"]:
+            text = add_flags(text, block.marker["adds"])
+        parts.append(f"echo '### {block.where}' >&2")
+        if block.language in ("python", "py"):
+            text = f"python - <<'KNER_DOCS_PYTHON'\n{text}\nKNER_DOCS_PYTHON"
+        parts.append(text)
+    return "\n".join(parts) + "\n"
+
+
+def test_add_flags_appends_to_each_kner_command():
+    block = "python -m kner.a --x=1   # note\nls\npython -m kner.b \\\n    --y=2\n"
+    expected = "python -m kner.a --x=1 --z=3   # note\nls\npython -m kner.b \\\n    --y=2 --z=3"
+    assert add_flags(block, "--z=3") == expected
+
+
+def test_the_set_up_prefix_and_tensorboard_are_substituted():
+    text = ".venv/bin/python -m kner.train x && tensorboard --logdir runs/x"
+    command = "python3 -m venv .venv && .venv/bin/pip install -r requirements.txt && " + text
+    for pattern, replacement in SUBSTITUTIONS:
+        command = pattern.sub(replacement, command)
+    assert command == ".venv/bin/python -m kner.train x && tensorboard --inspect --logdir runs/x"
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    """A copy of the checkout beside a miniature ../shared/data, with the
+    test's environment as its .venv."""
+    if not (Path(sys.prefix) / "bin" / "activate").exists():
+        pytest.skip("the docs' commands need a virtual environment (.venv); pytest is not running in one")
+    root = tmp_path_factory.mktemp("docs")
+    checkout = root / "kner"
+    ignore = shutil.ignore_patterns(".*", "runs", "build", "*.egg-info", "__pycache__", "run_export")
+    shutil.copytree(ROOT, checkout, ignore=ignore)
+    (checkout / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+    build_miniature(root / "shared" / "data")
+    return checkout
+
+
+RUNNABLE_PAGES = [page for page in PAGES if any(block.runnable for block in read_blocks(page))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=page_id)  # README.md first: the pages use its demo model
+def test_runnable_blocks(page, workspace):
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    ran = subprocess.run(
+        ["bash", "-c", script(page)], cwd=workspace, env=env, capture_output=True, text=True, timeout=45 * 60
+    )
+    announced = [line for line in ran.stderr.splitlines() if line.startswith("### ")]
+    assert ran.returncode == 0, (
+        f"{page_id(page)}: the block at {announced[-1][4:] if announced else '?'} failed "
+        f"(exit {ran.returncode}):\n{ran.stdout[-3000:]}\n{ran.stderr[-5000:]}"
+    )
