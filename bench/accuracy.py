@@ -14,9 +14,9 @@ sides train on identical inputs. Both evaluate on dev after every epoch with
 `kner.metrics.evaluate`, spans decoded by `LabelVocab.decode`, and report the
 best epoch, as kner does. Times are the wall time of each side's whole process.
 
-    PYTHONPATH=. .venv/bin/python bench/accuracy.py --epochs=6 --json=bench/results/accuracy_cluener.json
+    PYTHONPATH=. .venv/bin/python bench/accuracy.py --epochs=6   # -> bench/results/accuracy.json#cluener_2L
     PYTHONPATH=. .venv/bin/python bench/accuracy.py --corpus=peoples_daily --heads=crf --train_limit=20000 \\
-        --epochs=2 --json=bench/results/accuracy_peoples_daily.json
+        --epochs=2 --json=bench/results/accuracy.json#peoples_daily_2L_crf
 """
 
 from __future__ import annotations
@@ -26,12 +26,24 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from absl import app, flags
-from common import ROOT, SHARED, char_mask, child_result, machine, pad_batch, print_table, run_child, subset, write_json
+from common import (
+    JSON_HELP,
+    ROOT,
+    SHARED,
+    char_mask,
+    child_result,
+    machine,
+    pad_batch,
+    print_table,
+    result_file,
+    run_child,
+    subset,
+    write_json,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("corpus", "cluener", ["cluener", "peoples_daily"], "Data set.")
@@ -42,8 +54,8 @@ flags.DEFINE_integer("epochs", 15, "Epochs on both sides.")
 flags.DEFINE_enum("reference_init", "hf", ["hf", "keras_hub"], "The reference's initialiser: HF's or keras-hub's.")
 flags.DEFINE_integer("seed", None, "Seed on both sides (default: the flagfile's).")
 flags.DEFINE_integer("train_limit", 0, "Train on the first N sentences only (0: all).")
-flags.DEFINE_string("work_dir", str(Path(tempfile.gettempdir()) / "kner-bench-accuracy"), "model_dirs go here.")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("work_dir", "runs/bench_accuracy", "model_dirs go here.")
+flags.DEFINE_string("json", None, JSON_HELP + "bench/results/accuracy.json#CORPUS_<layers>L.")
 flags.DEFINE_string("child", None, "Internal: train the reference (JSON spec).")
 
 DATA = {
@@ -199,9 +211,9 @@ def main(argv) -> None:
         header, [[r["size"], r["head"], r["side"], r["f1"], r["best_epoch"], r["wall_seconds"] / 60] for r in rows]
     )
     settings = {"corpus": FLAGS.corpus, "bert_config": FLAGS.bert_config, "epochs": FLAGS.epochs, "seed": seed()}
-    write_json(
-        FLAGS.json, {"machine": facts, **settings, "train_limit": FLAGS.train_limit, "rows": rows, "table": table}
-    )
+    default = result_file("accuracy", f"{FLAGS.corpus}_{shape['num_hidden_layers']}L")
+    results = {"machine": facts, **settings, "train_limit": FLAGS.train_limit, "rows": rows, "table": table}
+    write_json(default if FLAGS.json is None else FLAGS.json, results)
 
 
 if __name__ == "__main__":

@@ -255,10 +255,42 @@ def print_table(header: list[str], rows: list[list]) -> str:
     return text
 
 
+RESULTS = "bench/results"
+JSON_HELP = (
+    "Where the results go: FILE, or FILE#KEY to put this run under KEY of FILE beside its other runs "
+    "('' for nowhere). Default: "
+)
+
+
+def result_file(name: str, key: str | None = None) -> str:
+    """The stable place of a table's current result, `bench/results/NAME.json`,
+    or `bench/results/NAME.json#KEY` for one run of a table fed by several."""
+    return f"{RESULTS}/{name}.json" + (f"#{key}" if key else "")
+
+
 def write_json(path: str | Path | None, results: dict) -> None:
-    """Writes `results` with the machine facts and the load at the end."""
+    """Writes `results` with the load at the end. `FILE#KEY` replaces the run
+    under KEY of FILE and keeps its other runs. Paths inside the checkout are
+    written relative to it (`runs/...`, `../shared/data/...`), so a result
+    file names no machine's folders."""
     if not path:
         return
-    results = {**results, "loadavg_at_end": os.getloadavg()}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    file, _, key = str(path).partition("#")
+    results = _relative({**results, "loadavg_at_end": os.getloadavg()})
+    if key:
+        runs = json.loads(Path(file).read_text(encoding="utf-8")) if Path(file).exists() else {}
+        results = {**runs, key: results}
+    Path(file).parent.mkdir(parents=True, exist_ok=True)
+    Path(file).write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {path}", flush=True)
+
+
+def _relative(value):
+    """`value` with the checkout's absolute path (and its parent's) made relative."""
+    if isinstance(value, str):
+        return value.replace(f"{ROOT}/", "").replace(f"{ROOT.parent}/", "../")
+    if isinstance(value, dict):
+        return {key: _relative(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_relative(item) for item in value]
+    return value

@@ -6,10 +6,8 @@ set, and the report counts the rows the strict reader rejects.
 
     python -m kner.train --flagfile=flags/tiny.cfg --model_dir=runs/tiny_crf
     python -m kner.train --flagfile=flags/tiny.cfg --head=softmax --model_dir=runs/tiny_softmax
-    PYTHONPATH=. python bench/decoding.py --model_dirs=runs/tiny_softmax,runs/tiny_crf \\
-        --json=bench/results/decoding_cluener.json
-    PYTHONPATH=. python bench/decoding.py --model_dirs=runs/tiny_softmax --last_checkpoint \\
-        --json=bench/results/decoding_cluener_last_epoch.json
+    PYTHONPATH=. python bench/decoding.py --model_dirs=runs/tiny_softmax,runs/tiny_crf   # -> decoding.json#best_epoch
+    PYTHONPATH=. python bench/decoding.py --model_dirs=runs/tiny_softmax --last_checkpoint   # -> #last_epoch
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from pathlib import Path
 
 import tensorflow as tf
 from absl import app, flags
-from common import SHARED, machine, print_table, write_json
+from common import JSON_HELP, SHARED, machine, print_table, result_file, write_json
 
 from kner.data.corpus import read_corpus
 from kner.data.spans import Span
@@ -36,7 +34,7 @@ flags.DEFINE_list("model_dirs", None, "Trained model_dirs (kner.train).")
 flags.DEFINE_string("dev_file", str(SHARED / "cluener" / "dev.json"), "Labelled dev data.")
 flags.DEFINE_integer("batch_size", 64, "Texts per batch.")
 flags.DEFINE_bool("last_checkpoint", False, "Score the last training checkpoint instead of the best weights.")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", None, JSON_HELP + "bench/results/decoding.json#best_epoch (#last_epoch).")
 flags.mark_flag_as_required("model_dirs")
 
 
@@ -109,7 +107,9 @@ def main(argv) -> None:
             for r in rows
         ],
     )
-    write_json(FLAGS.json, {"machine": facts, "dev_file": FLAGS.dev_file, "rows": rows, "table": table})
+    default = result_file("decoding", "last_epoch" if FLAGS.last_checkpoint else "best_epoch")
+    results = {"machine": facts, "dev_file": FLAGS.dev_file, "rows": rows, "table": table}
+    write_json(default if FLAGS.json is None else FLAGS.json, results)
 
 
 if __name__ == "__main__":

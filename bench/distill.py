@@ -48,12 +48,11 @@ Runs go to `--work_dir/CORPUS/teacher` and `--work_dir/CORPUS/seedN/RUN`.
 Runs whose model_dir already holds a finished run are reused (kner resumes
 an interrupted one when the same command is rerun).
 
-    PYTHONPATH=. nice -n 10 .venv/bin/python bench/distill.py --json=bench/results/distill_cluener.json
+    PYTHONPATH=. nice -n 10 .venv/bin/python bench/distill.py   # -> bench/results/distill_cluener.json#seed42
     PYTHONPATH=. nice -n 10 .venv/bin/python bench/distill.py --corpus=peoples_daily \\
-        --teacher_flags=--mixed_precision=mixed_bfloat16 --json=bench/results/distill_peoples_daily_20k_seed42.json
+        --teacher_flags=--mixed_precision=mixed_bfloat16   # -> distill_peoples_daily.json#seed42
     PYTHONPATH=. nice -n 10 .venv/bin/python bench/distill.py --corpus=peoples_daily --nospeed --seed=7 \\
-        --teacher_flags=--mixed_precision=mixed_bfloat16 --runs=student_alone,distilled \\
-        --json=bench/results/distill_peoples_daily_20k_seed7.json
+        --teacher_flags=--mixed_precision=mixed_bfloat16 --runs=student_alone,distilled   # -> #seed7
 """
 
 from __future__ import annotations
@@ -69,7 +68,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-from common import ROOT, SHARED, machine, print_table, set_threads, subset, write_json
+from common import JSON_HELP, ROOT, SHARED, machine, print_table, result_file, set_threads, subset, write_json
 from tf_session import Session
 
 from kner.backbones.bert import backbone_from_config, read_bert_config
@@ -101,7 +100,7 @@ flags.DEFINE_bool("speed", True, "Also time serving and the training step (wants
 flags.DEFINE_integer("latency_sentences", 200, "Single-text calls timed for latency, per round.")
 flags.DEFINE_integer("rounds", 2, "Interleaved serving rounds.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads of this process (serving and step-cost timing).")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", None, JSON_HELP + "bench/results/distill_CORPUS.json#seedSEED.")
 
 
 class Corpus(NamedTuple):
@@ -467,7 +466,8 @@ def main(argv) -> None:
             "teacher_over_student_session_latency_p50": session_ratio,
             "step_ms": cost,
         }
-    write_json(FLAGS.json, results)
+    default = result_file(f"distill_{FLAGS.corpus}", f"seed{FLAGS.seed}")
+    write_json(default if FLAGS.json is None else FLAGS.json, results)
 
 
 if __name__ == "__main__":

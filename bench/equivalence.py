@@ -8,7 +8,7 @@ loss of both at every step and, at the end, how far apart the weights are.
 If the two steps were the same computation, the losses would agree to float32
 round-off for many steps.
 
-    PYTHONPATH=. .venv/bin/python bench/equivalence.py --steps=30 --json=bench/results/equivalence.json
+    PYTHONPATH=. .venv/bin/python bench/equivalence.py --steps=30   # -> bench/results/equivalence.json
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ import tempfile
 
 import numpy as np
 from absl import app, flags
-from common import NUM_TAGS, bert_config, cluener_batches, machine, print_table, set_threads, write_json
+from common import JSON_HELP, NUM_TAGS, bert_config, cluener_batches, machine, print_table, set_threads, write_json
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("size", "2L/128", "Model shape.")
 flags.DEFINE_integer("steps", 30, "Training steps.")
 flags.DEFINE_float("learning_rate", 1e-3, "Peak learning rate (head: 5x).")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", "bench/results/equivalence.json", JSON_HELP + "this.")
 
 
 def main(argv) -> None:

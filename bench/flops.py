@@ -11,7 +11,7 @@ fraction divides by the better of the two. Each case's time is the best of
 `--repeats` runs, the cases interleaved, so that a burst of other work on
 the machine hits all of them alike.
 
-    PYTHONPATH=. .venv/bin/python bench/flops.py --repeats=3 --json=bench/results/flops_quiet.json
+    PYTHONPATH=. .venv/bin/python bench/flops.py --repeats=3   # -> bench/results/flops.json
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import torch
 from absl import app, flags
 from common import (
     BERT_VOCAB,
+    JSON_HELP,
     NUM_TAGS,
     SIZES,
     bert_config,
@@ -49,7 +50,7 @@ flags.DEFINE_integer("length", 128, "Tokens per sentence.")
 flags.DEFINE_integer("matmul_size", 4096, "N of the N×N peak matmul.")
 flags.DEFINE_integer("repeats", 5, "Runs of each case; the best counts.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads of both frameworks.")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", "bench/results/flops.json", JSON_HELP + "this.")
 
 
 def forward_flops(layers: int, hidden: int, batch: int, length: int) -> float:

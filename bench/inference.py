@@ -35,12 +35,9 @@ pass (`same entities`); with random weights, where the tag scores are near
 ties, the rate is far lower than with a trained model.
 
     PYTHONPATH=. .venv/bin/python bench/inference.py --sentences=0,0,256 --latency_sentences=200,100,40 \\
-        --rounds=2 --json=bench/results/inference_sizes.json
+        --rounds=2   # -> bench/results/inference.json#2L_4L_12L
     PYTHONPATH=. .venv/bin/python bench/inference.py --model_dir=runs/2L_f32_s42 --cases=saved_model,saved_model_bf16 \\
-        --sentences=0 --latency_sentences=1 --rounds=1 --json=bench/results/inference_bf16_trained_2L.json
-
-(This script absorbed `bench/inference_bf16.py`, which wrote
-`results/inference_bf16*.json`.)
+        --sentences=0 --latency_sentences=1 --rounds=1   # -> #trained
 """
 
 from __future__ import annotations
@@ -63,7 +60,7 @@ import numpy as np
 import tensorflow as tf
 import torch
 from absl import app, flags
-from common import ROOT, SHARED, machine, print_table, set_threads, write_json
+from common import JSON_HELP, ROOT, SHARED, machine, print_table, result_file, set_threads, write_json
 from kner_side import export, random_model_dir
 from torch_reference import hf_config
 from transformers import BertForTokenClassification, BertTokenizerFast, pipeline
@@ -99,7 +96,7 @@ flags.register_multi_flags_validator(
     lambda f: "saved_model_bf16_before" not in f["cases"] or bool(f["before"]),
     "--cases=saved_model_bf16_before needs --before=PATH (a kner checkout, e.g. `git archive main`)",
 )
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", None, JSON_HELP + "bench/results/inference.json#2L_4L_12L (the sizes), #trained.")
 
 
 def hf_pipeline(model_dir: Path):
@@ -310,10 +307,10 @@ def main(argv) -> None:
         "same entities bf16/f32",
     ]
     overview = print_table(header, summary)
-    write_json(
-        FLAGS.json,
-        {"machine": facts, "trained": bool(FLAGS.model_dir), "cases": FLAGS.cases, "runs": runs, "summary": overview},
-    )
+    key = "trained" if FLAGS.model_dir else "_".join(size.split("/")[0] for size in FLAGS.sizes)
+    results = {"machine": facts, "trained": bool(FLAGS.model_dir), "cases": FLAGS.cases, "runs": runs}
+    results["summary"] = overview
+    write_json(result_file("inference", key) if FLAGS.json is None else FLAGS.json, results)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ Same step as `train_speed.py` (softmax head, batch 32, 128-token sentences).
 The kner child imports `kner.cli` first, as `python -m kner.train` does.
 Peak = `ru_maxrss` at that point; now = `VmRSS`.
 
-    PYTHONPATH=. .venv/bin/python bench/memory.py --size=4L/256 --json=bench/results/memory_4L.json
+    PYTHONPATH=. .venv/bin/python bench/memory.py --size=4L/256   # -> bench/results/memory.json#4L
 """
 
 from __future__ import annotations
@@ -16,13 +16,24 @@ import resource
 from pathlib import Path
 
 from absl import app, flags
-from common import NUM_TAGS, bert_config, child_result, machine, print_table, random_batches, run_child, write_json
+from common import (
+    JSON_HELP,
+    NUM_TAGS,
+    bert_config,
+    child_result,
+    machine,
+    print_table,
+    random_batches,
+    result_file,
+    run_child,
+    write_json,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("size", "4L/256", "Model size.")
 flags.DEFINE_list("sides", ["torch", "torch_bf16", "kner", "kner_bf16"], "What to measure.")
 flags.DEFINE_integer("steps", 3, "Training steps.")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", None, JSON_HELP + "bench/results/memory.json#<layers>L.")
 flags.DEFINE_string("child", None, "Internal: run one measurement (JSON spec).")
 
 
@@ -85,7 +96,8 @@ def main(argv) -> None:
     rows = [[name, *(r["stages"][name][0] for r in results["sides"].values())] for name in names]
     print(f"{FLAGS.size}, batch 32 x 128 tokens: peak RSS MiB after each stage")
     results["table"] = print_table(["stage", *FLAGS.sides], rows)
-    write_json(FLAGS.json, results)
+    default = result_file("memory", FLAGS.size.split("/")[0])
+    write_json(default if FLAGS.json is None else FLAGS.json, results)
 
 
 if __name__ == "__main__":

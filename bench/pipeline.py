@@ -6,32 +6,30 @@ bert4keras / Kashgari / HF `run_ner.py --pad_to_max_length`), both tokenising
 in tf.data with the same character tokenizer. Sentences/s is measured over
 `--epochs` full passes after one warm-up pass.
 
-    python bench/pipeline.py --json=bench/results/pipeline.json
+    PYTHONPATH=. python bench/pipeline.py
 """
 
 from __future__ import annotations
 
-import json
 import os
 import time
-from pathlib import Path
 
 import tensorflow as tf
 from absl import app, flags
+from common import JSON_HELP, SHARED, write_json
 
 from kner.data.corpus import read_corpus
 from kner.data.labels import LabelVocab
 from kner.data.pipeline import batched, encode, padding_waste, to_features
 from kner.data.tokenizer import CharTokenizer
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 FLAGS = flags.FLAGS
 flags.DEFINE_string("train_file", str(SHARED / "cluener/train.json"), "CLUENER train.json.")
 flags.DEFINE_string("vocab_file", str(SHARED / "vocab/bert-base-chinese-vocab.txt"), "BERT vocab.txt.")
 flags.DEFINE_integer("batch_size", 32, "Global batch.")
 flags.DEFINE_integer("max_seq_length", 128, "Sequence limit.")
 flags.DEFINE_integer("epochs", 5, "Timed passes.")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", "bench/results/pipeline.json", JSON_HELP + "this.")
 
 
 def fixed_length_dataset(sentences, tokenizer, labels, batch_size, max_seq_length) -> tf.data.Dataset:
@@ -107,9 +105,7 @@ def main(argv) -> None:
         f"kner / peer: {results['speed_ratio']:.2f}x sentences/s; the model sees "
         f"{results['model_tokens_ratio']:.2f}x fewer token positions"
     )
-    if FLAGS.json:
-        Path(FLAGS.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(FLAGS.json).write_text(json.dumps(results, indent=1))
+    write_json(FLAGS.json, results)
 
 
 if __name__ == "__main__":

@@ -74,10 +74,12 @@ from absl import app, flags
 from common import (
     BERT_VOCAB,
     ROOT,
+    JSON_HELP,
     bert_config,
     child_result,
     machine,
     print_table,
+    result_file,
     run_child,
     set_threads,
     write_json,
@@ -109,7 +111,7 @@ flags.DEFINE_string(
     "dev F1 mean, min and max per group, and whether two groups differ by more than their seed spread.",
 )
 flags.DEFINE_string("plot", None, "report: also plot the held-out curves of --pretrain_dir into this PNG.")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", None, JSON_HELP + "bench/results/pretrain_speed.json (--part=report: pretrain_tiny.json).")
 flags.DEFINE_string("child", None, "Internal: run one measurement (JSON spec).")
 
 MAX_SEQ_LENGTH, MAX_PREDICTIONS = 128, 20
@@ -471,7 +473,8 @@ def main(argv) -> None:
         child_result(torch_child(spec) if spec["side"].startswith("torch") else kner_child(spec))
         return
     results = {"machine": machine(), **(speed() if FLAGS.part == "speed" else report())}
-    write_json(FLAGS.json, results)
+    default = result_file("pretrain_speed" if FLAGS.part == "speed" else "pretrain_tiny")
+    write_json(default if FLAGS.json is None else FLAGS.json, results)
 
 
 if __name__ == "__main__":

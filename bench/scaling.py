@@ -8,7 +8,7 @@ command; peak memory is the command's `ru_maxrss` (from `os.wait4`). A least-
 squares line through (sentences, epoch seconds) gives the time per 1,000
 sentences and the fixed part.
 
-    PYTHONPATH=. .venv/bin/python bench/scaling.py --json=bench/results/scaling.json
+    PYTHONPATH=. .venv/bin/python bench/scaling.py   # -> bench/results/scaling.json
 """
 
 from __future__ import annotations
@@ -18,19 +18,18 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from absl import app, flags
-from common import ROOT, SHARED, machine, print_table, subset, write_json
+from common import JSON_HELP, ROOT, SHARED, machine, print_table, subset, write_json
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["1000", "5000", "10000", "50000"], "Training-set sizes (sentences).")
 flags.DEFINE_integer("epochs", 1, "Epochs per run (epoch time: their mean).")
-flags.DEFINE_string("work_dir", str(Path(tempfile.gettempdir()) / "kner-bench-scaling"), "Scratch space.")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("work_dir", "runs/bench_scaling", "Scratch space.")
+flags.DEFINE_string("json", "bench/results/scaling.json", JSON_HELP + "this.")
 
 EPOCH = re.compile(r"^(\d+)/\1 - (\d+)s - ", re.M)
 

@@ -22,7 +22,7 @@ Then, in one process:
   average; and the student/teacher ratio (first size over second).
 
     PYTHONPATH=. nice -n 10 .venv/bin/python bench/serving_latency.py --before=before=runs/kner_before \\
-        --json=bench/results/serving_latency.json
+        --threads=1   # -> bench/results/serving_latency.json#threads1
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-from common import ROOT, SHARED, machine, print_table, set_threads, write_json
+from common import JSON_HELP, ROOT, SHARED, machine, print_table, result_file, set_threads, write_json
 from kner_side import export, random_model_dir
 from tf_session import Session
 
@@ -58,7 +58,7 @@ flags.DEFINE_enum("compute_dtype", "float32", ["float32", "bfloat16"], "`kner.ex
 flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads.")
 flags.DEFINE_string("work_dir", None, "Where model_dirs and exports go (default: a temporary directory).")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", None, JSON_HELP + "bench/results/serving_latency.json#threadsN.")
 
 STAGES = ("tokenize", "windows", "encoder", "merge", "decode", "entities")
 
@@ -200,7 +200,8 @@ def main(argv) -> None:
             ["case", "latency, teacher / student", "CPU latency, teacher / student", "sentences/s, student / teacher"],
             rows,
         )
-    write_json(FLAGS.json, {"machine": facts, "head": FLAGS.head, "runs": runs})
+    default = result_file("serving_latency", f"threads{FLAGS.threads}")
+    write_json(default if FLAGS.json is None else FLAGS.json, {"machine": facts, "head": FLAGS.head, "runs": runs})
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-from common import SHARED, machine, print_table, set_threads, write_json
+from common import JSON_HELP, SHARED, machine, print_table, set_threads, write_json
 from kner_side import random_model_dir
 
 from kner.data.corpus import read_corpus
@@ -41,7 +41,7 @@ flags.DEFINE_integer("sentences", 96, "The first N CLUENER dev sentences.")
 flags.DEFINE_integer("latency_sentences", 20, "Single-text calls timed for latency.")
 flags.DEFINE_integer("rounds", 2, "Interleaved rounds.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads.")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", None, JSON_HELP + "nowhere (a diagnostic, no table of the report).")
 
 
 def main(argv) -> None:

@@ -17,10 +17,9 @@ shows the best pass (the machine is shared: see README), the JSON also the
 median. Peak memory is the child's `ru_maxrss`. The sides of one model run
 back to back, `--rounds` times interleaved; the best round counts.
 
-    PYTHONPATH=. .venv/bin/python bench/train_speed.py --sizes=2L/128,4L/256 --min_seconds=10 \
-        --json=bench/results/train_speed_quiet.json
+    PYTHONPATH=. .venv/bin/python bench/train_speed.py --sizes=2L/128,4L/256   # -> train_speed.json#2L_4L
     PYTHONPATH=. .venv/bin/python bench/train_speed.py --sizes=12L/768 --cluener_sizes= --rounds=1 \
-        --min_steps=2 --min_seconds=0 --json=bench/results/train_speed_12L.json
+        --min_steps=2 --min_seconds=0   # -> #12L
 """
 
 from __future__ import annotations
@@ -35,6 +34,7 @@ import numpy as np
 from absl import app, flags
 from common import (
     BERT_VOCAB,
+    JSON_HELP,
     NUM_TAGS,
     SIZES,
     bert_config,
@@ -44,6 +44,7 @@ from common import (
     machine,
     print_table,
     random_batches,
+    result_file,
     run_child,
     save_batches,
     set_threads,
@@ -63,7 +64,7 @@ flags.DEFINE_float("min_seconds", 20.0, "Time each measurement for at least this
 flags.DEFINE_integer("min_steps", 3, "And for at least this many steps.")
 flags.DEFINE_integer("rounds", 2, "Interleaved rounds of all sides per model.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads of both frameworks.")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", None, JSON_HELP + "bench/results/train_speed.json#<the sizes, e.g. 2L_4L_12L>.")
 flags.DEFINE_string("child", None, "Internal: run one measurement (JSON spec).")
 
 
@@ -192,7 +193,8 @@ def main(argv) -> None:
     print(f"\nbatch {FLAGS.batch_size}, {FLAGS.threads} threads, load {results['machine']['loadavg_at_start']}")
     header = ["model", "workload", "side", "examples/s", "ms/step", "peak RSS MiB", "vs torch", "vs torch_bf16"]
     results["table"] = print_table(header, table)
-    write_json(FLAGS.json, results)
+    key = "_".join(size.split("/")[0] for size in dict.fromkeys([*FLAGS.sizes, *FLAGS.cluener_sizes]))
+    write_json(result_file("train_speed", key) if FLAGS.json is None else FLAGS.json, results)
 
 
 if __name__ == "__main__":
