@@ -42,6 +42,7 @@ def define_flags() -> None:
         "kner.predict's output for the gold texts (jsonl, cluener or submission lines) or a column file.",
     )
     flags.DEFINE_string("output", None, "Where the HTML report goes.")
+    flags.adopt_module_key_flags(cli)  # --input_format, --input_tag_scheme, --lenient in --help
     flags.mark_flags_as_required(["gold", "predictions", "output"])
 
 
