@@ -174,6 +174,23 @@ def _vocab(data: Path) -> None:
     save_vocab(build_vocab(texts), data / "vocab" / "bert-base-chinese-vocab.txt")
 
 
+# WNUT-17's layout (word<TAB>tag, BIO; train marks a sentence break with a lone tab), English text.
+CONLL_SENTENCES = [
+    [("Empire", "B-location"), ("State", "I-location"), ("Building", "I-location"), ("=", "O"), ("ESB", "B-location")],
+    [("I", "O"), ("met", "O"), ("Alice", "B-person"), ("at", "O"), ("Google", "B-corporation"), (".", "O")],
+    [("Reading", "O"), ("Dune", "B-creative-work"), ("again", "O"), ("with", "O"), ("the", "O"), ("club", "O")],
+]
+
+
+def _conll(split: str) -> Callable[[Path], None]:
+    def build(data: Path) -> None:
+        breaks = "\t\n" if split == "train" else "\n"
+        text = breaks.join("".join(f"{word}\t{tag}\n" for word, tag in s) for s in CONLL_SENTENCES * 4)
+        (data / "wnut17" / f"{split}.conll").write_text(text, encoding="utf-8")
+
+    return build
+
+
 def _labelled_lines(data: Path) -> None:
     lines = (ROOT / "data" / "pretrain_demo" / "corpus.txt").read_text(encoding="utf-8").splitlines()
     (data / "corpus" / "book_review.txt").write_text("".join(f"1\t{line}\n" for line in lines), encoding="utf-8")
@@ -192,6 +209,9 @@ MINIATURE: dict[str, str | Callable[[Path], None]] = {
     "corpus/clue_corpus_small_sample.txt": "data/pretrain_demo/corpus.txt",
     "corpus/chnsenticorp.txt": "data/pretrain_demo/corpus.txt",
     "corpus/book_review.txt": _labelled_lines,
+    "wnut17/train.conll": _conll("train"),
+    "wnut17/dev.conll": _conll("dev"),
+    "wnut17/test.conll": _conll("test"),
 }
 
 
