@@ -12,7 +12,8 @@ import tensorflow as tf
 from tagger_dirs import toy_sentence
 from viterbi_reference import stepwise_viterbi
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+# Appended, not prepended: bench/ holds module names that tests/ also has (wordpiece_reference).
+sys.path.append(str(Path(__file__).resolve().parents[2] / "bench"))
 
 from numpy_tagger import (  # noqa: E402  (bench/ is not a package)
     Decoder,
