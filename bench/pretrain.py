@@ -73,8 +73,8 @@ from pathlib import Path
 from absl import app, flags
 from common import (
     BERT_VOCAB,
-    ROOT,
     JSON_HELP,
+    ROOT,
     bert_config,
     child_result,
     machine,
