@@ -22,7 +22,8 @@ Issue 24 (kmkurn/pytorch-crf#35): a single text used to take the
 pointer-doubling backtrace, whose [L, 1, T, T] float32 table made one
 16,000-character text with 265 tags peak at 5.6 GiB, above two such texts
 (1.2 GiB). `kner.models.crf.fits_quadratic_budget` now keeps that table
-under 64 MiB: the one-text figure must not exceed the two-text one.
+under 16 MiB (at 64 MiB one 4,000-character text with 41 tags still
+peaked above two): the one-text figure must not exceed the two-text one.
 
     PYTHONPATH=. nice -n 10 .venv/bin/python bench/decoding_memory.py --json=bench/results/decoding_memory.json
 """

@@ -115,12 +115,12 @@ BACKTRACK_UNROLL = 16
 BACKTRACK_FROM = 2
 # Bytes the largest tensor of an O(L * T**2)-memory decoding step may take
 # (`fits_quadratic_budget`).
-QUADRATIC_BUDGET_BYTES = 64 * 2**20
+QUADRATIC_BUDGET_BYTES = 16 * 2**20
 
 
 def fits_quadratic_budget(batch_size, steps, num_tags, itemsize: int = 4):
     """Whether a [B, L, T, T] tensor of `itemsize`-byte elements fits
-    `QUADRATIC_BUDGET_BYTES` (64 MiB): the rule for any decoding algorithm
+    `QUADRATIC_BUDGET_BYTES` (16 MiB): the rule for any decoding algorithm
     that is faster than the O(B * L * T)-memory recursion but holds
     O(B * L * T**2) memory (pointer doubling, a log-depth scan). Beyond it,
     decode step by step, so that memory grows as L * T for any batch: one
@@ -238,7 +238,7 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
     def step_by_step() -> tf.Tensor:
         return _backtrack(deltas, last, last_tags, transitions)
 
-    static = potentials.shape.as_list()
+    static = tf.TensorShape(potentials.shape).as_list()
     if None not in static:
         doubling = static[0] < BACKTRACK_FROM and fits_quadratic_budget(*static)
         tags = by_doubling() if doubling else step_by_step()
