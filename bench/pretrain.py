@@ -164,7 +164,7 @@ def kner_child(spec: dict) -> dict:
     if spec["side"] == "kner_pipeline":
         return timed(lambda: next(batches), spec["steps"], spec["passes"], spec["batch_size"])
     step = tf.function(trainer.train_step)
-    return timed(lambda: step(next(batches)).numpy(), spec["steps"], spec["passes"], spec["batch_size"])
+    return timed(lambda: step(next(batches))[0].numpy(), spec["steps"], spec["passes"], spec["batch_size"])
 
 
 def model_config(spec: dict, vocab_size: int) -> dict:

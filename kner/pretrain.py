@@ -1,7 +1,8 @@
-"""Pretraining of a Chinese BERT or ALBERT: `python -m kner.pretrain`.
+"""Pretraining of a Chinese BERT, ALBERT or ELECTRA: `python -m kner.pretrain`.
 
     python -m kner.pretrain --flagfile=flags/pretrain_tiny.cfg
     python -m kner.pretrain --flagfile=flags/pretrain_albert_tiny.cfg
+    python -m kner.pretrain --flagfile=flags/pretrain_electra_small.cfg
     python -m kner.pretrain --corpus_files='legal/*.txt' --init_checkpoint=chinese-roberta-wwm-ext \\
         --model_dir=runs/legal --train_steps=20000 --learning_rate=5e-5
 
@@ -12,11 +13,20 @@
 - `albert`: Google's `albert_*_zh` (factorised embedding `embedding_size`,
   layers sharing their parameters in `num_hidden_groups` groups): masked LM
   over n-grams of up to `--ngram_mask=3` whole words, sentence-order
-  prediction (`--sop`), LAMB (`--optimizer=lamb`), as google-research/albert.
+  prediction (`--sop`), LAMB (`--optimizer=lamb`), as google-research/albert;
+- `electra`: google-research/electra (HFL's Chinese ELECTRA): a generator, a
+  masked LM `--generator_hidden_size` (0.25) as wide as the discriminator and
+  sharing its embeddings, fills the masked positions (85% `[MASK]`, 15% kept)
+  with tokens sampled from its softmax(logits / `--temperature`), and the
+  discriminator learns which tokens were replaced; loss = generator masked LM
+  + `--disc_weight` (50) x discriminator loss, AdamW
+  (`kner.models.pretraining.replaced_token_detection`).
 
-Where the recipes differ, `--sop`, `--ngram_mask` and `--optimizer` default
-to the chosen one's values, and the log says what was chosen. From scratch
-(`--bert_config`: a `bert_config.json` or `albert_config.json`, with
+Where the recipes differ, `--sop`, `--ngram_mask`, `--optimizer` and the
+ELECTRA flags default to the chosen one's values, and the log says what was
+chosen (an ELECTRA flag under another model type has no effect, and a
+warning says so). From scratch
+(`--bert_config`: a `bert_config.json`, `albert_config.json` or ELECTRA `discriminator.json`, with
 `--vocab_file` or a vocab built from the corpus) or continued from a
 Google-format checkpoint of that family (`--init_checkpoint`; its `cls/*`
 heads load too when it has them, else they start fresh, and the log says
@@ -27,7 +37,10 @@ heads, the losses and the optimizer in float32
 variables either way. The result is a checkpoint directory in Google's
 layout of the family, `model_dir/{bert_config.json, vocab.txt,
 bert_model.ckpt.*}` (BERT) or `model_dir/{albert_config.json, vocab.txt,
-model.ckpt-best.*}` (ALBERT), with the encoder and the `cls/*` heads, which
+model.ckpt-best.*}` (ALBERT), with the encoder and the `cls/*` heads, or
+`model_dir/{discriminator.json, generator.json, vocab.txt, electra_model.*}`
+(ELECTRA: `electra/*`, `generator/*`, `generator_predictions/*`,
+`discriminator_predictions/*`), which
 `python -m kner.train --init_checkpoint=MODEL_DIR`, `python -m
 kner.checkpoint inspect` and other tools that read Google checkpoints take
 as it is. Rerunning the same command resumes from the last checkpoint.
@@ -70,10 +83,15 @@ CORPUS_LAYOUTS = (*LAYOUTS, *NER_LAYOUTS)
 DATA_DIR = "pretraining_data"
 
 
+# Flags whose default depends on --model_type; one a model type lacks in its defaults has no effect under it.
+PRETRAIN_OPTIONS = ("generator_hidden_size", "temperature", "disc_weight")  # PretrainOptions fields
+RECIPE_FLAGS = ("sop", "ngram_mask", "optimizer", *PRETRAIN_OPTIONS)
+
+
 def per_model_type(name: str) -> str:
-    """`"albert: lamb, bert: adamw"`: a recipe flag's default for each model type."""
+    """`"albert: lamb, bert: adamw"`: a recipe flag's default for each model type that reads it."""
     words = {True: "on", False: "off"}
-    values = {t: m.defaults[name] for t, m in MODEL_TYPES.items()}
+    values = {t: m.defaults[name] for t, m in MODEL_TYPES.items() if name in m.defaults}
     return ", ".join(f"{t}: {words.get(v, v) if isinstance(v, bool) else v}" for t, v in sorted(values.items()))
 
 
@@ -148,6 +166,27 @@ flags.DEFINE_bool(
     "Add sentence-order prediction (ALBERT): two consecutive segments of one document, swapped half the time. "
     f"Default: per --model_type ({per_model_type('sop')}).",
 )
+flags.DEFINE_float(
+    "generator_hidden_size",
+    None,
+    "ELECTRA: the generator's hidden size as a fraction of the discriminator's (heads max(1, hidden/64), FFN 4 x "
+    f"hidden, as google-research/electra). Default: per --model_type ({per_model_type('generator_hidden_size')}).",
+    lower_bound=0.0,
+)
+flags.DEFINE_float(
+    "temperature",
+    None,
+    "ELECTRA: replacements are sampled from the generator's softmax(logits / temperature). "
+    f"Default: per --model_type ({per_model_type('temperature')}).",
+    lower_bound=1e-6,
+)
+flags.DEFINE_float(
+    "disc_weight",
+    None,
+    "ELECTRA: loss = generator masked LM + disc_weight x discriminator loss. "
+    f"Default: per --model_type ({per_model_type('disc_weight')}).",
+    lower_bound=0.0,
+)
 flags.DEFINE_bool("lenient", False, "Replace text that is not valid UTF-8 with U+FFFD (counted) instead of failing.")
 flags.DEFINE_integer("eval_every", 1000, "Steps between evaluations on the held-out text (also at the end).")
 flags.DEFINE_integer("shuffle_buffer", 10000, "Examples in the shuffle buffer.")
@@ -165,6 +204,13 @@ def recipe_flag(model_type: ModelType, name: str):
     """The flag's value, or the model type's default when it was left unset."""
     value = FLAGS[name].value
     return model_type.defaults[name] if value is None else value
+
+
+def warn_unused_recipe_flags(model_type: ModelType) -> None:
+    """A warning for each recipe flag given that `model_type` does not read."""
+    for name in RECIPE_FLAGS:
+        if FLAGS[name].present and name not in model_type.defaults:
+            cli.warn(f"--{name} has no effect with --model_type={model_type.name}")
 
 
 def sentence_task(model_type: ModelType) -> str | None:
@@ -226,15 +272,15 @@ def build_backbone(model_type: ModelType, sources, model_dir: Path):
 
 
 def load_heads(model: PretrainingModel, prefix: Path | None) -> None:
-    """Loads the heads `prefix` has; says which start fresh."""
-    present = bert_heads.heads_in(read_variables(prefix)) if prefix is not None else []
+    """Loads the heads `prefix` has (any of their variables); says which start fresh."""
+    names = set(read_variables(prefix)) if prefix is not None else set()
     for head, weights in model.heads().items():
-        if head in present:
+        if any(weight.name in names for weight in weights):
             bert_heads.assign_head_weights(prefix, weights)
-            logging.info("loaded the %s head from %s", bert_heads.DESCRIPTIONS[head], prefix)
+            logging.info("loaded the %s head from %s", model.describe_head(head), prefix)
         else:
             where = f"{prefix} has none" if prefix is not None else "no Google checkpoint to load it from"
-            logging.info("the %s head starts fresh (%s)", bert_heads.DESCRIPTIONS[head], where)
+            logging.info("the %s head starts fresh (%s)", model.describe_head(head), where)
 
 
 def prepare(sources, tokenizer: CharTokenizer, model_dir: Path, task: str | None):
@@ -270,17 +316,22 @@ def build_optimizer(model: PretrainingModel, name: str) -> keras.optimizers.Opti
     return optimizer
 
 
-def recipe(task: str | None, ngram: int, optimizer: str) -> str:
-    """`masked LM (n-grams of up to 3 whole words) + SOP, lamb`."""
+def recipe(model: PretrainingModel, masker: Masker, optimizer: str, shares: bool) -> str:
+    """`masked LM (n-grams of up to 3 whole words) + SOP, lamb`; with
+    `shares`, the masking's `[MASK]` / random / kept split too."""
     unit = "whole words" if FLAGS.whole_word_mask else "characters"
-    masking = f"n-grams of up to {ngram} {unit}" if ngram > 1 else unit
-    return f"masked LM ({masking})" + (f" + {task.upper()}" if task else "") + f", {optimizer}"
+    masking = f"n-grams of up to {masker.ngram} {unit}" if masker.ngram > 1 else unit
+    if shares:
+        kept = 1 - masker.mask_probability - masker.random_probability
+        masking += f"; {masker.mask_probability:.0%} [MASK], {masker.random_probability:.0%} random, {kept:.0%} kept"
+    return f"masked LM ({masking}){model.describe()}, {optimizer}"
 
 
 def main(argv: list[str]) -> None:
     del argv
     cli.start_training_run()
     model_type = MODEL_TYPES[FLAGS.model_type]
+    warn_unused_recipe_flags(model_type)
     task, ngram, optimizer_name = (
         sentence_task(model_type),
         recipe_flag(model_type, "ngram_mask"),
@@ -292,14 +343,28 @@ def main(argv: list[str]) -> None:
     logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)
     with strategy.scope():
         backbone, vocab_file, heads_from = build_backbone(model_type, sources, model_dir)
-        model = model_type.create(backbone, PretrainOptions(sentence_task=task))
+        options = PretrainOptions(
+            sentence_task=task,
+            **{name: recipe_flag(model_type, name) for name in PRETRAIN_OPTIONS if name in model_type.defaults},
+        )
+        model = model_type.create(backbone, options)
         model(dummy_features())
         load_heads(model, heads_from)
         optimizer = build_optimizer(model, optimizer_name)
-    print(f"{model_type.name} pretraining: {recipe(task, ngram, optimizer_name)}", flush=True)
     tokenizer = CharTokenizer(vocab_file)
     if MASK not in tokenizer.vocabulary:
         raise InputError(vocab_file, None, f"vocab has no {MASK} token, which masked-LM pretraining needs")
+    masker = Masker(
+        vocab_size=tokenizer.vocabulary_size,
+        mask_id=tokenizer.vocabulary.index(MASK),
+        max_seq_length=FLAGS.max_seq_length,
+        masked_lm_prob=FLAGS.masked_lm_prob,
+        max_predictions_per_seq=FLAGS.max_predictions_per_seq,
+        ngram=ngram,
+        **model_type.masking,
+    )
+    description = recipe(model, masker, optimizer_name, shares=bool(model_type.masking))
+    print(f"{model_type.name} pretraining: {description}", flush=True)
     train, dev = prepare(sources, tokenizer, model_dir, task)
     if train.examples == 0:
         raise InputError(FLAGS.corpus_files, None, "no training examples (is the corpus empty?)")
@@ -311,14 +376,6 @@ def main(argv: list[str]) -> None:
     print(f"pretraining on {describe_data(train)}{held_out}", flush=True)
     if distribute.is_chief(strategy):
         cli.save_flagfile(model_dir / "flags.cfg")
-    masker = Masker(
-        vocab_size=tokenizer.vocabulary_size,
-        mask_id=tokenizer.vocabulary.index(MASK),
-        max_seq_length=FLAGS.max_seq_length,
-        masked_lm_prob=FLAGS.masked_lm_prob,
-        max_predictions_per_seq=FLAGS.max_predictions_per_seq,
-        ngram=ngram,
-    )
     config = PretrainConfig(
         batch_size=FLAGS.batch_size,
         eval_batch_size=FLAGS.eval_batch_size,

@@ -17,7 +17,9 @@ The discriminator has no pooler: its pooled output is the first token's
 sequence output. ELECTRA's `gelu` is the erf form (`modeling.py`: `0.5 * (1 +
 erf(x / sqrt(2)))`), unlike BERT's and ALBERT's tanh form. Generator
 (`generator/*`, `generator_predictions/*`) and `discriminator_predictions/*`
-variables, optimizer slots and `global_step` are ignored (and counted).
+variables, optimizer slots and `global_step` are ignored (and counted) when
+a discriminator is loaded; `kner.backbones.electra_heads` names them for
+pretraining.
 
 Example:
 
@@ -78,10 +80,11 @@ def backbone_from_config(config: Mapping, where: str | Path = CONFIG_NAME) -> En
     )
 
 
-def config_from_backbone(backbone: EncoderBackbone) -> dict:
-    """The `discriminator.json` contents (HFL's keys) describing `backbone`."""
+def config_from_backbone(backbone: EncoderBackbone, architecture: str = "ElectraForPreTraining") -> dict:
+    """The `discriminator.json` contents (HFL's keys) describing `backbone`;
+    with `architecture="ElectraForMaskedLM"`, a generator's `generator.json`."""
     return {
-        "architectures": ["ElectraForPreTraining"],
+        "architectures": [architecture],
         "attention_probs_dropout_prob": backbone.dropout,
         "embedding_size": backbone.embedding_dim,
         "hidden_act": backbone.activation,
@@ -99,17 +102,20 @@ def config_from_backbone(backbone: EncoderBackbone) -> dict:
     }
 
 
-def weight_table(backbone: EncoderBackbone) -> WeightTable:
-    """Every backbone weight under its ELECTRA name."""
+def weight_table(backbone: EncoderBackbone, scope: str = ELECTRA) -> WeightTable:
+    """Every backbone weight under its ELECTRA name. The embeddings are
+    always `electra/embeddings/*`, the rest under `scope`: `"generator"` for
+    a generator sharing the discriminator's embeddings (google-research/electra
+    `build_transformer(..., scope="generator")`)."""
     table = WeightTable()
     table.add("electra/embeddings/word_embeddings", backbone.token_embedding.embeddings)
     table.add("electra/embeddings/position_embeddings", backbone.position_embedding.position_embeddings)
     table.add("electra/embeddings/token_type_embeddings", backbone.segment_embedding.embeddings)
     table.layer_norm("electra/embeddings/LayerNorm", backbone.embeddings_layer_norm)
     if backbone.embeddings_projection is not None:
-        table.dense("electra/embeddings_project", backbone.embeddings_projection)
+        table.dense(f"{scope}/embeddings_project", backbone.embeddings_projection)
     for i, (block,) in enumerate(backbone.transformer_layers):
-        table.block(f"electra/encoder/layer_{i}", block, BERT_BLOCK)
+        table.block(f"{scope}/encoder/layer_{i}", block, BERT_BLOCK)
     return table
 
 

@@ -25,6 +25,11 @@ Layouts (`layout`), from each project's `modeling.py`:
 - `"electra"` (google-research/electra): embeddings and LayerNorm of width
   `embedding_dim`, projection (with bias) when the widths differ, one block
   per layer, no pooler: `pooled_output` is the first token's sequence output.
+  ELECTRA's generator is such an encoder built with `shared_embeddings=`
+  the discriminator: it calls the discriminator's token, position and
+  segment embeddings and their LayerNorm (one set of variables, the
+  `electra/embeddings` scope of google-research/electra `run_pretraining.py`)
+  and has its own projection and blocks.
 
 Activations: `"gelu_approximate"` (tanh form: BERT, ALBERT), `"gelu"` (erf
 form: ELECTRA), `"relu"`, `"tanh"`, `"linear"`.
@@ -78,6 +83,11 @@ class EncoderBackbone(keras_hub.models.Backbone):
         activation: key of `ACTIVATIONS`.
         dropout: hidden and attention dropout rate.
         initializer_range: stddev of the truncated-normal initialiser.
+        shared_embeddings: an `"electra"` backbone whose embedding layers
+            (token, position, segment, LayerNorm) this one calls instead of
+            its own (ELECTRA's generator); `embedding_dim`,
+            `vocabulary_size`, `max_sequence_length` and `num_segments`
+            must equal its own.
 
     Inputs: `token_ids`, `segment_ids`, `padding_mask`, each [batch, length].
     Outputs: `sequence_output` [batch, length, hidden_dim] and
@@ -100,6 +110,7 @@ class EncoderBackbone(keras_hub.models.Backbone):
         max_sequence_length: int = 512,
         num_segments: int = 2,
         initializer_range: float = 0.02,
+        shared_embeddings: EncoderBackbone | None = None,
         dtype=None,
         **kwargs,
     ):
@@ -111,6 +122,9 @@ class EncoderBackbone(keras_hub.models.Backbone):
             num_groups = num_layers if layout == "electra" else 1
         if layout == "albert_brightmart" and (num_groups, num_inner_repetitions) != (1, 1):
             raise ValueError("brightmart's layout shares one block across all layers")
+        if shared_embeddings is not None:
+            sizes = (layout, vocabulary_size, embedding_dim, max_sequence_length, num_segments)
+            _check_shareable(shared_embeddings, sizes)
 
         def initializer():
             return keras.initializers.TruncatedNormal(stddev=initializer_range)
@@ -119,23 +133,33 @@ class EncoderBackbone(keras_hub.models.Backbone):
         width = hidden_dim if factorised_tokens else embedding_dim
 
         # === Layers ===
-        self.token_embedding = keras.layers.Embedding(
-            vocabulary_size, embedding_dim, embeddings_initializer=initializer(), dtype=dtype, name="token_embedding"
-        )
+        if shared_embeddings is not None:
+            self.token_embedding = shared_embeddings.token_embedding
+            self.position_embedding = shared_embeddings.position_embedding
+            self.segment_embedding = shared_embeddings.segment_embedding
+            self.embeddings_layer_norm = shared_embeddings.embeddings_layer_norm
+        else:
+            self.token_embedding = keras.layers.Embedding(
+                vocabulary_size,
+                embedding_dim,
+                embeddings_initializer=initializer(),
+                dtype=dtype,
+                name="token_embedding",
+            )
+            self.position_embedding = keras_hub.layers.PositionEmbedding(
+                sequence_length=max_sequence_length, initializer=initializer(), dtype=dtype, name="position_embedding"
+            )
+            self.segment_embedding = keras.layers.Embedding(
+                num_segments, width, embeddings_initializer=initializer(), dtype=dtype, name="segment_embedding"
+            )
+            self.embeddings_layer_norm = keras.layers.LayerNormalization(
+                epsilon=1e-12, dtype=dtype, name="embeddings_layer_norm"
+            )
         self.token_projection = None
         if factorised_tokens:
             self.token_projection = keras.layers.Dense(
                 hidden_dim, use_bias=False, kernel_initializer=initializer(), dtype=dtype, name="token_projection"
             )
-        self.position_embedding = keras_hub.layers.PositionEmbedding(
-            sequence_length=max_sequence_length, initializer=initializer(), dtype=dtype, name="position_embedding"
-        )
-        self.segment_embedding = keras.layers.Embedding(
-            num_segments, width, embeddings_initializer=initializer(), dtype=dtype, name="segment_embedding"
-        )
-        self.embeddings_layer_norm = keras.layers.LayerNormalization(
-            epsilon=1e-12, dtype=dtype, name="embeddings_layer_norm"
-        )
         self.embeddings_dropout = keras.layers.Dropout(dropout, dtype=dtype, name="embeddings_dropout")
         self.embeddings_projection = None
         if width != hidden_dim:
@@ -204,8 +228,12 @@ class EncoderBackbone(keras_hub.models.Backbone):
         self.max_sequence_length = max_sequence_length
         self.num_segments = num_segments
         self.initializer_range = initializer_range
+        # A flag, not the backbone: an attribute would track it as a sublayer.
+        self.shares_embeddings = shared_embeddings is not None
 
     def get_config(self) -> dict:
+        if self.shares_embeddings:
+            raise NotImplementedError("a backbone sharing another's embeddings is not serialised on its own")
         config = super().get_config()
         config.update(
             {
@@ -229,3 +257,16 @@ class EncoderBackbone(keras_hub.models.Backbone):
             }
         )
         return config
+
+
+def _check_shareable(shared: EncoderBackbone, mine: tuple) -> None:
+    """ValueError unless a backbone of `mine` (layout, vocabulary_size,
+    embedding_dim, max_sequence_length, num_segments) can call `shared`'s
+    embedding layers."""
+    theirs = (shared.layout, shared.vocabulary_size, shared.embedding_dim)
+    theirs += (shared.max_sequence_length, shared.num_segments)
+    if mine[0] != "electra" or mine != theirs:
+        raise ValueError(
+            "shared_embeddings needs two electra backbones of the same (layout, vocabulary_size, embedding_dim, "
+            f"max_sequence_length, num_segments): {mine} vs {theirs}"
+        )

@@ -53,7 +53,16 @@ from pathlib import Path
 import keras_hub
 from absl import logging
 
-from kner.backbones import albert, bert, bert_heads, electra, huggingface, keras_hub_preset, tf1_checkpoint
+from kner.backbones import (
+    albert,
+    bert,
+    bert_heads,
+    electra,
+    electra_heads,
+    huggingface,
+    keras_hub_preset,
+    tf1_checkpoint,
+)
 from kner.backbones.config_file import read_json
 from kner.backbones.encoder import EncoderBackbone
 from kner.backbones.weight_table import Weight, arrays, ignored_summary
@@ -285,6 +294,7 @@ def save_google_checkpoint(
     vocab_file: str | Path | None = None,
     heads: Sequence[Weight] = (),
     vocab_name: str | None = None,
+    extra_files: Mapping[str, str] | None = None,
 ) -> Path:
     """Writes `backbone` in its family's original layout: the checkpoint
     (that family's variable names and shapes, float32) and config file under
@@ -294,7 +304,8 @@ def save_google_checkpoint(
     `discriminator.json`), plus `heads` (pretraining heads under their
     checkpoint names, `kner.backbones.bert_heads`) in the same checkpoint,
     and the vocab when `vocab_file` is given, as `vocab_name` (default: the
-    family's release name, `vocab.txt` or `vocab_chinese.txt`).
+    family's release name, `vocab.txt` or `vocab_chinese.txt`), and
+    `extra_files` (name -> text: ELECTRA's `generator.json`).
 
     The files are written into a staging directory and moved into `path`
     only once complete, the checkpoint index last, so a reader never finds
@@ -318,6 +329,8 @@ def save_google_checkpoint(
         write_text(staging / family.config_names[0], json.dumps(family.config_of(backbone), indent=2) + "\n")
         if vocab_file is not None:
             shutil.copyfile(vocab_file, staging / (vocab_name or family.vocab))
+        for name, text in (extra_files or {}).items():
+            write_text(staging / name, text)
         for staged in sorted(os.listdir(staging), key=lambda file: file.endswith(".index")):
             os.replace(staging / staged, path / staged)
     finally:
@@ -396,5 +409,6 @@ def inspect(path: str | Path) -> None:
             mark = "  (ignored)" if is_ignored(name) else ""
             print(f"  {name} {list(shape)} {dtype}{mark}")
         heads = [bert_heads.DESCRIPTIONS[head] for head in bert_heads.heads_in(variables)]
+        heads += [electra_heads.DESCRIPTIONS[head] for head in electra_heads.heads_in(variables)]
         print(f"pretraining heads: {', '.join(heads) or 'none'} (kner.pretrain --init_checkpoint loads them)")
     print(f"kner can load it: {describe(load_backbone(path))}")

@@ -20,9 +20,17 @@ words from a segmenter (github.com/ymcui/Chinese-BERT-wwm):
   ALBERT the words are the candidates (here jieba's, so whole word masking
   and n-grams combine: a word is never split) and an n-gram may run on from
   segment A into B (the `[SEP]` between them is never masked);
-- each chosen token independently becomes `[MASK]` with probability 0.8,
-  stays itself with 0.1, and becomes a token drawn uniformly from the whole
-  vocab with 0.1.
+- each chosen token independently becomes `[MASK]` with probability
+  `mask_probability` (0.8), becomes a token drawn uniformly from the whole
+  vocab with `random_probability` (0.1), and stays itself otherwise (0.1).
+  ELECTRA's masking (google-research/electra `pretrain_helpers.mask`) is
+  `mask_probability=0.85, random_probability=0`: 85% `[MASK]`, 15% kept,
+  none random (the generator's samples replace them all later).
+
+Each example also gets `example_seed`, a seed of its own from the same
+`(seed, example index)`, for draws a model makes per example (ELECTRA's
+sampling from its generator), so that they too are the same under every
+`tf.distribute` strategy and in a resumed run.
 
 Masks are drawn with stateless random ops seeded by `(seed, example
 index)`, so the same seed gives the same masks, a resumed run draws the
@@ -41,14 +49,17 @@ import dataclasses
 
 import tensorflow as tf
 
-MASK_PROBABILITY, KEEP_PROBABILITY = 0.8, 0.5  # of the chosen; then of the rest
+EXAMPLE_SEED_SALT = 0x5EED  # keeps `example_seed` apart from the masking draws' seeds
 
 
 @dataclasses.dataclass(frozen=True)
 class Masker:
     """Masks one example (see the module doc) and pads it to
     `max_seq_length`. `ngram`: the longest n-gram of words masked together
-    (1: single words, Google BERT; 3: ALBERT's default)."""
+    (1: single words, Google BERT; 3: ALBERT's default). `mask_probability`
+    and `random_probability`: the shares of the chosen tokens that become
+    `[MASK]` and a random token (BERT: 0.8 and 0.1; ELECTRA: 0.85 and 0);
+    the rest stay themselves."""
 
     vocab_size: int
     mask_id: int
@@ -56,10 +67,15 @@ class Masker:
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
     ngram: int = 1
+    mask_probability: float = 0.8
+    random_probability: float = 0.1
 
     def __post_init__(self):
         if self.ngram < 1:
             raise ValueError(f"ngram must be at least 1, got {self.ngram}")
+        shares = (self.mask_probability, self.random_probability)
+        if min(shares) < 0 or sum(shares) > 1:
+            raise ValueError(f"mask and random probabilities must be >= 0 with a sum <= 1, got {shares}")
 
     def ngram_lengths(self, count: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
         """int32 `[count]`: an n-gram length per word, n in 1..`ngram` drawn
@@ -119,7 +135,8 @@ class Masker:
         - `token_ids`, `segment_ids` int32, `padding_mask` bool `[max_seq_length]`;
         - `masked_lm_positions`, `masked_lm_ids` int32 and `masked_lm_weights`
           float32 `[max_predictions_per_seq]` (positions ascending, zero padded);
-        - `next_sentence_label` int32 `[]`.
+        - `next_sentence_label` int32 `[]`;
+        - `example_seed` int64 `[2]`: the example's own seed (module doc).
         """
         token_ids, word_ids = example["token_ids"], example["word_ids"]
         index = tf.cast(index, tf.int64)
@@ -128,8 +145,11 @@ class Masker:
         length = tf.size(token_ids)
         draw, keep = (tf.random.stateless_uniform([length], s) for s in seeds[1:3])
         random_ids = tf.random.stateless_uniform([length], seeds[3], 0, self.vocab_size, dtype=tf.int32)
+        # Of the tokens not turned into [MASK], the share kept (BERT: 0.1 / 0.2; ELECTRA: all).
+        rest = 1.0 - self.mask_probability
+        kept_share = (rest - self.random_probability) / rest if rest > 0 else 1.0
         replaced = tf.where(
-            draw < MASK_PROBABILITY, self.mask_id, tf.where(keep < KEEP_PROBABILITY, token_ids, random_ids)
+            draw < self.mask_probability, self.mask_id, tf.where(keep < kept_share, token_ids, random_ids)
         )
         inputs = tf.where(chosen, replaced, token_ids)
         positions = tf.cast(tf.where(chosen)[:, 0], tf.int32)
@@ -144,6 +164,7 @@ class Masker:
             "masked_lm_ids": tf.pad(tf.gather(token_ids, positions), [[0, pad]]),
             "masked_lm_weights": tf.pad(tf.ones([count], tf.float32), [[0, pad]]),
             "next_sentence_label": example["next_sentence_label"],
+            "example_seed": tf.stack([tf.constant(seed ^ EXAMPLE_SEED_SALT, tf.int64), index]),
         }
 
 

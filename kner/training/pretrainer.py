@@ -21,7 +21,10 @@ writing, summaries and per-replica loss scaling under every
   `best_metric` so far it writes the model's checkpoint
   (`save_checkpoint`: Google's layout of its family) to `model_dir/best`,
   and at the end to `model_dir` itself. The training summaries hold the loss
-  and each of its terms (`loss_terms/masked_lm_loss`, ...).
+  and each of its terms (`loss_terms/masked_lm_loss`, ...), and the model's
+  `report` of the training batches since the last log line (under the
+  held-out metrics' names, `masked_lm_accuracy`, `disc_recall`, ..., so
+  TensorBoard draws the two in one chart); the log line shows them too.
 
 Example:
 >>> trainer = Pretrainer(model, optimizer, strategy, "runs/pre", PretrainConfig(train_steps=1000), masker, "vocab.txt")
@@ -95,17 +98,25 @@ class Pretrainer(Trainer):
             sums = self.model.loss_sums(batch, self.model(batch, training=True))
             terms = tf.stack([t.weight * sums[t.sum] / global_counts[i] for i, t in enumerate(self.model.loss_terms)])
             scaled = self.optimizer.scale_loss(tf.reduce_sum(terms))
-        return terms, tape.gradient(scaled, variables)
+        return terms, sums, tape.gradient(scaled, variables)
 
-    def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+    def _replica_step(self, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
         context = tf.distribute.get_replica_context()
         examples = tf.cast(tf.shape(batch["token_ids"])[0], tf.float32)
         counts = self.model.loss_counts(batch)
         counts = tf.stack([counts[term.count] for term in self.model.loss_terms])
         global_counts = tf.maximum(context.all_reduce(tf.distribute.ReduceOp.SUM, counts), 1.0)
-        terms, gradients = self._compute_gradients(batch, global_counts)
+        terms, sums, gradients = self._compute_gradients(batch, global_counts)
         self.optimizer.apply(gradients, self.model.trainable_variables)
-        return tf.concat([tf.stack([tf.reduce_sum(terms), examples]), terms], axis=0)
+        return tf.concat([tf.stack([tf.reduce_sum(terms), examples]), terms], axis=0), sums
+
+    def train_step(self, batch) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """As `Trainer.train_step` ([loss, examples, then each loss term]),
+        and the model's `loss_sums` over the global batch.
+
+        >>> (loss, examples, *terms), sums = tf.function(trainer.train_step)(batch)
+        """
+        return super().train_step(batch)
 
     def _loss_term_weights(self) -> list[tuple[str, float]]:
         return [(term.sum, term.weight) for term in self.model.loss_terms]
@@ -161,28 +172,35 @@ class Pretrainer(Trainer):
         progress = keras.utils.Progbar(config.train_steps, verbose=int(bar), stateful_metrics=["loss", "lr"])
         step = int(self.step.numpy())
         progress.update(step)
-        report, losses, examples, started = None, [], 0.0, time.perf_counter()
+        report, losses, totals, examples, started = None, [], {}, 0.0, time.perf_counter()
         while step < config.train_steps:
             learning_rate = float(self.optimizer.learning_rate)
-            loss, count, *terms = self._traced_step(next(batches)).numpy().tolist()
+            row, sums = self._traced_step(next(batches))
+            loss, count, *terms = row.numpy().tolist()
             step = int(self.step.assign_add(1).numpy())
             losses.append([loss, *terms])
+            for name, value in sums.items():
+                totals[name] = totals.get(name, 0.0) + float(value)
             examples += count
             progress.update(step, [("loss", loss), ("lr", learning_rate)])
             if step % config.log_every == 0:
                 speed = examples / (time.perf_counter() - started)
                 means = np.mean(losses, axis=0)
+                metrics = {k: v for k, v in self.model.report(totals).items() if isinstance(v, float)}
                 with self._writer("train").as_default(step=step):
                     self._log_losses(means)
                     tf.summary.scalar("learning_rate", learning_rate)
                     tf.summary.scalar("examples_per_second", speed)
+                    for name, value in metrics.items():
+                        tf.summary.scalar(name, value)
                 if self.chief and not bar:
                     print(
                         f"step {step}/{config.train_steps}: loss {means[0]:.4f}, "
-                        f"lr {learning_rate:.3g}, {speed:.1f} examples/s",
+                        f"lr {learning_rate:.3g}, {speed:.1f} examples/s; "
+                        + ", ".join(f"{name} {value:.4f}" for name, value in metrics.items()),
                         flush=True,
                     )
-                losses, examples, started = [], 0.0, time.perf_counter()
+                losses, totals, examples, started = [], {}, 0.0, time.perf_counter()
             if (
                 dev_path is not None
                 and config.eval_every

@@ -4,7 +4,10 @@ maps each `kner.pretrain --model_type` to its recipe.
 - `bert`: masked LM with Chinese whole word masking, optionally next-sentence
   prediction (Google BERT, HFL's RoBERTa-wwm: no NSP), AdamW;
 - `albert`: Google's `albert_*_zh`: masked LM with n-gram (up to 3 words)
-  whole word masking and sentence-order prediction, LAMB.
+  whole word masking and sentence-order prediction, LAMB;
+- `electra`: google-research/electra (HFL's Chinese ELECTRA): a generator
+  (masked LM, 85% `[MASK]` / 15% kept) and a discriminator (replaced-token
+  detection on the generator's samples) trained jointly, AdamW.
 
 Example:
 >>> model = MODEL_TYPES["albert"].create(backbone, PretrainOptions(sentence_task="sop"))
@@ -13,10 +16,17 @@ Example:
 from kner.data.pretraining_data import NSP, SOP
 from kner.models.pretraining.masked_lm import MaskedLMModel, dummy_features, masked_lm_sums
 from kner.models.pretraining.objective import LossTerm, ModelType, PretrainingModel, PretrainOptions
+from kner.models.pretraining.replaced_token_detection import ReplacedTokenDetectionModel
 
 
 def _masked_lm(backbone, options: PretrainOptions) -> MaskedLMModel:
     return MaskedLMModel(backbone, sentence_task=options.sentence_task)
+
+
+def _replaced_token_detection(backbone, options: PretrainOptions) -> ReplacedTokenDetectionModel:
+    return ReplacedTokenDetectionModel(
+        backbone, options.generator_hidden_size, temperature=options.temperature, disc_weight=options.disc_weight
+    )
 
 
 MODEL_TYPES = {
@@ -39,6 +49,23 @@ MODEL_TYPES = {
             defaults={"sop": True, "ngram_mask": 3, "optimizer": "lamb"},
             sentence_tasks=(NSP, SOP),
         ),
+        ModelType(
+            "electra",
+            "google-research/electra (HFL's Chinese ELECTRA): a generator (masked LM, --generator_hidden_size of "
+            "the discriminator's width) and a discriminator (replaced-token detection on the generator's samples) "
+            "trained jointly, AdamW",
+            families=("electra",),
+            create=_replaced_token_detection,
+            defaults={
+                "sop": False,
+                "ngram_mask": 1,
+                "optimizer": "adamw",
+                "generator_hidden_size": 0.25,
+                "temperature": 1.0,
+                "disc_weight": 50.0,
+            },
+            masking={"mask_probability": 0.85, "random_probability": 0.0},
+        ),
     )
 }
 
@@ -49,6 +76,7 @@ __all__ = [
     "ModelType",
     "PretrainOptions",
     "PretrainingModel",
+    "ReplacedTokenDetectionModel",
     "dummy_features",
     "masked_lm_sums",
 ]

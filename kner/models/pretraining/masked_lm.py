@@ -226,6 +226,12 @@ class MaskedLMModel(PretrainingModel):
             if any(w.name.startswith(scope + "/") for w in weights)
         }
 
+    def describe(self) -> str:
+        return f" + {self.sentence_task.upper()}" if self.sentence_task else ""
+
+    def describe_head(self, head: str) -> str:
+        return bert_heads.DESCRIPTIONS[head]
+
     def save_checkpoint(self, directory: str | Path, vocab_file: str | Path) -> tuple[Path, str]:
         prefix = save_google_checkpoint(self.backbone, directory, vocab_file, self.head_weights(), VOCAB_FILE)
         scopes = " and ".join(bert_heads.SCOPES[head] for head in self.heads())
@@ -249,11 +255,15 @@ def masked_lm_sums(features: dict[str, tf.Tensor], logits: tf.Tensor) -> dict[st
 
 
 def dummy_features(batch: int = 1, length: int = 8, predictions: int = 2) -> dict[str, tf.Tensor]:
-    """Features of the right structure, to build a model's weights."""
+    """Features of the right structure (`kner.data.masking.Masker`'s), to
+    build a model's weights."""
     ids = tf.zeros([batch, length], tf.int32)
     return {
         "token_ids": ids,
         "segment_ids": ids,
         "padding_mask": tf.ones([batch, length], tf.bool),
         "masked_lm_positions": tf.zeros([batch, predictions], tf.int32),
+        "masked_lm_ids": tf.zeros([batch, predictions], tf.int32),
+        "masked_lm_weights": tf.zeros([batch, predictions], tf.float32),
+        "example_seed": tf.zeros([batch, 2], tf.int64),
     }

@@ -15,14 +15,17 @@ the input pipeline (`kner.data.masking`):
   (the `Pretrainer` all-reduces them over the global batch, so that every
   `tf.distribute` strategy takes the same step);
 - `loss_terms`: the loss, `sum(weight * sums[sum] / global counts[count])`;
+- `describe`: what it trains beside masked LM, for the log;
 - `report`: held-out metrics from `loss_sums` added up over a dataset, and
   `best_metric`, the one that picks `model_dir/best`;
 - `heads`: its heads' weights by checkpoint name (continued pretraining
-  loads those a checkpoint has);
+  loads those a checkpoint has), and `describe_head`, their names in the log;
 - `save_checkpoint`: the pretrained model in its original layout.
 
 Recipes: `kner.models.pretraining.masked_lm` (BERT and ALBERT: masked LM with
-next-sentence or sentence-order prediction).
+next-sentence or sentence-order prediction),
+`kner.models.pretraining.replaced_token_detection` (ELECTRA: generator and
+discriminator).
 
 Example:
 
@@ -63,6 +66,9 @@ class PretrainOptions:
     """What `kner.pretrain` tells a recipe beyond its encoder (resolved flags)."""
 
     sentence_task: str | None = None  # "nsp", "sop" or None (`kner.data.pretraining_data`)
+    generator_hidden_size: float = 0.25  # ELECTRA: the generator's width, a fraction of the discriminator's
+    temperature: float = 1.0  # ELECTRA: of the generator's softmax when sampling replacements
+    disc_weight: float = 50.0  # ELECTRA: the discriminator loss's weight
 
 
 class PretrainingModel(keras.Model):
@@ -90,6 +96,15 @@ class PretrainingModel(keras.Model):
         """Head name -> its weights under their checkpoint names."""
         raise NotImplementedError
 
+    def describe(self) -> str:
+        """What it trains beside masked LM, for the log line
+        `masked LM (whole words){describe()}, adamw` (`" + SOP"`; "" for nothing)."""
+        return ""
+
+    def describe_head(self, head: str) -> str:
+        """A head of `heads` as the log names it (`"masked LM (cls/predictions)"`)."""
+        return head
+
     def save_checkpoint(self, directory: str | Path, vocab_file: str | Path) -> tuple[Path, str]:
         """Writes the model in its original checkpoint layout into
         `directory`, replacing what was there only once every file is
@@ -106,7 +121,10 @@ class ModelType:
     keys, or "huggingface") its encoder may start from, by
     `--init_checkpoint` or a config file; `defaults`: the values of flags
     left unset where this recipe differs from another (`sop`, `ngram_mask`,
-    `optimizer`); `sentence_tasks`: the sentence-pair tasks it can add."""
+    `optimizer`, and the flags only it reads: ELECTRA's `disc_weight`, ...);
+    `sentence_tasks`: the sentence-pair tasks it can add; `masking`:
+    `kner.data.masking.Masker` fields where its masking differs from BERT's
+    (ELECTRA: `mask_probability`, `random_probability`)."""
 
     name: str
     description: str
@@ -114,3 +132,4 @@ class ModelType:
     create: Callable[[keras_hub.models.Backbone, PretrainOptions], PretrainingModel]
     defaults: Mapping[str, object]
     sentence_tasks: tuple[str, ...] = ()
+    masking: Mapping[str, float] = dataclasses.field(default_factory=dict)
