@@ -5,8 +5,9 @@ process to set up two logical CPUs.
 
     python tests/pretrain_child.py OUT MODEL_TYPE STRATEGY [STRATEGY ...]
 
-MODEL_TYPE is `bert` (masked LM + NSP, AdamW) or `albert` (Google-layout
-ALBERT with two layers sharing one block, n-gram masking + SOP, LAMB);
+MODEL_TYPE is `bert` (masked LM + NSP, AdamW), `albert` (Google-layout
+ALBERT with two layers sharing one block, n-gram masking + SOP, LAMB) or
+`electra` (generator and discriminator, ELECTRA's masking, sampling, AdamW);
 STRATEGY is `default` or `mirrored` (two logical CPUs). Each run writes
 OUT/MODEL_TYPE-STRATEGY.npz with `losses` and the weights `w0`, `w1`, ...
 """
@@ -49,6 +50,12 @@ RECIPES = {
         3,
         Lamb,
     ),
+    "electra": (
+        lambda vocab: {**tiny_config(vocab, layers=2), "embedding_size": 16, "model_type": "electra"},
+        None,
+        1,
+        FineTuningAdamW,
+    ),
 }
 
 
@@ -69,7 +76,10 @@ def run(out: Path, model_type: str, name: str, strategy: tf.distribute.Strategy)
         model(dummy_features())
         optimizer = optimizer_class(WarmupLinearDecay(1e-3, 1, STEPS), clip_norm=0.5)
         optimizer.build(model.trainable_variables)
-    masker = Masker(len(vocabulary), vocabulary.index(MASK), max_seq_length=32, max_predictions_per_seq=5, ngram=ngram)
+    masking = MODEL_TYPES[model_type].masking
+    masker = Masker(
+        len(vocabulary), vocabulary.index(MASK), max_seq_length=32, max_predictions_per_seq=5, ngram=ngram, **masking
+    )
     config = PretrainConfig(batch_size=8, train_steps=STEPS, seed=3, checkpoint_every=0, log_every=1, eval_every=0)
     Pretrainer(model, optimizer, strategy, run_dir, config, masker, out / "vocab.txt").pretrain(data.path, None)
     losses = [value for _, value in read_scalars(run_dir / "train")["loss"]]

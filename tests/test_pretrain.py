@@ -1,8 +1,9 @@
-"""`python -m kner.pretrain` end to end: the BERT and ALBERT demo flagfiles
-pretrain, their output is a Google-format checkpoint that `kner.train
---init_checkpoint` fine-tunes from and that `kner.pretrain --init_checkpoint`
-continues (heads included), also when pretrained under `mixed_bfloat16`; a
-killed run resumes; bad input is one line and exit status 2."""
+"""`python -m kner.pretrain` end to end: the BERT, ALBERT and ELECTRA demo
+flagfiles pretrain, their output is a Google-format checkpoint that
+`kner.train --init_checkpoint` fine-tunes from and that `kner.pretrain
+--init_checkpoint` continues (heads included), also when pretrained under
+`mixed_bfloat16`; a killed run resumes; bad input is one line and exit
+status 2."""
 
 import json
 import signal
@@ -16,11 +17,12 @@ import pytest
 import tensorflow as tf
 from train_runs import REPO, child_env, read_scalars, run_child
 
-from kner.backbones import bert_heads
+from kner.backbones import bert_heads, electra_heads
 from kner.backbones.tf1_checkpoint import read_variables
 
 BERT_DEMO = (sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_demo.cfg")
 ALBERT_DEMO = (sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_albert_demo.cfg")
+ELECTRA_DEMO = (sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_electra_demo.cfg")
 
 
 def pretrain(*flags: str):
@@ -216,15 +218,19 @@ def test_albert_refuses_a_bert_config_and_a_bert_checkpoint(demo_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_albert_killed_and_rerun_resumes_to_the_uninterrupted_weights(tmp_path):
+@pytest.mark.parametrize(
+    ("demo", "prefix"), [(ALBERT_DEMO, "model.ckpt-best"), (ELECTRA_DEMO, "electra_model")], ids=["albert", "electra"]
+)
+def test_killed_and_rerun_resumes_to_the_uninterrupted_weights(tmp_path, demo, prefix):
     """SIGKILL (no chance to save) after a checkpoint; the rerun resumes from
-    it and ends with the weights of a run that was never interrupted."""
+    it and ends with the weights of a run that was never interrupted (ELECTRA:
+    generator, heads and the samples drawn from the generator included)."""
     steps = ("--train_steps=40", "--checkpoint_every=4", "--eval_every=0")
-    straight = pretrain_albert(f"--model_dir={tmp_path / 'straight'}", *steps)
+    straight = run_child(*demo, f"--model_dir={tmp_path / 'straight'}", *steps)
     assert straight.returncode == 0, straight.stderr[-3000:]
     model_dir = tmp_path / "killed"
     out = subprocess.DEVNULL
-    child = subprocess.Popen([*ALBERT_DEMO, f"--model_dir={model_dir}", *steps], cwd=REPO, env=child_env(), stdout=out)
+    child = subprocess.Popen([*demo, f"--model_dir={model_dir}", *steps], cwd=REPO, env=child_env(), stdout=out)
     try:
         deadline = time.time() + 240
         while not (model_dir / "checkpoints" / "ckpt-8.index").exists() and time.time() < deadline:
@@ -234,13 +240,91 @@ def test_albert_killed_and_rerun_resumes_to_the_uninterrupted_weights(tmp_path):
     finally:
         if child.poll() is None:
             child.kill()
-    assert not (model_dir / "model.ckpt-best.index").exists()  # killed before the end
-    resumed = pretrain_albert(f"--model_dir={model_dir}", *steps)
+    assert not (model_dir / f"{prefix}.index").exists()  # killed before the end
+    resumed = run_child(*demo, f"--model_dir={model_dir}", *steps)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"resumed from {model_dir / 'checkpoints'}/ckpt-" in resumed.stderr
-    want, got = read_variables(tmp_path / "straight" / "model.ckpt-best"), read_variables(model_dir / "model.ckpt-best")
+    want, got = read_variables(tmp_path / "straight" / prefix), read_variables(model_dir / prefix)
     assert want == got  # names, shapes, dtypes
-    a = tf.train.load_checkpoint(str(tmp_path / "straight" / "model.ckpt-best"))
-    b = tf.train.load_checkpoint(str(model_dir / "model.ckpt-best"))
+    a = tf.train.load_checkpoint(str(tmp_path / "straight" / prefix))
+    b = tf.train.load_checkpoint(str(model_dir / prefix))
     for name in want:
         np.testing.assert_allclose(b.get_tensor(name), a.get_tensor(name), rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def electra_dir(tmp_path_factory):
+    model_dir, printed = demo_run(tmp_path_factory, ELECTRA_DEMO, "electra")
+    assert (
+        "electra pretraining: masked LM (whole words; 85% [MASK], 0% random, 15% kept) by a generator "
+        "(32 hidden, 1 head) + replaced-token detection x 50 (temperature 1), adamw"
+    ) in printed
+    assert f"wrote the Google-format checkpoint {model_dir / 'electra_model'} (electra layout" in printed
+    assert "disc_recall" in printed.split("step 5/40")[1].splitlines()[0]  # the training metrics in the log
+    return model_dir
+
+
+ELECTRA_METRICS = {
+    "masked_lm_accuracy",
+    "masked_lm_loss",
+    "disc_loss",
+    "disc_accuracy",
+    "disc_precision",
+    "disc_recall",
+    "sampled_replacement_rate",
+}
+
+
+@pytest.mark.slow
+def test_electra_demo_writes_googles_electra_layout_learns_and_reports_its_metrics(electra_dir):
+    for name in ("discriminator.json", "generator.json", "vocab.txt", "electra_model.index", "best/generator.json"):
+        assert (electra_dir / name).exists(), name
+    variables = read_variables(electra_dir / "electra_model")
+    assert electra_heads.heads_in(variables) == ["generator", "discriminator_predictions"]
+    assert bert_heads.heads_in(variables) == []
+    assert variables["generator_predictions/dense/kernel"][0] == (32, 64)  # generator hidden -> embedding_size
+    assert variables["generator/embeddings_project/kernel"][0] == (64, 32)
+    assert not any(name.startswith("generator/embeddings/") for name in variables)  # one shared embedding scope
+    generator = json.loads((electra_dir / "generator.json").read_text())
+    assert (generator["hidden_size"], generator["num_attention_heads"], generator["intermediate_size"]) == (32, 1, 128)
+    report = json.loads((electra_dir / "eval_report.json").read_text())
+    assert report["step"] == 40 and [r["step"] for r in report["history"]] == [20, 40]
+    assert ELECTRA_METRICS <= set(report) and 0 < report["sampled_replacement_rate"] <= 1
+    train = read_scalars(electra_dir / "train")
+    losses = [value for _, value in train["loss"]]
+    assert losses[-1] < losses[0]
+    assert {"loss_terms/masked_lm_loss", "loss_terms/disc_loss"} | ELECTRA_METRICS <= set(train)
+    assert ELECTRA_METRICS <= set(read_scalars(electra_dir / "dev"))
+
+
+@pytest.mark.slow
+def test_kner_train_fine_tunes_the_electra_discriminator(electra_dir, tmp_path):
+    result = run_child(sys.executable, "-m", "kner.checkpoint", "inspect", str(electra_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "family: electra\n" in result.stdout
+    assert (
+        "pretraining heads: generator (generator/*, generator_predictions/*), "
+        "replaced-token detection (discriminator_predictions/*)"
+    ) in result.stdout
+    model_dir = fine_tune_from(electra_dir, tmp_path / "ner")
+    config = json.loads((model_dir / "bert_config.json").read_text())
+    assert config["kner_layout"] == "electra" and config["hidden_size"] == 128
+
+
+@pytest.mark.slow
+def test_electra_continues_with_both_heads_and_refuses_a_bert_config(electra_dir, tmp_path):
+    result = run_child(
+        *ELECTRA_DEMO, f"--init_checkpoint={electra_dir}", f"--model_dir={tmp_path / 'continued'}", "--bert_config=",
+        "--train_steps=2", "--eval_every=0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "loaded the generator (generator/*, generator_predictions/*) head" in result.stderr
+    assert "loaded the replaced-token detection (discriminator_predictions/*) head" in result.stderr
+    assert (
+        read_variables(tmp_path / "continued" / "electra_model").keys()
+        == read_variables(electra_dir / "electra_model").keys()
+    )
+    result = run_child(*ELECTRA_DEMO, f"--model_dir={tmp_path / 'b'}", "--bert_config=flags/tiny_bert_config.json")
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: flags/tiny_bert_config.json: a bert model, but --model_type=electra pretrains")

@@ -83,7 +83,7 @@ def pretraining_extras(config, weights):
         **random.layer_norm("generator_predictions/LayerNorm", e),
         "generator_predictions/output_bias": np.zeros(config["vocab_size"]),
         **random.dense("discriminator_predictions/dense", config["hidden_size"], config["hidden_size"]),
-        **random.dense("discriminator_predictions/dense_prediction", config["hidden_size"], 1),
+        **random.dense("discriminator_predictions/dense_1", config["hidden_size"], 1),
     }
     extras = float32(extras)
     return {**extras, **optimizer_slots({**weights, **extras}), "global_step": np.int64(1_000_000)}

@@ -67,9 +67,17 @@ def test_character_masking_predicts_exactly_round_of_the_fraction():
         assert features["masked_lm_weights"].numpy().sum() == min(8, max(1, round((n + 2) * 0.15)))
 
 
-def test_fraction_and_80_10_10_split_over_many_samples():
+@pytest.mark.parametrize(("mask", "random"), [(0.8, 0.1), (0.85, 0.0)], ids=["bert-80-10-10", "electra-85-0-15"])
+def test_fraction_and_mask_random_kept_split_over_many_samples(mask, random):
     rng = np.random.default_rng(2)
-    masker = Masker(vocab_size=VOCAB, mask_id=MASK_ID, max_seq_length=130, max_predictions_per_seq=20)
+    masker = Masker(
+        vocab_size=VOCAB,
+        mask_id=MASK_ID,
+        max_seq_length=130,
+        max_predictions_per_seq=20,
+        mask_probability=mask,
+        random_probability=random,
+    )
     records = [example(random_words(rng, 126), seed) for seed in range(50)]
     data = tf.data.Dataset.from_tensor_slices({k: tf.stack([r[k] for r in records]) for k in records[0]})
     counts = {"mask": 0, "kept": 0, "random": 0}
@@ -95,9 +103,26 @@ def test_fraction_and_80_10_10_split_over_many_samples():
             predicted += int(real.sum())
             tokens += 128
     assert predicted / tokens == pytest.approx(0.15, abs=0.01)  # 19 of 128 when words fit exactly
-    assert counts["mask"] / predicted == pytest.approx(0.8, abs=0.015)
-    assert counts["kept"] / predicted == pytest.approx(0.1, abs=0.01)
-    assert counts["random"] / predicted == pytest.approx(0.1, abs=0.01)
+    assert counts["mask"] / predicted == pytest.approx(mask, abs=0.015)
+    assert counts["kept"] / predicted == pytest.approx(1 - mask - random, abs=0.01)
+    if random:
+        assert counts["random"] / predicted == pytest.approx(random, abs=0.01)
+    else:
+        assert counts["random"] == 0
+
+
+def test_example_seeds_are_per_example_and_reproducible():
+    ex = example([2, 1, 3, 2, 1])
+    seeds = [MASKER(ex, tf.constant(i, tf.int64), seed=5)["example_seed"].numpy().tolist() for i in (0, 1, 0)]
+    assert seeds[0] == seeds[2] != seeds[1]
+    assert MASKER(ex, tf.constant(0, tf.int64), seed=6)["example_seed"].numpy().tolist() != seeds[0]
+    # ELECTRA's split changes what the chosen tokens become, not which are chosen.
+    electra = Masker(VOCAB, MASK_ID, LENGTH, 0.15, 8, mask_probability=0.85, random_probability=0.0)
+    for index in range(5):
+        a, b = (m(ex, tf.constant(index, tf.int64), seed=5) for m in (MASKER, electra))
+        np.testing.assert_array_equal(a["masked_lm_positions"], b["masked_lm_positions"])
+    with pytest.raises(ValueError, match="mask and random probabilities"):
+        Masker(VOCAB, MASK_ID, mask_probability=0.95, random_probability=0.1)
 
 
 def test_same_seed_same_masks_new_masks_each_pass():
