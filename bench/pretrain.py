@@ -1,8 +1,9 @@
 """Pretraining evidence: speed against Hugging Face + PyTorch, float32 and
-bfloat16, for BERT (`BertForMaskedLM`) and ALBERT (`AlbertForPreTraining`),
-and the held-out accuracy of `kner.pretrain` runs (side by side: float32
-against `--mixed_precision=mixed_bfloat16` at the same seed, ALBERT against
-BERT) with the fine-tuned F1 from them, by seed.
+bfloat16, for BERT (`BertForMaskedLM`), ALBERT (`AlbertForPreTraining`) and
+ELECTRA (`ElectraForMaskedLM` + `ElectraForPreTraining`), and the held-out
+metrics of `kner.pretrain` runs (side by side: float32 against
+`--mixed_precision=mixed_bfloat16` at the same seed, ALBERT or ELECTRA
+against BERT) with the fine-tuned F1 from them, by seed.
 
 `--part=speed`: examples/s of one full pretraining step (forward, backward,
 clipping, optimizer), batch 32, length 128, on examples prepared from the
@@ -11,7 +12,12 @@ shared corpora (`--examples`, a TFRecord that `kner.pretrain` wrote to
 
 - `bert`: 2L/128 (`--size`) with the 21,128 vocab, masked LM only, AdamW;
 - `albert`: `--albert_config` (default `flags/tiny_albert_config.json`)
-  with masked LM over n-grams of up to 3 whole words + SOP, LAMB.
+  with masked LM over n-grams of up to 3 whole words + SOP, LAMB;
+- `electra`: the discriminator of `--electra_config` (default
+  `flags/tiny_electra_config.json`, BERT's 2L/128 shape) with a generator
+  of 0.25 its width sharing its embeddings, ELECTRA's 85% `[MASK]` / 15%
+  kept masking, sampled replacements, loss = masked LM + 50 x replaced-token
+  detection, AdamW.
 
 Sides:
 
@@ -20,9 +26,14 @@ Sides:
   (`--jit_compile`), `kner_bf16` (`--mixed_precision=mixed_bfloat16`: the
   encoder in bfloat16, the heads, the losses and the optimizer in float32);
 - the peer: Hugging Face `BertForMaskedLM` or `AlbertForPreTraining` (with
-  the examples' sentence-order labels) with `DataCollatorForLanguageModeling`
-  (character masking, 15%, 80/10/10) on the same examples' token ids,
-  clipping 1.0, and `torch.optim.AdamW` (BERT) or `TorchLamb` (ALBERT: a
+  the examples' sentence-order labels), or for ELECTRA `torch_electra`'s
+  pair (`ElectraForMaskedLM` generator and `ElectraForPreTraining`
+  discriminator, as kner's: one embeddings module, the generator's output
+  layer tied to its word embeddings, Gumbel-max sampling under `no_grad`,
+  loss = generator loss + 50 x discriminator loss), with
+  `DataCollatorForLanguageModeling` (character masking, 15%, 80/10/10;
+  ELECTRA: 85/0/15) on the same examples' token ids,
+  clipping 1.0, and `torch.optim.AdamW` (BERT, ELECTRA) or `TorchLamb` (ALBERT: a
   PyTorch transcription of google-research/albert `lamb_optimizer.py`, as
   kner's `Lamb`; PyTorch has none): `torch` (float32), `torch_bf16` (the
   forward pass under `torch.autocast("cpu", torch.bfloat16)`);
@@ -38,8 +49,10 @@ heads compute vocab logits at all 128 positions, kner only at the masked
 ones (Google's `gather_indexes`).
 
 `--part=report`: the held-out metrics by step (the `eval_report.json`
-history: `masked_lm_accuracy`, `masked_lm_loss` and, when the run had one,
-`sop_accuracy`/`nsp_accuracy`) of each of `--pretrain_dir` (a list: runs
+history: `masked_lm_accuracy`, `masked_lm_loss` and, when the run had them,
+`sop_accuracy`/`nsp_accuracy` and ELECTRA's `disc_accuracy`,
+`disc_precision`, `disc_recall`, `sampled_replacement_rate`; an ELECTRA
+run's masked-LM metrics are its generator's) of each of `--pretrain_dir` (a list: runs
 side by side, labelled by their `--model_type`, `--mixed_precision` and
 `--seed` from their `flags.cfg`, with the wall-clock minutes of their
 training from the TensorBoard events), optionally plotted (`--plot`); and
@@ -68,6 +81,7 @@ import json
 import statistics
 import tempfile
 import time
+import types
 from pathlib import Path
 
 from absl import app, flags
@@ -87,9 +101,19 @@ from common import (
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("part", "speed", ["speed", "report"], "What to run.")
-flags.DEFINE_enum("model_type", "bert", ["bert", "albert"], "speed: BERT (masked LM, AdamW) or ALBERT (+ SOP, LAMB).")
+flags.DEFINE_enum(
+    "model_type",
+    "bert",
+    ["bert", "albert", "electra"],
+    "speed: BERT (masked LM, AdamW), ALBERT (+ SOP, LAMB) or ELECTRA (generator + replaced-token detection, AdamW).",
+)
 flags.DEFINE_string(
     "albert_config", str(ROOT / "flags" / "tiny_albert_config.json"), "speed: the ALBERT's albert_config.json."
+)
+flags.DEFINE_string(
+    "electra_config",
+    str(ROOT / "flags" / "tiny_electra_config.json"),
+    "speed: the ELECTRA discriminator's discriminator.json (the generator: 0.25 of its width).",
 )
 flags.DEFINE_string("examples", None, "speed: a prepared TFRecord (glob) of kner.pretrain examples.")
 SIDES = ("kner", "kner_xla", "kner_bf16", "torch", "torch_bf16", "kner_pipeline")
@@ -115,6 +139,7 @@ flags.DEFINE_string("json", None, JSON_HELP + "bench/results/pretrain_speed.json
 flags.DEFINE_string("child", None, "Internal: run one measurement (JSON spec).")
 
 MAX_SEQ_LENGTH, MAX_PREDICTIONS = 128, 20
+ELECTRA_METRICS = ("disc_accuracy", "disc_precision", "disc_recall", "sampled_replacement_rate")
 
 
 def timed(step, steps: int, passes: int, batch_size: int) -> dict:
@@ -149,14 +174,21 @@ def kner_child(spec: dict) -> dict:
         keras.mixed_precision.set_global_policy("mixed_bfloat16")
     vocabulary = read_vocab(BERT_VOCAB)
     keras.utils.set_random_seed(42)
-    albert = spec["model_type"] == "albert"
-    options = PretrainOptions(sentence_task="sop" if albert else None)
-    model = MODEL_TYPES[spec["model_type"]].create(backbone_from_config(model_config(spec, len(vocabulary))), options)
+    model_type = MODEL_TYPES[spec["model_type"]]  # its recipe as `kner.pretrain` runs it by default
+    recipe = model_type.defaults
+    options = PretrainOptions(sentence_task="sop" if recipe["sop"] else None)
+    model = model_type.create(backbone_from_config(model_config(spec, len(vocabulary))), options)
     model(dummy_features())
-    optimizer = (Lamb if albert else FineTuningAdamW)(WarmupLinearDecay(1e-4, 100, 10_000))
+    optimizer = {"adamw": FineTuningAdamW, "lamb": Lamb}[recipe["optimizer"]](WarmupLinearDecay(1e-4, 100, 10_000))
     optimizer.build(model.trainable_variables)
     masker = Masker(
-        len(vocabulary), vocabulary.index(MASK), MAX_SEQ_LENGTH, 0.15, MAX_PREDICTIONS, ngram=3 if albert else 1
+        len(vocabulary),
+        vocabulary.index(MASK),
+        MAX_SEQ_LENGTH,
+        0.15,
+        MAX_PREDICTIONS,
+        ngram=recipe["ngram_mask"],
+        **model_type.masking,
     )
     config = PretrainConfig(batch_size=spec["batch_size"], jit_compile=spec["side"] == "kner_xla", shuffle_buffer=1000)
     trainer = Pretrainer(model, optimizer, tf.distribute.get_strategy(), tempfile.mkdtemp(), config, masker, BERT_VOCAB)
@@ -168,10 +200,11 @@ def kner_child(spec: dict) -> dict:
 
 
 def model_config(spec: dict, vocab_size: int) -> dict:
-    """The BERT of `--size` or the ALBERT of `--albert_config`, with the vocab's size."""
-    if spec["model_type"] == "albert":
-        return {**json.loads(Path(spec["albert_config"]).read_text()), "vocab_size": vocab_size}
-    return bert_config(spec["size"], vocab_size)
+    """The BERT of `--size`, the ALBERT of `--albert_config` or the ELECTRA
+    discriminator of `--electra_config`, with the vocab's size."""
+    if spec["model_type"] == "bert":
+        return bert_config(spec["size"], vocab_size)
+    return {**json.loads(Path(spec[f"{spec['model_type']}_config"]).read_text()), "vocab_size": vocab_size}
 
 
 def torch_lamb():
@@ -213,11 +246,81 @@ def torch_lamb():
     return TorchLamb
 
 
+def torch_electra(config: dict, generator_hidden_size: float = 0.25, disc_weight: float = 50.0):
+    """ELECTRA's pretraining in PyTorch from Hugging Face's parts, shaped as
+    kner's: an `ElectraForMaskedLM` generator (`get_generator_config`: width
+    x `generator_hidden_size`, heads max(1, width / 64), FFN 4 x width)
+    using the `ElectraForPreTraining` discriminator's embeddings module
+    (word, position, token type, LayerNorm) and, as its output layer, the
+    word embeddings; replacements sampled by Gumbel-max under `no_grad`;
+    loss = generator masked LM + `disc_weight` x the discriminator's loss
+    over non-padding tokens (its own)."""
+    import torch
+    from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
+
+    from kner.backbones.electra_heads import generator_shape
+
+    shared = {
+        key: config[key]
+        for key in (
+            "vocab_size",
+            "embedding_size",
+            "num_hidden_layers",
+            "max_position_embeddings",
+            "type_vocab_size",
+            "hidden_dropout_prob",
+            "attention_probs_dropout_prob",
+            "hidden_act",  # "gelu": the erf form in both libraries
+        )
+    }
+    generator = generator_shape(config["hidden_size"], generator_hidden_size)
+    discriminator_config = ElectraConfig(
+        **shared,
+        hidden_size=config["hidden_size"],
+        num_attention_heads=config["num_attention_heads"],
+        intermediate_size=config["intermediate_size"],
+        layer_norm_eps=1e-12,
+    )
+    generator_config = ElectraConfig(**shared, **generator, layer_norm_eps=1e-12)
+
+    class TorchElectra(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.discriminator = ElectraForPreTraining(discriminator_config)
+            self.generator = ElectraForMaskedLM(generator_config)
+            self.generator.electra.embeddings = self.discriminator.electra.embeddings
+            self.generator.generator_lm_head.weight = self.discriminator.electra.embeddings.word_embeddings.weight
+
+        def forward(self, input_ids, token_type_ids, attention_mask, labels):
+            generated = self.generator(
+                input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask, labels=labels
+            )
+            chosen = labels != -100
+            with torch.no_grad():
+                logits = generated.logits[chosen]
+                uniform = torch.rand_like(logits)
+                sampled = torch.argmax(logits - torch.log(-torch.log(uniform + 1e-9) + 1e-9), dim=-1)
+            original = torch.where(chosen, labels, input_ids)
+            corrupted = input_ids.clone()
+            corrupted[chosen] = sampled
+            detected = self.discriminator(
+                input_ids=corrupted,
+                token_type_ids=token_type_ids,
+                attention_mask=attention_mask,
+                labels=(corrupted != original).long(),
+            )
+            return types.SimpleNamespace(loss=generated.loss + disc_weight * detected.loss)
+
+    return TorchElectra()
+
+
 def torch_model(spec: dict):
-    """`BertForMaskedLM` or `AlbertForPreTraining`, shaped as kner's side."""
+    """`BertForMaskedLM`, `AlbertForPreTraining` or `torch_electra`, shaped as kner's side."""
     from transformers import AlbertConfig, AlbertForPreTraining, BertConfig, BertForMaskedLM
 
     config = model_config(spec, 21128)
+    if spec["model_type"] == "electra":
+        return torch_electra(config)
     shared = {
         "vocab_size": config["vocab_size"],
         "hidden_size": config["hidden_size"],
@@ -259,7 +362,10 @@ def torch_child(spec: dict) -> dict:
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, eps=1e-6)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / 100))
-    collator = DataCollatorForLanguageModeling(BertTokenizerFast(vocab_file=str(BERT_VOCAB)), mlm_probability=0.15)
+    # transformers 5.x: BertTokenizerFast(vocab_file=...) ignores the file (a 5-token vocab); vocab= reads it.
+    tokenizer = BertTokenizerFast(vocab=str(BERT_VOCAB))
+    split = {"mask_replace_prob": 0.85, "random_replace_prob": 0.0} if spec["model_type"] == "electra" else {}
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15, **split)
     dataset = tf.data.TFRecordDataset(glob.glob(spec["examples"])[0]).map(parse_example).repeat()
     rows = iter(dataset.as_numpy_iterator())
 
@@ -294,6 +400,7 @@ def speed() -> dict:
     spec = {
         "model_type": FLAGS.model_type,
         "albert_config": FLAGS.albert_config,
+        "electra_config": FLAGS.electra_config,
         "size": FLAGS.size,
         "examples": examples[0],
         "batch_size": FLAGS.batch_size,
@@ -323,7 +430,11 @@ def speed() -> dict:
         for r in rows
     ]
     header = ["side", "examples/s", "ms/step", "peak RSS MiB", "vs kner", "vs torch"]
-    model = f"ALBERT {Path(FLAGS.albert_config).name}" if FLAGS.model_type == "albert" else f"BERT {FLAGS.size}"
+    model = {
+        "bert": f"BERT {FLAGS.size}",
+        "albert": f"ALBERT {Path(FLAGS.albert_config).name}",
+        "electra": f"ELECTRA {Path(FLAGS.electra_config).name} (generator 0.25)",
+    }[FLAGS.model_type]
     shape = f"batch {FLAGS.batch_size} x {MAX_SEQ_LENGTH}, {FLAGS.threads} threads"
     print(f"\n{model}, {shape}, best of {FLAGS.rounds} rounds")
     return {
@@ -430,7 +541,8 @@ def report() -> dict:
     minutes = {d: training_minutes(d) for d in histories}
     by_step = {d: {r["step"]: r for r in history} for d, history in histories.items()}
     metrics = ["masked_lm_accuracy", "masked_lm_loss"]
-    metrics += [m for m in ("sop_accuracy", "nsp_accuracy") if any(m in r for h in histories.values() for r in h)]
+    optional = ("sop_accuracy", "nsp_accuracy", *ELECTRA_METRICS)
+    metrics += [m for m in optional if any(m in r for h in histories.values() for r in h)]
     print("held-out metrics: " + "; ".join(f"{labels[d]}, {minutes[d] or 0:.1f} min of training" for d in histories))
     mlm_table = print_table(
         ["step", *(f"{run_label(d)} {m}" for d in histories for m in metrics)],
