@@ -171,7 +171,9 @@ flags.DEFINE_float(
     None,
     "ELECTRA: the generator's hidden size as a fraction of the discriminator's (heads max(1, hidden/64), FFN 4 x "
     f"hidden, as google-research/electra). Default: per --model_type ({per_model_type('generator_hidden_size')}).",
-    lower_bound=0.0,
+)
+flags.register_validator(
+    "generator_hidden_size", lambda value: value is None or value > 0, "--generator_hidden_size must be positive"
 )
 flags.DEFINE_float(
     "temperature",
@@ -347,7 +349,10 @@ def main(argv: list[str]) -> None:
             sentence_task=task,
             **{name: recipe_flag(model_type, name) for name in PRETRAIN_OPTIONS if name in model_type.defaults},
         )
-        model = model_type.create(backbone, options)
+        try:
+            model = model_type.create(backbone, options)
+        except ValueError as error:  # the recipe refuses its options (a generator of no width, ...)
+            raise app.UsageError(str(error)) from None
         model(dummy_features())
         load_heads(model, heads_from)
         optimizer = build_optimizer(model, optimizer_name)

@@ -312,7 +312,7 @@ def test_kner_train_fine_tunes_the_electra_discriminator(electra_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_electra_continues_with_both_heads_and_refuses_a_bert_config(electra_dir, tmp_path):
+def test_electra_continues_with_both_heads_and_refuses_a_bert_config_or_no_generator(electra_dir, tmp_path):
     result = run_child(
         *ELECTRA_DEMO, f"--init_checkpoint={electra_dir}", f"--model_dir={tmp_path / 'continued'}", "--bert_config=",
         "--train_steps=2", "--eval_every=0",
@@ -328,3 +328,6 @@ def test_electra_continues_with_both_heads_and_refuses_a_bert_config(electra_dir
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: flags/tiny_bert_config.json: a bert model, but --model_type=electra pretrains")
+    result = run_child(*ELECTRA_DEMO, f"--model_dir={tmp_path / 'c'}", "--generator_hidden_size=0.001")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: generator_hidden_size 0.001 leaves no generator")
