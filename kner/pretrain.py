@@ -83,8 +83,9 @@ CORPUS_LAYOUTS = (*LAYOUTS, *NER_LAYOUTS)
 DATA_DIR = "pretraining_data"
 
 
+# The PretrainOptions fields set from flags of the same name, for the model types that read them.
+PRETRAIN_OPTIONS = ("generator_hidden_size", "temperature", "disc_weight")
 # Flags whose default depends on --model_type; one a model type lacks in its defaults has no effect under it.
-PRETRAIN_OPTIONS = ("generator_hidden_size", "temperature", "disc_weight")  # PretrainOptions fields
 RECIPE_FLAGS = ("sop", "ngram_mask", "optimizer", *PRETRAIN_OPTIONS)
 
 
