@@ -53,22 +53,23 @@ GOOGLE_SMALL = dict(HFL_SMALL, vocab_size=30522)
 
 def encoder_names(scope: str, layers: int, width: int, ffn: int) -> dict[str, list[int]]:
     """`modeling.py` `transformer_model` under `scope/encoder`."""
+    dense = {
+        "attention/self/query": (width, width),
+        "attention/self/key": (width, width),
+        "attention/self/value": (width, width),
+        "attention/output/dense": (width, width),
+        "intermediate/dense": (width, ffn),
+        "output/dense": (ffn, width),
+    }
     names = {}
     for n in range(layers):
         layer = f"{scope}/encoder/layer_{n}"
-        for part in ("query", "key", "value"):
-            names[f"{layer}/attention/self/{part}/kernel"] = [width, width]
-            names[f"{layer}/attention/self/{part}/bias"] = [width]
-        names[f"{layer}/attention/output/dense/kernel"] = [width, width]
-        names[f"{layer}/attention/output/dense/bias"] = [width]
-        names[f"{layer}/attention/output/LayerNorm/gamma"] = [width]
-        names[f"{layer}/attention/output/LayerNorm/beta"] = [width]
-        names[f"{layer}/intermediate/dense/kernel"] = [width, ffn]
-        names[f"{layer}/intermediate/dense/bias"] = [ffn]
-        names[f"{layer}/output/dense/kernel"] = [ffn, width]
-        names[f"{layer}/output/dense/bias"] = [width]
-        names[f"{layer}/output/LayerNorm/gamma"] = [width]
-        names[f"{layer}/output/LayerNorm/beta"] = [width]
+        for part, (fan_in, fan_out) in dense.items():
+            names[f"{layer}/{part}/kernel"] = [fan_in, fan_out]
+            names[f"{layer}/{part}/bias"] = [fan_out]
+        for norm in ("attention/output/LayerNorm", "output/LayerNorm"):
+            names[f"{layer}/{norm}/gamma"] = [width]
+            names[f"{layer}/{norm}/beta"] = [width]
     return names
 
 
