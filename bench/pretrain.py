@@ -68,6 +68,9 @@ seed spread" otherwise).
     PYTHONPATH=. python bench/pretrain.py --part=speed --model_type=albert \\
         --examples='runs/pretrain_albert_tiny/pretraining_data/train-*.tfrecord' \\
         --json=bench/results/pretrain_albert_speed.json
+    PYTHONPATH=. python bench/pretrain.py --part=speed --model_type=electra \\
+        --examples='runs/pretrain_tiny/pretraining_data/train-*.tfrecord' \\
+        --json=bench/results/pretrain_electra_speed.json
     PYTHONPATH=. python bench/pretrain.py --part=report --pretrain_dir=runs/pretrain_tiny \\
         --finetuned=runs/tiny_pretrained --scratch=runs/tiny_scratch --json=bench/results/pretrain_tiny.json
     PYTHONPATH=. python bench/pretrain.py --part=report --pretrain_dir=runs/pre_f32,runs/pre_bf16 \\
@@ -135,7 +138,12 @@ flags.DEFINE_string(
     "dev F1 mean, min and max per group, and whether two groups differ by more than their seed spread.",
 )
 flags.DEFINE_string("plot", None, "report: also plot the held-out curves of --pretrain_dir into this PNG.")
-flags.DEFINE_string("json", None, JSON_HELP + "bench/results/pretrain_speed.json (--part=report: pretrain_tiny.json).")
+flags.DEFINE_string(
+    "json",
+    None,
+    JSON_HELP + "bench/results/pretrain_speed.json (ALBERT, ELECTRA: pretrain_albert_speed.json, "
+    "pretrain_electra_speed.json; --part=report: pretrain_tiny.json).",
+)
 flags.DEFINE_string("child", None, "Internal: run one measurement (JSON spec).")
 
 MAX_SEQ_LENGTH, MAX_PREDICTIONS = 128, 20
@@ -585,7 +593,8 @@ def main(argv) -> None:
         child_result(torch_child(spec) if spec["side"].startswith("torch") else kner_child(spec))
         return
     results = {"machine": machine(), **(speed() if FLAGS.part == "speed" else report())}
-    default = result_file("pretrain_speed" if FLAGS.part == "speed" else "pretrain_tiny")
+    speed_file = "pretrain_speed" if FLAGS.model_type == "bert" else f"pretrain_{FLAGS.model_type}_speed"
+    default = result_file(speed_file if FLAGS.part == "speed" else "pretrain_tiny")
     write_json(default if FLAGS.json is None else FLAGS.json, results)
 
 
