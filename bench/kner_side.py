@@ -23,7 +23,7 @@ from common import BERT_VOCAB, CLUENER_TYPES, ROOT, bert_config
 from kner.checkpoint import backbone_from_config
 from kner.data.labels import LabelVocab
 from kner.data.tokenizer import CharTokenizer, read_vocab
-from kner.models.artifacts import dummy_batch, save_artifacts
+from kner.models.artifacts import dummy_batch, save_artifacts, tagger_settings
 from kner.models.tagger import Tagger
 from kner.serving.predictor import find_export
 from kner.training.optimization import FineTuningAdamW, WarmupLinearDecay
@@ -90,7 +90,7 @@ def random_model_dir(size: str, path: Path, head: str = "softmax") -> Path:
     vocabulary = read_vocab(BERT_VOCAB)
     config = bert_config(size, len(vocabulary))
     model = tagger(config, head)
-    save_artifacts(path, config, vocabulary, cluener_labels(), {"head": head, "dropout": 0.1, "max_seq_length": 128})
+    save_artifacts(path, config, vocabulary, cluener_labels(), tagger_settings(model, 128))
     model.save_weights(str(path / "best.weights.h5"))
     return path
 
@@ -136,6 +136,6 @@ def to_tensorflow(batch: dict) -> dict[str, tf.Tensor]:
         "segment_ids": tf.zeros_like(token_ids),
         "padding_mask": tf.constant(batch["padding_mask"]),
     }
-    if "label_ids" in batch:
-        features["label_ids"] = tf.constant(batch["label_ids"])
+    if "label_ids" in batch:  # at token positions in `common`'s batches; a head reads those after [CLS]
+        features["label_ids"] = tf.constant(batch["label_ids"][:, 1:])
     return features

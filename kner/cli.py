@@ -114,7 +114,7 @@ def define_training_flags() -> None:
     `--batch_size`, `--eval_batch_size`, `--epochs`, `--learning_rate`,
     `--head_learning_rate`, `--warmup_proportion`, `--weight_decay`,
     `--clip_norm`, `--early_stopping_patience`, `--export_dir`."""
-    from kner.models.tagger import DECODINGS, HEADS
+    from kner.models.heads import HEADS, decodings
 
     flags.DEFINE_string("train_file", None, "Training data: CLUENER JSON lines or a char-per-line column file.")
     flags.DEFINE_string("dev_file", None, "Dev data, evaluated after every epoch (optional).")
@@ -131,13 +131,14 @@ def define_training_flags() -> None:
         "bert_config.json (or an ALBERT/ELECTRA config) for a from-scratch model (no --init_checkpoint).",
     )
     flags.DEFINE_string("vocab_file", None, "vocab.txt for a from-scratch model; default: built from the train text.")
-    flags.DEFINE_enum("head", "crf", list(HEADS), "Output layer.")
+    flags.DEFINE_enum("head", "crf", list(HEADS), "Output layer (docs/heads.md).")
+    by_head = "; ".join(f"{name}: {', '.join(head.decodings)}" for name, head in HEADS.items())
     flags.DEFINE_enum(
         "decode",
-        "viterbi",
-        list(DECODINGS),
-        "How the softmax head picks tags: viterbi (the best sequence the tag scheme allows) or argmax "
-        "(each character on its own). Saved with the model; the CRF head always uses viterbi.",
+        None,
+        decodings(),
+        "How the head picks entities, saved with the model (default: the head's first). softmax: viterbi (the "
+        f"best sequence the tag scheme allows) or argmax (each character on its own). By head: {by_head}.",
     )
     flags.DEFINE_float("dropout", 0.1, "Dropout before the tag projection.")
     flags.DEFINE_integer("max_seq_length", 128, "Training sentences are truncated to this many tokens (logged).")
@@ -263,6 +264,18 @@ def build_optimizer(model: keras.Model, total_steps: int) -> keras.optimizers.Op
         optimizer = CrossReplicaLossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     return optimizer
+
+
+def build_head_from_flags(labels):
+    """The `--head` over `labels` with the head's flags (`--decode`, ...);
+    a flag value the head cannot take is an InputError naming the flag."""
+    from kner.models.heads import build_head, head_class
+
+    options = {name: FLAGS[name].value for name in head_class(FLAGS.head).options}
+    try:
+        return build_head(FLAGS.head, labels, FLAGS.decode, **options)
+    except ValueError as error:
+        raise InputError(f"--head={FLAGS.head}", None, str(error)) from None
 
 
 def read_data(path: str | None) -> list[Sentence] | None:

@@ -67,23 +67,18 @@ def main(argv: list[str]) -> None:
     stop = cli.StopRequest.install()
     cli.start_training_run()
     warn_ignored_flags()
-    decoding = "viterbi" if FLAGS.head == "crf" else FLAGS.decode
     train, dev = cli.read_data(FLAGS.train_file), cli.read_data(FLAGS.dev_file)
     labels = LabelVocab.from_sentences([*train, *(dev or [])], FLAGS.tag_scheme)
+    head = cli.build_head_from_flags(labels)
     config = cli.train_config()
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
     logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)
     with strategy.scope():
         backbone, vocabulary, bert_config = cli.build_backbone([s.text for s in train])
-        model = Tagger(backbone, labels, head=FLAGS.head, dropout=FLAGS.dropout, decoding=decoding)
+        model = Tagger(backbone, labels, head=head, dropout=FLAGS.dropout)
         model(artifacts.dummy_batch())
         optimizer = cli.build_optimizer(model, steps_per_epoch(train, config) * config.epochs)
-    settings = {
-        "head": FLAGS.head,
-        "dropout": FLAGS.dropout,
-        "max_seq_length": FLAGS.max_seq_length,
-        "decode": decoding,
-    }
+    settings = artifacts.tagger_settings(model, FLAGS.max_seq_length)
     model_dir, chief = Path(FLAGS.model_dir).absolute(), distribute.is_chief(strategy)
     if FLAGS.export_dir:
         check_export_dir(FLAGS.export_dir, model_dir)  # before training, not after

@@ -98,8 +98,7 @@ def build_model_dir(
         _make_position_wise(model)
     if train_steps:
         _train(model, CharTokenizer(vocabulary), labels, train_steps, max_seq_length, seed)
-    settings = {"head": head, "dropout": 0.0, "max_seq_length": max_seq_length, "decode": decoding}
-    artifacts.save_artifacts(path, config, vocabulary, labels, settings)
+    artifacts.save_artifacts(path, config, vocabulary, labels, artifacts.tagger_settings(model, max_seq_length))
     model.save_weights(str(Path(path) / artifacts.WEIGHTS))
     return Path(path)
 
@@ -112,10 +111,7 @@ def _train(model: Tagger, tokenizer: CharTokenizer, labels: LabelVocab, steps: i
     )
     optimizer = keras.optimizers.Adam(0.01)
 
-    spec = tf.TensorSpec([None, None], tf.int32)
-    signature = {"token_ids": spec, "segment_ids": spec, "padding_mask": tf.TensorSpec([None, None], tf.bool)}
-
-    @tf.function(input_signature=[{**signature, "label_ids": spec}])
+    @tf.function(input_signature=[dataset.element_spec])
     def step(batch):
         with tf.GradientTape() as tape:
             loss = model.loss_sum(batch, model(batch, training=True)) / model.loss_count(batch)

@@ -50,15 +50,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import tensorflow as tf
 
-from kner.data.pipeline import char_mask
-from kner.data.tags import OUTSIDE, split_tag
 from kner.serving.bfloat16 import bfloat16_matmuls
+from kner.serving.entities import entity_outputs
 from kner.serving.fused_encoder import fuse_encoder_layers
 from kner.serving.length_chunks import scores_by_length
-from kner.serving.row_ids import row_ids
 from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_tokens
 
 if TYPE_CHECKING:
@@ -72,52 +69,8 @@ if TYPE_CHECKING:
 # positions at width 768, 2,048 at 256 and 4,096 at 128.
 CHUNK_WORK = 2**19
 
-# Roles of a tag in span reading, whatever the scheme's letters.
-OUT, BEGIN, INSIDE, END, SINGLE = range(5)
 # What the encoder of an exported model may compute in.
 COMPUTE_DTYPES = ("float32", "bfloat16")
-_ROLE_OF_PREFIX = {"B": BEGIN, "I": INSIDE, "M": INSIDE, "E": END, "S": SINGLE}
-
-
-def tag_roles(tags: list[str], scheme: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Per tag id: its role (OUT, BEGIN, INSIDE, END, SINGLE) and its entity
-    type id (-1 for `O`), with the list of type names."""
-    roles, types, names = [], [], []
-    for tag in tags:
-        prefix, entity_type = split_tag(tag, scheme)
-        if tag == OUTSIDE:
-            roles.append(OUT)
-            types.append(-1)
-            continue
-        if entity_type not in names:
-            names.append(entity_type)
-        roles.append(_ROLE_OF_PREFIX[prefix])
-        types.append(names.index(entity_type))
-    return np.array(roles, np.int32), np.array(types, np.int32), names
-
-
-def span_bounds(tag_ids: tf.Tensor, roles: tf.Tensor, types: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Where entities start and end: two bool [B, L] masks over tag ids
-    [B, L] (padding must be `O`, id 0); the k-th start of a row pairs with
-    its k-th end.
-
-    This is `kner.data.tags.tags_to_spans(strict=False)` in closed form: after a
-    B- or inside tag an entity is open, and a tag continues it when it is an
-    inside or end tag of the same type; any other non-`O` tag starts an
-    entity; an entity ends at an end or single tag, or before a tag that
-    does not continue it.
-    """
-    role = tf.gather(roles, tag_ids)
-    entity_type = tf.gather(types, tag_ids)
-    previous_role = tf.pad(role[:, :-1], [[0, 0], [1, 0]], constant_values=OUT)
-    previous_type = tf.pad(entity_type[:, :-1], [[0, 0], [1, 0]], constant_values=-1)
-    is_open = (previous_role == BEGIN) | (previous_role == INSIDE)
-    continues = is_open & ((role == INSIDE) | (role == END)) & (entity_type == previous_type)
-    tagged = role != OUT
-    next_continues = tf.pad(continues[:, 1:], [[0, 0], [0, 1]])
-    starts = tagged & ~continues
-    ends = tagged & ((role == END) | (role == SINGLE) | ~next_continues)
-    return starts, ends
 
 
 class TextTagger(tf.Module):
@@ -163,11 +116,8 @@ class TextTagger(tf.Module):
         self.model_variables = variables or [variable.value for variable in model.variables]
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
-        roles, types, type_names = tag_roles(model.labels.tags, model.labels.scheme)
-        self._roles = tf.constant(roles)
-        self._types = tf.constant(types)
-        self._type_names = tf.constant(type_names or [""], tf.string)
-        self._tag_names = tf.constant(model.labels.tags, tf.string)
+        self.head = model.head
+        self._type_names = tf.constant(model.head.type_names or [""], tf.string)
 
     @tf.__internal__.tracking.no_automatic_dependency_tracking
     def _set_model(self, model: Tagger) -> None:
@@ -210,6 +160,8 @@ class TextTagger(tf.Module):
         }
 
     def _window_scores(self, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> tf.Tensor:
+        """The head's scores of windows (`[CLS] chars [SEP]` rows): at their
+        characters, from position 0."""
         return self.model(self._model_inputs(token_ids, padding_mask, tf.zeros_like(token_ids)))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
@@ -229,58 +181,17 @@ class TextTagger(tf.Module):
             # chunks of `chunk_tokens` positions, so that its short texts are
             # not padded to its longest (length_chunks).
             window_scores = scores_by_length(
-                self._window_scores, windows, self.tokenizer.pad_id, self.chunk_tokens, len(self.model.labels.tags)
+                self._window_scores, windows, self.tokenizer.pad_id, self.chunk_tokens, self.head.num_outputs
             )
         with tf.name_scope("merge"):
             # Whole texts again ([batch, max chars, tags]), with merged scores.
             merged = merge_windows(window_scores, plan)
             scores = tf.RaggedTensor.from_row_splits(merged, chars.row_splits, validate=False).to_tensor()
         with tf.name_scope("decode"):
-            # One padding column: Viterbi needs a position even when every text is empty.
-            mask = tf.sequence_mask(num_chars, tf.shape(scores)[1] + 1)
-            tag_ids = self.model.decode_chars(tf.pad(scores, [[0, 0], [0, 1], [0, 0]]), mask, num_chars)[:, :-1]
-            in_text = mask[:, :-1]
+            decoded = self.head.decode(scores, num_chars)
         with tf.name_scope("entities"):
-            tags = tf.where(in_text, tf.gather(self._tag_names, tag_ids), "")
-            probabilities = tf.nn.softmax(scores, axis=-1)
-            chosen = tf.gather(probabilities, tag_ids, batch_dims=2)
-            entities = self._entities(tag_ids, chars, tf.boolean_mask(chosen, in_text))
-        return {"tags": tags, "num_chars": num_chars, **entities}
-
-    def _entities(self, tag_ids: tf.Tensor, chars: tf.RaggedTensor, chosen: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Dense entity outputs from tag ids [B, N] (0 after the text) and
-        the flat probabilities of the chosen tags, in the order of
-        `chars.flat_values`."""
-        starts, ends = span_bounds(tag_ids, self._roles, self._types)  # never past a text: its tags are `O`
-        # [row, position] of each entity's first and last character, row-major,
-        # so the k-th start pairs with the k-th end.
-        begin = tf.cast(tf.where(starts), tf.int32)
-        first, last = begin[:, 1], tf.cast(tf.where(ends)[:, 1], tf.int32)
-        num_entities = tf.reduce_sum(tf.cast(starts, tf.int32), axis=1)
-        layout = tf.RaggedTensor.from_row_lengths(first, num_entities, validate=False)
-        flat_first = tf.gather(tf.cast(chars.row_starts(), tf.int32), begin[:, 0]) + first
-        size = last - first + 1
-        covered = tf.ragged.range(flat_first, flat_first + size)
-        # Per entity over its characters, as tf.strings.reduce_join and
-        # tf.reduce_mean of a ragged tensor compute it (the same segment
-        # kernels), with the segment ids from `row_ids`.
-        segments = row_ids(covered.row_splits)
-        count = tf.size(first)
-        text = tf.strings.unsorted_segment_join(tf.gather(chars.flat_values, covered.flat_values), segments, count)
-        total = tf.math.unsorted_segment_sum(tf.gather(chosen, covered.flat_values), segments, count)
-        entity_type = tf.gather(self._type_names, tf.gather(self._types, tf.gather_nd(tag_ids, begin)))
-
-        def dense(flat_values, default):
-            return layout.with_flat_values(flat_values).to_tensor(default)
-
-        return {
-            "entity_type": dense(entity_type, ""),
-            "entity_start": dense(first, -1),
-            "entity_end": dense(last, -1),
-            "entity_text": dense(text, ""),
-            "entity_score": dense(total / tf.cast(size, tf.float32), 0.0),
-            "num_entities": num_entities,
-        }
+            entities = entity_outputs(decoded, chars, self._type_names)
+        return {"tags": decoded.tags, "num_chars": num_chars, **entities}
 
     @tf.function(
         input_signature=[
@@ -292,8 +203,9 @@ class TextTagger(tf.Module):
     def predict_ids(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:
         """Tag ids and tags of tokenized `[CLS] chars [SEP]` rows."""
         batch = self._model_inputs(token_ids, padding_mask, segment_ids)
-        tag_ids = self.model.decode(batch, self.model(batch))
-        return {"tag_ids": tag_ids, "tags": tf.where(char_mask(padding_mask), tf.gather(self._tag_names, tag_ids), "")}
+        decoded = self.model.decode(batch, self.model(batch))
+        at_tokens = [[0, 0], [1, 0]]  # the `[CLS]` column
+        return {"tag_ids": tf.pad(decoded.tag_ids, at_tokens), "tags": tf.pad(decoded.tags, at_tokens)}
 
     def serving_signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
         """The serving signatures: `serving_default` (text) and `predict_ids`."""

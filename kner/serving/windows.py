@@ -136,9 +136,9 @@ def window_tokens(values: tf.RaggedTensor, plan: WindowPlan, cls_id: int, sep_id
     return rows.with_flat_values(tokens)
 
 
-def merge_windows(window_scores: tf.Tensor, plan: WindowPlan, first_position: int = 1) -> tf.Tensor:
+def merge_windows(window_scores: tf.Tensor, plan: WindowPlan) -> tf.Tensor:
     """Per-character scores [total_chars, ...] taken from [num_windows,
-    length, ...] window scores, where a window's first character sits at
-    `first_position` (1: after `[CLS]`)."""
-    index = tf.stack([plan.char_window, plan.char_offset + first_position], axis=1)
+    length, ...] window scores whose position i is the window's character i
+    (a head's scores: `kner.models.tagger`)."""
+    index = tf.stack([plan.char_window, plan.char_offset], axis=1)
     return tf.gather_nd(window_scores, index)

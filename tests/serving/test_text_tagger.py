@@ -16,7 +16,8 @@ from kner.data.spans import Span
 from kner.data.tags import SCHEMES
 from kner.models.artifacts import load_tagger
 from kner.models.crf import FORWARD_UNROLL
-from kner.serving.text_tagger import CHUNK_WORK, TextTagger, span_bounds, tag_roles
+from kner.models.heads.tags import span_bounds, tag_roles
+from kner.serving.text_tagger import CHUNK_WORK, TextTagger
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +100,9 @@ def test_short_texts_match_the_python_pipeline(toy, windowed):
     texts = ["", "张三", "在北京的李小四", "a张三 ０"] + [toy_sentence(rng, 1).text[:14] for _ in range(8)]
     out = outputs(windowed, texts)
     batch = to_features({"text": tf.constant(texts)}, tokenizer)
-    tag_ids = model.decode(batch, model(batch)).numpy()
+    tag_ids = model.decode(batch, model(batch)).tag_ids.numpy()
     for row, text in enumerate(texts):
-        ids = tag_ids[row, 1 : len(text) + 1]
+        ids = tag_ids[row, : len(text)]
         assert out["num_chars"][row] == len(text)
         assert [t.decode() for t in out["tags"][row, : len(text)]] == [model.labels.tags[i] for i in ids]
         assert not any(out["tags"][row, len(text) :])
@@ -129,7 +130,7 @@ def test_served_tags_are_the_stepwise_viterbi_path(toy):
     trans = crf.transitions.numpy() + crf._transition_penalty
     start = crf.start_transitions.numpy() + crf._start_penalty
     end = crf.end_transitions.numpy() + crf._end_penalty
-    scores = model(to_features({"text": tf.constant(texts)}, tokenizer)).numpy()[:, 1:]
+    scores = model(to_features({"text": tf.constant(texts)}, tokenizer)).numpy()
     expected, _ = stepwise_viterbi(scores, [len(text) for text in texts], trans, start, end)
     for row, text in enumerate(texts):
         n = len(text)
@@ -168,7 +169,7 @@ def test_entity_score_is_mean_probability_of_chosen_tags(toy, windowed):
     text = "的张三是"
     out = outputs(windowed, [text])
     scores = model(to_features({"text": tf.constant([text])}, tokenizer))
-    probabilities = tf.nn.softmax(scores[0, 2:4]).numpy()
+    probabilities = tf.nn.softmax(scores[0, 1:3]).numpy()
     chosen = [model.labels.tag_to_id(t.decode()) for t in out["tags"][0, 1:3]]
     assert out["entity_score"][0, 0] == pytest.approx(np.mean(probabilities[[0, 1], chosen]), rel=1e-5)
 
@@ -247,12 +248,12 @@ def test_windows_with_attention_match_a_python_merge(tmp_path_factory):
         starts = reference_starts(n, window, stride)
         pieces = [text[s : s + window] for s in starts]
         scores = model(to_features({"text": tf.constant(pieces)}, tokenizer)).numpy()
-        merged = np.zeros([n + 2, len(model.labels)], np.float32)
+        merged = np.zeros([n + 1, len(model.labels)], np.float32)
         for i in range(n):
             k = reference_owner(i, n, starts, window)
-            merged[i + 1] = scores[k, i - starts[k] + 1]
+            merged[i] = scores[k, i - starts[k]]
         mask = tf.sequence_mask([n + 2], n + 2)
-        ids = model.decode({"padding_mask": mask}, tf.constant(merged[None]))[0, 1 : n + 1].numpy()
+        ids = model.decode({"padding_mask": mask}, tf.constant(merged[None])).tag_ids[0, :n].numpy()
         assert [t.decode() for t in out["tags"][row, :n]] == [model.labels.tags[i] for i in ids]
         assert spans_of(out, row) == model.labels.decode(ids)[0]
 

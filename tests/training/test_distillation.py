@@ -17,15 +17,9 @@ from kner.data.pipeline import char_mask, make_dataset
 from kner.data.tokenizer import CharTokenizer
 from kner.data.unlabeled import UnlabeledInputs
 from kner.models import artifacts
+from kner.models.heads.tags import softmax_kl_sum as soft_loss_sum
 from kner.models.tagger import Tagger
-from kner.training.distillation import (
-    Distiller,
-    even_layer_map,
-    hidden_loss_sum,
-    parse_layer_map,
-    soft_loss_sum,
-    teacher_token_ids,
-)
+from kner.training.distillation import Distiller, even_layer_map, hidden_loss_sum, parse_layer_map, teacher_token_ids
 from kner.training.optimization import FineTuningAdamW
 from kner.training.trainer import BEST_WEIGHTS, TrainConfig, Trainer
 
@@ -122,7 +116,7 @@ def test_weights_scale_their_terms_and_counts_normalise_them():
     np.testing.assert_allclose(weighted.loss_sum(data, outputs).numpy(), sums * [2.0, 3.0, 0.5], rtol=1e-5)
     # The terms are what the pieces compute, and the counts are characters,
     # the head's count and tokens.
-    mask = char_mask(data["padding_mask"])
+    mask = char_mask(data["padding_mask"])[:, 1:]  # the heads' positions
     soft = soft_loss_sum(outputs["scores"], outputs["teacher_scores"], mask, 2.0)
     assert sums[0] == pytest.approx(float(soft), rel=1e-5)
     assert sums[1] == pytest.approx(float(student.loss_sum(data, outputs["scores"])), rel=1e-5)
@@ -139,7 +133,7 @@ def test_weights_scale_their_terms_and_counts_normalise_them():
 def test_the_temperature_reaches_the_soft_loss():
     student, teacher = tagger(layers=1), tagger(layers=1, seed=1)
     data = batch()
-    mask = char_mask(data["padding_mask"])
+    mask = char_mask(data["padding_mask"])[:, 1:]  # the heads' positions
     soft = []
     for temperature in (1.0, 4.0):
         distiller = Distiller(student, teacher, temperature=temperature, hidden_weight=0.0)
