@@ -289,6 +289,37 @@ def read_data(path: str | None) -> list[Sentence] | None:
     return sentences
 
 
+def check_spans(sentences: list[Sentence] | None, path: str | None, head: str) -> None:
+    """Whether labelled `sentences` fit `head`: a head that tags one label per
+    character (`Head.nested` False) keeps the outer span of nested ones, with
+    one warning naming the count, and refuses crossing and same-extent pairs
+    with an InputError naming the first pair and the heads that take it."""
+    from kner.data.spans import find_conflict, flatten_spans
+    from kner.models.heads import HEADS, head_class
+
+    if not sentences or head_class(head).nested:
+        return
+    nested = []
+    for sentence in sentences:
+        conflict = find_conflict(sentence.spans)
+        if conflict:
+            first, second = (f"[{s.start}, {s.end}] {s.type} {sentence.text[s.start : s.end + 1]!r}" for s in conflict)
+            how = "cover the same characters" if conflict[0][:2] == conflict[1][:2] else "cross"
+            takes = " and ".join(name for name, cls in HEADS.items() if cls.nested)
+            problem = f"spans {first} and {second} {how}: the {head} head tags one label per character"
+            raise InputError(sentence.path or path, sentence.line, f"{problem}; the {takes} heads take them (--head)")
+        if flatten_spans(sentence.spans)[1]:
+            nested.append(sentence)
+    if nested:
+        logging.warning(
+            "%s: %s an entity nested in another (first at line %s); the %s head keeps only the outer one",
+            path,
+            count(len(nested), "sentence has", "sentences have"),
+            nested[0].line,
+            head,
+        )
+
+
 def train_config() -> TrainConfig:
     """The training loop's settings from the flags."""
     from kner.training.trainer import TrainConfig

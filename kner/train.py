@@ -68,6 +68,8 @@ def main(argv: list[str]) -> None:
     cli.start_training_run()
     warn_ignored_flags()
     train, dev = cli.read_data(FLAGS.train_file), cli.read_data(FLAGS.dev_file)
+    cli.check_spans(train, FLAGS.train_file, FLAGS.head)
+    cli.check_spans(dev, FLAGS.dev_file, FLAGS.head)
     labels = LabelVocab.from_sentences([*train, *(dev or [])], FLAGS.tag_scheme)
     head = cli.build_head_from_flags(labels)
     config = cli.train_config()
