@@ -110,7 +110,8 @@ def define_data_flags() -> None:
 def define_training_flags() -> None:
     """The data, model and optimizer flags of a training run: `--train_file`,
     `--dev_file`, `--tag_scheme`, `--init_checkpoint`, `--bert_config`,
-    `--vocab_file`, `--head`, `--decode`, `--dropout`, `--max_seq_length`,
+    `--vocab_file`, `--head`, `--decode`, `--head_size`, `--decode_threshold`,
+    `--dropout`, `--max_seq_length`,
     `--batch_size`, `--eval_batch_size`, `--epochs`, `--learning_rate`,
     `--head_learning_rate`, `--warmup_proportion`, `--weight_decay`,
     `--clip_norm`, `--early_stopping_patience`, `--export_dir`."""
@@ -140,7 +141,15 @@ def define_training_flags() -> None:
         "How the head picks entities, saved with the model (default: the head's first). softmax: viterbi (the "
         f"best sequence the tag scheme allows) or argmax (each character on its own). By head: {by_head}.",
     )
-    flags.DEFINE_float("dropout", 0.1, "Dropout before the tag projection.")
+    flags.DEFINE_integer(
+        "head_size", 64, "global_pointer, efficient_global_pointer: width D of each start and end vector (even)."
+    )
+    flags.DEFINE_float(
+        "decode_threshold",
+        0.0,
+        "global_pointer, efficient_global_pointer: spans scoring above it are entities (saved with the model).",
+    )
+    flags.DEFINE_float("dropout", 0.1, "Dropout before the head.")
     flags.DEFINE_integer("max_seq_length", 128, "Training sentences are truncated to this many tokens (logged).")
     flags.DEFINE_integer("batch_size", 32, "Global training batch, split across replicas.")
     flags.DEFINE_integer("eval_batch_size", 64, "Evaluation batch.")
@@ -264,6 +273,21 @@ def build_optimizer(model: keras.Model, total_steps: int) -> keras.optimizers.Op
         optimizer = CrossReplicaLossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     return optimizer
+
+
+HEAD_OPTION_FLAGS = ("head_size", "decode_threshold")
+
+
+def head_flags_ignored(head: str) -> dict[str, str]:
+    """{flag: why it has no effect} for the head flags `head` does not take;
+    `--tag_scheme` for a head that tags no sequence."""
+    from kner.models.heads import head_class
+
+    cls = head_class(head)
+    ignored = {name: f"the {head} head does not take it" for name in HEAD_OPTION_FLAGS if name not in cls.options}
+    if not cls.tagging:
+        ignored["tag_scheme"] = f"the {head} head tags no sequence"
+    return ignored
 
 
 def build_head_from_flags(labels):

@@ -104,6 +104,7 @@ def main(argv: list[str]) -> None:
     logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)
     with strategy.scope():
         teacher, teacher_tokenizer, teacher_settings = artifacts.load_tagger(FLAGS.teacher_dir)
+    check_distillable(teacher_settings["head"], teacher=True)
     labels = teacher.labels
     if FLAGS["tag_scheme"].present and FLAGS.tag_scheme != labels.scheme:
         message = f"the teacher tags in {labels.scheme}, not --tag_scheme={FLAGS.tag_scheme}: drop --tag_scheme"
@@ -111,7 +112,6 @@ def main(argv: list[str]) -> None:
     check_labels(labels, train, FLAGS.train_file)
     check_labels(labels, dev or [], FLAGS.dev_file)
     head = FLAGS.head if FLAGS["head"].present else teacher_settings["head"]
-    check_distillable(teacher_settings["head"], teacher=True)
     cli.check_spans(train, FLAGS.train_file, head)
     cli.check_spans(dev, FLAGS.dev_file, head)
     config = cli.train_config()

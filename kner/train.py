@@ -46,6 +46,7 @@ def warn_ignored_flags() -> None:
         ignored |= {name: "there is no --dev_file" for name in ("eval_batch_size", "early_stopping_patience")}
     if FLAGS.strategy != "tpu":
         ignored["tpu"] = "--strategy is not tpu"
+    ignored |= cli.head_flags_ignored(FLAGS.head)
     cli.warn_ignored_flags(ignored)
 
 

@@ -59,6 +59,11 @@ class TagTargets:
         the cut crosses keeps its tags up to the cut."""
         return {self.key: self.labels.encode(spans, length)[:kept]}
 
+    @property
+    def specs(self) -> dict[str, tf.TensorSpec]:
+        """The batch columns' shapes and types."""
+        return {self.key: tf.TensorSpec([None, None], tf.int32)}
+
     def ragged(self, rows: dict[str, Sequence[Sequence[int]]]) -> dict[str, tf.RaggedTensor]:
         return {self.key: ragged_rows(rows[self.key], np.int32)}
 
@@ -87,6 +92,11 @@ class SpanTargets:
         del length
         unique = sorted({(self._ids[s.type], s.start, s.end) for s in spans if s.end < kept})
         return {self.key: [list(triple) for triple in unique]}
+
+    @property
+    def specs(self) -> dict[str, tf.TensorSpec]:
+        """The batch columns' shapes and types."""
+        return {self.key: tf.TensorSpec([None, None, 3], tf.int32)}
 
     def ragged(self, rows: dict[str, Sequence[Sequence[Sequence[int]]]]) -> dict[str, tf.RaggedTensor]:
         triples = rows[self.key]

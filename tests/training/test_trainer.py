@@ -39,11 +39,12 @@ from kner.training.trainer import (
 )
 
 CHILD = REPO / "tests" / "strategy_child.py"
-# Two child processes at once: the CRF runs, and the softmax runs with the
-# Keras-clipping pair.
+# Two child processes at once: the CRF and GlobalPointer runs, and the
+# softmax runs with the Keras-clipping pair.
 STRATEGIES = ("default", "mirrored")
 RUN_GROUPS = [
-    [*(f"{strategy}-crf-0.1-kner" for strategy in STRATEGIES), "mirrored-overflow"],
+    [f"{strategy}-{head}-0.1-kner" for head in ("crf", "global_pointer") for strategy in STRATEGIES]
+    + ["mirrored-overflow"],
     [f"{strategy}-softmax-0.1-{optimizer}" for optimizer in ("kner", "keras") for strategy in STRATEGIES],
 ]
 
@@ -80,7 +81,7 @@ def strategy_runs(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("head", ["crf", "softmax"])
+@pytest.mark.parametrize("head", ["crf", "softmax", "global_pointer"])
 def test_mirrored_strategy_takes_the_same_steps_as_one_device(strategy_runs, head):
     losses, weights, _ = load_run(strategy_runs / f"default-{head}-0.1-kner.npz")
     mirrored_losses, mirrored_weights, spread = load_run(strategy_runs / f"mirrored-{head}-0.1-kner.npz")

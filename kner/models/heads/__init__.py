@@ -4,8 +4,8 @@ a model_dir.
 
 Example:
 >>> head = build_head("crf", labels)
->>> sorted(HEADS)
-['crf', 'softmax']
+>>> list(HEADS)
+['crf', 'softmax', 'global_pointer', 'efficient_global_pointer']
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ from __future__ import annotations
 from kner.data.labels import LabelVocab
 from kner.models.heads.base import Decoded, Head, Spans
 from kner.models.heads.crf import CRFHead
+from kner.models.heads.efficient_global_pointer import EfficientGlobalPointerHead
+from kner.models.heads.global_pointer import GlobalPointerHead
 from kner.models.heads.softmax import SoftmaxHead
 
-HEADS: dict[str, type[Head]] = {head.name: head for head in (CRFHead, SoftmaxHead)}
+HEADS: dict[str, type[Head]] = {
+    head.name: head for head in (CRFHead, SoftmaxHead, GlobalPointerHead, EfficientGlobalPointerHead)
+}
 
 __all__ = ["HEADS", "Decoded", "Head", "Spans", "build_head", "decodings", "head_class"]
 

@@ -71,6 +71,8 @@ class Head:
     Class attributes:
         name: the `--head` value and the registry key (`kner.models.heads.HEADS`).
         per_position: whether windows merge its scores per position.
+        tagging: whether it tags a sequence (`Decoded.tags`; the tag scheme
+            and seqeval apply).
         decodings: its `--decode` values, the default first.
         nested: whether it trains on, and finds, nested, crossing and
             same-extent spans (else the data must be flat: outer spans kept).
@@ -85,6 +87,7 @@ class Head:
 
     name: ClassVar[str]
     per_position: ClassVar[bool]
+    tagging: ClassVar[bool] = False
     decodings: ClassVar[tuple[str, ...]]
     nested: ClassVar[bool] = False
     distillable: ClassVar[bool] = False

@@ -95,6 +95,7 @@ class TagHead(Head):
     to one tag per character by `best_tags`."""
 
     per_position: ClassVar[bool] = True
+    tagging: ClassVar[bool] = True
     distillable: ClassVar[bool] = True
 
     def __init__(self, labels: LabelVocab, decoding: str | None = None):
