@@ -30,6 +30,7 @@ optimizer flags) and build from them with `read_data`, `build_backbone`,
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging as std_logging
 import os
 import signal
@@ -313,27 +314,45 @@ def read_data(path: str | None) -> list[Sentence] | None:
     return sentences
 
 
-def check_spans(sentences: list[Sentence] | None, path: str | None, head: str) -> None:
-    """Whether labelled `sentences` fit `head`: a head that tags one label per
-    character (`Head.nested` False) keeps the outer span of nested ones, with
-    one warning naming the count, and refuses crossing and same-extent pairs
-    with an InputError naming the first pair and the heads that take it."""
-    from kner.data.spans import find_conflict, flatten_spans
+def check_spans(
+    sentences: list[Sentence] | None, path: str | None, head: str, lenient: bool = False
+) -> list[Sentence] | None:
+    """Labelled `sentences` as `head` can train on them. A head that tags one
+    label per character (`Head.nested` False) keeps the outer span of nested
+    ones, with one warning naming the count; crossing and same-extent pairs
+    are an InputError naming the first pair and the heads that take them,
+    unless `lenient` (`--lenient`), which drops the later span of each such
+    pair (one warning with the count). Pair heads take every span."""
+    from kner.data.spans import drop_conflicts, find_conflict, flatten_spans
     from kner.models.heads import HEADS, head_class
 
     if not sentences or head_class(head).nested:
-        return
-    nested = []
+        return sentences
+    checked, dropped, nested = [], [], []
     for sentence in sentences:
         conflict = find_conflict(sentence.spans)
-        if conflict:
+        if conflict and not lenient:
             first, second = (f"[{s.start}, {s.end}] {s.type} {sentence.text[s.start : s.end + 1]!r}" for s in conflict)
             how = "cover the same characters" if conflict[0][:2] == conflict[1][:2] else "cross"
             takes = " and ".join(name for name, cls in HEADS.items() if cls.nested)
             problem = f"spans {first} and {second} {how}: the {head} head tags one label per character"
-            raise InputError(sentence.path or path, sentence.line, f"{problem}; the {takes} heads take them (--head)")
+            message = f"{problem}; the {takes} heads take them (--head), --lenient drops the later span"
+            raise InputError(sentence.path or path, sentence.line, message)
+        if conflict:
+            spans, count_dropped = drop_conflicts(sentence.spans)
+            dropped.append((sentence, count_dropped))
+            sentence = dataclasses.replace(sentence, spans=spans)
         if flatten_spans(sentence.spans)[1]:
             nested.append(sentence)
+        checked.append(sentence)
+    if dropped:
+        logging.warning(
+            "%s: dropped %s crossing another or sharing its extent (first at line %s); the %s head cannot tag them",
+            path,
+            count(sum(n for _, n in dropped), "span"),
+            dropped[0][0].line,
+            head,
+        )
     if nested:
         logging.warning(
             "%s: %s an entity nested in another (first at line %s); the %s head keeps only the outer one",
@@ -342,6 +361,7 @@ def check_spans(sentences: list[Sentence] | None, path: str | None, head: str) -
             nested[0].line,
             head,
         )
+    return checked
 
 
 def train_config() -> TrainConfig:

@@ -112,8 +112,8 @@ def main(argv: list[str]) -> None:
     check_labels(labels, train, FLAGS.train_file)
     check_labels(labels, dev or [], FLAGS.dev_file)
     head = FLAGS.head if FLAGS["head"].present else teacher_settings["head"]
-    cli.check_spans(train, FLAGS.train_file, head)
-    cli.check_spans(dev, FLAGS.dev_file, head)
+    train = cli.check_spans(train, FLAGS.train_file, head, FLAGS.lenient)
+    dev = cli.check_spans(dev, FLAGS.dev_file, head, FLAGS.lenient)
     config = cli.train_config()
     per_epoch = steps_per_epoch(train, config)
     with strategy.scope():

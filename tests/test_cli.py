@@ -59,7 +59,7 @@ def test_tagging_heads_keep_outer_spans_and_refuse_crossing_ones(caplog):
 
     nested = Sentence("肺内病变", [Span(0, 3, "sym"), Span(0, 1, "bod")], path="train.json", line=3)
     flat = Sentence("肺", [Span(0, 0, "bod")], path="train.json", line=4)
-    cli.check_spans([flat, nested, nested], "train.json", "crf")
+    assert cli.check_spans([flat, nested, nested], "train.json", "crf") == [flat, nested, nested]
     assert "train.json: 2 sentences have an entity nested in another (first at line 3)" in caplog.text
     assert "the crf head keeps only the outer one" in caplog.text
     crossing = Sentence("右肺门增大", [Span(0, 2, "bod"), Span(1, 4, "sym")], path="train.json", line=9)
@@ -69,7 +69,11 @@ def test_tagging_heads_keep_outer_spans_and_refuse_crossing_ones(caplog):
         "train.json:9: spans [0, 2] bod '右肺门' and [1, 4] sym '肺门增大' cross: the softmax head tags one label "
         "per character; the "
     )
-    assert str(caught.value).endswith("heads take them (--head)")
+    assert str(caught.value).endswith("heads take them (--head), --lenient drops the later span")
     same = Sentence("右肺门", [Span(0, 2, "bod"), Span(0, 2, "sym")], path="dev.json", line=1)
     with pytest.raises(InputError, match="cover the same characters: the crf head"):
         cli.check_spans([same], "dev.json", "crf")
+    kept = cli.check_spans([crossing, same, nested], "dev.json", "crf", lenient=True)
+    assert [s.spans for s in kept] == [[Span(0, 2, "bod")], [Span(0, 2, "bod")], nested.spans]
+    assert "dev.json: dropped 2 spans crossing another or sharing its extent (first at line 9)" in caplog.text
+    assert cli.check_spans([crossing], "dev.json", "global_pointer") == [crossing]

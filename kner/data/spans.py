@@ -79,6 +79,19 @@ def find_conflict(spans: Iterable[Span]) -> tuple[Span, Span] | None:
     return next((pair for pair in _overlapping_pairs(spans) if _kind(*pair) != "nested"), None)
 
 
+def drop_conflicts(spans: Iterable[Span]) -> tuple[list[Span], int]:
+    """Sorted spans without conflicts (see `find_conflict`): each span that
+    crosses an earlier kept one, or shares its extent, is dropped (earlier:
+    in sorted order, so of two spans at one start the shorter stays).
+    Returns the kept spans and how many were dropped; nested spans stay."""
+    kept: list[Span] = []
+    unique = sorted(set(spans))
+    for span in unique:
+        if find_conflict([*kept, span]) is None:
+            kept.append(span)
+    return kept, len(unique) - len(kept)
+
+
 def flatten_spans(spans: Iterable[Span]) -> tuple[list[Span], int]:
     """Sorts spans, keeping only the outermost of nested ones.
 

@@ -1,6 +1,6 @@
 import pytest
 
-from kner.data.spans import Overlaps, Span, find_conflict, flatten_spans, overlaps
+from kner.data.spans import Overlaps, Span, drop_conflicts, find_conflict, flatten_spans, overlaps
 
 
 def test_span_end_is_inclusive():
@@ -58,3 +58,10 @@ def test_overlaps_count_each_kind_of_pair_once():
     ]
     assert overlaps(spans) == Overlaps(nested=3, crossing=1, same_extent=1)
     assert overlaps([]) == Overlaps(0, 0, 0)
+
+
+def test_drop_conflicts_keeps_the_earlier_span_of_each_pair_and_nested_ones():
+    spans = [Span(4, 7, "dis"), Span(0, 5, "sym"), Span(0, 1, "bod"), Span(0, 1, "sym"), Span(9, 9, "x")]
+    kept, dropped = drop_conflicts(spans)
+    assert kept == [Span(0, 1, "bod"), Span(0, 5, "sym"), Span(9, 9, "x")] and dropped == 2
+    assert find_conflict(kept) is None and drop_conflicts(kept) == (kept, 0)
