@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kner.models.heads import Decoded
+from kner.models.heads import Decoded, Spans
 from kner.serving.row_ids import row_ids
 
 
@@ -28,7 +28,6 @@ def entity_outputs(decoded: Decoded, chars: tf.RaggedTensor, type_names: tf.Tens
     heads)."""
     spans = decoded.spans
     first, last = spans.start, spans.end
-    layout = tf.RaggedTensor.from_row_lengths(first, spans.per_row, validate=False)
     flat_first = tf.gather(tf.cast(chars.row_starts(), tf.int32), spans.row) + first
     size = last - first + 1
     covered = tf.ragged.range(flat_first, flat_first + size)
@@ -46,15 +45,23 @@ def entity_outputs(decoded: Decoded, chars: tf.RaggedTensor, type_names: tf.Tens
         score = total / tf.cast(size, tf.float32)
     else:
         score = spans.score
+    return span_outputs(spans, score, type_names, entity_text=text)
+
+
+def span_outputs(spans: Spans, score: tf.Tensor, type_names: tf.Tensor, **more: tf.Tensor) -> dict[str, tf.Tensor]:
+    """`entity_type`, `entity_start`, `entity_end`, `entity_score`,
+    `num_entities` of `spans` with their `score` [n], and each of `more`
+    (flat [n] values, string ones padded with "")."""
+    layout = tf.RaggedTensor.from_row_lengths(spans.start, spans.per_row, validate=False)
 
     def dense(flat_values, default):
         return layout.with_flat_values(flat_values).to_tensor(default)
 
-    return {
+    outputs = {
         "entity_type": dense(tf.gather(type_names, spans.type), ""),
-        "entity_start": dense(first, -1),
-        "entity_end": dense(last, -1),
-        "entity_text": dense(text, ""),
+        "entity_start": dense(spans.start, -1),
+        "entity_end": dense(spans.end, -1),
         "entity_score": dense(score, 0.0),
         "num_entities": spans.per_row,
     }
+    return {**outputs, **{name: dense(values, "") for name, values in more.items()}}

@@ -1,9 +1,9 @@
 """Text in, entities out, in one TensorFlow graph: the module kner exports.
 
-`TextTagger` holds the trained tagger, its tokenizer and label tags, and does
-everything in core TF ops (no tensorflow-text, no `py_function`), so stock TF
-Serving runs it and the Python API (`kner.predict.Predictor`) calls the very
-same function:
+`TextTagger` holds the trained tagger and its tokenizer, and does everything
+in core TF ops (no tensorflow-text, no `py_function`), so stock TF Serving
+runs it and the Python API (`kner.predict.Predictor`) calls the very same
+function:
 
 1. split UTF-8 strings into characters and look up their ids
    (`kner.data.tokenizer.CharTokenizer`; invalid UTF-8 bytes become U+FFFD);
@@ -11,33 +11,44 @@ same function:
    windows (`kner.serving.windows`) and run all windows of the batch through
    the model, as one batch when they fit a budget of token positions, else
    sorted by length in chunks of that budget (`kner.serving.length_chunks`);
-3. merge the windows' tag scores per character and decode them over the
-   whole text as the model decodes (`Tagger.decoding`): Viterbi within the
-   scheme's grammar (the CRF's, or over the softmax log-probabilities with
-   zero transition scores), or argmax for a softmax model saved with
-   `--decode=argmax`;
-4. read the entity spans from the tags exactly as `LabelVocab.decode` does
-   (lenient: an orphan inside tag begins an entity, an unclosed one ends at
-   its last tag).
+3. decode as the model's head decodes (`kner.models.heads`):
+   - a tagging head (softmax, CRF) merges the windows' tag scores per
+     character and decodes them once over the whole text: Viterbi within
+     the scheme's grammar (the CRF's, or over the softmax log-probabilities
+     with zero transition scores), or argmax for a softmax model saved with
+     `--decode=argmax`; entity spans are read from the tags exactly as
+     `LabelVocab.decode` reads them (lenient: an orphan inside tag begins an
+     entity, an unclosed one ends at its last tag);
+   - a pair head (GlobalPointer) decodes each window's spans above its
+     threshold, moves them to text offsets and keeps each span from the
+     window where it sits farthest from both edges (`keep_window_spans`),
+     then, with `--decode=flat`, keeps the best non-overlapping spans of
+     each text;
+4. build the entity outputs of every head (`kner.serving.entities`).
 
 `predict_text(text)` takes a [batch] string tensor and returns dense tensors
 (TF Serving signatures cannot return ragged ones), padded per batch:
 
-- `tags` [B, max_chars] string: the tag of every character, "" after the text;
+- `tags` [B, max_chars] string: the tag of every character, "" after the
+  text; "" everywhere for a pair head, which tags no sequence;
 - `num_chars` [B] int32: characters (Unicode code points) per text;
 - `entity_type`, `entity_text` [B, max_entities] string ("" padding);
 - `entity_start`, `entity_end` [B, max_entities] int32, character offsets,
-  `end` inclusive (-1 padding);
-- `entity_score` [B, max_entities] float32: the mean over the entity's
-  characters of the softmax probability of the chosen tag under the
-  per-character tag scores (for a CRF head: the emission scores, not CRF
-  marginals); 0 padding;
+  `end` inclusive (-1 padding), ordered by start (then end and type: a pair
+  head's entities may nest, cross, or share an extent);
+- `entity_score` [B, max_entities] float32: for a tagging head, the mean
+  over the entity's characters of the softmax probability of the chosen tag
+  under the per-character tag scores (for a CRF head: the emission scores,
+  not CRF marginals); for a pair head, sigmoid of the span's score; 0
+  padding;
 - `num_entities` [B] int32.
 
 `predict_ids(token_ids, padding_mask, segment_ids)` is for clients that
 tokenize themselves (`[CLS] chars [SEP]`, one id per character, padded; no
-windowing, so at most `max_position_embeddings` tokens): it returns `tag_ids`
-[B, L] int32 (0 outside characters) and `tags` [B, L] string ("" outside).
+windowing, so at most `max_position_embeddings` tokens): for a tagging head
+it returns `tag_ids` [B, L] int32 (0 outside characters) and `tags` [B, L]
+string ("" outside); for a pair head the entity outputs above but
+`entity_text` (offsets count the characters after `[CLS]`).
 
 Example:
 >>> module = TextTagger.from_model_dir("runs/cluener")
@@ -52,11 +63,20 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
+from kner.models.heads import Decoded, Spans
 from kner.serving.bfloat16 import bfloat16_matmuls
-from kner.serving.entities import entity_outputs
+from kner.serving.entities import entity_outputs, span_outputs
 from kner.serving.fused_encoder import fuse_encoder_layers
-from kner.serving.length_chunks import scores_by_length
-from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_tokens
+from kner.serving.length_chunks import scores_by_length, spans_by_length
+from kner.serving.windows import (
+    WindowPlan,
+    check_window,
+    default_stride,
+    keep_window_spans,
+    merge_windows,
+    plan_windows,
+    window_tokens,
+)
 
 if TYPE_CHECKING:
     from kner.data.tokenizer import CharTokenizer
@@ -74,7 +94,8 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 class TextTagger(tf.Module):
-    """The tagger wrapped for raw text, with windowing for long texts.
+    """The tagger wrapped for raw text, with windowing for long texts (see
+    the module doc).
 
     Args:
         model: a built `kner.models.tagger.Tagger`.
@@ -176,6 +197,22 @@ class TextTagger(tf.Module):
         with tf.name_scope("windows"):
             plan = plan_windows(num_chars, self.window, self.stride)
             windows = window_tokens(ids, plan, self.tokenizer.cls_id, self.tokenizer.sep_id)
+        if self.head.per_position:
+            decoded = self._merge_scores(windows, plan, chars, num_chars)
+            tags = decoded.tags
+        else:
+            decoded = self._merge_spans(windows, plan)
+            # A pair head tags no sequence: "" at every character.
+            tags = tf.fill([tf.size(num_chars), tf.reduce_max(tf.concat([num_chars, [0]], 0))], "")
+        with tf.name_scope("entities"):
+            entities = entity_outputs(decoded, chars, self._type_names)
+        return {"tags": tags, "num_chars": num_chars, **entities}
+
+    def _merge_scores(
+        self, windows: tf.RaggedTensor, plan: WindowPlan, chars: tf.RaggedTensor, num_chars: tf.Tensor
+    ) -> Decoded:
+        """Per-position heads: the windows' scores merged per character, then
+        decoded once over each whole text."""
         with tf.name_scope("encoder"):
             # A request too big for one encoder call runs sorted by length, in
             # chunks of `chunk_tokens` positions, so that its short texts are
@@ -188,10 +225,22 @@ class TextTagger(tf.Module):
             merged = merge_windows(window_scores, plan)
             scores = tf.RaggedTensor.from_row_splits(merged, chars.row_splits, validate=False).to_tensor()
         with tf.name_scope("decode"):
-            decoded = self.head.decode(scores, num_chars)
-        with tf.name_scope("entities"):
-            entities = entity_outputs(decoded, chars, self._type_names)
-        return {"tags": decoded.tags, "num_chars": num_chars, **entities}
+            return self.head.decode(scores, num_chars)
+
+    def _merge_spans(self, windows: tf.RaggedTensor, plan: WindowPlan) -> Decoded:
+        """Heads that decode windows (GlobalPointer): each window's spans, kept
+        from the window where they sit farthest from the edges, then the
+        decoding option (`select`) over each whole text."""
+        with tf.name_scope("encoder"):
+            window_spans = spans_by_length(self._window_spans, windows, self.tokenizer.pad_id, self.chunk_tokens)
+        with tf.name_scope("merge"):
+            spans = keep_window_spans(window_spans, plan, self.window, self.stride)
+        with tf.name_scope("decode"):
+            return Decoded(self.head.select(spans))
+
+    def _window_spans(self, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> Spans:
+        batch = self._model_inputs(token_ids, padding_mask, tf.zeros_like(token_ids))
+        return self.head.window_spans(self.model(batch), self.model.lengths(batch))
 
     @tf.function(
         input_signature=[
@@ -201,9 +250,12 @@ class TextTagger(tf.Module):
         ]
     )
     def predict_ids(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:
-        """Tag ids and tags of tokenized `[CLS] chars [SEP]` rows."""
+        """Tag ids and tags (a tagging head), or entity spans (a pair head),
+        of tokenized `[CLS] chars [SEP]` rows."""
         batch = self._model_inputs(token_ids, padding_mask, segment_ids)
         decoded = self.model.decode(batch, self.model(batch))
+        if decoded.tags is None:
+            return span_outputs(decoded.spans, decoded.spans.score, self._type_names)
         at_tokens = [[0, 0], [1, 0]]  # the `[CLS]` column
         return {"tag_ids": tf.pad(decoded.tag_ids, at_tokens), "tags": tf.pad(decoded.tags, at_tokens)}
 
