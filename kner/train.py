@@ -72,11 +72,11 @@ def main(argv: list[str]) -> None:
     train = cli.check_spans(train, FLAGS.train_file, FLAGS.head, FLAGS.lenient)
     dev = cli.check_spans(dev, FLAGS.dev_file, FLAGS.head, FLAGS.lenient)
     labels = LabelVocab.from_sentences([*train, *(dev or [])], FLAGS.tag_scheme)
-    head = cli.build_head_from_flags(labels)
     config = cli.train_config()
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
     logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)
     with strategy.scope():
+        head = cli.build_head_from_flags(labels)
         backbone, vocabulary, bert_config = cli.build_backbone([s.text for s in train])
         model = Tagger(backbone, labels, head=head, dropout=FLAGS.dropout)
         model(artifacts.dummy_batch())

@@ -137,8 +137,8 @@ class PairHead(Head):
         return tf.reduce_sum(tf.cast(lengths > 0, tf.float32)) * float(self.num_types)
 
     def window_spans(self, scores: tf.Tensor, lengths: tf.Tensor) -> Spans:
-        """Every span above the threshold (`nested` decoding), ordered by
-        row, start, end, type."""
+        """Every span above the threshold, ordered by row, start, end, type,
+        with its raw score (`select` turns it into the entity score)."""
         del lengths  # the scores are masked
         by_start = tf.transpose(scores, [0, 2, 3, 1])  # [B, M, M, T]
         found = by_start > self.decode_threshold
@@ -148,16 +148,17 @@ class PairHead(Head):
             start=index[:, 1],
             end=index[:, 2],
             type=index[:, 3],
-            score=tf.sigmoid(tf.gather_nd(by_start, index)),
+            score=tf.gather_nd(by_start, index),
             per_row=tf.reduce_sum(tf.cast(found, tf.int32), axis=[1, 2, 3]),
         )
 
     def select(self, spans: Spans) -> Spans:
-        """The decoding option on whole texts: all spans ("nested"), or
-        greedily by score those overlapping no better one ("flat"), in the
-        same order."""
+        """The decoding option on whole texts' spans of `window_spans`: all
+        of them ("nested"), or greedily by raw score those overlapping no
+        better one ("flat"), in the same order; with entity scores,
+        sigmoid(score)."""
         if self.decoding == "nested":
-            return spans
+            return spans._replace(score=tf.sigmoid(spans.score))
         # Spans as boxes [start, row, end + 1, row + 1]: two overlap (IoU > 0)
         # only when in the same row and sharing a character.
         row = tf.cast(spans.row, tf.float32)
@@ -165,7 +166,8 @@ class PairHead(Head):
         kept = tf.sort(tf.image.non_max_suppression(boxes, spans.score, tf.size(spans.score), iou_threshold=0.0))
         row = tf.gather(spans.row, kept)
         per_row = tf.math.unsorted_segment_sum(tf.ones_like(row), row, tf.size(spans.per_row))
-        return Spans(row, *(tf.gather(t, kept) for t in (spans.start, spans.end, spans.type, spans.score)), per_row)
+        start, end, entity_type, score = (tf.gather(t, kept) for t in (spans.start, spans.end, spans.type, spans.score))
+        return Spans(row, start, end, entity_type, tf.sigmoid(score), per_row)
 
     def decode(self, scores: tf.Tensor, lengths: tf.Tensor) -> Decoded:
         return Decoded(self.select(self.window_spans(scores, lengths)))
