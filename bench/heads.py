@@ -94,10 +94,15 @@ def data_files(corpus: str, work: Path) -> tuple[Path, Path, list[str]]:
 def train(corpus: str, head: str, seed: str, work: Path) -> dict:
     train_file, dev_file, extra = data_files(corpus, work)
     model_dir = work / f"{corpus}_{head}_{seed}"
+    saved = model_dir / "bench_heads_run.json"
     command = [
         "kner.train", f"--flagfile={FLAGFILE}", f"--head={head}", f"--seed={seed}", f"--train_file={train_file}",
         f"--dev_file={dev_file}", f"--model_dir={model_dir}", f"--epochs={FLAGS.epochs}", *extra,
     ]  # fmt: skip
+    # As users would type it: no paths of this machine.
+    shown = "python -m " + " ".join(command).replace(str(SHARED), "../shared/data").replace(str(work), "<work_dir>")
+    if saved.exists() and json.loads(saved.read_text())["command"] == shown:
+        return json.loads(saved.read_text())  # finished by an earlier call (corpora may run in parallel)
     started = time.perf_counter()
     done = kner(*command)
     wall = time.perf_counter() - started
@@ -105,32 +110,36 @@ def train(corpus: str, head: str, seed: str, work: Path) -> dict:
     steps = [int(ms) for ms in STEP_TIME.findall(done.stdout)]
     batch = int(BATCH.search((ROOT / FLAGFILE).read_text()).group(1))
     after_tracing = steps[1:] or steps
-    return {
-        "command": "python -m " + " ".join(command),
+    result = {
+        "command": shown,
         "f1": report["micro"]["f1"],
         "per_type_f1": {t: s["f1"] for t, s in report["per_type"].items()},
         "best_epoch": report["epoch"],
         "examples_per_second": 1000 * batch / statistics.mean(after_tracing) if after_tracing else None,
         "wall_seconds": wall,
     }
+    saved.write_text(json.dumps(result, ensure_ascii=False) + "\n")
+    return result
 
 
 def accuracy() -> dict:
     work = Path(FLAGS.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    runs, rows = [], []
+    runs = []
+    for seed in FLAGS.seeds:  # seed by seed: a run cut short still has every head
+        for corpus in FLAGS.corpora:
+            for head in FLAGS.heads:
+                runs.append({"corpus": corpus, "head": head, "seed": seed, **train(corpus, head, seed, work)})
+                print(json.dumps(runs[-1]), flush=True)
+    rows = []
     for corpus in FLAGS.corpora:
         for head in FLAGS.heads:
-            results = []
-            for seed in FLAGS.seeds:
-                result = {"corpus": corpus, "head": head, "seed": seed, **train(corpus, head, seed, work)}
-                print(json.dumps(result), flush=True)
-                results.append(result)
-            runs += results
+            results = [r for r in runs if (r["corpus"], r["head"]) == (corpus, head)]
             f1 = [r["f1"] for r in results]
             speed = [r["examples_per_second"] for r in results if r["examples_per_second"]]
             spread = statistics.stdev(f1) if len(f1) > 1 else 0.0
-            rows.append([corpus, head, len(f1), statistics.mean(f1), spread, min(f1), max(f1), statistics.mean(speed)])
+            mean_speed = statistics.mean(speed) if speed else None
+            rows.append([corpus, head, len(f1), statistics.mean(f1), spread, min(f1), max(f1), mean_speed])
     header = ["corpus", "head", "seeds", "dev F1 mean", "std", "min", "max", "train examples/s"]
     return {"runs": runs, "table": print_table(header, rows)}
 

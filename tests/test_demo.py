@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from train_runs import read_scalars
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -54,6 +55,10 @@ def test_nested_demo_trains_global_pointer_exports_and_predicts_cmeee(tmp_path):
     report = json.loads((model_dir / "eval_report.json").read_text())
     assert report["micro"]["f1"] > 0.9 and report["per_type"]["bod"]["support"] == 40  # bod inside sym, all counted
     assert "seqeval" not in report  # a pair head has no tags
+    dev = read_scalars(model_dir / "dev")  # TensorBoard: the span scores, per type
+    assert {"overall/f1", "bod/f1", "sym/precision", "sym/recall"} <= dev.keys()
+    best_step = report["epoch"] * 10  # 160 sentences / 16 an epoch
+    assert dict(dev["bod/f1"])[best_step] == pytest.approx(report["per_type"]["bod"]["f1"], abs=1e-6)
     output = tmp_path / "predictions.json"
     predicted = run(
         "-m", "kner.predict", f"--export_dir={export_dir}", "--input=data/demo_nested/dev.json", f"--output={output}",

@@ -193,6 +193,56 @@ def test_the_tagger_trains_a_pair_head(batch, name):
     assert float(loss) == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("name", ["global_pointer", "efficient_global_pointer"])
+def test_a_pair_head_trains_in_mixed_bfloat16_and_under_xla(batch, name):
+    """`--mixed_precision=mixed_bfloat16`: the encoder in bfloat16, the
+    head's scores, loss and gradients in float32, the loss near float32's;
+    `--jit_compile`: the head's scores, loss and gradients compile to one XLA
+    program and equal eager ones (the encoder compiles for every head; the
+    CLI test of both flags: tests/test_demo.py)."""
+    data, vocabulary = batch
+
+    def tagger() -> Tagger:
+        keras.utils.set_random_seed(3)
+        model = Tagger(backbone_from_config(tiny_config(len(vocabulary))), LABELS, head=name, head_size=D, dropout=0.0)
+        model(artifacts.dummy_batch())
+        return model
+
+    reference = tagger()
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = tagger()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    model.set_weights(reference.get_weights())
+    assert model.backbone.compute_dtype == "bfloat16"
+    with tf.GradientTape() as tape:
+        scores = model(data, training=True)
+        loss = model.loss_sum(data, scores)
+    gradients = tape.gradient(loss, model.trainable_variables)
+    assert scores.dtype == loss.dtype == tf.float32
+    assert {g.dtype for g in gradients} == {tf.float32}
+    assert all(np.isfinite(tf.convert_to_tensor(g).numpy()).all() for g in gradients)
+    assert float(loss) == pytest.approx(float(reference.loss_sum(data, reference(data, training=True))), rel=0.02)
+
+    head, units, _ = head_and_units(name)
+    spans = tf.constant([[[0, 0, 1], [2, 0, 3]], [[1, 2, 2], [-1, -1, -1]], [[-1, -1, -1]] * 2], tf.int32)
+
+    weights = [w for layer in head.layers.values() for w in layer.trainable_weights]
+    lengths = tf.constant(LENGTHS)
+
+    def step(units):
+        with tf.GradientTape() as tape:
+            tape.watch(units)
+            loss = head.loss_sum(head.scores(units, lengths, None), {"span_labels": spans}, lengths)
+        return loss, tape.gradient(loss, [units, *weights])
+
+    eager, xla = step(tf.constant(units)), tf.function(step, jit_compile=True)(tf.constant(units))
+    np.testing.assert_allclose(xla[0], eager[0], rtol=1e-5)
+    for a, b in zip(xla[1], eager[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
 def spans_of(decoded, types) -> list[list[Span]]:
     spans = decoded.spans
     rows = [[] for _ in spans.per_row.numpy()]
