@@ -1,6 +1,6 @@
 """Does a change leave the exported graph's answers alone? Exports the same
 random model_dirs with this checkout and with `--before` (a kner checkout,
-for example `git archive main | tar -x -C /tmp/kner_before`), runs both
+for example `mkdir -p runs/kner_before && git archive main | tar -x -C runs/kner_before`), runs both
 SavedModels in a TF1 session (as TF Serving and the C loader do) on every
 CLUENER dev text in batches of 32 and on the first `--single` one by one
 (plus a 340-character text, an empty one and emoji with control
@@ -12,8 +12,8 @@ Each of `--heads` x `--max_seq_lengths` is one export pair (2L/128, CLUENER's
 labels, the BERT vocab; `--heads=softmax_argmax` is a softmax model saved
 with `--decode=argmax`).
 
-    PYTHONPATH=. .venv/bin/python bench/export_diff.py --before=/tmp/kner_before \\
-        --json=bench/results/export_diff_heads.json
+    PYTHONPATH=. .venv/bin/python bench/export_diff.py --before=runs/kner_before \\
+        # -> bench/results/export_diff.json
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from absl import app, flags
-from common import ROOT, SHARED, machine, print_table, write_json
+from common import JSON_HELP, ROOT, SHARED, machine, print_table, result_file, write_json
 from kner_side import export, random_model_dir
 from tf_session import Session
 
@@ -42,7 +42,7 @@ flags.DEFINE_list("max_seq_lengths", ["128", "24"], "Export window sizes (24: CL
 flags.DEFINE_integer("single", 150, "Texts sent one by one.")
 flags.DEFINE_integer("trace_calls", 20, "Calls whose ops are counted, per batch size.")
 flags.DEFINE_string("work_dir", None, "Where model_dirs and exports go (default: a temporary directory).")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", None, JSON_HELP + "bench/results/export_diff.json.")
 
 
 def model_dir(work: Path, head: str) -> Path:
@@ -98,7 +98,8 @@ def main(argv) -> None:
             )
             print(json.dumps({name: runs[name]}), flush=True)
     header = ["export", "outputs", "ops batch-1 before", "after", "ops batch-32 before", "after"]
-    write_json(FLAGS.json, {"machine": machine(), "runs": runs, "table": print_table(header, rows)})
+    results = {"machine": machine(), "runs": runs, "table": print_table(header, rows)}
+    write_json(result_file("export_diff") if FLAGS.json is None else FLAGS.json, results)
 
 
 if __name__ == "__main__":

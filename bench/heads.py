@@ -23,16 +23,19 @@ Memory: each head in a child process of its own, the training step of
 9 entity types (CMeEE's), random gold spans; peak RSS (`ru_maxrss`) after
 each stage. RSS does not depend on the machine's load.
 
-    PYTHONPATH=. nice .venv/bin/python bench/heads.py --seeds=42,7,1 --epochs=6 --json=bench/results/heads.json
-    PYTHONPATH=. .venv/bin/python bench/heads.py --memory --json=bench/results/heads_memory.json
-    # a smoke run in minutes:
-    PYTHONPATH=. .venv/bin/python bench/heads.py --seeds=1 --epochs=1 --train_limit=200 --dev_limit=100
+    PYTHONPATH=. nice .venv/bin/python bench/heads.py --seeds=42,7,1   # -> bench/results/heads.json#accuracy
+    PYTHONPATH=. .venv/bin/python bench/heads.py --memory              # -> bench/results/heads.json#memory
+    # a smoke run in minutes, written nowhere:
+    PYTHONPATH=. .venv/bin/python bench/heads.py --seeds=1 --epochs=1 --train_limit=200 --dev_limit=100 --json=
+
+Runs already finished in `--work_dir` (same command) are read back, not
+trained again: corpora or seeds may run in parallel processes, and a last
+call over all of them writes the table.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -42,7 +45,20 @@ import time
 from pathlib import Path
 
 from absl import app, flags
-from common import ROOT, SHARED, bert_config, child_result, machine, print_table, rss, run_child, subset, write_json
+from common import (
+    JSON_HELP,
+    ROOT,
+    SHARED,
+    bert_config,
+    child_result,
+    machine,
+    print_table,
+    result_file,
+    rss,
+    run_child,
+    subset,
+    write_json,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("corpora", ["cmeee", "cluener"], "Data sets.")
@@ -55,11 +71,12 @@ flags.DEFINE_integer("carve_seed", 42, "Seed of the CMeEE carve.")
 flags.DEFINE_integer("train_limit", 0, "Train on the first N sentences of the train split only (0: all).")
 flags.DEFINE_integer("dev_limit", 0, "Evaluate on the first N dev sentences only (0: all).")
 flags.DEFINE_bool("memory", False, "Measure peak training memory instead.")
+flags.DEFINE_bool("table_only", False, "Train nothing: the table of the runs finished in --work_dir.")
 flags.DEFINE_integer("memory_length", 512, "Memory: tokens per sentence (--max_seq_length).")
 flags.DEFINE_integer("memory_batch", 8, "Memory: sentences per batch.")
 flags.DEFINE_integer("memory_steps", 3, "Memory: training steps.")
 flags.DEFINE_string("work_dir", str(Path(tempfile.gettempdir()) / "kner-bench-heads"), "model_dirs and carves go here.")
-flags.DEFINE_string("json", None, "Also write the results here.")
+flags.DEFINE_string("json", None, JSON_HELP + "bench/results/heads.json#accuracy (#memory with --memory).")
 flags.DEFINE_string("child", None, "Internal: one memory measurement (JSON spec).")
 
 FLAGFILE = "flags/tiny.cfg"
@@ -91,7 +108,33 @@ def data_files(corpus: str, work: Path) -> tuple[Path, Path, list[str]]:
     return subset(train, FLAGS.train_limit, work), subset(dev, FLAGS.dev_limit, work), extra
 
 
-def train(corpus: str, head: str, seed: str, work: Path) -> dict:
+def dev_scores(model_dir: Path) -> dict:
+    """The best epoch's dev scores (`eval_report.json`) and the micro F1 after
+    each epoch (the run's TensorBoard `dev` summaries)."""
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    report = json.loads((model_dir / "eval_report.json").read_text())
+    by_step = {}
+    for path in sorted((model_dir / "dev").glob("events.out.tfevents.*")):
+        for record in tf.data.TFRecordDataset(str(path)):
+            event = event_pb2.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.tag == "overall/f1":
+                    by_step[event.step] = round(float(tf.make_ndarray(value.tensor)), 4)
+    return {
+        "f1": report["micro"]["f1"],
+        "precision": report["micro"]["precision"],
+        "recall": report["micro"]["recall"],
+        "per_type_f1": {t: s["f1"] for t, s in report["per_type"].items()},
+        "best_epoch": report["epoch"],
+        "epoch_f1": [by_step[step] for step in sorted(by_step)],
+    }
+
+
+def train(corpus: str, head: str, seed: str, work: Path) -> dict | None:
+    """One run's result; a finished run of the same command is read back
+    (None with --table_only when there is none)."""
     train_file, dev_file, extra = data_files(corpus, work)
     model_dir = work / f"{corpus}_{head}_{seed}"
     saved = model_dir / "bench_heads_run.json"
@@ -102,24 +145,22 @@ def train(corpus: str, head: str, seed: str, work: Path) -> dict:
     # As users would type it: no paths of this machine.
     shown = "python -m " + " ".join(command).replace(str(SHARED), "../shared/data").replace(str(work), "<work_dir>")
     if saved.exists() and json.loads(saved.read_text())["command"] == shown:
-        return json.loads(saved.read_text())  # finished by an earlier call (corpora may run in parallel)
+        return {**json.loads(saved.read_text()), **dev_scores(model_dir)}
+    if FLAGS.table_only:
+        return None
     started = time.perf_counter()
     done = kner(*command)
     wall = time.perf_counter() - started
-    report = json.loads((model_dir / "eval_report.json").read_text())
     steps = [int(ms) for ms in STEP_TIME.findall(done.stdout)]
     batch = int(BATCH.search((ROOT / FLAGFILE).read_text()).group(1))
     after_tracing = steps[1:] or steps
     result = {
         "command": shown,
-        "f1": report["micro"]["f1"],
-        "per_type_f1": {t: s["f1"] for t, s in report["per_type"].items()},
-        "best_epoch": report["epoch"],
         "examples_per_second": 1000 * batch / statistics.mean(after_tracing) if after_tracing else None,
         "wall_seconds": wall,
     }
     saved.write_text(json.dumps(result, ensure_ascii=False) + "\n")
-    return result
+    return {**result, **dev_scores(model_dir)}
 
 
 def accuracy() -> dict:
@@ -129,18 +170,30 @@ def accuracy() -> dict:
     for seed in FLAGS.seeds:  # seed by seed: a run cut short still has every head
         for corpus in FLAGS.corpora:
             for head in FLAGS.heads:
-                runs.append({"corpus": corpus, "head": head, "seed": seed, **train(corpus, head, seed, work)})
-                print(json.dumps(runs[-1]), flush=True)
+                result = train(corpus, head, seed, work)
+                if result:
+                    runs.append({"corpus": corpus, "head": head, "seed": seed, **result})
+                    print(json.dumps(runs[-1]), flush=True)
     rows = []
     for corpus in FLAGS.corpora:
+        # The seeds every head finished: the heads compare on the same seeds.
+        seeds = [s for s in FLAGS.seeds if all(any(r["corpus"] == corpus and (r["head"], r["seed"]) == (h, s)
+                 for r in runs) for h in FLAGS.heads)]  # fmt: skip
         for head in FLAGS.heads:
-            results = [r for r in runs if (r["corpus"], r["head"]) == (corpus, head)]
+            results = [r for r in runs if r["corpus"] == corpus and r["head"] == head and r["seed"] in seeds]
+            if not results:
+                continue
             f1 = [r["f1"] for r in results]
+            recall = statistics.mean(r["recall"] for r in results)
+            precision = statistics.mean(r["precision"] for r in results)
             speed = [r["examples_per_second"] for r in results if r["examples_per_second"]]
             spread = statistics.stdev(f1) if len(f1) > 1 else 0.0
             mean_speed = statistics.mean(speed) if speed else None
-            rows.append([corpus, head, len(f1), statistics.mean(f1), spread, min(f1), max(f1), mean_speed])
-    header = ["corpus", "head", "seeds", "dev F1 mean", "std", "min", "max", "train examples/s"]
+            rows.append(
+                [corpus, head, ",".join(seeds), statistics.mean(f1), spread, min(f1), max(f1), precision, recall,
+                 mean_speed]
+            )  # fmt: skip
+    header = ["corpus", "head", "seeds", "dev F1 mean", "std", "min", "max", "P mean", "R mean", "train examples/s"]
     return {"runs": runs, "table": print_table(header, rows)}
 
 
@@ -200,7 +253,8 @@ def main(argv) -> None:
         return
     facts = machine()
     results = memory() if FLAGS.memory else accuracy()
-    write_json(FLAGS.json, {"machine": facts, "loadavg_at_end": os.getloadavg(), **results})
+    default = result_file("heads", "memory" if FLAGS.memory else "accuracy")
+    write_json(default if FLAGS.json is None else FLAGS.json, {"machine": facts, **results})
 
 
 if __name__ == "__main__":
