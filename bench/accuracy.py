@@ -126,7 +126,7 @@ def child(spec: dict) -> None:
 
     from kner.data.corpus import read_corpus
     from kner.data.labels import LabelVocab
-    from kner.data.pipeline import encode_labels, plan_batches
+    from kner.data.pipeline import encode_targets, plan_batches
     from kner.data.tokenizer import CharTokenizer
     from kner.metrics import evaluate
     from kner.models.crf import allowed_transitions
@@ -141,7 +141,8 @@ def child(spec: dict) -> None:
     dev = read_corpus(spec["dev"], strict=not spec["lenient"])
     batch_size, epochs, seed = int(number["batch_size"]), int(number["epochs"]), int(number["seed"])
 
-    texts, label_ids, _ = encode_labels(train, labels, int(number["max_seq_length"]) - 2)
+    texts, targets, _ = encode_targets(train, labels, int(number["max_seq_length"]) - 2)
+    label_ids = targets["label_ids"]
     char_ids = [tokenizer.encode(t) for t in texts]
     per_epoch = len(plan_batches([len(t) for t in texts], batch_size, seed=0))
     torch.manual_seed(seed)

@@ -173,17 +173,16 @@ def random_batches(batch_size: int, length: int, count: int, vocab_size: int, nu
 
 def subset(path: Path, limit: int, work_dir: Path) -> Path:
     """A file of the first `limit` sentences of corpus `path` (read leniently),
-    in `work_dir`, in the same format; `path` itself when `limit` is 0."""
+    in `work_dir`, in the same format (column files in BIO); `path` itself
+    when `limit` is 0."""
     if not limit:
         return path
-    from kner.data.corpus import read_corpus, write_cluener, write_column
+    from kner.data.corpus import detect_format, read_corpus, write_corpus
 
     sentences = read_corpus(path, strict=False)[:limit]
-    target = work_dir / f"{path.parent.name}_{limit}{path.suffix}"
-    if path.suffix == ".json":
-        write_cluener(target, sentences)
-    else:
-        write_column(target, sentences, "bio")
+    target = work_dir / f"{path.parent.name}_{path.stem}_{limit}{path.suffix}"
+    fmt = detect_format(path)
+    write_corpus(target, sentences, "bio" if fmt == "column" else fmt)
     return target
 
 
@@ -224,6 +223,12 @@ def run_child(script: str | Path, spec: dict) -> dict:
     if done.returncode:
         raise RuntimeError(f"child {spec} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def rss() -> list[int]:
+    """[peak, current] RSS of this process in MiB (`ru_maxrss`, `VmRSS`)."""
+    current = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS"))
+    return [round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), round(int(current.split()[1]) / 1024)]
 
 
 def child_result(result: dict) -> None:

@@ -25,6 +25,7 @@ from kner.data.spans import Span
 from kner.data.tags import TagError, tags_to_spans
 from kner.metrics import evaluate
 from kner.models.artifacts import SETTINGS, load_tagger
+from kner.models.heads import HEADS
 from kner.serving.predictor import Predictor
 from kner.serving.text_tagger import TextTagger
 from kner.training.trainer import CHECKPOINTS
@@ -55,7 +56,7 @@ def score(model_dir: str, decoding: str, dev) -> dict:
     if FLAGS.last_checkpoint:
         weights = tf.train.latest_checkpoint(str(Path(model_dir) / CHECKPOINTS))
         tf.train.Checkpoint(model=model).restore(weights).expect_partial()
-    model.decoding = decoding
+    model.head.decoding = decoding
     predictor = Predictor(TextTagger(model, tokenizer, settings["max_seq_length"]))
     started = time.perf_counter()
     results = predictor.run([s.text for s in dev], FLAGS.batch_size)
@@ -86,7 +87,7 @@ def main(argv) -> None:
     rows = []
     for model_dir in FLAGS.model_dirs:
         head = json.loads((Path(model_dir) / SETTINGS).read_text())["head"]
-        for decoding in ("viterbi", "argmax") if head == "softmax" else ("viterbi",):
+        for decoding in HEADS[head].decodings:
             row = score(model_dir, decoding, dev)
             print(json.dumps(row), flush=True)
             rows.append(row)

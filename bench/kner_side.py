@@ -17,27 +17,31 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import tensorflow as tf
-from common import BERT_VOCAB, CLUENER_TYPES, ROOT, bert_config
+from common import BERT_VOCAB, CLUENER_TYPES, ROOT, SHARED, bert_config
 
 from kner.checkpoint import backbone_from_config
+from kner.data.corpus import read_corpus
 from kner.data.labels import LabelVocab
+from kner.data.pipeline import to_features
 from kner.data.tokenizer import CharTokenizer, read_vocab
-from kner.models.artifacts import dummy_batch, save_artifacts
+from kner.models.artifacts import dummy_batch, save_artifacts, tagger_settings
+from kner.models.heads.pairs import MASKED
 from kner.models.tagger import Tagger
 from kner.serving.predictor import find_export
 from kner.training.optimization import FineTuningAdamW, WarmupLinearDecay
 from kner.training.trainer import TrainConfig, Trainer
 
 
-def export(model_dir: Path, export_dir: Path, compute_dtype: str = "float32", root: Path = ROOT) -> Path:
-    """Runs the export command users run (`python -m kner.export`), of the
-    kner checkout at `root`, unless `export_dir` already holds an export;
-    returns the version directory."""
+def export(model_dir: Path, export_dir: Path, compute_dtype: str = "float32", root: Path = ROOT, *flags: str) -> Path:
+    """Runs the export command users run (`python -m kner.export`, with more
+    `flags` if given), of the kner checkout at `root`, unless `export_dir`
+    already holds an export; returns the version directory."""
     if not export_dir.exists():
         command = [sys.executable, "-m", "kner.export", f"--model_dir={model_dir}", f"--export_dir={export_dir}"]
         env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        command.append(f"--compute_dtype={compute_dtype}")
+        command += [f"--compute_dtype={compute_dtype}", *flags]
         subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
     return find_export(export_dir)
 
@@ -76,23 +80,38 @@ def cluener_labels() -> LabelVocab:
     return LabelVocab.from_types(CLUENER_TYPES, "bios")
 
 
-def tagger(bert_config: dict, head: str = "softmax") -> Tagger:
-    """A randomly initialised tagger over `cluener_labels()`."""
-    model = Tagger(backbone_from_config(bert_config), cluener_labels(), head=head)
+def tagger(bert_config: dict, head: str = "softmax", labels: LabelVocab | None = None) -> Tagger:
+    """A randomly initialised tagger over `labels` (default `cluener_labels()`)."""
+    model = Tagger(backbone_from_config(bert_config), labels or cluener_labels(), head=head)
     model(dummy_batch())
     return model
 
 
 def random_model_dir(size: str, path: Path, head: str = "softmax") -> Path:
     """A model_dir like a finished training run's, with random weights:
-    `size` (common.SIZES), `head` ("softmax" or "crf"), CLUENER's labels,
-    the BERT vocab."""
+    `size` (common.SIZES), `head` (a `kner.models.heads.HEADS` name),
+    CLUENER's labels, the BERT vocab. A pair head's `decode_threshold` is set
+    so that it finds as many entities as CLUENER dev has (one per 15
+    characters; with random weights half of all spans score above 0)."""
     vocabulary = read_vocab(BERT_VOCAB)
     config = bert_config(size, len(vocabulary))
     model = tagger(config, head)
-    save_artifacts(path, config, vocabulary, cluener_labels(), {"head": head, "dropout": 0.1, "max_seq_length": 128})
+    settings = tagger_settings(model, 128)
+    if not model.head.tagging:
+        settings["decode_threshold"] = entity_rate_threshold(model, CharTokenizer(vocabulary))
+    save_artifacts(path, config, vocabulary, cluener_labels(), settings)
     model.save_weights(str(path / "best.weights.h5"))
     return path
+
+
+def entity_rate_threshold(model: Tagger, tokenizer: CharTokenizer, chars_per_entity: int = 15) -> float:
+    """The span score above which a pair head finds one span per
+    `chars_per_entity` characters of the first 64 CLUENER dev texts."""
+    texts = [s.text for s in read_corpus(SHARED / "cluener" / "dev.json")[:64]]
+    batch = to_features({"text": tf.constant(texts)}, tokenizer)
+    scores = model(batch).numpy()
+    valid = np.sort(scores[scores > MASKED / 2])[::-1]
+    return float(valid[sum(len(t) for t in texts) // chars_per_entity])
 
 
 def train_step(
@@ -121,7 +140,7 @@ def train_step(
         "token_ids": tf.TensorSpec([None, None], tf.int32),
         "segment_ids": tf.TensorSpec([None, None], tf.int32),
         "padding_mask": tf.TensorSpec([None, None], tf.bool),
-        "label_ids": tf.TensorSpec([None, None], tf.int32),
+        **model.targets.specs,
     }
     # The step `Trainer.fit` runs for every batch (`fit` also checkpoints and
     # evaluates, which is not timed here).
@@ -136,6 +155,6 @@ def to_tensorflow(batch: dict) -> dict[str, tf.Tensor]:
         "segment_ids": tf.zeros_like(token_ids),
         "padding_mask": tf.constant(batch["padding_mask"]),
     }
-    if "label_ids" in batch:
-        features["label_ids"] = tf.constant(batch["label_ids"])
+    if "label_ids" in batch:  # at token positions in `common`'s batches; a head reads those after [CLS]
+        features["label_ids"] = tf.constant(batch["label_ids"][:, 1:])
     return features

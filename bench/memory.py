@@ -12,8 +12,6 @@ Peak = `ru_maxrss` at that point; now = `VmRSS`.
 from __future__ import annotations
 
 import json
-import resource
-from pathlib import Path
 
 from absl import app, flags
 from common import (
@@ -25,6 +23,7 @@ from common import (
     print_table,
     random_batches,
     result_file,
+    rss,
     run_child,
     write_json,
 )
@@ -35,12 +34,6 @@ flags.DEFINE_list("sides", ["torch", "torch_bf16", "kner", "kner_bf16"], "What t
 flags.DEFINE_integer("steps", 3, "Training steps.")
 flags.DEFINE_string("json", None, JSON_HELP + "bench/results/memory.json#<layers>L.")
 flags.DEFINE_string("child", None, "Internal: run one measurement (JSON spec).")
-
-
-def memory() -> list[int]:
-    """[peak, current] RSS in MiB."""
-    current = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS"))
-    return [round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), round(int(current.split()[1]) / 1024)]
 
 
 def child(spec: dict) -> None:
@@ -54,15 +47,15 @@ def child(spec: dict) -> None:
         import transformers  # noqa: F401
         from torch_reference import TorchTagger, make_optimizer, to_torch, train_step
 
-        stages["import"] = memory()
+        stages["import"] = rss()
         set_threads(2)
         model = TorchTagger(config, NUM_TAGS)
         optimizer, scheduler = make_optimizer(model, 1e-3, 5e-3, 0.01, 10, 10_000)
-        stages["model and optimizer"] = memory()
+        stages["model and optimizer"] = rss()
         inputs = to_torch(batch)
         for step in range(spec["steps"]):
             train_step(model, optimizer, scheduler, inputs, bfloat16=side == "torch_bf16")
-            stages[f"step {step + 1}"] = memory()
+            stages[f"step {step + 1}"] = rss()
     else:
         # isort: off
         import kner.cli  # noqa: F401  (first, as in kner.train: it keeps tensorflow-text out)
@@ -71,16 +64,16 @@ def child(spec: dict) -> None:
         import keras
         import kner_side
 
-        stages["import"] = memory()
+        stages["import"] = rss()
         set_threads(2)
         if side == "kner_bf16":
             keras.mixed_precision.set_global_policy("mixed_bfloat16")
         step_function = kner_side.train_step(kner_side.tagger(config), False, total_steps=10_000)
-        stages["model and optimizer"] = memory()
+        stages["model and optimizer"] = rss()
         inputs = kner_side.to_tensorflow(batch)
         for step in range(spec["steps"]):
             step_function(inputs).numpy()
-            stages[f"step {step + 1}"] = memory()
+            stages[f"step {step + 1}"] = rss()
     child_result({"stages": stages})
 
 

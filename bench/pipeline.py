@@ -21,6 +21,7 @@ from common import JSON_HELP, SHARED, write_json
 from kner.data.corpus import read_corpus
 from kner.data.labels import LabelVocab
 from kner.data.pipeline import batched, encode, padding_waste, to_features
+from kner.data.targets import TagTargets
 from kner.data.tokenizer import CharTokenizer
 
 FLAGS = flags.FLAGS
@@ -40,7 +41,7 @@ def fixed_length_dataset(sentences, tokenizer, labels, batch_size, max_seq_lengt
     dataset = tf.data.Dataset.from_tensor_slices(columns).shuffle(len(texts), seed=1).ragged_batch(batch_size)
 
     def pad(batch):
-        features = to_features(batch, tokenizer)
+        features = to_features(batch, tokenizer, targets=TagTargets(labels))
         extra = max_seq_length - tf.shape(features["token_ids"])[1]
         return {k: tf.pad(v, [[0, 0], [0, extra]]) for k, v in features.items()}
 

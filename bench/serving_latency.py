@@ -1,10 +1,14 @@
 """Batch-1 latency of the exported SavedModel: where the time goes, and one
 serving graph against another, in one process.
 
-For each of `--sizes` (random weights, `--head`, CLUENER's labels, the BERT
-vocab; speed does not depend on the weights) the model_dir is exported with
-`python -m kner.export` by this checkout ("after") and by each checkout
-named in `--before` (LABEL=PATH, for example an archive of main's tree).
+For each of `--sizes` (random weights, CLUENER's labels, the BERT vocab;
+speed does not depend on the weights, and a pair head's threshold is set to
+find as many entities as CLUENER has, `kner_side.random_model_dir`) the
+model_dir of `--head` is exported with `python -m kner.export` by this
+checkout ("after") and by each checkout named in `--before` (LABEL=PATH, for
+example an archive of main's tree); or, with several `--heads` (no
+`--before`), each head's model_dir is exported by this checkout and the
+heads are compared with the first.
 Then, in one process:
 
 - **breakdown** (each export): the SavedModel loaded the way TF
@@ -23,6 +27,8 @@ Then, in one process:
 
     PYTHONPATH=. nice -n 10 .venv/bin/python bench/serving_latency.py --before=before=runs/kner_before \\
         --threads=1   # -> bench/results/serving_latency.json#threads1
+    PYTHONPATH=. nice -n 10 .venv/bin/python bench/serving_latency.py \\
+        --heads=crf,global_pointer,efficient_global_pointer   # -> bench/results/serving_latency.json#heads_threads2
 """
 
 from __future__ import annotations
@@ -45,10 +51,11 @@ from kner_side import export, random_model_dir
 from tf_session import Session
 
 from kner.data.corpus import read_corpus
+from kner.models.heads import HEADS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("sizes", ["2L/128", "4L/256"], "Model sizes (student first, then teacher).")
-flags.DEFINE_enum("head", "crf", ["crf", "softmax"], "Head of the random models (crf: Viterbi decoding).")
+flags.DEFINE_list("heads", ["crf"], f"Heads of the random models ({', '.join(HEADS)}); several: compared.")
 flags.DEFINE_list("before", [], "LABEL=PATH of kner checkouts whose exports are compared with this one's.")
 flags.DEFINE_integer("sentences", 320, "Batches of 32 over the first N CLUENER dev sentences.")
 flags.DEFINE_integer("latency_sentences", 100, "Single-text calls per round, the first N dev sentences.")
@@ -143,22 +150,27 @@ def main(argv) -> None:
     work = Path(FLAGS.work_dir or tempfile.mkdtemp())
     texts = [s.text.encode() for s in read_corpus(SHARED / "cluener" / "dev.json")]
     roots = {label: Path(path) for label, path in (item.split("=", 1) for item in FLAGS.before)}
+    if len(FLAGS.heads) > 1 and roots:
+        raise app.UsageError("compare checkouts (--before) or heads (several --heads), not both")
     roots["after"] = ROOT
     runs, summary = {}, []
     for size in FLAGS.sizes:
         name = size.replace("/", "_")
-        model_dir = work / name / "model"
-        if not (model_dir / "best.weights.h5").exists():
-            random_model_dir(size, model_dir, FLAGS.head)
-        versions = {
-            label: export(model_dir, work / name / label, FLAGS.compute_dtype, root) for label, root in roots.items()
-        }
+        versions = {}
+        for head in FLAGS.heads:
+            model_dir = work / name / f"model_{head}"
+            if not (model_dir / "best.weights.h5").exists():
+                random_model_dir(size, model_dir, head)
+            for label, root in roots.items():
+                key = head if len(FLAGS.heads) > 1 else label
+                versions[key] = export(model_dir, work / name / f"{head}_{label}", FLAGS.compute_dtype, root)
+        base = FLAGS.heads[0] if len(FLAGS.heads) > 1 else "after"
         load = [os.getloadavg()[0]]
         parts = {label: breakdown(version, texts) for label, version in versions.items()}
         results = compare(versions, texts)
         load.append(os.getloadavg()[0])
         runs[size] = {"load": load, "breakdown": parts, "cases": results}
-        print(f"\n{size}, {FLAGS.head} head: load {load[0]:.1f} -> {load[1]:.1f}")
+        print(f"\n{size}, {', '.join(FLAGS.heads)}: load {load[0]:.1f} -> {load[1]:.1f}")
         for label, part in parts.items():
             print(f"{label}: static ops (graph + function bodies) {part['static_ops']}; most run ops per call:")
             print(", ".join(f"{op} {n:.0f}" for op, n in part["most_run_ops"].items()))
@@ -178,11 +190,11 @@ def main(argv) -> None:
             for case, r in results.items()
         ]  # fmt: skip
         runs[size]["table"] = print_table(header, rows)
-        header = ["path", "batch-1 p50, X / after", "p50 CPU, X / after", "sentences/s, after / X"]
-        header.append("per CPU-s, after / X")
+        header = ["path", f"batch-1 p50, X / {base}", f"p50 CPU, X / {base}", f"sentences/s, {base} / X"]
+        header.append(f"per CPU-s, {base} / X")
         rows = [
-            [f"{path}, X = {label}", *_speed_ups(results[f"{label}, {path}"], results[f"after, {path}"])]
-            for label in roots if label != "after" for path in ("signature", "session")
+            [f"{path}, X = {label}", *_speed_ups(results[f"{label}, {path}"], results[f"{base}, {path}"])]
+            for label in versions if label != base for path in ("signature", "session")
         ]  # fmt: skip
         if rows:
             runs[size]["speed_up_table"] = print_table(header, rows)
@@ -200,8 +212,9 @@ def main(argv) -> None:
             ["case", "latency, teacher / student", "CPU latency, teacher / student", "sentences/s, student / teacher"],
             rows,
         )
-    default = result_file("serving_latency", f"threads{FLAGS.threads}")
-    write_json(default if FLAGS.json is None else FLAGS.json, {"machine": facts, "head": FLAGS.head, "runs": runs})
+    key = ("heads_" if len(FLAGS.heads) > 1 else "") + f"threads{FLAGS.threads}"
+    default = result_file("serving_latency", key)
+    write_json(default if FLAGS.json is None else FLAGS.json, {"machine": facts, "heads": FLAGS.heads, "runs": runs})
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ optimizer flags) and build from them with `read_data`, `build_backbone`,
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging as std_logging
 import os
 import signal
@@ -110,11 +111,12 @@ def define_data_flags() -> None:
 def define_training_flags() -> None:
     """The data, model and optimizer flags of a training run: `--train_file`,
     `--dev_file`, `--tag_scheme`, `--init_checkpoint`, `--bert_config`,
-    `--vocab_file`, `--head`, `--decode`, `--dropout`, `--max_seq_length`,
+    `--vocab_file`, `--head`, `--decode`, `--head_size`, `--decode_threshold`,
+    `--dropout`, `--max_seq_length`,
     `--batch_size`, `--eval_batch_size`, `--epochs`, `--learning_rate`,
     `--head_learning_rate`, `--warmup_proportion`, `--weight_decay`,
     `--clip_norm`, `--early_stopping_patience`, `--export_dir`."""
-    from kner.models.tagger import DECODINGS, HEADS
+    from kner.models.heads import HEADS, decodings
 
     flags.DEFINE_string("train_file", None, "Training data: CLUENER JSON lines or a char-per-line column file.")
     flags.DEFINE_string("dev_file", None, "Dev data, evaluated after every epoch (optional).")
@@ -131,15 +133,24 @@ def define_training_flags() -> None:
         "bert_config.json (or an ALBERT/ELECTRA config) for a from-scratch model (no --init_checkpoint).",
     )
     flags.DEFINE_string("vocab_file", None, "vocab.txt for a from-scratch model; default: built from the train text.")
-    flags.DEFINE_enum("head", "crf", list(HEADS), "Output layer.")
+    flags.DEFINE_enum("head", "crf", list(HEADS), "Output layer (docs/heads.md).")
+    by_head = "; ".join(f"{name}: {', '.join(head.decodings)}" for name, head in HEADS.items())
     flags.DEFINE_enum(
         "decode",
-        "viterbi",
-        list(DECODINGS),
-        "How the softmax head picks tags: viterbi (the best sequence the tag scheme allows) or argmax "
-        "(each character on its own). Saved with the model; the CRF head always uses viterbi.",
+        None,
+        decodings(),
+        "How the head picks entities, saved with the model (default: the head's first). softmax: viterbi (the "
+        f"best sequence the tag scheme allows) or argmax (each character on its own). By head: {by_head}.",
     )
-    flags.DEFINE_float("dropout", 0.1, "Dropout before the tag projection.")
+    flags.DEFINE_integer(
+        "head_size", 64, "global_pointer, efficient_global_pointer: width D of each start and end vector (even)."
+    )
+    flags.DEFINE_float(
+        "decode_threshold",
+        0.0,
+        "global_pointer, efficient_global_pointer: spans scoring above it are entities (saved with the model).",
+    )
+    flags.DEFINE_float("dropout", 0.1, "Dropout before the head.")
     flags.DEFINE_integer("max_seq_length", 128, "Training sentences are truncated to this many tokens (logged).")
     flags.DEFINE_integer("batch_size", 32, "Global training batch, split across replicas.")
     flags.DEFINE_integer("eval_batch_size", 64, "Evaluation batch.")
@@ -265,6 +276,33 @@ def build_optimizer(model: keras.Model, total_steps: int) -> keras.optimizers.Op
     return optimizer
 
 
+HEAD_OPTION_FLAGS = ("head_size", "decode_threshold")
+
+
+def head_flags_ignored(head: str) -> dict[str, str]:
+    """{flag: why it has no effect} for the head flags `head` does not take;
+    `--tag_scheme` for a head that tags no sequence."""
+    from kner.models.heads import head_class
+
+    cls = head_class(head)
+    ignored = {name: f"the {head} head does not take it" for name in HEAD_OPTION_FLAGS if name not in cls.options}
+    if not cls.tagging:
+        ignored["tag_scheme"] = f"the {head} head tags no sequence"
+    return ignored
+
+
+def build_head_from_flags(labels):
+    """The `--head` over `labels` with the head's flags (`--decode`, ...);
+    a flag value the head cannot take is an InputError naming the flag."""
+    from kner.models.heads import build_head, head_class
+
+    options = {name: FLAGS[name].value for name in head_class(FLAGS.head).options}
+    try:
+        return build_head(FLAGS.head, labels, FLAGS.decode, **options)
+    except ValueError as error:
+        raise InputError(f"--head={FLAGS.head}", None, str(error)) from None
+
+
 def read_data(path: str | None) -> list[Sentence] | None:
     """The labelled sentences of `path` (None for no path), read by the data flags."""
     if not path:
@@ -274,6 +312,56 @@ def read_data(path: str | None) -> list[Sentence] | None:
     if unlabelled is not None:
         raise InputError(path, unlabelled.line, "no label: training and dev data must be labelled")
     return sentences
+
+
+def check_spans(
+    sentences: list[Sentence] | None, path: str | None, head: str, lenient: bool = False
+) -> list[Sentence] | None:
+    """Labelled `sentences` as `head` can train on them. A head that tags one
+    label per character (`Head.nested` False) keeps the outer span of nested
+    ones, with one warning naming the count; crossing and same-extent pairs
+    are an InputError naming the first pair and the heads that take them,
+    unless `lenient` (`--lenient`), which drops the later span of each such
+    pair (one warning with the count). Pair heads take every span."""
+    from kner.data.spans import drop_conflicts, find_conflict, flatten_spans
+    from kner.models.heads import HEADS, head_class
+
+    if not sentences or head_class(head).nested:
+        return sentences
+    checked, dropped, nested = [], [], []
+    for sentence in sentences:
+        conflict = find_conflict(sentence.spans)
+        if conflict and not lenient:
+            first, second = (f"[{s.start}, {s.end}] {s.type} {sentence.text[s.start : s.end + 1]!r}" for s in conflict)
+            how = "cover the same characters" if conflict[0][:2] == conflict[1][:2] else "cross"
+            takes = " and ".join(name for name, cls in HEADS.items() if cls.nested)
+            problem = f"spans {first} and {second} {how}: the {head} head tags one label per character"
+            message = f"{problem}; the {takes} heads take them (--head), --lenient drops the later span"
+            raise InputError(sentence.path or path, sentence.line, message)
+        if conflict:
+            spans, count_dropped = drop_conflicts(sentence.spans)
+            dropped.append((sentence, count_dropped))
+            sentence = dataclasses.replace(sentence, spans=spans)
+        if flatten_spans(sentence.spans)[1]:
+            nested.append(sentence)
+        checked.append(sentence)
+    if dropped:
+        logging.warning(
+            "%s: dropped %s crossing another or sharing its extent (first at line %s); the %s head cannot tag them",
+            path,
+            count(sum(n for _, n in dropped), "span"),
+            dropped[0][0].line,
+            head,
+        )
+    if nested:
+        logging.warning(
+            "%s: %s an entity nested in another (first at line %s); the %s head keeps only the outer one",
+            path,
+            count(len(nested), "sentence has", "sentences have"),
+            nested[0].line,
+            head,
+        )
+    return checked
 
 
 def train_config() -> TrainConfig:

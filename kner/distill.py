@@ -29,7 +29,7 @@ import json
 from pathlib import Path
 
 import keras
-from absl import flags, logging
+from absl import app, flags, logging
 
 from kner import cli
 from kner.data.labels import LabelVocab
@@ -38,6 +38,7 @@ from kner.data.tokenizer import CharTokenizer
 from kner.data.unlabeled import UnlabeledInputs
 from kner.errors import InputError, run_cli
 from kner.models import artifacts
+from kner.models.heads import HEADS, head_class
 from kner.models.tagger import Tagger
 from kner.serving.saved_model import check_export_dir, export_model
 from kner.training import distribute
@@ -76,17 +77,34 @@ def check_labels(labels: LabelVocab, sentences: list, path: str) -> None:
 def describe(model: Tagger) -> str:
     backbone = model.backbone
     parameters = sum(int(keras.ops.size(v)) for v in model.weights)
-    return f"{backbone.num_layers} layer(s), hidden {backbone.hidden_dim}, {model.head} head, {parameters:,} parameters"
+    head = model.head.name
+    return f"{backbone.num_layers} layer(s), hidden {backbone.hidden_dim}, {head} head, {parameters:,} parameters"
+
+
+def check_distillable(head: str, teacher: bool = False) -> None:
+    """One line when task distillation cannot teach the student's head, or
+    learn from the teacher's: pair heads have no distribution per character
+    to match."""
+    if head_class(head).distillable:
+        return
+    takes = ", ".join(name for name, cls in HEADS.items() if cls.distillable)
+    if teacher:
+        message = f"a {head} teacher cannot teach: task distillation takes the {takes} heads"
+        raise InputError(f"--teacher_dir={FLAGS.teacher_dir}", None, message)
+    raise app.UsageError(f"--head={head}: task distillation cannot teach this head; it takes {takes}")
 
 
 def main(argv: list[str]) -> None:
     del argv
+    if FLAGS["head"].present:
+        check_distillable(FLAGS.head)
     cli.start_training_run()
     train, dev = cli.read_data(FLAGS.train_file), cli.read_data(FLAGS.dev_file)
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
     logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)
     with strategy.scope():
         teacher, teacher_tokenizer, teacher_settings = artifacts.load_tagger(FLAGS.teacher_dir)
+    check_distillable(teacher_settings["head"], teacher=True)
     labels = teacher.labels
     if FLAGS["tag_scheme"].present and FLAGS.tag_scheme != labels.scheme:
         message = f"the teacher tags in {labels.scheme}, not --tag_scheme={FLAGS.tag_scheme}: drop --tag_scheme"
@@ -94,11 +112,16 @@ def main(argv: list[str]) -> None:
     check_labels(labels, train, FLAGS.train_file)
     check_labels(labels, dev or [], FLAGS.dev_file)
     head = FLAGS.head if FLAGS["head"].present else teacher_settings["head"]
+    train = cli.check_spans(train, FLAGS.train_file, head, FLAGS.lenient)
+    dev = cli.check_spans(dev, FLAGS.dev_file, head, FLAGS.lenient)
     config = cli.train_config()
     per_epoch = steps_per_epoch(train, config)
     with strategy.scope():
         backbone, vocabulary, bert_config = cli.build_backbone([s.text for s in train], teacher_tokenizer.vocabulary)
-        student = Tagger(backbone, labels, head=head, dropout=FLAGS.dropout)
+        try:
+            student = Tagger(backbone, labels, head=head, dropout=FLAGS.dropout, decoding=FLAGS.decode)
+        except ValueError as error:
+            raise InputError(f"--head={head}", None, str(error)) from None
         student(artifacts.dummy_batch())
         same_vocab = vocabulary == teacher_tokenizer.vocabulary
         teacher_vocab = teacher_tokenizer.vocabulary, teacher_tokenizer.unk_id
@@ -138,7 +161,7 @@ def main(argv: list[str]) -> None:
         )
     if FLAGS.export_dir:
         check_export_dir(FLAGS.export_dir, FLAGS.model_dir)  # before training, not after
-    settings = {"head": head, "dropout": FLAGS.dropout, "max_seq_length": FLAGS.max_seq_length}
+    settings = artifacts.tagger_settings(student, FLAGS.max_seq_length)
     if distribute.is_chief(strategy):
         artifacts.save_artifacts(FLAGS.model_dir, bert_config, vocabulary, labels, settings)
         Path(FLAGS.model_dir, "flags.cfg").write_text(FLAGS.flags_into_string())

@@ -4,13 +4,15 @@
         --input=test.json --output=submission.json --output_format=submission
     python -m kner.predict --export_dir=serving/kner --input=texts.txt --output=out.jsonl --output_format=jsonl
 
-Input is CLUENER JSON lines (labelled or not) or plain text, one text per
-line (blank lines are empty texts, so output line i answers input line i);
-`--input_format=auto` reads JSON objects as CLUENER and anything else as
+Input is CLUENER JSON lines (labelled or not), CMeEE JSON (a list of
+`{"text", "entities"}`) or plain text, one text per line (blank lines are
+empty texts, so output line i answers input line i); `--input_format=auto`
+reads JSON objects as CLUENER, a JSON list as CMeEE and anything else as
 text. Output is CLUENER JSON lines with the predicted `label`, the
 leaderboard's submission format (`{"id", "label"}`; texts without an id are
-numbered from 0), or JSON lines with the entities' offsets and scores. When
-every input text has labels, the evaluation against them is printed.
+numbered from 0), CMeEE JSON, or JSON lines with the entities' offsets and
+scores. When every input text has labels, the evaluation against them is
+printed: exact (start, end, type) spans, nested ones counted.
 Text UTF-8 cannot encode is an error naming `file:line` before the model
 loads (`--lenient` replaces it with U+FFFD), the output path is checked to
 be writable first, and the output is written whole or not at all. The
@@ -27,42 +29,52 @@ from pathlib import Path
 from absl import flags
 
 from kner import cli
-from kner.data.corpus import Sentence, read_corpus, write_cluener
+from kner.data.corpus import Sentence, read_corpus, write_cluener, write_cmeee
 from kner.data.files import atomic_output, check_writable, numbered_lines
 from kner.data.spans import Span
 from kner.errors import InputError, run_cli
 from kner.serving.predictor import Entity, Predictor, find_export
 
-INPUT_FORMATS = ("auto", "cluener", "text")
-OUTPUT_FORMATS = ("cluener", "submission", "jsonl")
+INPUT_FORMATS = ("auto", "cluener", "cmeee", "text")
+OUTPUT_FORMATS = ("cluener", "submission", "cmeee", "jsonl")
 
 
 def read_texts(path: str | Path, input_format: str = "auto", lenient: bool = False) -> list[Sentence]:
-    """Sentences to tag: CLUENER JSON lines (spans when labelled) or plain
-    text, one text per line (spans None). Text UTF-8 cannot encode is an
-    InputError naming `file:line`, or with `lenient` replaced by U+FFFD
-    (see `kner.data.files`)."""
+    """Sentences to tag: CLUENER JSON lines or CMeEE JSON (spans when
+    labelled), or plain text, one text per line (spans None). Text UTF-8
+    cannot encode is an InputError naming `file:line`, or with `lenient`
+    replaced by U+FFFD (see `kner.data.files`)."""
     if input_format not in INPUT_FORMATS:
         raise ValueError(f"unknown input format {input_format!r}; expected one of {INPUT_FORMATS}")
     lines = [line for _, line in numbered_lines(path, lenient)]
     if input_format == "auto":
-        input_format = "cluener" if _is_json_object(next((x for x in lines if x.strip()), "")) else "text"
-    if input_format == "cluener":
-        return read_corpus(path, "cluener", strict=not lenient)
+        input_format = _json_format(lines)
+    if input_format != "text":
+        return read_corpus(path, input_format, strict=not lenient)
     return [Sentence(line, None, None, str(path), n) for n, line in enumerate(lines, 1)]
 
 
-def _is_json_object(line: str) -> bool:
+def _json_format(lines: list[str]) -> str:
+    """cluener when the first non-blank line is a JSON object, cmeee when the
+    whole file is a JSON list, else text."""
+    first = next((x for x in lines if x.strip()), "")
     try:
-        return isinstance(json.loads(line), dict)
+        if isinstance(json.loads(first), dict):
+            return "cluener"
     except ValueError:
-        return False
+        pass
+    if first.lstrip().startswith("["):
+        try:
+            return "cmeee" if isinstance(json.loads("\n".join(lines)), list) else "text"
+        except ValueError:
+            return "text"
+    return "text"
 
 
 def write_predictions(
     path: str | Path, sentences: Sequence[Sentence], predictions: Sequence[Sequence[Entity]], output_format: str
 ) -> None:
-    """Writes predicted entities as `cluener`, `submission` or `jsonl` lines."""
+    """Writes predicted entities as `cluener`, `submission`, `cmeee` or `jsonl`."""
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; expected one of {OUTPUT_FORMATS}")
     if output_format == "jsonl":
@@ -78,7 +90,10 @@ def write_predictions(
         Sentence(s.text, [Span(e.start, e.end, e.type) for e in entities], i if submission and s.id is None else s.id)
         for i, (s, entities) in enumerate(zip(sentences, predictions, strict=True))
     ]
-    write_cluener(path, predicted, submission=submission)
+    if output_format == "cmeee":
+        write_cmeee(path, predicted)
+    else:
+        write_cluener(path, predicted, submission=submission)
 
 
 def evaluate_predictions(sentences: Sequence[Sentence], predictions: Sequence[Sequence[Entity]]) -> dict | None:
@@ -110,10 +125,16 @@ def define_flags() -> None:
     has its own `--model_dir`, `--export_dir` and `--batch_size`)."""
     flags.DEFINE_string("model_dir", None, "A trained model_dir (the graph is built in-process).")
     flags.DEFINE_string("export_dir", None, "An export (kner.export): a version dir or the base dir (latest version).")
-    flags.DEFINE_string("input", None, "Texts: CLUENER JSON lines (labelled or not) or plain text, one per line.")
+    flags.DEFINE_string(
+        "input", None, "Texts: CLUENER JSON lines or CMeEE JSON (labelled or not), or plain text, one per line."
+    )
     flags.DEFINE_string("output", None, "Where the predictions go.")
-    flags.DEFINE_enum("input_format", "auto", list(INPUT_FORMATS), "auto: JSON objects mean cluener, else text.")
-    flags.DEFINE_enum("output_format", "cluener", list(OUTPUT_FORMATS), "CLUENER lines, a submission, or JSON lines.")
+    flags.DEFINE_enum(
+        "input_format", "auto", list(INPUT_FORMATS), "auto: JSON objects mean cluener, a JSON list cmeee, else text."
+    )
+    flags.DEFINE_enum(
+        "output_format", "cluener", list(OUTPUT_FORMATS), "CLUENER lines, a submission, CMeEE JSON, or JSON lines."
+    )
     flags.DEFINE_integer("batch_size", 32, "Texts per batch.")
     flags.DEFINE_bool("lenient", False, "Replace text UTF-8 cannot encode by U+FFFD (counted) instead of failing.")
     flags.DEFINE_integer("window_stride", None, "With --model_dir: characters between window starts (default half).")

@@ -46,6 +46,7 @@ def warn_ignored_flags() -> None:
         ignored |= {name: "there is no --dev_file" for name in ("eval_batch_size", "early_stopping_patience")}
     if FLAGS.strategy != "tpu":
         ignored["tpu"] = "--strategy is not tpu"
+    ignored |= cli.head_flags_ignored(FLAGS.head)
     cli.warn_ignored_flags(ignored)
 
 
@@ -67,23 +68,20 @@ def main(argv: list[str]) -> None:
     stop = cli.StopRequest.install()
     cli.start_training_run()
     warn_ignored_flags()
-    decoding = "viterbi" if FLAGS.head == "crf" else FLAGS.decode
     train, dev = cli.read_data(FLAGS.train_file), cli.read_data(FLAGS.dev_file)
+    train = cli.check_spans(train, FLAGS.train_file, FLAGS.head, FLAGS.lenient)
+    dev = cli.check_spans(dev, FLAGS.dev_file, FLAGS.head, FLAGS.lenient)
     labels = LabelVocab.from_sentences([*train, *(dev or [])], FLAGS.tag_scheme)
     config = cli.train_config()
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
     logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)
     with strategy.scope():
+        head = cli.build_head_from_flags(labels)
         backbone, vocabulary, bert_config = cli.build_backbone([s.text for s in train])
-        model = Tagger(backbone, labels, head=FLAGS.head, dropout=FLAGS.dropout, decoding=decoding)
+        model = Tagger(backbone, labels, head=head, dropout=FLAGS.dropout)
         model(artifacts.dummy_batch())
         optimizer = cli.build_optimizer(model, steps_per_epoch(train, config) * config.epochs)
-    settings = {
-        "head": FLAGS.head,
-        "dropout": FLAGS.dropout,
-        "max_seq_length": FLAGS.max_seq_length,
-        "decode": decoding,
-    }
+    settings = artifacts.tagger_settings(model, FLAGS.max_seq_length)
     model_dir, chief = Path(FLAGS.model_dir).absolute(), distribute.is_chief(strategy)
     if FLAGS.export_dir:
         check_export_dir(FLAGS.export_dir, model_dir)  # before training, not after

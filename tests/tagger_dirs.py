@@ -4,7 +4,12 @@
 that character only: attention adds nothing (its output projection is frozen
 at zero) and every position embedding is the same. Such a model gives the
 same scores in a window as in the whole text, so windowed predictions must
-equal whole-text ones exactly, CRF decoding included.
+equal whole-text ones exactly, CRF decoding included. (A GlobalPointer's
+score of a span then depends on its two end characters and its length only:
+rotary embeddings are relative.)
+
+Pair heads train on nested toy data: some places are inside an
+organisation (`北京大学`, an org holding the loc `北京`).
 """
 
 from __future__ import annotations
@@ -22,12 +27,14 @@ from kner.data.pipeline import make_dataset
 from kner.data.spans import Span
 from kner.data.tokenizer import CharTokenizer, build_vocab
 from kner.models import artifacts
+from kner.models.heads import head_class
 from kner.models.tagger import Tagger
 
 FILLER = "的是在了有和这中大为个我以要他时来用们生到作于出就分对成会可主发年动同工也能下过子说产种面而方后多定行学"
 NAMES = ("张三", "李小四", "王五")
 PLACES = ("北京", "上海市", "杭州")
 TYPES = ("loc", "name")
+NESTED_TYPES = ("loc", "name", "org")
 
 
 def tiny_config(vocab_size: int, max_position_embeddings: int = 64, layers: int = 1) -> dict:
@@ -58,6 +65,21 @@ def toy_sentence(rng: random.Random, max_entities: int = 2) -> Sentence:
     return Sentence(text, spans)
 
 
+def toy_nested_sentence(rng: random.Random, max_entities: int = 2) -> Sentence:
+    """A toy sentence whose places are half the time inside an organisation
+    (the place + 大学)."""
+    sentence = toy_sentence(rng, max_entities)
+    text, spans, shift = sentence.text, [], 0
+    for span in sentence.spans:
+        span = Span(span.start + shift, span.end + shift, span.type)
+        spans.append(span)
+        if span.type == "loc" and rng.random() < 0.5:
+            text = text[: span.end + 1] + "大学" + text[span.end + 1 :]
+            spans.append(Span(span.start, span.end + 2, "org"))
+            shift += 2
+    return Sentence(text, spans)
+
+
 def toy_vocabulary() -> list[str]:
     return build_vocab([FILLER, *NAMES, *PLACES, "abcABC0123 "])
 
@@ -78,7 +100,7 @@ def build_model_dir(
     path: Path,
     scheme: str = "bios",
     head: str = "crf",
-    decoding: str = "viterbi",
+    decoding: str | None = None,
     max_seq_length: int = 16,
     max_position_embeddings: int = 64,
     layers: int = 1,
@@ -91,31 +113,28 @@ def build_model_dir(
     keras.utils.set_random_seed(seed)
     vocabulary = toy_vocabulary()
     config = tiny_config(len(vocabulary), max_position_embeddings, layers)
-    labels = LabelVocab.from_types(TYPES, scheme)
-    model = Tagger(backbone_from_config(config), labels, head=head, dropout=0.0, decoding=decoding)
+    nested = head_class(head).nested
+    labels = LabelVocab.from_types(NESTED_TYPES if nested else TYPES, scheme)
+    model = Tagger(backbone_from_config(config), labels, head=head, dropout=0.0, decoding=decoding, head_size=16)
     model(artifacts.dummy_batch())
     if position_wise:
         _make_position_wise(model)
     if train_steps:
-        _train(model, CharTokenizer(vocabulary), labels, train_steps, max_seq_length, seed)
-    settings = {"head": head, "dropout": 0.0, "max_seq_length": max_seq_length, "decode": decoding}
-    artifacts.save_artifacts(path, config, vocabulary, labels, settings)
+        _train(model, CharTokenizer(vocabulary), train_steps, max_seq_length, seed, nested)
+    artifacts.save_artifacts(path, config, vocabulary, labels, artifacts.tagger_settings(model, max_seq_length))
     model.save_weights(str(Path(path) / artifacts.WEIGHTS))
     return Path(path)
 
 
-def _train(model: Tagger, tokenizer: CharTokenizer, labels: LabelVocab, steps: int, max_seq_length: int, seed: int):
+def _train(model: Tagger, tokenizer: CharTokenizer, steps: int, max_seq_length: int, seed: int, nested: bool):
     rng = random.Random(seed)
-    sentences = [toy_sentence(rng) for _ in range(400)]
+    sentences = [(toy_nested_sentence if nested else toy_sentence)(rng) for _ in range(400)]
     dataset, _ = make_dataset(
-        sentences, tokenizer, labels, batch_size=16, max_seq_length=max_seq_length, training=True, seed=seed
+        sentences, tokenizer, model.targets, batch_size=16, max_seq_length=max_seq_length, training=True, seed=seed
     )
     optimizer = keras.optimizers.Adam(0.01)
 
-    spec = tf.TensorSpec([None, None], tf.int32)
-    signature = {"token_ids": spec, "segment_ids": spec, "padding_mask": tf.TensorSpec([None, None], tf.bool)}
-
-    @tf.function(input_signature=[{**signature, "label_ids": spec}])
+    @tf.function(input_signature=[dataset.element_spec])
     def step(batch):
         with tf.GradientTape() as tape:
             loss = model.loss_sum(batch, model(batch, training=True)) / model.loss_count(batch)
@@ -146,9 +165,12 @@ def cached_export(base: Path, name: str, model_dir: Path) -> Path:
     return path
 
 
-def toy_dir(base: Path) -> Path:
-    """The session's trained toy model: names and places among filler, scores
-    depending on the character only, windows of 14 characters."""
+def toy_dir(base: Path, head: str = "crf") -> Path:
+    """The session's trained toy model: names and places among filler (for a
+    pair head also organisations holding places), scores depending on the
+    character only, windows of 14 characters."""
+    name = "toy" if head == "crf" else f"toy_{head}"
+    steps = 60 if head == "crf" else 150
     return cached_model_dir(
-        base, "toy", train_steps=60, position_wise=True, max_position_embeddings=4096, max_seq_length=16
+        base, name, head=head, train_steps=steps, position_wise=True, max_position_embeddings=4096, max_seq_length=16
     )

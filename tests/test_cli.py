@@ -50,3 +50,30 @@ def test_cli_start_up_is_quiet_and_a_usage_error_is_one_line():
     result = subprocess.run(command, capture_output=True, text=True, env=child_env(), cwd=REPO)
     assert result.returncode == 2
     assert result.stderr == "error: expected the command: inspect PATH (see python -m kner.checkpoint --help)\n"
+
+
+def test_tagging_heads_keep_outer_spans_and_refuse_crossing_ones(caplog):
+    from kner.data.corpus import Sentence
+    from kner.data.spans import Span
+    from kner.errors import InputError
+
+    nested = Sentence("肺内病变", [Span(0, 3, "sym"), Span(0, 1, "bod")], path="train.json", line=3)
+    flat = Sentence("肺", [Span(0, 0, "bod")], path="train.json", line=4)
+    assert cli.check_spans([flat, nested, nested], "train.json", "crf") == [flat, nested, nested]
+    assert "train.json: 2 sentences have an entity nested in another (first at line 3)" in caplog.text
+    assert "the crf head keeps only the outer one" in caplog.text
+    crossing = Sentence("右肺门增大", [Span(0, 2, "bod"), Span(1, 4, "sym")], path="train.json", line=9)
+    with pytest.raises(InputError) as caught:
+        cli.check_spans([flat, crossing], "train.json", "softmax")
+    assert str(caught.value).startswith(
+        "train.json:9: spans [0, 2] bod '右肺门' and [1, 4] sym '肺门增大' cross: the softmax head tags one label "
+        "per character; the "
+    )
+    assert str(caught.value).endswith("heads take them (--head), --lenient drops the later span")
+    same = Sentence("右肺门", [Span(0, 2, "bod"), Span(0, 2, "sym")], path="dev.json", line=1)
+    with pytest.raises(InputError, match="cover the same characters: the crf head"):
+        cli.check_spans([same], "dev.json", "crf")
+    kept = cli.check_spans([crossing, same, nested], "dev.json", "crf", lenient=True)
+    assert [s.spans for s in kept] == [[Span(0, 2, "bod")], [Span(0, 2, "bod")], nested.spans]
+    assert "dev.json: dropped 2 spans crossing another or sharing its extent (first at line 9)" in caplog.text
+    assert cli.check_spans([crossing], "dev.json", "global_pointer") == [crossing]

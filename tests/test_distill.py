@@ -89,3 +89,26 @@ def test_help_lists_the_distillation_and_training_flags():
     flags = ("teacher_dir", "unlabeled_files", "temperature", "soft_loss_t_squared", "layer_map", "hard_loss_weight")
     for flag in (*flags, "learning_rate"):
         assert f"--{flag}" in shown.stdout, flag
+
+
+def test_a_pair_head_is_refused_in_one_line(teacher, tmp_path):
+    """Task distillation matches distributions per character, which a
+    GlobalPointer does not have: the student's head, and a pair-head teacher."""
+    common = ["--flagfile=flags/distill_demo.cfg", f"--teacher_dir={teacher}", f"--model_dir={tmp_path / 's'}"]
+    student = run("kner.distill", *common, "--head=global_pointer")
+    assert student.returncode == 2 and "Traceback" not in student.stderr
+    errors = [line for line in student.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: --head=global_pointer: task distillation cannot teach this head; it takes crf, softmax "
+        "(see python -m kner.distill --help)"
+    ]
+    pair_teacher = tmp_path / "gp_teacher"
+    trained = run(
+        "kner.train", "--flagfile=flags/cmeee_demo.cfg", f"--model_dir={pair_teacher}", "--export_dir=", "--epochs=1"
+    )
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    common[1] = f"--teacher_dir={pair_teacher}"
+    refused = run("kner.distill", *common, "--train_file=data/demo_nested/train.json", "--dev_file=")
+    assert refused.returncode == 2
+    refusal = "a global_pointer teacher cannot teach: task distillation takes the crf, softmax heads"
+    assert f"error: --teacher_dir={pair_teacher}: {refusal}" in refused.stderr

@@ -76,3 +76,41 @@ def test_as_iobes_keeps_invalid_entities_invalid():
 def test_perfect_and_empty():
     assert span_scores(GOLD, GOLD)["micro"]["f1"] == 1.0
     assert span_scores([[]], [[]])["micro"]["f1"] == 0.0
+
+
+def test_span_scores_equal_seqeval_strict_on_flat_cluener_predictions():
+    """On flat predictions, exact (start, end, type) sets score what
+    seqeval's strict mode scores on the tags (CLUENER dev, predictions made
+    from the gold by dropping, moving, retyping and adding entities)."""
+    import random
+
+    from shared_data import shared_file
+
+    from kner.data.corpus import read_corpus
+    from kner.data.spans import flatten_spans
+
+    sentences = read_corpus(shared_file("cluener/dev.json"))
+    rng = random.Random(0)
+    predicted = []
+    for sentence in sentences:
+        spans = []
+        for span in sentence.spans:
+            roll = rng.random()
+            if roll < 0.1:
+                continue
+            if roll < 0.2:
+                span = span._replace(end=max(span.start, span.end - 1))
+            elif roll < 0.3:
+                span = span._replace(type=rng.choice(["name", "game", "book"]))
+            spans.append(span)
+        free = [i for i in range(len(sentence.text)) if not any(s.start <= i <= s.end for s in spans)]
+        if free and rng.random() < 0.2:
+            spans.append(Span(free[0], free[0], "scene"))
+        predicted.append(flatten_spans(spans)[0])
+    texts, gold = [s.text for s in sentences], [s.spans for s in sentences]
+    tags = [spans_to_tags(p, len(t), "bios") for t, p in zip(texts, predicted)]
+    report = evaluate(texts, gold, predicted, tags, "bios")
+    assert 0.5 < report["micro"]["f1"] < 0.95
+    for name in ("precision", "recall"):
+        assert report["micro"][name] == pytest.approx(report["seqeval"][name], abs=1e-12)
+    assert report["micro"]["f1"] == pytest.approx(report["seqeval"]["f1-score"], abs=1e-12)

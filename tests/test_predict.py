@@ -26,6 +26,14 @@ def test_read_texts_detects_cluener_and_plain_text(tmp_path):
     plain.write_bytes("{not json\r\n\r\n张三 在\n".encode())
     assert [s.text for s in read_texts(plain)] == ["{not json", "", "张三 在"]
     assert [s.text for s in read_texts(labelled, "text")] == [labelled.read_text(encoding="utf-8").strip()]
+    cmeee = tmp_path / "cmeee.json"
+    cmeee.write_text(
+        '[\n {"text": "肺内", "entities": [{"start_idx": 0, "end_idx": 0, "type": "bod", "entity": "肺"}]}\n]'
+    )
+    assert [(s.text, s.spans) for s in read_texts(cmeee)] == [("肺内", [Span(0, 0, "bod")])]
+    brackets = tmp_path / "brackets.txt"
+    brackets.write_text("[不是JSON\n]\n", encoding="utf-8")
+    assert [s.text for s in read_texts(brackets)] == ["[不是JSON", "]"]
 
 
 @pytest.mark.parametrize(
@@ -60,6 +68,17 @@ def test_write_predictions_in_each_format(tmp_path):
     first = lines("jsonl")[0]
     assert first["entities"][0] == {"type": "name", "start": 0, "end": 1, "text": "张三", "score": 0.9123}
     assert lines("jsonl")[1] == {"text": "无", "entities": []}
+    write_predictions(tmp_path / "cmeee", sentences, predictions, "cmeee")
+    assert json.loads((tmp_path / "cmeee").read_text(encoding="utf-8")) == [
+        {
+            "text": "张三在北京",
+            "entities": [
+                {"start_idx": 0, "end_idx": 1, "type": "name", "entity": "张三"},
+                {"start_idx": 3, "end_idx": 4, "type": "loc", "entity": "北京"},
+            ],
+        },
+        {"text": "无", "entities": []},
+    ]
 
 
 def test_evaluate_only_labelled_input(in_process):

@@ -23,7 +23,7 @@ from train_runs import (
 )
 
 from kner.checkpoint import backbone_from_config, read_bert_config, save_google_checkpoint
-from kner.data.corpus import Sentence, write_cluener, write_column
+from kner.data.corpus import Sentence, read_corpus, write_cluener, write_column
 from kner.data.spans import Span
 from kner.data.tokenizer import build_vocab, read_vocab, save_vocab
 from kner.models.artifacts import load_tagger
@@ -200,3 +200,21 @@ def test_training_process_builds_bert_without_tensorflow_text():
     result = run_child(sys.executable, "-c", script)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n")[-2] == "None True (1, 8, 32)"
+
+
+def test_a_decoding_the_head_lacks_and_crossing_spans_for_a_tagging_head_are_one_line(tmp_path):
+    flags = write_toy_files(tmp_path)
+    wrong = run_train(**flags, model_dir=tmp_path / "run", head="crf", decode="nested")
+    assert wrong.returncode == 2 and "Traceback" not in wrong.stderr
+    assert "error: --head=crf: --decode=nested does not apply to the crf head (it takes viterbi)" in wrong.stderr
+    crossing = Sentence("右肺门增大", [Span(0, 2, "bod"), Span(1, 4, "sym")])
+    write_cluener(tmp_path / "crossing.json", [crossing, *read_corpus(flags["train_file"])])
+    flags["train_file"] = str(tmp_path / "crossing.json")
+    refused = run_train(**flags, model_dir=tmp_path / "run")
+    assert refused.returncode == 2 and not (tmp_path / "run").exists()
+    errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {tmp_path / 'crossing.json'}:1: spans [0, 2] bod '右肺门' and [1, 4] sym '肺门增大' cross: "
+        "the crf head tags one label per character; the global_pointer and efficient_global_pointer heads take "
+        "them (--head), --lenient drops the later span"
+    ]

@@ -1,10 +1,16 @@
-"""Reading and writing NER corpora: CLUENER2020 JSON lines, character
-column files and CoNLL word column files.
+"""Reading and writing NER corpora: CLUENER2020 JSON lines, CMeEE JSON,
+character column files and CoNLL word column files.
 
 CLUENER2020 (`cluener`): one JSON object a line,
 `{"text": ..., "label": {type: {entity: [[start, end], ...]}}}` with
 inclusive character offsets; unlabelled files (`{"id", "text"}`) read with
-`spans=None`. Character column files (`column`): one `character tag` line
+`spans=None`. CMeEE (`cmeee`, CBLUE's medical NER, github.com/CBLUEbenchmark/CBLUE):
+one JSON list of `{"text", "entities": [{"start_idx", "end_idx", "type",
+"entity"}]}`, `end_idx` inclusive, entities kept in file order (records
+without `entities` are unlabelled); errors name the record's index in the
+list (from 0) and its line; `--lenient` (`strict=False`) drops an empty
+entity (`end_idx = start_idx - 1`, `""`; CBLUE's train has two). Character
+column files (`column`): one `character tag` line
 per character (the tag after the last whitespace run; a space or U+3000
 may be the character), a blank line between sentences, tags in any scheme
 of `kner.data.tags`.
@@ -21,6 +27,10 @@ word's offsets (`Sentence.words`; `kner.data.words`). Tags may be IOB1
 tags of the same spans. `auto` tells the two column formats apart by the
 first sentence: a token longer than one character, or a `-DOCSTART-` line,
 means CoNLL.
+
+Every span a JSON file holds is kept: nested, crossing, and the same
+extent under two types (`kner.data.spans`); which heads can train on them
+is the trainer's business (`kner.cli.check_spans`).
 
 Every problem in a file raises `InputError` naming `path:line`. Reading is
 strict by default: an invalid tag sequence in gold data is an error, and so
@@ -44,6 +54,7 @@ assert read_corpus("train.bioes")[0].spans == sentences[0].spans
 wnut = read_corpus("../shared/data/wnut17/train.conll")  # detected: conll, bio
 wnut[0].words  # [(0, 10), (11, 13), ...]: each word's [start, end) in wnut[0].text
 write_column("train.bioes.conll", wnut, "bioes")  # one `word tag` line per word
+write_cmeee("train_cmeee.json", sentences)
 ```
 """
 
@@ -56,15 +67,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from kner.data.files import atomic_output, check_text, numbered_lines
-from kner.data.spans import Span, find_conflict, flatten_spans
+from kner.data.spans import Span, flatten_spans
 from kner.data.tags import INPUT_SCHEMES, IOB1, TagError, detect_scheme, iob1_to_iob2, spans_to_tags, tags_to_spans
 from kner.data.words import char_spans, join_words, word_spans
 from kner.errors import InputError
 
-FORMATS = ("cluener", "column", "conll")
+FORMATS = ("cluener", "cmeee", "column", "conll")
 DOCSTART = "-DOCSTART-"
 _LINE_BREAKS = "\n\r"
 _CONLL_COLUMNS = re.compile("[ \t]+")
+# A JSON list of records: `[` alone on the first line, or followed by `{`.
+_JSON_LIST = re.compile(r"^\s*\[\s*(\{|$)")
 # How far `auto` reads to tell character columns from CoNLL words: the first sentence, at most this many lines.
 _DETECTION_LINES = 1000
 _logger = logging.getLogger(__name__)
@@ -99,9 +112,9 @@ def read_corpus(path: str | Path, fmt: str = "auto", tag_scheme: str = "auto", s
 
     Args:
         path: the file.
-        fmt: `cluener`, `column`, `conll`, or `auto` (JSON objects mean
-            cluener; else the first sentence tells column from conll, see
-            the module doc).
+        fmt: `cluener`, `cmeee`, `column`, `conll`, or `auto` (JSON objects
+            mean cluener, a JSON list cmeee; else the first sentence tells
+            column from conll, see the module doc).
         tag_scheme: for column and CoNLL files, one of
             `kner.data.tags.INPUT_SCHEMES` or `auto` (detected from the tags
             of the whole file; IOB1 is never guessed, it must be given).
@@ -118,6 +131,8 @@ def read_corpus(path: str | Path, fmt: str = "auto", tag_scheme: str = "auto", s
         lines = itertools.chain(head, lines)
     if fmt == "cluener":
         return _parse_cluener(path, lines, strict)
+    if fmt == "cmeee":
+        return _parse_cmeee(path, lines, strict)
     blocks = _column_blocks(path, lines) if fmt == "column" else _conll_blocks(path, lines)
     return _parse_tagged(path, list(blocks), tag_scheme, strict)
 
@@ -132,6 +147,8 @@ def _detect_format(lines: Iterator[tuple[int, str]]) -> tuple[list[tuple[int, st
             break
     if _is_cluener(head[-1][1]):
         return head, "cluener"
+    if _JSON_LIST.match(head[-1][1]):
+        return head, "cmeee"
     line = head[-1][1]
     while len(head) < _DETECTION_LINES and line.strip():
         parts = _split_column_line(line)
@@ -145,9 +162,13 @@ def _detect_format(lines: Iterator[tuple[int, str]]) -> tuple[list[tuple[int, st
     return head, "column"
 
 
+def detect_format(path: str | Path) -> str:
+    """The format `read_corpus(fmt="auto")` reads `path` as (module doc)."""
+    return _detect_format(numbered_lines(path, lenient=True))[1]
+
+
 def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]], strict: bool) -> list[Sentence]:
     sentences = []
-    nested = []
     replaced = []
     for number, line in lines:
         if not line.strip():
@@ -166,11 +187,8 @@ def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]], strict: b
         if "label" in record:
             try:
                 spans = cluener_label_spans(text, record["label"])
-                _check_conflicts(text, spans)
             except (TypeError, ValueError) as error:
                 raise InputError(path, number, str(error)) from None
-            if flatten_spans(spans)[1]:
-                nested.append(number)
         text, count = check_text(text, path, number, lenient=not strict)
         record_id = record.get("id")
         if isinstance(record_id, str):
@@ -182,13 +200,6 @@ def _parse_cluener(path: str | Path, lines: Iterable[tuple[int, str]], strict: b
             replaced.append((number, count))
         sentences.append(Sentence(text, spans, record_id, str(path), number))
     _warn_repaired(path, replaced, "replaced %d lone surrogate(s) with U+FFFD", "line(s)")
-    if nested:
-        _logger.warning(
-            "%s: %d sentence(s) have an entity nested in another (first at line %d); flat tags keep only the outer one",
-            path,
-            len(nested),
-            nested[0],
-        )
     return sentences
 
 
@@ -219,12 +230,105 @@ def cluener_label_spans(text: str, label: object) -> list[Span]:
     return sorted(spans)
 
 
-def _check_conflicts(text: str, spans: list[Span]) -> None:
-    """ValueError for two spans that cannot both be annotations (`find_conflict`)."""
-    conflict = find_conflict(spans)
-    if conflict:
-        first, second = (f"[{s.start}, {s.end}] {s.type} {text[s.start : s.end + 1]!r}" for s in conflict)
-        raise ValueError(f"overlapping spans {first} and {second}")
+def _records(path: str | Path, lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, int, object]]:
+    """(index, first line, value) of each element of a file holding one JSON
+    list, decoded one element at a time so that errors name their line."""
+    text = "\n".join(line for _, line in lines)
+    decoder = json.JSONDecoder()
+    position, line = 0, 1
+
+    def skip(at: int) -> int:
+        while at < len(text) and text[at] in " \t\r\n":
+            at += 1
+        return at
+
+    def line_at(at: int) -> int:
+        nonlocal position, line
+        line += text.count("\n", position, at)
+        position = at
+        return line
+
+    def fail(at: int, message: str) -> InputError:
+        return InputError(path, line_at(at), message)
+
+    at = skip(0)
+    if text[at : at + 1] != "[":
+        raise fail(at, 'expected a JSON list of {"text", "entities"} records (CMeEE)')
+    at, index = skip(at + 1), 0
+    if text[at : at + 1] == "]":
+        return
+    while True:
+        try:
+            value, end = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as error:
+            message = f"record {index}: malformed JSON: {error.msg} (column {error.colno})"
+            raise InputError(path, error.lineno, message) from None
+        yield index, line_at(at), value
+        at = skip(end)
+        if text[at : at + 1] == "]":
+            if skip(at + 1) < len(text):
+                raise fail(skip(at + 1), "extra data after the list")
+            return
+        if text[at : at + 1] != ",":
+            raise fail(at, f"record {index}: expected ',' or ']' after it")
+        at, index = skip(at + 1), index + 1
+
+
+_CMEEE_ENTITY = {"start_idx": int, "end_idx": int, "type": str, "entity": str}
+
+
+def _cmeee_spans(text: str, entities: object, strict: bool) -> tuple[list[Span], int]:
+    """The spans of a CMeEE record's `entities`, in order, and how many empty
+    entities were dropped (not `strict`); ValueError names the first bad
+    one."""
+    if not isinstance(entities, list):
+        raise ValueError("'entities' must be a list")
+    spans, dropped = [], 0
+    for k, entity in enumerate(entities):
+        shape = "must be {" + ", ".join(f'"{name}": {kind.__name__}' for name, kind in _CMEEE_ENTITY.items()) + "}"
+        if not isinstance(entity, dict) or any(type(entity.get(n)) is not t for n, t in _CMEEE_ENTITY.items()):
+            raise ValueError(f"entity {k} {shape}")
+        start, end, entity_type = entity["start_idx"], entity["end_idx"], entity["type"]
+        where = f"entity {k} [{start}, {end}] {entity_type} {entity['entity']!r}"
+        empty = end == start - 1 and not entity["entity"]  # two of them in CBLUE's CMeEE train
+        if empty and not strict:
+            dropped += 1
+            continue
+        if end < start:
+            hint = "; --lenient drops an empty entity (end_idx = start_idx - 1)" if empty else ""
+            raise ValueError(f"{where}: end_idx is before start_idx{hint}")
+        if not 0 <= start <= end < len(text):
+            raise ValueError(f"{where} is outside the text (length {len(text)})")
+        if text[start : end + 1] != entity["entity"]:
+            raise ValueError(f"{where} covers {text[start : end + 1]!r}")
+        spans.append(Span(start, end, entity_type))
+    return spans, dropped
+
+
+def _parse_cmeee(path: str | Path, lines: Iterable[tuple[int, str]], strict: bool) -> list[Sentence]:
+    sentences, replaced, dropped = [], [], []
+    for index, number, record in _records(path, lines):
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise InputError(path, number, f'record {index}: expected an object with a "text" string')
+        text, spans = record["text"], None
+        if "entities" in record:
+            try:
+                spans, empty = _cmeee_spans(text, record["entities"], strict)
+            except ValueError as error:
+                raise InputError(path, number, f"record {index}: {error}") from None
+            if empty:
+                dropped.append((number, empty))
+            for entity_type in {span.type for span in spans}:
+                check_text(entity_type, path, number, what="entity type", repairable=False)
+        text, count = check_text(text, path, number, lenient=not strict)
+        if count:
+            replaced.append((number, count))
+        sentences.append(Sentence(text, spans, None, str(path), number))
+    if not sentences:
+        raise InputError(path, None, "the list holds no records")
+    _warn_repaired(path, replaced, "replaced %d lone surrogate(s) with U+FFFD", "record(s)")
+    _warn_repaired(path, dropped, "dropped %d empty entities (end_idx = start_idx - 1)", "record(s)")
+    return sentences
 
 
 def _split_column_line(line: str) -> tuple[str, str] | None:
@@ -372,6 +476,38 @@ def write_cluener(path: str | Path, sentences: Iterable[Sentence], submission: b
                 if sentence.spans is not None:
                     record["label"] = _cluener_label(sentence)
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def write_cmeee(path: str | Path, sentences: Iterable[Sentence]) -> None:
+    """Writes the CMeEE format: one JSON list, indented by one space, as
+    CBLUE ships it (`json.dumps(records, ensure_ascii=False, indent=1)`, no
+    final newline), entities in the order of `spans`; an unlabelled sentence
+    is `{"text"}`. A file `read_corpus` read is written back identically."""
+    records = []
+    for index, sentence in enumerate(sentences):
+        record = {"text": sentence.text}
+        if sentence.spans is not None:
+            entities = []
+            for start, end, entity_type in sentence.spans:
+                if not 0 <= start <= end < len(sentence.text):
+                    raise ValueError(f"sentence {index}: span [{start}, {end}] is outside {sentence.text!r}")
+                entity = sentence.text[start : end + 1]
+                entities.append({"start_idx": start, "end_idx": end, "type": entity_type, "entity": entity})
+            record["entities"] = entities
+        records.append(record)
+    with atomic_output(path) as out:
+        out.write(json.dumps(records, ensure_ascii=False, indent=1))
+
+
+def write_corpus(path: str | Path, sentences: list[Sentence], output_format: str) -> None:
+    """Writes `cluener`, `cmeee`, or a column file in the tag scheme
+    `output_format` names."""
+    if output_format == "cluener":
+        write_cluener(path, sentences)
+    elif output_format == "cmeee":
+        write_cmeee(path, sentences)
+    else:
+        write_column(path, sentences, output_format)
 
 
 def write_column(path: str | Path, sentences: Iterable[Sentence], scheme: str) -> None:

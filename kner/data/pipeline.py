@@ -3,10 +3,12 @@
 Each batch is a dict of [batch, length] tensors:
 - `token_ids`: `[CLS] chars [SEP]` then `[PAD]`, one id per character;
 - `segment_ids`: zeros; `padding_mask`: True on `[CLS]`, chars and `[SEP]`;
-- `label_ids` (labelled data only): the tag id of each character at its
-  token position, 0 elsewhere. Only `char_mask(padding_mask)` positions
-  carry labels, so `[CLS]`, `[SEP]` and padding never count in loss or
-  metrics.
+- `label_mask`: True on the positions that carry labels, the characters
+  (`char_mask(padding_mask)`), so `[CLS]`, `[SEP]` and padding never count
+  in loss or metrics;
+- with labelled data, the targets of the model's head (`kner.data.targets`):
+  `label_ids` [batch, length - 1] (the tag of each character: heads read
+  the positions after `[CLS]`) or `span_labels` [batch, spans, 3].
 
 Batches are padded to their own longest sentence, and sentences of similar
 length are bucketed together, which keeps padding on CLUENER under 2%.
@@ -20,7 +22,7 @@ sentences and the entities they lose are counted and logged; evaluation and
 prediction data are never truncated.
 
 Example:
->>> ds, report = make_dataset(sentences, tokenizer, labels, batch_size=32,
+>>> ds, report = make_dataset(sentences, tokenizer, targets, batch_size=32,
 ...                           max_seq_length=128, training=True, seed=1)
 >>> batch = next(iter(ds))  # batch["token_ids"].shape == (32, L)
 """
@@ -36,7 +38,10 @@ from absl import logging
 
 from kner.data.corpus import Sentence
 from kner.data.labels import LabelVocab
+from kner.data.targets import SpanTargets, TagTargets, ragged_rows
 from kner.data.tokenizer import CharTokenizer
+
+Targets = TagTargets | SpanTargets
 
 _TOKENIZE_CHUNK = 4096
 
@@ -57,23 +62,30 @@ class TruncationReport:
         )
 
 
-def encode_labels(
-    sentences: Sequence[Sentence], labels: LabelVocab, max_chars: int | None
-) -> tuple[list[str], list[np.ndarray], TruncationReport]:
-    """Texts and per-character label ids, truncated to `max_chars` (None: never)."""
+def as_targets(targets: Targets | LabelVocab) -> Targets:
+    """A targets encoder; a `LabelVocab` stands for its `TagTargets`."""
+    return TagTargets(targets) if isinstance(targets, LabelVocab) else targets
+
+
+def encode_targets(
+    sentences: Sequence[Sentence], targets: Targets | LabelVocab, max_chars: int | None
+) -> tuple[list[str], dict[str, list], TruncationReport]:
+    """Texts and each sentence's targets (`kner.data.targets`), truncated to
+    `max_chars` characters (None: never)."""
+    targets = as_targets(targets)
     report = TruncationReport(sentences=len(sentences))
-    texts, label_ids = [], []
+    texts, rows = [], {key: [] for key in targets.keys}
     for sentence in sentences:
-        ids = labels.encode(sentence.spans, len(sentence.text))
+        text, kept = sentence.text, len(sentence.text)
         report.entities += len(sentence.spans)
-        text = sentence.text
         if max_chars is not None and len(text) > max_chars:
             report.truncated += 1
             report.entities_lost += sum(span.end >= max_chars for span in sentence.spans)
-            text, ids = text[:max_chars], ids[:max_chars]
+            text, kept = text[:max_chars], max_chars
+        for key, row in targets.encode(sentence.spans, len(sentence.text), kept).items():
+            rows[key].append(row)
         texts.append(text)
-        label_ids.append(ids)
-    return texts, label_ids, report
+    return texts, rows, report
 
 
 def bucket_boundaries(lengths: Sequence[int], batch_size: int, max_buckets: int = 32) -> np.ndarray:
@@ -108,20 +120,16 @@ def plan_batches(lengths: Sequence[int], batch_size: int, seed: int | None = Non
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def _ragged(rows: Sequence[Sequence[int]], dtype) -> tf.RaggedTensor:
-    lengths = np.fromiter((len(r) for r in rows), np.int64, len(rows))
-    values = np.fromiter((v for r in rows for v in r), dtype.as_numpy_dtype, int(lengths.sum()))
-    return tf.RaggedTensor.from_row_lengths(values, lengths)
-
-
 @dataclasses.dataclass
 class EncodedData:
     """Sentences as tensors, ready to batch: `columns` holds ragged `char_ids`
-    and, for labelled data, ragged `label_ids`; `lengths` are character counts."""
+    and, for labelled data, the ragged targets of `targets`; `lengths` are
+    character counts."""
 
     columns: dict[str, tf.Tensor | tf.RaggedTensor]
     lengths: np.ndarray
     report: TruncationReport
+    targets: Targets | None = None
     _batch_functions: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def batch_function(
@@ -130,12 +138,12 @@ class EncodedData:
         """Sentence indices -> batch features; traced once, reused every epoch."""
         key = (id(tokenizer), pad_to_multiple)
         if key not in self._batch_functions:
-            columns = self.columns
+            columns, targets = self.columns, self.targets
 
             @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)], autograph=False)
             def features(indices):
                 batch = {k: tf.gather(v, indices) for k, v in columns.items()}
-                return to_features(batch, tokenizer, pad_to_multiple)
+                return to_features(batch, tokenizer, pad_to_multiple, targets)
 
             self._batch_functions[key] = features
         return self._batch_functions[key]
@@ -144,18 +152,19 @@ class EncodedData:
 def encode(
     sentences: Sequence[Sentence],
     tokenizer: CharTokenizer,
-    labels: LabelVocab | None = None,
+    targets: Targets | LabelVocab | None = None,
     max_chars: int | None = None,
 ) -> EncodedData:
-    """Tokenizes (and labels) once what every epoch batches again;
-    `max_chars` truncates (training only)."""
-    if labels is None:
+    """Tokenizes (and encodes the targets of) once what every epoch batches
+    again; `max_chars` truncates (training only)."""
+    if targets is None:
         texts = [s.text for s in sentences]
         columns = {}
         report = TruncationReport(sentences=len(texts))
     else:
-        texts, label_ids, report = encode_labels(sentences, labels, max_chars)
-        columns = {"label_ids": _ragged(label_ids, tf.int32)}
+        targets = as_targets(targets)
+        texts, rows, report = encode_targets(sentences, targets, max_chars)
+        columns = targets.ragged(rows)
         if report.truncated:
             logging.warning("truncated to %d characters: %s", max_chars, report)
     # In chunks: the per-character strings `unicode_split` makes on the way
@@ -164,7 +173,7 @@ def encode(
     columns["char_ids"] = tf.concat(
         [tokenizer(tf.constant(texts[i : i + _TOKENIZE_CHUNK], tf.string)) for i in chunks], 0
     )
-    return EncodedData(columns, columns["char_ids"].row_lengths().numpy(), report)
+    return EncodedData(columns, columns["char_ids"].row_lengths().numpy(), report, targets)
 
 
 def batched(
@@ -178,7 +187,7 @@ def batched(
     `seed`; in order and cached without), each padded to its longest
     sentence rounded up to a multiple of `pad_to_multiple` tokens."""
     plan = plan_batches(data.lengths, batch_size, seed)
-    dataset = tf.data.Dataset.from_tensor_slices(_ragged(plan, tf.int64))
+    dataset = tf.data.Dataset.from_tensor_slices(ragged_rows(plan, np.int64))
     features = data.batch_function(tokenizer, pad_to_multiple)
     dataset = dataset.map(features, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if seed is None:
@@ -189,7 +198,7 @@ def batched(
 def make_dataset(
     sentences: Sequence[Sentence],
     tokenizer: CharTokenizer,
-    labels: LabelVocab | None = None,
+    targets: Targets | LabelVocab | None = None,
     *,
     batch_size: int,
     max_seq_length: int | None = None,
@@ -205,16 +214,20 @@ def make_dataset(
     dataset to `strategy.experimental_distribute_dataset`, which splits it.
     """
     max_chars = max_seq_length - 2 if training and max_seq_length else None
-    data = encode(sentences, tokenizer, labels, max_chars)
+    data = encode(sentences, tokenizer, targets, max_chars)
     return batched(data, tokenizer, batch_size, seed if training else None), data.report
 
 
 def to_features(
-    batch: dict[str, tf.Tensor], tokenizer: CharTokenizer, pad_to_multiple: int = 1
+    batch: dict[str, tf.Tensor],
+    tokenizer: CharTokenizer,
+    pad_to_multiple: int = 1,
+    targets: Targets | None = None,
 ) -> dict[str, tf.Tensor]:
     """Turns a batch of texts (`text`) or of their character ids (`char_ids`,
-    ragged), with ragged or padded `label_ids` if labelled, into model inputs,
-    padded to the longest row rounded up to a multiple of `pad_to_multiple`."""
+    ragged), with the ragged or padded columns of `targets` if labelled,
+    into model inputs, padded to the longest row rounded up to a multiple of
+    `pad_to_multiple`."""
     chars = batch["char_ids"] if "char_ids" in batch else tokenizer(batch["text"])
     num_chars = chars.row_lengths()
     rows = tf.shape(num_chars, out_type=tf.int64)[0]
@@ -225,18 +238,24 @@ def to_features(
         extra = -tf.shape(token_ids)[1] % pad_to_multiple
         token_ids = tf.pad(token_ids, [[0, 0], [0, extra]], constant_values=tokenizer.pad_id)
     length = tf.shape(token_ids)[1]
+    padding_mask = tf.sequence_mask(num_chars + 2, length)
     features = {
         "token_ids": token_ids,
         "segment_ids": tf.zeros_like(token_ids),
-        "padding_mask": tf.sequence_mask(num_chars + 2, length),
+        "padding_mask": padding_mask,
+        "label_mask": char_mask(padding_mask),
     }
-    if "label_ids" in batch:
-        label_ids = batch["label_ids"]
-        if isinstance(label_ids, tf.RaggedTensor):
-            label_ids = label_ids.to_tensor(0)
-        width = tf.shape(label_ids)[1]
-        features["label_ids"] = tf.pad(label_ids, [[0, 0], [1, length - width - 1]])
+    if targets is not None:
+        features.update(targets.pad({k: batch[k] for k in targets.keys}, length - 1))
     return features
+
+
+def label_mask(batch: dict[str, tf.Tensor]) -> tf.Tensor:
+    """The batch's `label_mask`, or the characters of its `padding_mask`
+    for batches built elsewhere (the serving graph, benchmarks)."""
+    if "label_mask" in batch:
+        return tf.cast(batch["label_mask"], tf.bool)
+    return char_mask(batch["padding_mask"])
 
 
 def char_mask(padding_mask: tf.Tensor) -> tf.Tensor:

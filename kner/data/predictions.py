@@ -7,7 +7,9 @@ Formats, detected from the file:
   "text"?, "score"?}]}`, `end` inclusive), `cluener` (`{"id"?, "text",
   "label": {type: {entity: [[start, end], ...]}}}`) and `submission`
   (CLUENER2020's leaderboard format `{"id", "label"}`, without the text);
-- a column file (`character tag` lines, read by `kner.data.corpus.read_corpus`).
+- CMeEE JSON (`--output_format=cmeee`: one list of `{"text", "entities"}`)
+  or a column file (`character tag` lines), both read by
+  `kner.data.corpus.read_corpus`.
 
 Joining: when every record has an `id`, each joins the gold sentence with
 that id, a gold sentence without one being known by its 0-based position (as
@@ -38,7 +40,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from kner.data.corpus import Sentence, cluener_label_spans, read_corpus
+from kner.data.corpus import Sentence, cluener_label_spans, detect_format, read_corpus
 from kner.data.files import check_text, numbered_lines
 from kner.data.spans import Span
 from kner.errors import InputError
@@ -72,7 +74,8 @@ def read_predictions(path: str | Path, gold: Sequence[Sentence], lenient: bool =
     first = next((n, line) for n, line in lines if line.strip())  # a blank file raises InputError
     if not _is_json_object(first[1]):
         lines.close()
-        sentences = read_corpus(path, "column", strict=not lenient)
+        fmt = "cmeee" if detect_format(path) == "cmeee" else "column"
+        sentences = read_corpus(path, fmt, strict=not lenient)
         records = [_Record(s.line, None, s.text, spans=s.spans) for s in sentences]
         return _join_by_position(path, gold, records), "by position"
     records = [_record(path, *first, lenient)]

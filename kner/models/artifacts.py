@@ -5,7 +5,8 @@
                          `kner_layout` names ALBERT, ELECTRA or keras-hub backbones)
       vocab.txt          the tokenizer's vocabulary
       labels.json        the label vocabulary (`kner.data.labels.LabelVocab`)
-      settings.json      head, dropout, max_seq_length, decode
+      settings.json      head, dropout, max_seq_length and the head's own settings
+                         (decode, and head_size, decode_threshold for GlobalPointer)
       flags.cfg          kner's flags of the training run, paths absolute (a flagfile)
       best.weights.h5    the weights with the best dev F1 (or the last ones)
       eval_report.json   the dev report of those weights
@@ -29,6 +30,7 @@ from kner.data.files import write_text
 from kner.data.labels import LabelVocab
 from kner.data.tokenizer import CharTokenizer, save_vocab
 from kner.errors import InputError
+from kner.models.heads import head_class
 from kner.models.tagger import Tagger
 
 BERT_CONFIG, VOCAB, LABELS, SETTINGS, WEIGHTS = (
@@ -52,6 +54,16 @@ def save_artifacts(
     write_text(model_dir / SETTINGS, json.dumps(settings, indent=1))
 
 
+def tagger_settings(model: Tagger, max_seq_length: int) -> dict:
+    """The `settings.json` of a tagger trained at `max_seq_length`."""
+    return {
+        "head": model.head.name,
+        "dropout": model.dropout.rate,
+        "max_seq_length": max_seq_length,
+        **model.head.settings(),
+    }
+
+
 def dummy_batch(length: int = 8) -> dict[str, tf.Tensor]:
     """A one-sentence batch that builds a model's weights."""
     ids = tf.ones([1, length], tf.int32)
@@ -63,7 +75,8 @@ def load_tagger(model_dir: str | Path, dtype: str | None = None) -> tuple[Tagger
 
     `dtype` is the backbone's Keras dtype policy (default: the global one);
     with "bfloat16" its weights are the float32 ones rounded to bfloat16 (the
-    classifier and CRF stay float32, see `kner.models.tagger`)."""
+    head stays float32, see `kner.models.tagger`). The head is the one
+    `settings.json` names, rebuilt from its settings (`Head.from_settings`)."""
     model_dir = Path(model_dir)
     for name in (BERT_CONFIG, VOCAB, LABELS, SETTINGS, WEIGHTS):
         if not (model_dir / name).exists():
@@ -76,10 +89,12 @@ def load_tagger(model_dir: str | Path, dtype: str | None = None) -> tuple[Tagger
         backbone = backbone_from_config(model_dir / BERT_CONFIG)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    # A model_dir written before `decode` was saved decoded softmax by argmax.
-    decoding = settings.get("decode", "viterbi" if settings["head"] == "crf" else "argmax")
     labels = LabelVocab.load(model_dir / LABELS)
-    model = Tagger(backbone, labels, head=settings["head"], dropout=settings["dropout"], decoding=decoding)
+    try:
+        head = head_class(settings["head"]).from_settings(labels, settings)
+    except ValueError as error:
+        raise InputError(model_dir / SETTINGS, None, str(error)) from None
+    model = Tagger(backbone, labels, head=head, dropout=settings["dropout"])
     model(dummy_batch())
     model.load_weights(str(model_dir / WEIGHTS))
     return model, CharTokenizer(model_dir / VOCAB), settings

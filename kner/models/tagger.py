@@ -1,26 +1,27 @@
-"""The tagger: BERT-family backbone -> dropout -> dense over tags -> softmax or CRF.
+"""The tagger: BERT-family backbone -> dropout -> a head (`kner.models.heads`).
 
-The model reads the batches of `kner.data.pipeline` (`token_ids`, `segment_ids`,
-`padding_mask`) and returns per-token tag scores. The character positions,
-the ones that carry labels, are `char_mask(padding_mask)`: everything but
-`[CLS]`, `[SEP]` and padding.
+The model reads the batches of `kner.data.pipeline` (`token_ids`,
+`segment_ids`, `padding_mask`, `label_mask`) and returns its head's scores
+at the labelled units: the head sees the backbone's output after `[CLS]`
+(`units`), so its position i is character i, and each row's count of
+labelled positions (`lengths`; the batch's `label_mask`, or the characters of
+its `padding_mask`).
 
 The loss comes as a sum and a count so that the training loop can normalise
 by the count of the *global* batch: that makes the loss and its gradients
 the same whatever the number of replicas.
 
 Example:
->>> model = Tagger(backbone, labels, head="crf")
->>> scores = model(batch)                  # [batch, length, num_tags]
+>>> model = Tagger(backbone, labels, head="crf")   # or a `Head`, or "global_pointer"
+>>> scores = model(batch)                  # [batch, length - 1, num_tags] for a tagging head
 >>> loss = model.loss_sum(batch, scores) / model.loss_count(batch)
->>> tags = model.decode(batch, scores)     # [batch, length] tag ids
+>>> decoded = model.decode(batch, scores)  # `kner.models.heads.Decoded`: spans (and tags)
 
 Under a mixed-precision policy (`keras.mixed_precision.set_global_policy(
 "mixed_bfloat16")`, or a backbone built with `dtype="mixed_bfloat16"`) the
 backbone computes in bfloat16, with keras-hub's LayerNorm statistics in
-float32; the classifier, the CRF, the softmax and the losses always run in
-float32, and the weights the optimizer updates are float32 (the mixed
-policies keep float32 variables).
+float32; the heads and the losses always run in float32, and the weights the
+optimizer updates are float32 (the mixed policies keep float32 variables).
 """
 
 from __future__ import annotations
@@ -30,11 +31,10 @@ import keras_hub
 import tensorflow as tf
 
 from kner.data.labels import LabelVocab
-from kner.data.pipeline import char_mask
-from kner.models.crf import CRF, allowed_transitions, constraint_scores, viterbi
+from kner.data.pipeline import label_mask
+from kner.models.heads import Decoded, Head, build_head
 
-HEADS = ("softmax", "crf")
-DECODINGS = ("viterbi", "argmax")
+FEATURES = ("token_ids", "segment_ids", "padding_mask")
 
 
 class Tagger(keras.Model):
@@ -45,33 +45,27 @@ class Tagger(keras.Model):
         backbone: the encoder (`kner.checkpoint.load_backbone` or
             `backbone_from_config`); it takes `token_ids`, `segment_ids` and
             `padding_mask` and returns `sequence_output`.
-        labels: the label vocabulary; with the CRF head its tag scheme
-            constrains Viterbi decoding to valid tag sequences.
-        head: "crf" or "softmax".
-        dropout: dropout rate before the tag projection.
-        decoding: how tags are chosen from the scores. "viterbi": the best
-            tag sequence the scheme's grammar allows (`kner.data.tags`); for
-            the softmax head that is Viterbi over the per-character
-            log-probabilities with zero transition scores, so only the
-            constraints link the positions. "argmax": the most probable tag
-            of each character on its own (softmax head only; the sequence may
-            break the grammar and is then read leniently).
+        labels: the label vocabulary.
+        head: a `kner.models.heads.Head`, or the name of one (`HEADS`),
+            built with `decoding` and `options` (such as `head_size`).
+        dropout: dropout rate before the head.
+        decoding: see the head (`--decode`); default its first.
+
+    The head's layers are the model's, under their names (`classifier`,
+    `crf`, ...): weight files and checkpoints keep one flat layout.
     """
 
     def __init__(
         self,
         backbone: keras_hub.models.Backbone,
         labels: LabelVocab,
-        head: str = "crf",
+        head: str | Head = "crf",
         dropout: float = 0.1,
-        decoding: str = "viterbi",
-        **kwargs,
+        decoding: str | None = None,
+        **options,
     ):
-        if head not in HEADS:
-            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-        if decoding not in DECODINGS or (head == "crf" and decoding != "viterbi"):
-            raise ValueError(f"decoding must be one of {DECODINGS} (viterbi for the crf head), got {decoding!r}")
-        super().__init__(**kwargs)
+        head = head if isinstance(head, Head) else build_head(head, labels, decoding, **options)
+        super().__init__(name=options.pop("name", None))
         self.backbone = backbone
         # Only the sequence output is used: the pooler would get no gradient
         # (and Keras would warn at every trace), so it stays frozen. (ELECTRA
@@ -79,71 +73,48 @@ class Tagger(keras.Model):
         if getattr(backbone, "pooled_dense", None) is not None:
             backbone.pooled_dense.trainable = False
         self.labels = labels
-        self.head = head
-        self.decoding = decoding
         self.dropout = keras.layers.Dropout(dropout, dtype=backbone.dtype_policy)
-        self.classifier = keras.layers.Dense(
-            len(labels),
-            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.02),
-            # The tag scores feed the softmax or the CRF: float32 whatever the
-            # backbone computes in (it costs one [hidden, tags] matmul).
-            dtype="float32",
-            name="classifier",
-        )
-        self.crf = None
-        if head == "crf":
-            allowed, start, end = allowed_transitions(labels.tags, labels.scheme)
-            self.crf = CRF(len(labels), allowed_transitions=allowed, allowed_start=start, allowed_end=end, name="crf")
-        self._constraints = constraint_scores(labels.tags, labels.scheme)
+        object.__setattr__(self, "head", head)  # not a layer: its layers are tracked below
+        for name, layer in head.layers.items():
+            setattr(self, name, layer)
+
+    @property
+    def targets(self):
+        """The data-side encoder of the head's targets (`kner.data.targets`)."""
+        return self.head.targets
 
     def head_layers(self) -> list[keras.layers.Layer]:
         """Layers trained with the head learning rate."""
-        return [layer for layer in (self.classifier, self.crf) if layer is not None]
+        return list(self.head.layers.values())
 
     def call(self, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        features = {k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask")}
+        features = {k: batch[k] for k in FEATURES}
         sequence = self.backbone(features, training=training)["sequence_output"]
-        return self.tag_scores(sequence, training=training)
+        return self.head_scores(sequence, batch, training=training)
 
-    def tag_scores(self, sequence: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """Tag scores [batch, length, num_tags] (the emission scores of the
-        CRF head), in the compute dtype, from the backbone's sequence output
-        [batch, length, hidden]."""
-        return self.classifier(self.dropout(sequence, training=training))
+    def head_scores(self, sequence: tf.Tensor, batch: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """The head's float32 scores from the backbone's sequence output
+        [batch, length, hidden] of `batch` (whose targets the head may read
+        when training)."""
+        units = self.dropout(sequence[:, 1:], training=training)
+        return self.head.scores(units, self.lengths(batch), batch, training=training)
+
+    @staticmethod
+    def lengths(batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        """Labelled units [batch] int32 of each row (they come first after
+        `[CLS]`)."""
+        return tf.reduce_sum(tf.cast(label_mask(batch)[:, 1:], tf.int32), axis=1)
 
     def loss_count(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
-        """What the loss is averaged over: sentences with at least one
-        character (CRF), or characters (softmax)."""
-        mask = char_mask(batch["padding_mask"])
-        if self.crf is not None:
-            mask = tf.reduce_any(mask, axis=1)
-        return tf.reduce_sum(tf.cast(mask, tf.float32))
+        """What the loss is averaged over (see the head: sentences for the
+        CRF, characters for softmax, sentences x types for GlobalPointer)."""
+        return self.head.loss_count(batch, self.lengths(batch))
 
     def loss_sum(self, batch: dict[str, tf.Tensor], scores: tf.Tensor) -> tf.Tensor:
-        """Per-sentence CRF negative log-likelihood, or per-character
-        cross-entropy, summed over the batch."""
-        mask = char_mask(batch["padding_mask"])
-        labels = batch["label_ids"]
-        if self.crf is not None:
-            return -tf.reduce_sum(self.crf.log_likelihood(scores[:, 1:], labels[:, 1:], mask[:, 1:]))
-        token_loss = keras.losses.sparse_categorical_crossentropy(labels, scores, from_logits=True)
-        return tf.reduce_sum(token_loss * tf.cast(mask, tf.float32))
+        """The head's loss summed over the batch."""
+        return self.head.loss_sum(scores, batch, self.lengths(batch))
 
-    def decode(self, batch: dict[str, tf.Tensor], scores: tf.Tensor) -> tf.Tensor:
-        """Best tag ids [batch, length] at token positions; 0 (`O`) elsewhere
-        (see `decoding`), from the scores of `[CLS] chars [SEP]` rows."""
-        chars = char_mask(batch["padding_mask"])[:, 1:]
-        lengths = tf.reduce_sum(tf.cast(chars, tf.int32), axis=1)
-        return tf.pad(self.decode_chars(scores[:, 1:], chars, lengths), [[0, 0], [1, 0]])
-
-    def decode_chars(self, scores: tf.Tensor, mask: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
-        """Best tag ids [batch, chars] int32 from character scores [batch,
-        chars, tags] (no `[CLS]` row), a bool prefix `mask` [batch, chars]
-        and its row sums `lengths` [batch] int32; 0 (`O`) where `mask` is
-        False. The serving graph calls this directly (`kner.serving`)."""
-        if self.crf is not None:
-            return self.crf.decode(scores, mask)[0]
-        if self.decoding == "viterbi":
-            log_probs = tf.nn.log_softmax(tf.cast(scores, tf.float32), axis=-1)
-            return viterbi(log_probs, mask, lengths, *(tf.constant(c) for c in self._constraints))[0]
-        return tf.where(mask, tf.argmax(scores, axis=-1, output_type=tf.int32), 0)
+    def decode(self, batch: dict[str, tf.Tensor], scores: tf.Tensor) -> Decoded:
+        """Entity spans (character offsets) and, for a tagging head, the tags
+        [batch, length - 1] of each character."""
+        return self.head.decode(scores, self.lengths(batch))

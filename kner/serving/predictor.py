@@ -39,13 +39,14 @@ class Entity(NamedTuple):
     start: int
     end: int  # inclusive
     text: str
-    score: float  # mean probability of the chosen tags over its characters
+    score: float  # tagging heads: mean probability of the chosen tags over its characters; pair heads: sigmoid(score)
 
 
 class Prediction(NamedTuple):
-    """The tag of every character of a text, and its entities."""
+    """The tag of every character of a text (None for a head that tags no
+    sequence: GlobalPointer), and its entities."""
 
-    tags: list[str]
+    tags: list[str] | None
     entities: list[Entity]
 
 
@@ -75,6 +76,9 @@ class Predictor:
 
     def __init__(self, module: tf.Module):
         self.module = module
+        # A pair head's export answers `predict_ids` with entities, not tags.
+        head = getattr(module, "head", None)
+        self.tagging = head.tagging if head is not None else _tags_by_ids(module)
 
     @classmethod
     def from_dir(cls, path: str | Path, window_stride: int | None = None) -> Predictor:
@@ -118,7 +122,7 @@ class Predictor:
             encoded = [_SURROGATES.sub("\ufffd", texts[i]).encode("utf-8") for i in batch]
             outputs = {k: v.numpy() for k, v in self._call(encoded).items()}
             for row, i in enumerate(batch):
-                results[i] = _prediction(texts[i], outputs, row)
+                results[i] = _prediction(texts[i], outputs, row, self.tagging)
             if progress is not None:
                 progress(begin + len(batch))
         return results
@@ -130,8 +134,13 @@ class Predictor:
         return [prediction.entities for prediction in self.run(texts, batch_size, progress)]
 
 
-def _prediction(text: str, outputs: dict, row: int) -> Prediction:
-    tags = [tag.decode() for tag in outputs["tags"][row, : outputs["num_chars"][row]]]
+def _tags_by_ids(module: tf.Module) -> bool:
+    """Whether a loaded export's `predict_ids` returns tags."""
+    return "tag_ids" in module.signatures["predict_ids"].structured_outputs
+
+
+def _prediction(text: str, outputs: dict, row: int, tagging: bool) -> Prediction:
+    tags = [tag.decode() for tag in outputs["tags"][row, : outputs["num_chars"][row]]] if tagging else None
     entities = []
     for k in range(outputs["num_entities"][row]):
         start, end = int(outputs["entity_start"][row, k]), int(outputs["entity_end"][row, k])

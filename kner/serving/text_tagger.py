@@ -1,9 +1,9 @@
 """Text in, entities out, in one TensorFlow graph: the module kner exports.
 
-`TextTagger` holds the trained tagger, its tokenizer and label tags, and does
-everything in core TF ops (no tensorflow-text, no `py_function`), so stock TF
-Serving runs it and the Python API (`kner.predict.Predictor`) calls the very
-same function:
+`TextTagger` holds the trained tagger and its tokenizer, and does everything
+in core TF ops (no tensorflow-text, no `py_function`), so stock TF Serving
+runs it and the Python API (`kner.predict.Predictor`) calls the very same
+function:
 
 1. split UTF-8 strings into characters and look up their ids
    (`kner.data.tokenizer.CharTokenizer`; invalid UTF-8 bytes become U+FFFD);
@@ -11,33 +11,44 @@ same function:
    windows (`kner.serving.windows`) and run all windows of the batch through
    the model, as one batch when they fit a budget of token positions, else
    sorted by length in chunks of that budget (`kner.serving.length_chunks`);
-3. merge the windows' tag scores per character and decode them over the
-   whole text as the model decodes (`Tagger.decoding`): Viterbi within the
-   scheme's grammar (the CRF's, or over the softmax log-probabilities with
-   zero transition scores), or argmax for a softmax model saved with
-   `--decode=argmax`;
-4. read the entity spans from the tags exactly as `LabelVocab.decode` does
-   (lenient: an orphan inside tag begins an entity, an unclosed one ends at
-   its last tag).
+3. decode as the model's head decodes (`kner.models.heads`):
+   - a tagging head (softmax, CRF) merges the windows' tag scores per
+     character and decodes them once over the whole text: Viterbi within
+     the scheme's grammar (the CRF's, or over the softmax log-probabilities
+     with zero transition scores), or argmax for a softmax model saved with
+     `--decode=argmax`; entity spans are read from the tags exactly as
+     `LabelVocab.decode` reads them (lenient: an orphan inside tag begins an
+     entity, an unclosed one ends at its last tag);
+   - a pair head (GlobalPointer) decodes each window's spans above its
+     threshold, moves them to text offsets and keeps each span from the
+     window where it sits farthest from both edges (`keep_window_spans`),
+     then, with `--decode=flat`, keeps the best non-overlapping spans of
+     each text;
+4. build the entity outputs of every head (`kner.serving.entities`).
 
 `predict_text(text)` takes a [batch] string tensor and returns dense tensors
 (TF Serving signatures cannot return ragged ones), padded per batch:
 
-- `tags` [B, max_chars] string: the tag of every character, "" after the text;
+- `tags` [B, max_chars] string: the tag of every character, "" after the
+  text; "" everywhere for a pair head, which tags no sequence;
 - `num_chars` [B] int32: characters (Unicode code points) per text;
 - `entity_type`, `entity_text` [B, max_entities] string ("" padding);
 - `entity_start`, `entity_end` [B, max_entities] int32, character offsets,
-  `end` inclusive (-1 padding);
-- `entity_score` [B, max_entities] float32: the mean over the entity's
-  characters of the softmax probability of the chosen tag under the
-  per-character tag scores (for a CRF head: the emission scores, not CRF
-  marginals); 0 padding;
+  `end` inclusive (-1 padding), ordered by start (then end and type: a pair
+  head's entities may nest, cross, or share an extent);
+- `entity_score` [B, max_entities] float32: for a tagging head, the mean
+  over the entity's characters of the softmax probability of the chosen tag
+  under the per-character tag scores (for a CRF head: the emission scores,
+  not CRF marginals); for a pair head, sigmoid of the span's score; 0
+  padding;
 - `num_entities` [B] int32.
 
 `predict_ids(token_ids, padding_mask, segment_ids)` is for clients that
 tokenize themselves (`[CLS] chars [SEP]`, one id per character, padded; no
-windowing, so at most `max_position_embeddings` tokens): it returns `tag_ids`
-[B, L] int32 (0 outside characters) and `tags` [B, L] string ("" outside).
+windowing, so at most `max_position_embeddings` tokens): for a tagging head
+it returns `tag_ids` [B, L] int32 (0 outside characters) and `tags` [B, L]
+string ("" outside); for a pair head the entity outputs above but
+`entity_text` (offsets count the characters after `[CLS]`).
 
 Example:
 >>> module = TextTagger.from_model_dir("runs/cluener")
@@ -50,16 +61,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 import tensorflow as tf
 
-from kner.data.pipeline import char_mask
-from kner.data.tags import OUTSIDE, split_tag
+from kner.models.heads import Decoded, Spans
 from kner.serving.bfloat16 import bfloat16_matmuls
+from kner.serving.entities import entity_outputs, span_outputs
 from kner.serving.fused_encoder import fuse_encoder_layers
-from kner.serving.length_chunks import scores_by_length
-from kner.serving.row_ids import row_ids
-from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_tokens
+from kner.serving.length_chunks import scores_by_length, spans_by_length
+from kner.serving.windows import (
+    WindowPlan,
+    check_window,
+    default_stride,
+    keep_window_spans,
+    merge_windows,
+    plan_windows,
+    window_tokens,
+)
 
 if TYPE_CHECKING:
     from kner.data.tokenizer import CharTokenizer
@@ -72,56 +89,13 @@ if TYPE_CHECKING:
 # positions at width 768, 2,048 at 256 and 4,096 at 128.
 CHUNK_WORK = 2**19
 
-# Roles of a tag in span reading, whatever the scheme's letters.
-OUT, BEGIN, INSIDE, END, SINGLE = range(5)
 # What the encoder of an exported model may compute in.
 COMPUTE_DTYPES = ("float32", "bfloat16")
-_ROLE_OF_PREFIX = {"B": BEGIN, "I": INSIDE, "M": INSIDE, "E": END, "S": SINGLE}
-
-
-def tag_roles(tags: list[str], scheme: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Per tag id: its role (OUT, BEGIN, INSIDE, END, SINGLE) and its entity
-    type id (-1 for `O`), with the list of type names."""
-    roles, types, names = [], [], []
-    for tag in tags:
-        prefix, entity_type = split_tag(tag, scheme)
-        if tag == OUTSIDE:
-            roles.append(OUT)
-            types.append(-1)
-            continue
-        if entity_type not in names:
-            names.append(entity_type)
-        roles.append(_ROLE_OF_PREFIX[prefix])
-        types.append(names.index(entity_type))
-    return np.array(roles, np.int32), np.array(types, np.int32), names
-
-
-def span_bounds(tag_ids: tf.Tensor, roles: tf.Tensor, types: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """Where entities start and end: two bool [B, L] masks over tag ids
-    [B, L] (padding must be `O`, id 0); the k-th start of a row pairs with
-    its k-th end.
-
-    This is `kner.data.tags.tags_to_spans(strict=False)` in closed form: after a
-    B- or inside tag an entity is open, and a tag continues it when it is an
-    inside or end tag of the same type; any other non-`O` tag starts an
-    entity; an entity ends at an end or single tag, or before a tag that
-    does not continue it.
-    """
-    role = tf.gather(roles, tag_ids)
-    entity_type = tf.gather(types, tag_ids)
-    previous_role = tf.pad(role[:, :-1], [[0, 0], [1, 0]], constant_values=OUT)
-    previous_type = tf.pad(entity_type[:, :-1], [[0, 0], [1, 0]], constant_values=-1)
-    is_open = (previous_role == BEGIN) | (previous_role == INSIDE)
-    continues = is_open & ((role == INSIDE) | (role == END)) & (entity_type == previous_type)
-    tagged = role != OUT
-    next_continues = tf.pad(continues[:, 1:], [[0, 0], [0, 1]])
-    starts = tagged & ~continues
-    ends = tagged & ((role == END) | (role == SINGLE) | ~next_continues)
-    return starts, ends
 
 
 class TextTagger(tf.Module):
-    """The tagger wrapped for raw text, with windowing for long texts.
+    """The tagger wrapped for raw text, with windowing for long texts (see
+    the module doc).
 
     Args:
         model: a built `kner.models.tagger.Tagger`.
@@ -163,11 +137,8 @@ class TextTagger(tf.Module):
         self.model_variables = variables or [variable.value for variable in model.variables]
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
-        roles, types, type_names = tag_roles(model.labels.tags, model.labels.scheme)
-        self._roles = tf.constant(roles)
-        self._types = tf.constant(types)
-        self._type_names = tf.constant(type_names or [""], tf.string)
-        self._tag_names = tf.constant(model.labels.tags, tf.string)
+        self.head = model.head
+        self._type_names = tf.constant(model.head.type_names or [""], tf.string)
 
     @tf.__internal__.tracking.no_automatic_dependency_tracking
     def _set_model(self, model: Tagger) -> None:
@@ -210,6 +181,8 @@ class TextTagger(tf.Module):
         }
 
     def _window_scores(self, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> tf.Tensor:
+        """The head's scores of windows (`[CLS] chars [SEP]` rows): at their
+        characters, from position 0."""
         return self.model(self._model_inputs(token_ids, padding_mask, tf.zeros_like(token_ids)))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
@@ -224,63 +197,50 @@ class TextTagger(tf.Module):
         with tf.name_scope("windows"):
             plan = plan_windows(num_chars, self.window, self.stride)
             windows = window_tokens(ids, plan, self.tokenizer.cls_id, self.tokenizer.sep_id)
+        if self.head.per_position:
+            decoded = self._merge_scores(windows, plan, chars, num_chars)
+            tags = decoded.tags
+        else:
+            decoded = self._merge_spans(windows, plan)
+            # A pair head tags no sequence: "" at every character.
+            tags = tf.fill([tf.size(num_chars), tf.reduce_max(tf.concat([num_chars, [0]], 0))], "")
+        with tf.name_scope("entities"):
+            entities = entity_outputs(decoded, chars, self._type_names)
+        return {"tags": tags, "num_chars": num_chars, **entities}
+
+    def _merge_scores(
+        self, windows: tf.RaggedTensor, plan: WindowPlan, chars: tf.RaggedTensor, num_chars: tf.Tensor
+    ) -> Decoded:
+        """Per-position heads: the windows' scores merged per character, then
+        decoded once over each whole text."""
         with tf.name_scope("encoder"):
             # A request too big for one encoder call runs sorted by length, in
             # chunks of `chunk_tokens` positions, so that its short texts are
             # not padded to its longest (length_chunks).
             window_scores = scores_by_length(
-                self._window_scores, windows, self.tokenizer.pad_id, self.chunk_tokens, len(self.model.labels.tags)
+                self._window_scores, windows, self.tokenizer.pad_id, self.chunk_tokens, self.head.num_outputs
             )
         with tf.name_scope("merge"):
             # Whole texts again ([batch, max chars, tags]), with merged scores.
             merged = merge_windows(window_scores, plan)
             scores = tf.RaggedTensor.from_row_splits(merged, chars.row_splits, validate=False).to_tensor()
         with tf.name_scope("decode"):
-            # One padding column: Viterbi needs a position even when every text is empty.
-            mask = tf.sequence_mask(num_chars, tf.shape(scores)[1] + 1)
-            tag_ids = self.model.decode_chars(tf.pad(scores, [[0, 0], [0, 1], [0, 0]]), mask, num_chars)[:, :-1]
-            in_text = mask[:, :-1]
-        with tf.name_scope("entities"):
-            tags = tf.where(in_text, tf.gather(self._tag_names, tag_ids), "")
-            probabilities = tf.nn.softmax(scores, axis=-1)
-            chosen = tf.gather(probabilities, tag_ids, batch_dims=2)
-            entities = self._entities(tag_ids, chars, tf.boolean_mask(chosen, in_text))
-        return {"tags": tags, "num_chars": num_chars, **entities}
+            return self.head.decode(scores, num_chars)
 
-    def _entities(self, tag_ids: tf.Tensor, chars: tf.RaggedTensor, chosen: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Dense entity outputs from tag ids [B, N] (0 after the text) and
-        the flat probabilities of the chosen tags, in the order of
-        `chars.flat_values`."""
-        starts, ends = span_bounds(tag_ids, self._roles, self._types)  # never past a text: its tags are `O`
-        # [row, position] of each entity's first and last character, row-major,
-        # so the k-th start pairs with the k-th end.
-        begin = tf.cast(tf.where(starts), tf.int32)
-        first, last = begin[:, 1], tf.cast(tf.where(ends)[:, 1], tf.int32)
-        num_entities = tf.reduce_sum(tf.cast(starts, tf.int32), axis=1)
-        layout = tf.RaggedTensor.from_row_lengths(first, num_entities, validate=False)
-        flat_first = tf.gather(tf.cast(chars.row_starts(), tf.int32), begin[:, 0]) + first
-        size = last - first + 1
-        covered = tf.ragged.range(flat_first, flat_first + size)
-        # Per entity over its characters, as tf.strings.reduce_join and
-        # tf.reduce_mean of a ragged tensor compute it (the same segment
-        # kernels), with the segment ids from `row_ids`.
-        segments = row_ids(covered.row_splits)
-        count = tf.size(first)
-        text = tf.strings.unsorted_segment_join(tf.gather(chars.flat_values, covered.flat_values), segments, count)
-        total = tf.math.unsorted_segment_sum(tf.gather(chosen, covered.flat_values), segments, count)
-        entity_type = tf.gather(self._type_names, tf.gather(self._types, tf.gather_nd(tag_ids, begin)))
+    def _merge_spans(self, windows: tf.RaggedTensor, plan: WindowPlan) -> Decoded:
+        """Heads that decode windows (GlobalPointer): each window's spans, kept
+        from the window where they sit farthest from the edges, then the
+        decoding option (`select`) over each whole text."""
+        with tf.name_scope("encoder"):
+            window_spans = spans_by_length(self._window_spans, windows, self.tokenizer.pad_id, self.chunk_tokens)
+        with tf.name_scope("merge"):
+            spans = keep_window_spans(window_spans, plan, self.window, self.stride)
+        with tf.name_scope("decode"):
+            return Decoded(self.head.select(spans))
 
-        def dense(flat_values, default):
-            return layout.with_flat_values(flat_values).to_tensor(default)
-
-        return {
-            "entity_type": dense(entity_type, ""),
-            "entity_start": dense(first, -1),
-            "entity_end": dense(last, -1),
-            "entity_text": dense(text, ""),
-            "entity_score": dense(total / tf.cast(size, tf.float32), 0.0),
-            "num_entities": num_entities,
-        }
+    def _window_spans(self, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> Spans:
+        batch = self._model_inputs(token_ids, padding_mask, tf.zeros_like(token_ids))
+        return self.head.window_spans(self.model(batch), self.model.lengths(batch))
 
     @tf.function(
         input_signature=[
@@ -290,10 +250,14 @@ class TextTagger(tf.Module):
         ]
     )
     def predict_ids(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:
-        """Tag ids and tags of tokenized `[CLS] chars [SEP]` rows."""
+        """Tag ids and tags (a tagging head), or entity spans (a pair head),
+        of tokenized `[CLS] chars [SEP]` rows."""
         batch = self._model_inputs(token_ids, padding_mask, segment_ids)
-        tag_ids = self.model.decode(batch, self.model(batch))
-        return {"tag_ids": tag_ids, "tags": tf.where(char_mask(padding_mask), tf.gather(self._tag_names, tag_ids), "")}
+        decoded = self.model.decode(batch, self.model(batch))
+        if decoded.tags is None:
+            return span_outputs(decoded.spans, decoded.spans.score, self._type_names)
+        at_tokens = [[0, 0], [1, 0]]  # the `[CLS]` column
+        return {"tag_ids": tf.pad(decoded.tag_ids, at_tokens), "tags": tf.pad(decoded.tags, at_tokens)}
 
     def serving_signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
         """The serving signatures: `serving_default` (text) and `predict_ids`."""

@@ -17,6 +17,15 @@ stride `window // 2`). The merged scores are decoded once over the whole text
 (CRF Viterbi included), so tags never break at a window seam and entities
 crossing a window edge come out whole.
 
+Heads that decode each window on its own (GlobalPointer) follow the same
+rule for spans (`keep_window_spans`): each window's spans move to text
+offsets, and a span is kept from the one window where it sits farthest from
+both window edges, `min(left, right)` with `left` the characters of that
+window before its first character and `right` those after its last (text
+edges again unbounded; ties to the earlier window). Only that window's
+verdict counts, and a span comes out at most once. A span longer than a
+window is never found.
+
 Everything here works on batches inside `tf.function` (and eagerly) with
 dynamic shapes, so the same plan runs in the Python API and in the exported
 SavedModel.
@@ -33,6 +42,7 @@ from typing import NamedTuple
 
 import tensorflow as tf
 
+from kner.models.heads import Spans
 from kner.serving.row_ids import row_ids
 
 # Context of a window side that is a text edge: larger than any window.
@@ -52,6 +62,10 @@ class WindowPlan(NamedTuple):
     length: tf.Tensor  # window -> its number of characters
     char_window: tf.Tensor  # character -> the window it takes its scores from
     char_offset: tf.Tensor  # character -> its position in that window
+    num_chars: tf.Tensor  # text -> its characters
+    first_window: tf.Tensor  # text -> its first window
+    count: tf.Tensor  # text -> its windows
+    overflow: tf.Tensor  # text -> the start of its last window
 
 
 def default_stride(window: int) -> int:
@@ -89,30 +103,71 @@ def plan_windows(num_chars: tf.Tensor, window: int, stride: int) -> WindowPlan:
     chars = tf.ragged.range(num_chars)
     char_text = row_ids(chars.row_splits)
     position = chars.flat_values
-    n = tf.gather(num_chars, char_text)[:, None]
-    last = tf.gather(count, char_text)[:, None] - 1
-    # The windows holding a character are among these, in ascending order.
-    spread = tf.range(-((window + stride - 1) // stride), 2)
-    candidate = tf.clip_by_value(position[:, None] // stride + spread[None], 0, last)
-    cand_start = tf.minimum(candidate * stride, tf.gather(overflow, char_text)[:, None])
-    cand_end = cand_start + tf.minimum(window, n - cand_start)  # exclusive
-    left = tf.where(cand_start > 0, position[:, None] - cand_start, _UNBOUNDED)
-    right = tf.where(cand_end < n, cand_end - 1 - position[:, None], _UNBOUNDED)
-    holds = (cand_start <= position[:, None]) & (position[:, None] < cand_end)
-    context = tf.where(holds, tf.minimum(left, right), -1)
-    # Unique keys so that ties deterministically go to the earlier window.
-    width = tf.size(spread)
-    key = context * width + (width - 1 - tf.range(width))[None]
-    best = tf.argmax(key, axis=1, output_type=tf.int32)
-    chosen = tf.gather(candidate, best, batch_dims=1)
-    chosen_start = tf.gather(cand_start, best, batch_dims=1)
+    chosen, chosen_start = _best_windows(position, position, char_text, num_chars, count, overflow, window, stride)
     return WindowPlan(
         text=text,
         start=start,
         length=length,
         char_window=tf.gather(first_window, char_text) + chosen,
         char_offset=position - chosen_start,
+        num_chars=num_chars,
+        first_window=first_window,
+        count=count,
+        overflow=overflow,
     )
+
+
+def _best_windows(
+    first: tf.Tensor,
+    last: tf.Tensor,
+    text: tf.Tensor,
+    num_chars: tf.Tensor,
+    count: tf.Tensor,
+    overflow: tf.Tensor,
+    window: int,
+    stride: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """For characters (or spans) `first`..`last` [n] of texts `text` [n]:
+    the window, counted within its text, where each sits farthest from both
+    edges (ties to the earlier), and that window's start."""
+    n = tf.gather(num_chars, text)[:, None]
+    last_window = tf.gather(count, text)[:, None] - 1
+    # The windows holding a character are among these, in ascending order.
+    spread = tf.range(-((window + stride - 1) // stride), 2)
+    candidate = tf.clip_by_value(first[:, None] // stride + spread[None], 0, last_window)
+    cand_start = tf.minimum(candidate * stride, tf.gather(overflow, text)[:, None])
+    cand_end = cand_start + tf.minimum(window, n - cand_start)  # exclusive
+    left = tf.where(cand_start > 0, first[:, None] - cand_start, _UNBOUNDED)
+    right = tf.where(cand_end < n, cand_end - 1 - last[:, None], _UNBOUNDED)
+    holds = (cand_start <= first[:, None]) & (last[:, None] < cand_end)
+    context = tf.where(holds, tf.minimum(left, right), -1)
+    # Unique keys so that ties deterministically go to the earlier window.
+    width = tf.size(spread)
+    key = context * width + (width - 1 - tf.range(width))[None]
+    best = tf.argmax(key, axis=1, output_type=tf.int32)
+    return tf.gather(candidate, best, batch_dims=1), tf.gather(cand_start, best, batch_dims=1)
+
+
+def keep_window_spans(spans: Spans, plan: WindowPlan, window: int, stride: int) -> Spans:
+    """The spans of windows (`Spans.row`: the window) as spans of their texts
+    (`row`: the text, offsets in the text), each kept from its best window
+    only (see the module doc), ordered by text, start, end and type."""
+    text = tf.gather(plan.text, spans.row)
+    offset = tf.gather(plan.start, spans.row)
+    first, last = spans.start + offset, spans.end + offset
+    best, _ = _best_windows(first, last, text, plan.num_chars, plan.count, plan.overflow, window, stride)
+    kept = tf.where(tf.gather(plan.first_window, text) + best == spans.row)[:, 0]
+    text, first, last = (tf.gather(t, kept) for t in (text, first, last))
+    entity_type, score = tf.gather(spans.type, kept), tf.gather(spans.score, kept)
+    # By (end, type), then stably by (text, start): texts and offsets are
+    # int32, type ids below 2**16.
+    positions = tf.cast(tf.reduce_max(tf.concat([plan.num_chars, [1]], 0)), tf.int64)
+    minor = tf.argsort(tf.cast(last, tf.int64) * 65536 + tf.cast(entity_type, tf.int64), stable=True)
+    major = tf.gather(tf.cast(text, tf.int64) * positions + tf.cast(first, tf.int64), minor)
+    order = tf.gather(minor, tf.argsort(major, stable=True))
+    text = tf.gather(text, order)
+    per_text = tf.math.unsorted_segment_sum(tf.ones_like(text), text, tf.size(plan.num_chars))
+    return Spans(text, *(tf.gather(t, order) for t in (first, last, entity_type, score)), per_text)
 
 
 def window_tokens(values: tf.RaggedTensor, plan: WindowPlan, cls_id: int, sep_id: int) -> tf.RaggedTensor:
@@ -136,9 +191,9 @@ def window_tokens(values: tf.RaggedTensor, plan: WindowPlan, cls_id: int, sep_id
     return rows.with_flat_values(tokens)
 
 
-def merge_windows(window_scores: tf.Tensor, plan: WindowPlan, first_position: int = 1) -> tf.Tensor:
+def merge_windows(window_scores: tf.Tensor, plan: WindowPlan) -> tf.Tensor:
     """Per-character scores [total_chars, ...] taken from [num_windows,
-    length, ...] window scores, where a window's first character sits at
-    `first_position` (1: after `[CLS]`)."""
-    index = tf.stack([plan.char_window, plan.char_offset + first_position], axis=1)
+    length, ...] window scores whose position i is the window's character i
+    (a head's scores: `kner.models.tagger`)."""
+    index = tf.stack([plan.char_window, plan.char_offset], axis=1)
     return tf.gather_nd(window_scores, index)

@@ -7,7 +7,9 @@ three terms, each normalised by its own global count and weighted:
 
 - **soft** (`soft_weight`): the KL divergence from the teacher's tag
   distribution to the student's, both at temperature T, summed over tags
-  and averaged over character positions. It differs from TextBrewer's
+  and averaged over character positions (`Head.soft_loss_sum`; only heads
+  with a distribution per character take it: softmax and CRF, not
+  GlobalPointer). It differs from TextBrewer's
   `kd_ce_loss` (airaria/TextBrewer, `src/textbrewer/losses.py`: the cross
   entropy `-(softmax(t / T) * log_softmax(s / T)).sum(-1).mean()` over the
   positions `select_logits_with_mask` keeps) by the teacher's entropy, a
@@ -62,7 +64,6 @@ import keras
 import tensorflow as tf
 
 from kner.backbones.hidden_states import hidden_state_model
-from kner.data.pipeline import char_mask
 from kner.data.unlabeled import PREFIX
 from kner.models.tagger import Tagger
 
@@ -70,35 +71,6 @@ TRANSITIONS = ("copy", "learn")
 FEATURES = ("token_ids", "segment_ids", "padding_mask")
 # The terms of `Distiller.loss_sum`, in order.
 TERMS = ("soft", "hard", "hidden")
-
-
-def soft_loss_sum(
-    student_scores: tf.Tensor,
-    teacher_scores: tf.Tensor,
-    mask: tf.Tensor,
-    temperature: float,
-    temperature_squared: bool = False,
-) -> tf.Tensor:
-    """Sum over the positions of `mask` of KL(softmax(teacher / T) ||
-    softmax(student / T)), times T**2 with `temperature_squared` (Hinton's
-    and DistilBERT's scale; without, TextBrewer's: module doc).
-
-    Args:
-        student_scores, teacher_scores: [batch, length, classes] float32
-            logits (tags, or any other classes: the last axis is the
-            distribution).
-        mask: [batch, length] bool, the positions that count.
-        temperature: T > 0.
-        temperature_squared: multiply the sum by T**2.
-
-    Returns:
-        A float32 scalar (nats, summed over positions).
-    """
-    teacher_log_p = tf.nn.log_softmax(teacher_scores / temperature)
-    student_log_p = tf.nn.log_softmax(student_scores / temperature)
-    kl = tf.reduce_sum(tf.exp(teacher_log_p) * (teacher_log_p - student_log_p), axis=-1)
-    total = tf.reduce_sum(tf.where(mask, kl, 0.0))
-    return total * temperature**2 if temperature_squared else total
 
 
 def hidden_loss_sum(student_state: tf.Tensor, teacher_state: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -161,11 +133,12 @@ class Distiller(keras.Model):
             (`teacher_token_ids`), when the vocabularies differ.
 
     Raises:
-        ValueError: different label vocabularies, a bad layer map, a
+        ValueError: different label vocabularies, a head task distillation
+            cannot teach (`Head.distillable`), a bad layer map, a
             temperature <= 0, or CRF transitions nothing would teach.
 
     `call` returns a dict: `scores`, the student's tag scores [batch,
-    length, tags] (what `decode` reads), the teacher's `teacher_scores`,
+    length - 1, tags] (what `decode` reads), the teacher's `teacher_scores`,
     the matched hidden states, and the same for the raw-text batch under
     `unlabeled` when the batch has one.
     """
@@ -190,6 +163,9 @@ class Distiller(keras.Model):
                 f"the student's labels ({student.labels.scheme}: {len(student.labels)} tags) differ from "
                 f"the teacher's ({teacher.labels.scheme}: {len(teacher.labels)} tags)"
             )
+        for role, model in (("student", student), ("teacher", teacher)):
+            if not model.head.distillable:
+                raise ValueError(f"task distillation cannot teach or learn from the {model.head.name} head ({role})")
         if temperature <= 0:
             raise ValueError(f"the temperature must be > 0, got {temperature}")
         if transitions not in TRANSITIONS:
@@ -218,8 +194,8 @@ class Distiller(keras.Model):
                 projection.build((None, None, student.backbone.hidden_dim))
         self.teacher_ids = None if teacher_ids is None else tf.constant(teacher_ids, tf.int32)
         self.transitions = None
-        if student.crf is not None:
-            self.transitions = transitions if teacher.crf is not None else "learn"
+        if hasattr(student, "crf"):
+            self.transitions = transitions if hasattr(teacher, "crf") else "learn"
             if self.transitions == "learn" and not hard_weight:
                 raise ValueError("a CRF student learns its transitions from the hard loss: give it a weight > 0")
             if self.transitions == "copy":
@@ -239,6 +215,10 @@ class Distiller(keras.Model):
         return self.student.labels
 
     @property
+    def targets(self):
+        return self.student.targets
+
+    @property
     def loss_terms(self) -> dict[str, float]:
         """Name -> weight of each entry of `loss_sum` (`TERMS`): how
         `Trainer` logs each term unweighted to TensorBoard."""
@@ -249,14 +229,15 @@ class Distiller(keras.Model):
         return self.student.head_layers()
 
     def _pass(self, features: dict[str, tf.Tensor], training: bool) -> dict:
-        states = self._states["student"](features, training=training)
-        teacher_features = dict(features)
+        inputs = {k: features[k] for k in FEATURES}
+        states = self._states["student"](inputs, training=training)
+        teacher_inputs = dict(inputs)
         if self.teacher_ids is not None:
-            teacher_features["token_ids"] = tf.gather(self.teacher_ids, features["token_ids"])
-        teacher_states = [tf.stop_gradient(s) for s in self._states["teacher"](teacher_features, training=False)]
+            teacher_inputs["token_ids"] = tf.gather(self.teacher_ids, features["token_ids"])
+        teacher_states = [tf.stop_gradient(s) for s in self._states["teacher"](teacher_inputs, training=False)]
         outputs = {
-            "scores": tf.cast(self.student.tag_scores(states[-1], training=training), tf.float32),
-            "teacher_scores": tf.stop_gradient(tf.cast(self.teacher.tag_scores(teacher_states[-1]), tf.float32)),
+            "scores": self.student.head_scores(states[-1], features, training=training),
+            "teacher_scores": tf.stop_gradient(self.teacher.head_scores(teacher_states[-1], features)),
         }
         if self.weights_by_term["hidden"]:
             project = self.projections or [lambda x: x] * len(self.layer_map)
@@ -265,44 +246,50 @@ class Distiller(keras.Model):
         return outputs
 
     def call(self, batch: dict[str, tf.Tensor], training: bool = False) -> dict:
-        outputs = self._pass({k: batch[k] for k in FEATURES}, training)
+        outputs = self._pass(batch, training)
         if PREFIX + "token_ids" in batch:
-            outputs["unlabeled"] = self._pass({k: batch[PREFIX + k] for k in FEATURES}, training)
+            outputs["unlabeled"] = self._pass(self._unlabeled(batch), training)
         return outputs
 
-    def _parts(self, batch: dict[str, tf.Tensor]) -> list[tuple[str, tf.Tensor]]:
-        """(key of the outputs, padding mask) of each part of the batch."""
-        parts = [("", batch["padding_mask"])]
+    @staticmethod
+    def _unlabeled(batch: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The raw-text part of a batch, without its prefix."""
+        return {k.removeprefix(PREFIX): v for k, v in batch.items() if k.startswith(PREFIX)}
+
+    def _parts(self, batch: dict[str, tf.Tensor]) -> list[tuple[str, dict[str, tf.Tensor]]]:
+        """(key of the outputs, features) of each part of the batch."""
+        parts = [("", batch)]
         if PREFIX + "padding_mask" in batch:
-            parts.append(("unlabeled", batch[PREFIX + "padding_mask"]))
+            parts.append(("unlabeled", self._unlabeled(batch)))
         return parts
 
     def loss_count(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         """[characters, the hard loss's count, tokens] of the batch (3,)."""
         chars = tokens = 0.0
-        for _, padding_mask in self._parts(batch):
-            chars += tf.reduce_sum(tf.cast(char_mask(padding_mask), tf.float32))
-            tokens += tf.reduce_sum(tf.cast(padding_mask, tf.float32))
+        head = self.student.head
+        for _, features in self._parts(batch):
+            chars += head.soft_loss_count(self.student.lengths(features))
+            tokens += tf.reduce_sum(tf.cast(features["padding_mask"], tf.float32))
         return tf.stack([chars, self.student.loss_count(batch), tokens])
 
     def loss_sum(self, batch: dict[str, tf.Tensor], outputs: dict) -> tf.Tensor:
         """The weighted [soft, hard, hidden] loss sums (3,) float32 (`TERMS`)."""
         sums = dict.fromkeys(TERMS, tf.constant(0.0))
-        for key, padding_mask in self._parts(batch):
+        head = self.student.head
+        for key, features in self._parts(batch):
             part = outputs[key] if key else outputs
             if self.weights_by_term["soft"]:
-                mask = char_mask(padding_mask)
-                sums["soft"] += soft_loss_sum(
-                    part["scores"], part["teacher_scores"], mask, self.temperature, self.temperature_squared
-                )
+                lengths = self.student.lengths(features)
+                soft = head.soft_loss_sum(part["scores"], part["teacher_scores"], lengths, self.temperature)
+                sums["soft"] += soft * self.temperature**2 if self.temperature_squared else soft
             if self.weights_by_term["hidden"]:
-                mask = tf.cast(padding_mask, tf.bool)
+                mask = tf.cast(features["padding_mask"], tf.bool)
                 for student, teacher in zip(part["student_states"], part["teacher_states"]):
                     sums["hidden"] += hidden_loss_sum(student, teacher, mask)
         if self.weights_by_term["hard"]:
             sums["hard"] = self.student.loss_sum(batch, outputs["scores"])
         return tf.stack([self.weights_by_term[term] * sums[term] for term in TERMS])
 
-    def decode(self, batch: dict[str, tf.Tensor], outputs: dict) -> tf.Tensor:
-        """The student's best tag ids [batch, length]."""
+    def decode(self, batch: dict[str, tf.Tensor], outputs: dict):
+        """The student's entities and tags (`kner.models.heads.Decoded`)."""
         return self.student.decode(batch, outputs["scores"])

@@ -4,9 +4,10 @@ Keras 3.15 `fit()` fails under `MultiWorkerMirroredStrategy`, and a loss
 returned from an overridden `compute_loss` is multiplied by the replica
 count, so kner runs its own loop:
 
-- each replica sums its loss terms and divides by the count (sentences for
-  the CRF, characters for softmax) all-reduced over the *global* batch, so the
-  replicas' losses add up to the global-batch mean;
+- each replica sums its loss terms and divides by the count (the head's:
+  sentences for the CRF, characters for softmax, sentences x types for
+  GlobalPointer) all-reduced over the *global* batch, so the replicas'
+  losses add up to the global-batch mean;
 - the optimizer sums gradients across replicas and then clips them
   (`kner.training.optimization`), so default, Mirrored, MultiWorkerMirrored and TPU
   strategies take the same step on the same global batch.
@@ -50,7 +51,7 @@ from absl import logging
 
 from kner.data.corpus import Sentence
 from kner.data.files import write_text
-from kner.data.pipeline import EncodedData, batched, char_mask, encode, plan_batches
+from kner.data.pipeline import EncodedData, batched, encode, plan_batches
 from kner.data.spans import Span
 from kner.data.tokenizer import CharTokenizer
 from kner.error_report import write_report
@@ -114,7 +115,8 @@ class Trainer:
     Args:
         model: a `Tagger`, or a model that trains one (a
             `kner.training.distillation.Distiller`): anything with `labels`,
-            `loss_count`, `loss_sum` and `decode` like the `Tagger`'s.
+            `targets`, `loss_count`, `loss_sum` and `decode` like the
+            `Tagger`'s.
             `loss_count` and `loss_sum` may return vectors of as many loss
             terms, each normalised by its own global count; the loss is
             their sum. A model that names them (`loss_terms`: name ->
@@ -167,7 +169,7 @@ class Trainer:
         self._compute_gradients = tf.function(self._gradients, jit_compile=config.jit_compile)
         # Traced on first use with the dataset's element_spec (batch and length
         # unknown), so that batches of new shapes do not retrace.
-        self._traced_step = self._forward = None
+        self._traced_step = self._forward = self._decode = None
         self._eval_datasets: dict = {}
         self.last_predictions: list[list[Span]] | None = None  # of the last `evaluate`
         self._summaries = {}
@@ -220,10 +222,9 @@ class Trainer:
         results = self.strategy.run(self._replica_step, args=(batch,))
         return self.strategy.reduce(tf.distribute.ReduceOp.SUM, results, axis=None)
 
-    def _loss_and_tags(self, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _loss_and_scores(self, batch: dict[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         scores = self.model(batch, training=False)
-        loss_sum = self.model.loss_sum(batch, scores)
-        return loss_sum, self.model.loss_count(batch), self.model.decode(batch, scores)
+        return self.model.loss_sum(batch, scores), self.model.loss_count(batch), scores
 
     # ---- loops ------------------------------------------------------------
 
@@ -242,7 +243,7 @@ class Trainer:
         `TrainingStopped` is raised; `fit` on the same model_dir resumes."""
         config = self.config
         per_epoch = steps_per_epoch(train, config)
-        encoded = encode(train, tokenizer, self.model.labels, max_chars=config.max_seq_length - 2)
+        encoded = encode(train, tokenizer, self.model.targets, max_chars=config.max_seq_length - 2)
         self.restore()
         self._stop = stop
         report = self._read_report()
@@ -350,8 +351,9 @@ class Trainer:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
 
     def evaluate(self, sentences: Sequence[Sentence], tokenizer: CharTokenizer) -> dict:
-        """Dev loss plus the scores of `kner.metrics.evaluate` (seqeval on the
-        tags the model produced).
+        """Dev loss plus the scores of `kner.metrics.evaluate`: exact
+        (start, end, type) spans, nested ones counted, and seqeval on the tags
+        the model produced where its head tags.
 
         Nothing is cut: texts longer than `max_seq_length - 2` characters are
         tagged through overlapping windows exactly as the exported model does
@@ -362,18 +364,24 @@ class Trainer:
         fits = [i for i, s in enumerate(sentences) if len(s.text) <= limit]
         longer = [i for i, s in enumerate(sentences) if len(s.text) > limit]
         dataset = self._eval_dataset(sentences, fits, tokenizer)
-        labels = self.tagger.labels
+        type_names = self.tagger.head.type_names
         predicted: list[list[Span] | None] = [None] * len(sentences)
         tags: list[list[str] | None] = [None] * len(sentences)  # what the model produced, for seqeval
         rows, loss_sum, count = iter(fits), 0.0, 0.0
         for batch in dataset:
             self._check_stop()
-            batch_loss, batch_count, tag_ids = self._forward(batch)
+            batch_loss, batch_count, scores = self._forward(batch)
             loss_sum, count = loss_sum + batch_loss.numpy(), count + batch_count.numpy()
-            for row, mask in zip(tag_ids.numpy(), char_mask(batch["padding_mask"]).numpy()):
+            decoded = self._decode(batch, scores)
+            spans = decoded.spans
+            starts = np.cumsum(spans.per_row.numpy()) - spans.per_row.numpy()
+            values = zip(spans.start.numpy(), spans.end.numpy(), spans.type.numpy())
+            found = [Span(int(s), int(e), type_names[t]) for s, e, t in values]
+            for row, (first, number) in enumerate(zip(starts, spans.per_row.numpy())):
                 index = next(rows)
-                predicted[index] = labels.decode(row[mask])[0]
-                tags[index] = [labels.tags[i] for i in row[mask]]
+                predicted[index] = found[first : first + number]
+                if decoded.tags is not None:
+                    tags[index] = [t.decode() for t in decoded.tags[row, : len(sentences[index].text)].numpy()]
         if longer:
             predictor = Predictor(TextTagger(self.tagger, tokenizer, self.config.max_seq_length))
             results = predictor.run([sentences[i].text for i in longer], batch_size=self.config.eval_batch_size)
@@ -382,7 +390,8 @@ class Trainer:
                 tags[i] = result.tags
         texts, gold = [s.text for s in sentences], [s.spans for s in sentences]
         self.last_predictions = predicted  # for the error report of the best evaluation
-        report = evaluate(texts, gold, predicted, tags, labels.scheme)
+        has_tags = all(t is not None for t in tags)
+        report = evaluate(texts, gold, predicted, tags if has_tags else None, self.tagger.labels.scheme)
         report["loss"] = float(np.sum(loss_sum / np.maximum(count, 1.0))) if np.any(count) else None
         report["loss_sentences"] = len(fits)
         return report
@@ -391,14 +400,16 @@ class Trainer:
         """The batches of `sentences[rows]`, built (and cached) once per dev set."""
         key = (id(sentences), len(sentences))
         if key not in self._eval_datasets:
-            data = encode([sentences[i] for i in rows], tokenizer, self.model.labels)
+            data = encode([sentences[i] for i in rows], tokenizer, self.model.targets)
             size, multiple = self.config.eval_batch_size, self._pad_to_multiple()
             self._eval_datasets[key] = batched(data, tokenizer, size, None, multiple)
         dataset = self._eval_datasets[key]
         if self._forward is None:
             self._forward = tf.function(
-                self._loss_and_tags, jit_compile=self.config.jit_compile, input_signature=[dataset.element_spec]
+                self._loss_and_scores, jit_compile=self.config.jit_compile, input_signature=[dataset.element_spec]
             )
+            # Decoding finds a variable number of spans: never under XLA.
+            self._decode = tf.function(self.model.decode, reduce_retracing=True)
         return dataset
 
     def _end_of_epoch_eval(self, dev, tokenizer, epoch: int) -> dict | None:
@@ -415,7 +426,8 @@ class Trainer:
             tf.summary.scalar("overall/type_macro_f1", report["type_macro_f1"])
             if "cluener_score_f1" in report:
                 tf.summary.scalar("overall/cluener_score_f1", report["cluener_score_f1"])
-            tf.summary.scalar("overall/seqeval_f1", report["seqeval"]["f1-score"])
+            if "seqeval" in report:
+                tf.summary.scalar("overall/seqeval_f1", report["seqeval"]["f1-score"])
             for entity_type, scores in report["per_type"].items():
                 for name in ("precision", "recall", "f1"):
                     tf.summary.scalar(f"{entity_type}/{name}", scores[name])

@@ -6,7 +6,7 @@ import pytest
 from shared_data import SHARED_DATA as DATA
 from shared_data import shared_file
 
-from kner.data.corpus import Sentence, read_corpus, write_cluener, write_column
+from kner.data.corpus import Sentence, detect_format, read_corpus, write_cluener, write_cmeee, write_column
 from kner.data.spans import Span
 from kner.data.tags import SCHEMES
 from kner.errors import InputError
@@ -41,17 +41,39 @@ BAD_INPUTS = [
         "span [1, 2] of name 'ab' covers 'bc'",
     ),
     (
-        "overlap.json",
-        GOOD + '{"text": "abcd", "label": {"x": {"abc": [[0, 2]]}, "y": {"cd": [[2, 3]]}}}',
-        2,
-        "overlapping spans [0, 2] x 'abc' and [2, 3] y 'cd'",
+        "cmeee_mismatch.json",
+        '[\n {"text": "ab", "entities": []},\n {"text": "abc", "entities": [\n'
+        '  {"start_idx": 0, "end_idx": 1, "type": "x", "entity": "bc"}]}\n]',
+        3,
+        "record 1: entity 0 [0, 1] x 'bc' covers 'ab'",
     ),
     (
-        "two_types.json",
-        '{"text": "abcd", "label": {"x": {"ab": [[0, 1]]}, "y": {"ab": [[0, 1]]}}}\n',
+        "cmeee_outside.json",
+        '[{"text": "abc", "entities": [{"start_idx": 2, "end_idx": 3, "type": "x", "entity": "c"}]}]',
         1,
-        "overlapping spans [0, 1] x 'ab' and [0, 1] y 'ab'",
+        "record 0: entity 0 [2, 3] x 'c' is outside the text (length 3)",
     ),
+    (
+        "cmeee_backwards.json",
+        '[{"text": "abc", "entities": [{"start_idx": 2, "end_idx": 0, "type": "x", "entity": "c"}]}]',
+        1,
+        "record 0: entity 0 [2, 0] x 'c': end_idx is before start_idx",
+    ),
+    (
+        "cmeee_empty_entity.json",
+        '[{"text": "abc", "entities": [{"start_idx": 2, "end_idx": 1, "type": "x", "entity": ""}]}]',
+        1,
+        "end_idx is before start_idx; --lenient drops an empty entity (end_idx = start_idx - 1)",
+    ),
+    (
+        "cmeee_field.json",
+        '[{"text": "abc", "entities": [{"start_idx": 0, "end_idx": 1, "type": "x"}]}]',
+        1,
+        'record 0: entity 0 must be {"start_idx": int, "end_idx": int, "type": str, "entity": str}',
+    ),
+    ("cmeee_malformed.json", '[\n {"text": "a"},\n {"text": }\n]', 3, "record 1: malformed JSON"),
+    ("cmeee_record.json", '[\n {"text": "a"},\n 7\n]', 3, 'record 1: expected an object with a "text" string'),
+    ("cmeee_trailing.json", '[{"text": "a"}] []', 1, "extra data after the list"),
     ("no_tag.txt", "中 O\n\n文 O\n国\n", 4, "expected 'character tag', got '国'"),
     ("word.txt", "中 O\n\n中国 B-LOC\n", 3, "expected one character before the tag, got '中国' (one word a line? --"),
     ("no_tag.conll", "EU B-ORG\nrejects O\n\nGerman\n", 4, "missing tag column: expected 'word tag'"),
@@ -136,7 +158,60 @@ def test_read_cluener(tmp_path, caplog):
         str(path),
         2,
     )
-    assert "1 sentence(s) have an entity nested in another (first at line 2)" in caplog.text
+    assert not caplog.text  # nested spans are data; the heads decide (kner.cli.check_spans)
+
+
+def test_cluener_keeps_crossing_and_same_extent_spans(tmp_path):
+    path = tmp_path / "overlaps.json"
+    label = {"x": {"abc": [[0, 2]], "ab": [[0, 1]]}, "y": {"cd": [[2, 3]], "ab": [[0, 1]]}}
+    path.write_text(json.dumps({"text": "abcd", "label": label}) + "\n")
+    [sentence] = read_corpus(path)
+    assert sentence.spans == [Span(0, 1, "x"), Span(0, 1, "y"), Span(0, 2, "x"), Span(2, 3, "y")]
+
+
+CMEEE = [
+    {
+        "text": "肺内病变伴右肺门增大",
+        "entities": [
+            {"start_idx": 0, "end_idx": 3, "type": "sym", "entity": "肺内病变"},
+            {"start_idx": 0, "end_idx": 1, "type": "bod", "entity": "肺内"},
+            {"start_idx": 5, "end_idx": 7, "type": "bod", "entity": "右肺门"},
+            {"start_idx": 5, "end_idx": 7, "type": "sym", "entity": "右肺门"},  # same extent, two types
+            {"start_idx": 6, "end_idx": 9, "type": "sym", "entity": "肺门增大"},  # crosses 5-7
+        ],
+    },
+    {"text": "无", "entities": []},
+    {"text": "😀检查", "entities": [{"start_idx": 1, "end_idx": 2, "type": "pro", "entity": "检查"}]},
+]
+
+
+def test_cmeee_round_trip_is_identical_with_every_kind_of_overlap(tmp_path):
+    source = tmp_path / "cmeee.json"
+    source.write_text(json.dumps(CMEEE, ensure_ascii=False, indent=1), encoding="utf-8")
+    sentences = read_corpus(source)
+    assert detect_format(source) == "cmeee"
+    assert [len(s.spans) for s in sentences] == [5, 0, 1]
+    assert sentences[0].spans[:2] == [Span(0, 3, "sym"), Span(0, 1, "bod")]  # file order kept
+    assert [s.line for s in sentences] == [2, 37, 41]  # where each record opens
+    written = tmp_path / "again.json"
+    write_cmeee(written, sentences)
+    assert written.read_bytes() == source.read_bytes()
+
+
+def test_cmeee_lenient_drops_empty_entities(tmp_path, caplog):
+    path = tmp_path / "empty.json"
+    entities = [{"start_idx": 1, "end_idx": 0, "type": "pro", "entity": ""}, CMEEE[2]["entities"][0]]
+    path.write_text(json.dumps([{"text": "😀检查", "entities": entities}], ensure_ascii=False))
+    with caplog.at_level(logging.WARNING):
+        [sentence] = read_corpus(path, strict=False)
+    assert sentence.spans == [Span(1, 2, "pro")]
+    assert "dropped 1 empty entities (end_idx = start_idx - 1) in 1 record(s) (first at line 1)" in caplog.text
+
+
+def test_unlabelled_cmeee_records_have_no_spans(tmp_path):
+    path = tmp_path / "test.json"
+    path.write_text('[{"text": "肺内"}, {"text": ""}]')
+    assert [(s.text, s.spans) for s in read_corpus(path, "cmeee")] == [("肺内", None), ("", None)]
 
 
 def test_read_unlabelled_cluener():

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_corpus import BAD_INPUTS, SURROGATE_LINE, write_bad_input
+from test_corpus import BAD_INPUTS, CMEEE, SURROGATE_LINE, write_bad_input
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
@@ -67,7 +67,43 @@ def test_stats_counts(tmp_path):
     ]
 
 
-@pytest.mark.parametrize("to", ["bio", "bios", "bioes", "bmes", "cluener"])
+def test_stats_count_overlapping_pairs(tmp_path):
+    path = tmp_path / "cmeee.json"
+    path.write_text(json.dumps(CMEEE, ensure_ascii=False), encoding="utf-8")
+    result = run_data("stats", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-4:] == [
+        "overlapping entity pairs (in sentences)",
+        "  nested            1  (1)",
+        "  crossing          2  (1)",
+        "  same extent       1  (1)",
+    ]
+
+
+def test_split_draws_a_seeded_dev_set_and_keeps_file_order(tmp_path):
+    source = tmp_path / "all.json"
+    records = [
+        {"text": f"第{i}句", "entities": [{"start_idx": 0, "end_idx": 0, "type": "x", "entity": "第"}]}
+        for i in range(20)
+    ]
+    source.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
+
+    def split(seed: int, *extra: str) -> tuple[list[str], list[str]]:
+        train, dev = tmp_path / f"train{seed}.json", tmp_path / f"dev{seed}.json"
+        result = run_data("split", source, train, dev, "--dev_size=5", f"--seed={seed}", *extra)
+        assert result.returncode == 0, result.stderr
+        return tuple([r["text"] for r in json.loads(path.read_text(encoding="utf-8"))] for path in (train, dev))
+
+    train, dev = split(1)
+    assert len(dev) == 5 and len(train) == 15 and set(train) | set(dev) == {r["text"] for r in records}
+    assert dev == sorted(dev, key=lambda t: int(t[1:-1]))  # file order
+    assert split(1) == (train, dev) and split(2)[1] != dev
+    assert len(split(3, "--train_size=4")[0]) == 4
+    too_many = run_data("split", source, tmp_path / "a.json", tmp_path / "b.json", "--dev_size=20")
+    assert too_many.returncode == 2 and "cannot draw 20 dev" in too_many.stderr
+
+
+@pytest.mark.parametrize("to", ["bio", "bios", "bioes", "bmes", "cluener", "cmeee"])
 def test_convert_round_trip(tmp_path, to):
     source = tmp_path / "in.json"
     records = [
@@ -140,7 +176,10 @@ def test_help_and_usage():
     assert "Traceback" not in help_text.stderr
     unknown = run_data("frobnicate")
     assert unknown.returncode == 2
-    assert unknown.stderr == "error: expected a command: stats, convert, validate (see python -m kner.data --help)\n"
+    assert (
+        unknown.stderr
+        == "error: expected a command: stats, convert, validate, split (see python -m kner.data --help)\n"
+    )
     assert run_data("convert", "only-one-file", "--output_format=bio").returncode == 2
     bad_enum = run_data("stats", "x.json", "--input_tag_scheme=iob3")
     assert bad_enum.returncode == 2 and bad_enum.stderr.count("\n") == 1

@@ -34,10 +34,12 @@ def test_batch_layout(tok):
     assert batch["padding_mask"].numpy().sum(axis=1).tolist() == [5, 3, 7, 2]
     assert not batch["segment_ids"].numpy().any()
     b_loc, i_loc, b_name = LABELS.tag_to_id("B-loc"), LABELS.tag_to_id("I-loc"), LABELS.tag_to_id("B-name")
-    assert batch["label_ids"].numpy()[0].tolist() == [0, b_loc, i_loc, 0, 0, 0, 0]
-    assert batch["label_ids"].numpy()[1].tolist()[:3] == [0, b_name, 0]
+    # Labels at the heads' positions: the characters, after [CLS].
+    assert batch["label_ids"].numpy()[0].tolist() == [b_loc, i_loc, 0, 0, 0, 0]
+    assert batch["label_ids"].numpy()[1].tolist()[:2] == [b_name, 0]
     mask = char_mask(batch["padding_mask"]).numpy()
     assert mask.astype(int).tolist()[0] == [0, 1, 1, 1, 0, 0, 0]
+    np.testing.assert_array_equal(batch["label_mask"], mask)
     assert not mask[3].any()  # an empty sentence has no labelled position
 
 
@@ -106,7 +108,9 @@ def test_pad_to_multiple_rounds_lengths_up_and_pads_like_the_batch_padding(tok):
     for short, long in zip(plain, rounded):
         width = short["token_ids"].shape[1]
         assert long["token_ids"].shape[1] == -(-width // 4) * 4
-        for key, padding in (("token_ids", tok.pad_id), ("padding_mask", False), ("label_ids", 0)):
+        for key, padding in (("token_ids", tok.pad_id), ("padding_mask", False), ("label_mask", False)):
             np.testing.assert_array_equal(long[key][:, :width], short[key])
             assert (long[key].numpy()[:, width:] == padding).all()
+        np.testing.assert_array_equal(long["label_ids"][:, : width - 1], short["label_ids"])
+        assert not long["label_ids"].numpy()[:, width - 1 :].any()
         np.testing.assert_array_equal(char_mask(long["padding_mask"])[:, :width], char_mask(short["padding_mask"]))

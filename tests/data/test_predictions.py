@@ -28,7 +28,8 @@ def gold_file(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("output_format", "joined"), [("jsonl", "by position"), ("cluener", "by position"), ("submission", "by id")]
+    ("output_format", "joined"),
+    [("jsonl", "by position"), ("cluener", "by position"), ("submission", "by id"), ("cmeee", "by position")],
 )
 def test_every_predict_output_format_reads_back(tmp_path, gold_file, output_format, joined):
     path = tmp_path / f"predictions.{output_format}"

@@ -1,9 +1,11 @@
 import json
 
+import h5py
 import pytest
 from tagger_dirs import build_model_dir
 
-from kner.models.artifacts import SETTINGS, load_tagger
+from kner.errors import InputError
+from kner.models.artifacts import SETTINGS, WEIGHTS, load_tagger
 
 
 @pytest.mark.parametrize("head, decoding", [("softmax", "argmax"), ("softmax", "viterbi"), ("crf", "viterbi")])
@@ -11,7 +13,7 @@ def test_the_decoding_is_saved_with_the_model(tmp_path, head, decoding):
     model_dir = build_model_dir(tmp_path / "m", head=head, decoding=decoding)
     assert json.loads((model_dir / SETTINGS).read_text())["decode"] == decoding
     model, _, settings = load_tagger(model_dir)
-    assert (model.head, model.decoding, settings["decode"]) == (head, decoding, decoding)
+    assert (model.head.name, model.head.decoding, settings["decode"]) == (head, decoding, decoding)
 
 
 def test_a_model_dir_without_decode_keeps_its_argmax(tmp_path):
@@ -20,4 +22,20 @@ def test_a_model_dir_without_decode_keeps_its_argmax(tmp_path):
     settings = json.loads((model_dir / SETTINGS).read_text())
     del settings["decode"]
     (model_dir / SETTINGS).write_text(json.dumps(settings))
-    assert load_tagger(model_dir)[0].decoding == "argmax"
+    assert load_tagger(model_dir)[0].head.decoding == "argmax"
+
+
+def test_head_weights_keep_the_flat_layout_of_earlier_model_dirs(tmp_path):
+    """The head's layers sit at the top of the weights file, as before heads
+    were objects: model_dirs written then still load."""
+    model_dir = build_model_dir(tmp_path / "m", head="crf")
+    with h5py.File(model_dir / WEIGHTS) as weights:
+        assert {"classifier", "crf"} <= set(weights)
+
+
+def test_an_unknown_head_in_settings_is_one_line(tmp_path):
+    model_dir = build_model_dir(tmp_path / "m", head="crf")
+    settings = json.loads((model_dir / SETTINGS).read_text())
+    (model_dir / SETTINGS).write_text(json.dumps({**settings, "head": "lstm"}))
+    with pytest.raises(InputError, match="settings.json: head must be one of crf, softmax"):
+        load_tagger(model_dir)

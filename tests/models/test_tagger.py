@@ -50,13 +50,24 @@ def char_rows(batch):
     return list(enumerate(char_mask(batch["padding_mask"]).numpy().sum(axis=1).tolist()))
 
 
+def test_the_head_reads_the_characters_after_cls(batch):
+    """Scores, labels and the label mask line up: position i is character i."""
+    model = tagger("softmax")
+    scores = model(batch)
+    assert scores.shape[:2] == batch["label_ids"].shape == (4, batch["token_ids"].shape[1] - 1)
+    np.testing.assert_array_equal(batch["label_mask"], char_mask(batch["padding_mask"]))
+    np.testing.assert_array_equal(model.lengths(batch), [5, 1, 0, 10])
+    sequence = model.backbone({k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask")})["sequence_output"]
+    np.testing.assert_allclose(scores, model.classifier(sequence)[:, 1:], rtol=1e-6)
+
+
 def test_softmax_loss_is_the_cross_entropy_summed_over_characters(batch):
     model = tagger("softmax")
     scores = model(batch).numpy()
     labels = batch["label_ids"].numpy()
     expected = 0.0
     for row, chars in char_rows(batch):
-        for position in range(1, chars + 1):  # token 0 is [CLS]
+        for position in range(chars):  # the head's position 0 is the first character
             logits = scores[row, position].astype(np.float64)
             expected -= logits[labels[row, position]] - np.log(np.exp(logits).sum())
     assert float(model.loss_sum(batch, scores)) == pytest.approx(expected, rel=1e-5)
@@ -70,7 +81,7 @@ def test_crf_loss_is_the_negative_log_likelihood_of_each_unpadded_sentence(batch
     expected = 0.0
     for row, chars in char_rows(batch):
         if chars:
-            unpadded = scores[row : row + 1, 1 : chars + 1], labels[row : row + 1, 1 : chars + 1]
+            unpadded = scores[row : row + 1, :chars], labels[row : row + 1, :chars]
             expected -= float(model.crf.log_likelihood(*unpadded)[0])
     assert float(model.loss_sum(batch, scores)) == pytest.approx(expected, rel=1e-5)
     assert float(model.loss_count(batch)) == 3  # sentences with characters
@@ -95,11 +106,20 @@ def best_valid_path(log_probs: np.ndarray) -> list[int]:
 def test_decode_tags_characters_only(batch, head, decoding):
     model = tagger(head, decoding)
     scores = model(batch)
-    tags = model.decode(batch, scores).numpy()
+    decoded = model.decode(batch, scores)
+    tags = np.pad(decoded.tag_ids.numpy(), [[0, 0], [1, 0]])  # at token positions
     mask = char_mask(batch["padding_mask"]).numpy()
     assert not tags[~mask].any()
+    assert (decoded.tags.numpy()[~mask[:, 1:]] == b"").all()
     for row, chars in char_rows(batch):
-        unpadded = scores[row : row + 1, 1 : chars + 1]
+        unpadded = scores[row : row + 1, :chars]
+        names = [t.decode() for t in decoded.tags[row, :chars].numpy()]
+        assert names == [LABELS.tags[i] for i in tags[row, 1 : chars + 1]]
+        row_spans = decoded.spans.row.numpy() == row
+        found = zip(*(getattr(decoded.spans, k).numpy()[row_spans] for k in ("start", "end", "type")))
+        assert [Span(int(s), int(e), model.head.type_names[t]) for s, e, t in found] == LABELS.decode(names_ids(names))[
+            0
+        ]
         if head == "crf":
             expected = model.crf.decode(unpadded)[0].numpy()[0] if chars else []
         elif decoding == "argmax":
@@ -113,6 +133,10 @@ def test_decode_tags_characters_only(batch, head, decoding):
     assert tags[mask].any()  # random weights do not tag everything `O`
 
 
+def names_ids(names: list[str]) -> list[int]:
+    return [LABELS.tag_to_id(name) for name in names]
+
+
 def test_softmax_viterbi_repairs_what_argmax_breaks(batch):
     """With the same weights, argmax yields sequences the strict reader
     rejects (random weights), constrained Viterbi never does."""
@@ -120,8 +144,8 @@ def test_softmax_viterbi_repairs_what_argmax_breaks(batch):
     scores = viterbi(batch)
     np.testing.assert_array_equal(scores, argmax(batch))
     rows = [(row, chars) for row, chars in char_rows(batch) if chars]
-    argmax_tags = argmax.decode(batch, scores).numpy()
-    viterbi_tags = viterbi.decode(batch, scores).numpy()
+    argmax_tags = np.pad(argmax.decode(batch, scores).tag_ids.numpy(), [[0, 0], [1, 0]])
+    viterbi_tags = np.pad(viterbi.decode(batch, scores).tag_ids.numpy(), [[0, 0], [1, 0]])
 
     def valid(tags, row, chars):
         try:
@@ -135,7 +159,7 @@ def test_softmax_viterbi_repairs_what_argmax_breaks(batch):
 
 
 def test_argmax_decoding_is_for_the_softmax_head_only():
-    with pytest.raises(ValueError, match="viterbi for the crf head"):
+    with pytest.raises(ValueError, match="--decode=argmax does not apply to the crf head"):
         Tagger(backbone_from_config(tiny_config(40)), LABELS, head="crf", decoding="argmax")
 
 

@@ -92,8 +92,14 @@ def test_the_c_loader_agrees_with_the_predictor(answer, in_process):
 
 
 def test_every_output_equals_the_signature_in_python(answer, export_dir):
-    signature = tf.saved_model.load(str(export_dir / "1")).signatures["serving_default"]
     encoded = [_SURROGATES.sub("\ufffd", t).encode() for t in TEXTS] + [b"\xff\xfe\xe5\xbc\xa0\xe4\xb8\x89"]
+    assert_same_outputs(answer, export_dir, encoded)
+    assert answer[-1]["num_chars"] == 4 and answer[-1]["entity_text"][0] == "张三"
+
+
+def assert_same_outputs(answer: list[dict], export_dir: Path, encoded: list[bytes]) -> None:
+    """The program's answers equal the Python signature's, output for output."""
+    signature = tf.saved_model.load(str(export_dir / "1")).signatures["serving_default"]
     assert len(answer) == len(encoded)
     for begin in range(0, len(encoded), BATCH):
         outputs = signature(text=tf.constant(encoded[begin : begin + BATCH]))
@@ -107,7 +113,35 @@ def test_every_output_equals_the_signature_in_python(answer, export_dir):
                 np.testing.assert_allclose(got.astype(np.float32), value, rtol=1e-5, err_msg=name)
             else:
                 assert got.tolist() == value.tolist(), name
-    assert answer[-1]["num_chars"] == 4 and answer[-1]["entity_text"][0] == "张三"
+
+
+@pytest.mark.parametrize("decoding", ["nested", "flat"])
+def test_a_global_pointer_export_runs_in_the_c_loader(run_export, tmp_path_factory, decoding):
+    """Span decoding of a pair head inside the graph (windows, chunks sorted by
+    length for an 11,000-character text, the windows' rule, nested entities,
+    or the flat option's greedy choice) in TensorFlow's C loader."""
+    from tagger_dirs import toy_dir
+
+    from kner.models.artifacts import SETTINGS
+    from kner.serving.saved_model import export_model
+
+    model_dir = tmp_path_factory.mktemp("c_loader_gp") / "model"
+    shutil.copytree(toy_dir(tmp_path_factory.getbasetemp(), "global_pointer"), model_dir)
+    settings = json.loads((model_dir / SETTINGS).read_text())
+    (model_dir / SETTINGS).write_text(json.dumps({**settings, "decode": decoding}))
+    export_dir = model_dir.parent / "export"
+    export_model(model_dir, export_dir)
+    texts = [*TEXTS, "在北京大学和上海市大学的张三" * 3, "在北京大学和上海市大学的张三" * 800]
+    ran = run(run_export, json_lines(texts), f"--export_dir={export_dir}", f"--batch_size={BATCH}")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    answer = [json.loads(line) for line in ran.stdout.decode().splitlines()]
+    assert_same_outputs(answer, export_dir, [_SURROGATES.sub("\ufffd", t).encode() for t in texts])
+    found = [(t, s, e) for t, s, e in zip(*(answer[-2][k] for k in ("entity_type", "entity_start", "entity_end")))]
+    assert set(answer[-2]["tags"]) == {""} and len(answer[-1]["entity_type"]) >= 2_400
+    if decoding == "nested":
+        assert {("loc", 1, 2), ("org", 1, 4), ("loc", 15, 16), ("org", 15, 18)} <= set(found)  # across windows
+    else:
+        assert found and all(a[2] < b[1] for a, b in zip(found, found[1:]))  # no two overlap
 
 
 def test_bad_input_is_one_line_and_status_2(run_export, export_dir, tmp_path):

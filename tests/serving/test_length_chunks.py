@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kner.serving.length_chunks import scores_by_length
+from kner.models.heads import Spans
+from kner.serving.length_chunks import scores_by_length, spans_by_length
 
 ROWS = [[2, 5, 3], [2, 3], [2, 7, 7, 7, 3], [2, 9, 3], [2, 4, 4, 4, 4, 4, 3]]
 
@@ -83,3 +84,33 @@ def test_in_a_graph_and_for_an_empty_batch():
 def test_chunk_tokens_must_be_positive():
     with pytest.raises(ValueError, match="chunk_tokens"):
         scores_by_length(score([]), tf.ragged.constant(ROWS), pad_id=0, chunk_tokens=0, num_outputs=2)
+
+
+def decode(calls: list):
+    """Spans [token, position] of every token that is even, scored by the
+    token: the same in any chunk."""
+
+    def run(token_ids, padding_mask):
+        calls.append(tuple(token_ids.shape))
+        index = tf.cast(tf.where(padding_mask & (token_ids % 2 == 0)), tf.int32)
+        token = tf.gather_nd(token_ids, index)
+        per_row = tf.reduce_sum(tf.cast(padding_mask & (token_ids % 2 == 0), tf.int32), axis=1)
+        return Spans(index[:, 0], index[:, 1], index[:, 1], token, tf.cast(token, tf.float32), per_row)
+
+    return run
+
+
+@pytest.mark.parametrize("chunk_tokens", [1, 6, 14, 35])
+def test_spans_of_every_chunk_come_back_by_row(chunk_tokens):
+    calls = []
+    got = spans_by_length(decode(calls), tf.ragged.constant(ROWS), pad_id=0, chunk_tokens=chunk_tokens)
+    found = sorted(zip(*(t.numpy().tolist() for t in (got.row, got.start, got.type, got.score))))
+    expected = sorted((r, j, t, float(t)) for r, row in enumerate(ROWS) for j, t in enumerate(row) if t % 2 == 0)
+    assert found == expected
+    one_batch = len(ROWS) * 7 <= chunk_tokens
+    assert calls == ([(5, 7)] if one_batch else chunks([len(row) for row in ROWS], chunk_tokens))
+
+
+def test_spans_of_no_rows():
+    got = spans_by_length(decode([]), tf.ragged.constant([], tf.int32, ragged_rank=1), pad_id=0, chunk_tokens=8)
+    assert got.row.shape == (0,) and got.score.dtype == tf.float32

@@ -1,3 +1,4 @@
+import random
 import subprocess
 import sys
 
@@ -5,6 +6,7 @@ import pytest
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tagger_dirs import cached_export, toy_dir, toy_nested_sentence
 from train_runs import REPO, child_env
 
 import kner
@@ -157,3 +159,31 @@ def test_the_python_api_prints_nothing_of_tensorflows_start_up(source, request):
     env["TF_CPP_MIN_LOG_LEVEL"] = "0"
     shown = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO)
     assert "oneDNN" in shown.stderr and shown.stdout == "张三\n"
+
+
+# Pair heads (GlobalPointer): the export decodes each window inside the graph.
+
+
+@pytest.fixture(scope="module", params=["global_pointer", "efficient_global_pointer"])
+def pair_dirs(request, tmp_path_factory):
+    base = tmp_path_factory.getbasetemp()
+    model_dir = toy_dir(base, request.param)
+    return model_dir, cached_export(base, f"toy_{request.param}_export", model_dir)
+
+
+def test_pair_head_export_finds_what_the_python_api_finds(pair_dirs):
+    """Nested entities, emoji, control characters, and a 10,000-character
+    text through windows: the SavedModel answers as the in-process graph."""
+    model_dir, export_dir = pair_dirs
+    rng = random.Random(4)
+    long = "".join(toy_nested_sentence(rng, 3).text for _ in range(1_200))[:10_000]
+    texts = [*TRICKY, "在北京大学和上海市大学的张三", "😀\x01北京大学\t王五", long]
+    expected = Predictor.from_dir(model_dir).run(texts, batch_size=4)
+    got = Predictor.from_dir(export_dir).run(texts, batch_size=5)
+    assert same(got, expected)
+    assert all(p.tags is None for p in got)
+    spans = {(e.type, e.start, e.end) for e in expected[-3].entities}
+    assert {("loc", 1, 2), ("org", 1, 4), ("loc", 6, 8), ("org", 6, 10), ("name", 12, 13)} <= spans
+    assert len(long) == 10_000 and len(expected[-1].entities) > 500
+    for text, prediction in zip(texts, got):
+        assert all(text[e.start : e.end + 1] == e.text and 0 < e.score < 1 for e in prediction.entities)

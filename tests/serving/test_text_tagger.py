@@ -6,7 +6,7 @@ import tagger_dirs
 import tensorflow as tf
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tagger_dirs import NAMES, PLACES, cached_model_dir, toy_sentence
+from tagger_dirs import NAMES, PLACES, cached_model_dir, toy_nested_sentence, toy_sentence
 from test_windows import reference_owner, reference_starts
 from viterbi_reference import stepwise_viterbi
 
@@ -16,7 +16,8 @@ from kner.data.spans import Span
 from kner.data.tags import SCHEMES
 from kner.models.artifacts import load_tagger
 from kner.models.crf import FORWARD_UNROLL
-from kner.serving.text_tagger import CHUNK_WORK, TextTagger, span_bounds, tag_roles
+from kner.models.heads.tags import span_bounds, tag_roles
+from kner.serving.text_tagger import CHUNK_WORK, TextTagger
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +100,9 @@ def test_short_texts_match_the_python_pipeline(toy, windowed):
     texts = ["", "张三", "在北京的李小四", "a张三 ０"] + [toy_sentence(rng, 1).text[:14] for _ in range(8)]
     out = outputs(windowed, texts)
     batch = to_features({"text": tf.constant(texts)}, tokenizer)
-    tag_ids = model.decode(batch, model(batch)).numpy()
+    tag_ids = model.decode(batch, model(batch)).tag_ids.numpy()
     for row, text in enumerate(texts):
-        ids = tag_ids[row, 1 : len(text) + 1]
+        ids = tag_ids[row, : len(text)]
         assert out["num_chars"][row] == len(text)
         assert [t.decode() for t in out["tags"][row, : len(text)]] == [model.labels.tags[i] for i in ids]
         assert not any(out["tags"][row, len(text) :])
@@ -129,7 +130,7 @@ def test_served_tags_are_the_stepwise_viterbi_path(toy):
     trans = crf.transitions.numpy() + crf._transition_penalty
     start = crf.start_transitions.numpy() + crf._start_penalty
     end = crf.end_transitions.numpy() + crf._end_penalty
-    scores = model(to_features({"text": tf.constant(texts)}, tokenizer)).numpy()[:, 1:]
+    scores = model(to_features({"text": tf.constant(texts)}, tokenizer)).numpy()
     expected, _ = stepwise_viterbi(scores, [len(text) for text in texts], trans, start, end)
     for row, text in enumerate(texts):
         n = len(text)
@@ -168,7 +169,7 @@ def test_entity_score_is_mean_probability_of_chosen_tags(toy, windowed):
     text = "的张三是"
     out = outputs(windowed, [text])
     scores = model(to_features({"text": tf.constant([text])}, tokenizer))
-    probabilities = tf.nn.softmax(scores[0, 2:4]).numpy()
+    probabilities = tf.nn.softmax(scores[0, 1:3]).numpy()
     chosen = [model.labels.tag_to_id(t.decode()) for t in out["tags"][0, 1:3]]
     assert out["entity_score"][0, 0] == pytest.approx(np.mean(probabilities[[0, 1], chosen]), rel=1e-5)
 
@@ -247,12 +248,12 @@ def test_windows_with_attention_match_a_python_merge(tmp_path_factory):
         starts = reference_starts(n, window, stride)
         pieces = [text[s : s + window] for s in starts]
         scores = model(to_features({"text": tf.constant(pieces)}, tokenizer)).numpy()
-        merged = np.zeros([n + 2, len(model.labels)], np.float32)
+        merged = np.zeros([n + 1, len(model.labels)], np.float32)
         for i in range(n):
             k = reference_owner(i, n, starts, window)
-            merged[i + 1] = scores[k, i - starts[k] + 1]
+            merged[i] = scores[k, i - starts[k]]
         mask = tf.sequence_mask([n + 2], n + 2)
-        ids = model.decode({"padding_mask": mask}, tf.constant(merged[None]))[0, 1 : n + 1].numpy()
+        ids = model.decode({"padding_mask": mask}, tf.constant(merged[None])).tag_ids[0, :n].numpy()
         assert [t.decode() for t in out["tags"][row, :n]] == [model.labels.tags[i] for i in ids]
         assert spans_of(out, row) == model.labels.decode(ids)[0]
 
@@ -265,3 +266,74 @@ def test_window_settings_are_validated(toy):
         TextTagger(model, tokenizer, 16, window_stride=15)
     with pytest.raises(ValueError, match="chunk_tokens"):
         TextTagger(model, tokenizer, 16, chunk_tokens=0)
+
+
+# Pair heads (GlobalPointer): each window decodes, spans merge by the windows' rule.
+
+
+@pytest.fixture(scope="module", params=["global_pointer", "efficient_global_pointer"])
+def pair_toy(request, tmp_path_factory):
+    return load_tagger(tagger_dirs.toy_dir(tmp_path_factory.getbasetemp(), request.param))
+
+
+def nested_long_text(rng: random.Random, length: int) -> tuple[str, list[Span]]:
+    text, spans = "", []
+    while len(text) < length:
+        sentence = toy_nested_sentence(rng, 3)
+        spans += [Span(s.start + len(text), s.end + len(text), s.type) for s in sentence.spans]
+        text += sentence.text
+    return text, spans
+
+
+def test_pair_head_windows_find_each_span_of_any_window_once(pair_toy):
+    """A position-wise model scores a span the same in every window that holds
+    it, so the windowed graph must find exactly the spans found in the
+    windows' texts sent alone, each once (none longer than a window: one
+    pass over the whole text would score spans no window holds), nested
+    ones and those across window edges included."""
+    model, tokenizer, settings = pair_toy
+    module = TextTagger(model, tokenizer, settings["max_seq_length"])
+    rng = random.Random(9)
+    texts = [nested_long_text(rng, n) for n in (600, 30, 9)]
+    got = outputs(module, [t for t, _ in texts])
+    assert not got["tags"].any()  # "" everywhere: a pair head tags no sequence
+    for row, (text, gold) in enumerate(texts):
+        starts = reference_starts(len(text), module.window, module.stride)
+        alone = outputs(module, [text[s : s + module.window] for s in starts])
+        expected = {Span(e.start + s, e.end + s, e.type) for k, s in enumerate(starts) for e in spans_of(alone, k)}
+        found = spans_of(got, row)
+        assert found == sorted(expected, key=lambda e: (e.start, e.end, e.type))
+        assert len(set(found) & set(gold)) > 0.95 * len(gold)
+    found, starts = spans_of(got, 0), reference_starts(len(texts[0][0]), module.window, module.stride)
+    assert any(Span(s.start, s.end - 2, "loc") in found for s in found if s.type == "org")  # the place in 北京大学
+    across = [s for s in found if any(b <= s.start <= b + module.window - 1 < s.end for b in starts)]
+    assert across and len(set(across)) == len(across)
+
+
+def test_pair_head_flat_decoding_keeps_the_best_non_overlapping_spans(pair_toy):
+    model, tokenizer, settings = pair_toy
+    nested = outputs(TextTagger(model, tokenizer, settings["max_seq_length"]), ["在北京大学和上海市大学的张三"])
+    model.head.decoding = "flat"
+    try:
+        flat = outputs(TextTagger(model, tokenizer, settings["max_seq_length"]), ["在北京大学和上海市大学的张三"])
+    finally:
+        model.head.decoding = "nested"
+    assert spans_of(nested, 0) == [
+        Span(1, 2, "loc"), Span(1, 4, "org"), Span(6, 8, "loc"), Span(6, 10, "org"), Span(12, 13, "name")
+    ]  # fmt: skip
+    kept = spans_of(flat, 0)
+    assert set(kept) < set(spans_of(nested, 0)) and kept[-1] == Span(12, 13, "name")
+    assert all(a.end < b.start for a, b in zip(kept, kept[1:]))
+
+
+def test_pair_head_predict_ids_returns_entities_at_character_offsets(pair_toy):
+    model, tokenizer, settings = pair_toy
+    module = TextTagger(model, tokenizer, settings["max_seq_length"])
+    texts = ["在北京大学", "", "张三"]
+    batch = to_features({"text": tf.constant(texts)}, tokenizer)
+    by_ids = module.predict_ids(batch["token_ids"], tf.cast(batch["padding_mask"], tf.int32), batch["segment_ids"])
+    by_text = outputs(module, texts)
+    assert "tags" not in by_ids
+    for key in ("entity_type", "entity_start", "entity_end", "num_entities"):
+        np.testing.assert_array_equal(by_ids[key].numpy(), by_text[key], err_msg=key)
+    np.testing.assert_allclose(by_ids["entity_score"], by_text["entity_score"], rtol=1e-5)

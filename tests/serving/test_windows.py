@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kner.serving.windows import check_window, default_stride, merge_windows, plan_windows, window_tokens
+from kner.models.heads import Spans
+from kner.serving.windows import (
+    check_window,
+    default_stride,
+    keep_window_spans,
+    merge_windows,
+    plan_windows,
+    window_tokens,
+)
 
 BIG = 10**9
 
@@ -81,9 +89,10 @@ def test_window_values_and_merge_round_trip():
     windows = window_tokens(texts, plan, cls_id=-2, sep_id=-3)
     for row, (t, s, n) in enumerate(zip(plan.text.numpy(), plan.start.numpy(), plan.length.numpy())):
         assert windows[row].numpy().tolist() == [-2, *texts[t].numpy().tolist()[s : s + n], -3]
-    # Scores that are the values themselves, at token positions after [CLS]:
-    # merging must give back every character's own value, in order.
-    assert merge_windows(windows.to_tensor(-1), plan).numpy().tolist() == texts.flat_values.numpy().tolist()
+    # Scores that are the values themselves, at the windows' characters (a
+    # head's positions): merging must give back every character's own value.
+    at_chars = windows.to_tensor(-1)[:, 1:]
+    assert merge_windows(at_chars, plan).numpy().tolist() == texts.flat_values.numpy().tolist()
 
 
 def test_merge_keeps_trailing_score_axes():
@@ -108,3 +117,54 @@ def test_plan_in_a_graph_with_unknown_batch():
 
     assert owners(tf.constant([7, 0, 2])).numpy().tolist() == [0] * 4 + [1] * 3 + [3] * 2
     assert owners(tf.zeros([0], tf.int32)).shape == (0,)
+
+
+def reference_span_window(first: int, last: int, n: int, starts: list[int], window: int) -> int | None:
+    """The window where span first..last sits farthest from both window
+    edges that are not text edges (the earliest on ties), or None when no
+    window holds it."""
+
+    def context(start: int) -> int:
+        end = min(start + window, n)
+        left = first - start if start > 0 else BIG
+        right = end - 1 - last if end < n else BIG
+        return min(left, right)
+
+    holding = [k for k, s in enumerate(starts) if s <= first and last < min(s + window, n)]
+    return max(holding, key=lambda k: (context(starts[k]), -k)) if holding else None
+
+
+@pytest.mark.parametrize(("window", "stride"), [(5, 2), (6, 3), (4, 4), (7, 1)])
+def test_each_span_is_kept_from_its_best_window_only(window, stride):
+    """Every window reports every span it holds (of lengths up to the
+    window): exactly one copy of each survives, from the reference's window,
+    at text offsets, ordered by text, start, end, type."""
+    lengths = [0, 3, window, window + 1, 2 * window + 3, 23]
+    plan = plan_windows(tf.constant(lengths), window, stride)
+    rows, starts, ends, types = [], [], [], []
+    for w, length in enumerate(plan.length.numpy()):
+        for s in range(length):
+            for e in range(s, length):
+                for t in (1, 0):
+                    rows.append(w), starts.append(s), ends.append(e), types.append(t)
+    spans = Spans(*(tf.constant(x, tf.int32) for x in (rows, starts, ends, types)), tf.constant(ends, tf.float32), None)
+    kept = keep_window_spans(spans, plan, window, stride)
+    got = list(zip(*(t.numpy().tolist() for t in (kept.row, kept.start, kept.end, kept.type))))
+    expected = []
+    for text, n in enumerate(lengths):
+        text_starts = reference_starts(n, window, stride)
+        for s in range(n):
+            for e in range(s, min(n, s + window)):
+                if reference_span_window(s, e, n, text_starts, window) is not None:
+                    expected += [(text, s, e, 0), (text, s, e, 1)]
+    assert got == expected
+    assert kept.per_row.numpy().tolist() == [sum(r == t for r, *_ in expected) for t in range(len(lengths))]
+    # Scores travel with their spans: each is the span's end within its window.
+    first_window = {}
+    for w, t in enumerate(plan.text.numpy()):
+        first_window.setdefault(t, w)
+    windows = [
+        first_window[t] + reference_span_window(s, e, lengths[t], reference_starts(lengths[t], window, stride), window)
+        for t, s, e, _ in got
+    ]
+    np.testing.assert_array_equal(kept.score.numpy(), np.array([e for _, _, e, _ in got]) - plan.start.numpy()[windows])

@@ -17,15 +17,9 @@ from kner.data.pipeline import char_mask, make_dataset
 from kner.data.tokenizer import CharTokenizer
 from kner.data.unlabeled import UnlabeledInputs
 from kner.models import artifacts
+from kner.models.heads.tags import softmax_kl_sum as soft_loss_sum
 from kner.models.tagger import Tagger
-from kner.training.distillation import (
-    Distiller,
-    even_layer_map,
-    hidden_loss_sum,
-    parse_layer_map,
-    soft_loss_sum,
-    teacher_token_ids,
-)
+from kner.training.distillation import Distiller, even_layer_map, hidden_loss_sum, parse_layer_map, teacher_token_ids
 from kner.training.optimization import FineTuningAdamW
 from kner.training.trainer import BEST_WEIGHTS, TrainConfig, Trainer
 
@@ -122,7 +116,7 @@ def test_weights_scale_their_terms_and_counts_normalise_them():
     np.testing.assert_allclose(weighted.loss_sum(data, outputs).numpy(), sums * [2.0, 3.0, 0.5], rtol=1e-5)
     # The terms are what the pieces compute, and the counts are characters,
     # the head's count and tokens.
-    mask = char_mask(data["padding_mask"])
+    mask = char_mask(data["padding_mask"])[:, 1:]  # the heads' positions
     soft = soft_loss_sum(outputs["scores"], outputs["teacher_scores"], mask, 2.0)
     assert sums[0] == pytest.approx(float(soft), rel=1e-5)
     assert sums[1] == pytest.approx(float(student.loss_sum(data, outputs["scores"])), rel=1e-5)
@@ -139,7 +133,7 @@ def test_weights_scale_their_terms_and_counts_normalise_them():
 def test_the_temperature_reaches_the_soft_loss():
     student, teacher = tagger(layers=1), tagger(layers=1, seed=1)
     data = batch()
-    mask = char_mask(data["padding_mask"])
+    mask = char_mask(data["padding_mask"])[:, 1:]  # the heads' positions
     soft = []
     for temperature in (1.0, 4.0):
         distiller = Distiller(student, teacher, temperature=temperature, hidden_weight=0.0)
@@ -165,10 +159,10 @@ def test_temperature_squared_scales_the_soft_term_by_t2_and_nothing_else():
         assert unscaled_terms[0] > 0
         assert scaled_terms[0] == pytest.approx(temperature**2 * unscaled_terms[0], rel=1e-6)
         np.testing.assert_array_equal(scaled_terms[1:], unscaled_terms[1:])
-    mask = char_mask(data["padding_mask"])
+    mask = char_mask(data["padding_mask"])[:, 1:]  # the heads' positions
     scores, teacher_scores = outputs["scores"], outputs["teacher_scores"]
     expected = 64.0 * float(soft_loss_sum(scores, teacher_scores, mask, 8.0))
-    assert float(soft_loss_sum(scores, teacher_scores, mask, 8.0, temperature_squared=True)) == pytest.approx(expected)
+    assert float(scaled.loss_sum(data, outputs)[0]) == pytest.approx(expected, rel=1e-6)
 
 
 def test_labels_must_match_and_crf_transitions_are_copied():

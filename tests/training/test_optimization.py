@@ -137,7 +137,7 @@ def test_under_mixed_bfloat16_gradients_weights_and_adam_state_stay_float32():
         model(artifacts.dummy_batch())
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    batch = {**artifacts.dummy_batch(), "label_ids": tf.ones([1, 8], tf.int32)}
+    batch = {**artifacts.dummy_batch(), "label_ids": tf.ones([1, 7], tf.int32)}  # at the 7 positions after [CLS]
     variables = model.trainable_variables
     with tf.GradientTape() as tape:
         loss = model.loss_sum(batch, model(batch, training=True))

@@ -39,11 +39,12 @@ from kner.training.trainer import (
 )
 
 CHILD = REPO / "tests" / "strategy_child.py"
-# Two child processes at once: the CRF runs, and the softmax runs with the
-# Keras-clipping pair.
+# Two child processes at once: the CRF and pair-head runs, and the softmax
+# runs with the Keras-clipping pair.
 STRATEGIES = ("default", "mirrored")
+PAIR_HEADS = ("global_pointer", "efficient_global_pointer")
 RUN_GROUPS = [
-    [*(f"{strategy}-crf-0.1-kner" for strategy in STRATEGIES), "mirrored-overflow"],
+    [f"{strategy}-{head}-0.1-kner" for head in ("crf", *PAIR_HEADS) for strategy in STRATEGIES] + ["mirrored-overflow"],
     [f"{strategy}-softmax-0.1-{optimizer}" for optimizer in ("kner", "keras") for strategy in STRATEGIES],
 ]
 
@@ -80,7 +81,7 @@ def strategy_runs(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("head", ["crf", "softmax"])
+@pytest.mark.parametrize("head", ["crf", "softmax", *PAIR_HEADS])
 def test_mirrored_strategy_takes_the_same_steps_as_one_device(strategy_runs, head):
     losses, weights, _ = load_run(strategy_runs / f"default-{head}-0.1-kner.npz")
     mirrored_losses, mirrored_weights, spread = load_run(strategy_runs / f"mirrored-{head}-0.1-kner.npz")
@@ -120,8 +121,9 @@ def free_ports(count: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_multi_worker_mirrored_strategy_on_two_local_workers(strategy_runs, tmp_path, background):
-    name = "multi_worker-crf-0.1-kner"
+@pytest.mark.parametrize("head", ["crf", "global_pointer"])
+def test_multi_worker_mirrored_strategy_on_two_local_workers(strategy_runs, tmp_path, background, head):
+    name = f"multi_worker-{head}-0.1-kner"
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
@@ -138,7 +140,7 @@ def test_multi_worker_mirrored_strategy_on_two_local_workers(strategy_runs, tmp_
     worker_losses, worker, _ = load_run(tmp_path / f"{name}.1.npz")
     assert max_difference(chief, worker) == 0.0
     # The two workers split each global batch: the same steps as one device.
-    single_losses, single, _ = load_run(strategy_runs / "default-crf-0.1-kner.npz")
+    single_losses, single, _ = load_run(strategy_runs / f"default-{head}-0.1-kner.npz")
     np.testing.assert_allclose(chief_losses, single_losses, rtol=1e-5)
     assert max_difference(chief, single) < 1e-6
     model_dir = tmp_path / name

@@ -1,0 +1,67 @@
+"""The entity outputs of the serving graph, one builder for every head.
+
+A head's decoding gives flat spans (`kner.models.heads.Spans`: row, first and
+last character, type id, score); `entity_outputs` turns them into the dense
+tensors a TF Serving signature returns (signatures cannot return ragged
+ones), padded per batch, with each entity's text cut from the request's
+characters:
+
+- `entity_type`, `entity_text` [B, max_entities] string ("" padding);
+- `entity_start`, `entity_end` [B, max_entities] int32, character offsets,
+  `end` inclusive (-1 padding);
+- `entity_score` [B, max_entities] float32 (0 padding);
+- `num_entities` [B] int32.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from kner.models.heads import Decoded, Spans
+from kner.serving.row_ids import row_ids
+
+
+def entity_outputs(decoded: Decoded, chars: tf.RaggedTensor, type_names: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Dense entity outputs of `decoded` spans over ragged [B, (chars)]
+    UTF-8 characters; `type_names` [types] string. The score is the span's,
+    or the mean of `decoded.unit_scores` over its characters (tagging
+    heads)."""
+    spans = decoded.spans
+    first, last = spans.start, spans.end
+    flat_first = tf.gather(tf.cast(chars.row_starts(), tf.int32), spans.row) + first
+    size = last - first + 1
+    covered = tf.ragged.range(flat_first, flat_first + size)
+    # Per entity over its characters, as tf.strings.reduce_join and
+    # tf.reduce_mean of a ragged tensor compute it (the same segment
+    # kernels), with the segment ids from `row_ids`.
+    segments = row_ids(covered.row_splits)
+    count = tf.size(first)
+    text = tf.strings.unsorted_segment_join(tf.gather(chars.flat_values, covered.flat_values), segments, count)
+    if spans.score is None:
+        # The same characters' positions in the [B, M] unit scores.
+        at = spans.row * tf.shape(decoded.unit_scores)[1] + first
+        units = tf.ragged.range(at, at + size).flat_values
+        total = tf.math.unsorted_segment_sum(tf.gather(tf.reshape(decoded.unit_scores, [-1]), units), segments, count)
+        score = total / tf.cast(size, tf.float32)
+    else:
+        score = spans.score
+    return span_outputs(spans, score, type_names, entity_text=text)
+
+
+def span_outputs(spans: Spans, score: tf.Tensor, type_names: tf.Tensor, **more: tf.Tensor) -> dict[str, tf.Tensor]:
+    """`entity_type`, `entity_start`, `entity_end`, `entity_score`,
+    `num_entities` of `spans` with their `score` [n], and each of `more`
+    (flat [n] values, string ones padded with "")."""
+    layout = tf.RaggedTensor.from_row_lengths(spans.start, spans.per_row, validate=False)
+
+    def dense(flat_values, default):
+        return layout.with_flat_values(flat_values).to_tensor(default)
+
+    outputs = {
+        "entity_type": dense(tf.gather(type_names, spans.type), ""),
+        "entity_start": dense(spans.start, -1),
+        "entity_end": dense(spans.end, -1),
+        "entity_score": dense(score, 0.0),
+        "num_entities": spans.per_row,
+    }
+    return {**outputs, **{name: dense(values, "") for name, values in more.items()}}
