@@ -129,11 +129,12 @@ def check_logits(paths: dict, texts: list[str]) -> dict:
 
     model, tokenizer, settings = load_tagger(paths["model_dir"])
     batch = encode_batch(tokenizer, texts, settings["max_seq_length"])
+    # kner's head scores the positions after [CLS] (kner.models.Tagger): compare those.
     kner_logits = model(batch.kner_features()).numpy()
-    hf_logits = torch_logits(huggingface_model(Path(paths["hf"])), batch.input_ids, batch.attention_mask)
+    hf_logits = torch_logits(huggingface_model(Path(paths["hf"])), batch.input_ids, batch.attention_mask)[:, 1:]
     ort = OrtTagger(Path(paths["ort_fp32"]), Path(paths["hf"]), tokenizer, settings["max_seq_length"], 2, False)
-    ort_logits = ort.logits(batch.input_ids, batch.attention_mask)
-    real = batch.attention_mask.astype(bool)
+    ort_logits = ort.logits(batch.input_ids, batch.attention_mask)[:, 1:]
+    real = batch.attention_mask.astype(bool)[:, 1:]
     result = {
         "transformers_vs_kner": float(np.abs(hf_logits - kner_logits)[real].max()),
         "ort_fp32_vs_transformers": float(np.abs(ort_logits - hf_logits)[real].max()),

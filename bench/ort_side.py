@@ -50,8 +50,10 @@ def write_huggingface(model_dir: Path, directory: Path) -> Path:
     from kner.models.artifacts import load_tagger
 
     model, tokenizer, _ = load_tagger(model_dir)
+    if model.head.name not in ("softmax", "crf"):
+        raise ValueError(f"{model_dir}: a {model.head.name} head has no BertForTokenClassification counterpart")
     crf = None
-    if model.crf is not None:
+    if model.head.name == "crf":
         crf = {
             f"crf.{name}": getattr(model.crf, name).numpy()
             for name in ("transitions", "start_transitions", "end_transitions")
@@ -63,7 +65,7 @@ def write_huggingface(model_dir: Path, directory: Path) -> Path:
         model.labels.tags,
         (model.classifier.kernel.numpy(), model.classifier.bias.numpy()),
         crf,
-        {"kner_tag_scheme": model.labels.scheme, "kner_head": model.head, "kner_decoding": model.decoding},
+        {"kner_tag_scheme": model.labels.scheme, "kner_head": model.head.name, "kner_decoding": model.head.decoding},
     )
 
 

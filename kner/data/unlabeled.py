@@ -61,8 +61,9 @@ def epoch_texts(
 def unlabeled_batches(texts: Sequence[str], tokenizer: CharTokenizer, batch_size: int, seed: int) -> tf.data.Dataset:
     """Batches of `texts`, shuffled and length-bucketed by `seed` like
     training data (`kner.data.pipeline.batched`), with the features named
-    `unlabeled_token_ids`, `unlabeled_segment_ids` and
-    `unlabeled_padding_mask`. `len(texts) / batch_size` batches when
+    `unlabeled_token_ids`, `unlabeled_segment_ids`, `unlabeled_padding_mask`
+    and `unlabeled_label_mask` (the units the teacher labels, as
+    `kner.data.pipeline.label_mask`). `len(texts) / batch_size` batches when
     `batch_size` divides `len(texts)`."""
     data = encode([Sentence(text, None) for text in texts], tokenizer)
     return batched(data, tokenizer, batch_size, seed=seed).map(lambda batch: {PREFIX + k: v for k, v in batch.items()})

@@ -38,7 +38,7 @@ def test_batches_are_prefixed_features_zipped_beside_the_labelled_batches(tmp_pa
     dataset = unlabeled_batches(texts, tokenizer, batch_size=4, seed=1)
     batches = list(dataset)
     assert len(batches) == 2
-    assert set(batches[0]) == {"unlabeled_token_ids", "unlabeled_segment_ids", "unlabeled_padding_mask"}
+    assert set(batches[0]) == {f"unlabeled_{k}" for k in ("token_ids", "segment_ids", "padding_mask", "label_mask")}
     assert sum(int(tf.reduce_sum(tf.cast(b["unlabeled_padding_mask"], tf.int32))) for b in batches) == sum(
         len(t) + 2 for t in texts
     )
@@ -48,6 +48,7 @@ def test_batches_are_prefixed_features_zipped_beside_the_labelled_batches(tmp_pa
     inputs = UnlabeledInputs([path], tokenizer, batch_size=2, steps_per_epoch=3, max_chars=4, seed=0)
     merged = list(inputs(labelled, epoch=1))
     assert len(merged) == 3
-    assert set(merged[0]) == {"token_ids", "unlabeled_token_ids", "unlabeled_segment_ids", "unlabeled_padding_mask"}
+    unlabeled = {f"unlabeled_{k}" for k in ("token_ids", "segment_ids", "padding_mask", "label_mask")}
+    assert set(merged[0]) == {"token_ids"} | unlabeled
     # Pieces of at most 4 characters: at most 6 tokens with [CLS] and [SEP].
     assert max(int(b["unlabeled_token_ids"].shape[1]) for b in merged) <= 6
