@@ -215,6 +215,9 @@ class GeneralDistillationModel(PretrainingModel):
                 f"the student's vocab has {backbone.vocabulary_size} tokens and the teacher's "
                 f"{teacher.backbone.vocabulary_size}: general distillation needs the teacher's vocab"
             )
+        layers = tuple(options.init_student_from_teacher_layers)
+        if layers:
+            check_copyable(backbone, teacher.backbone, layers)
         self.options = options
         self.student = MaskedLMModel(backbone)
         self.teacher = teacher  # not tracked (`__setattr__`): frozen, re-read on resume
@@ -230,7 +233,6 @@ class GeneralDistillationModel(PretrainingModel):
             self.projection = keras.layers.Dense(teacher_width, name="hidden_projection", dtype=backbone.dtype_policy)
             self.projection.build((None, None, student_width))
         self.student(dummy_features())
-        layers = tuple(options.init_student_from_teacher_layers)
         if layers:
             init_student_from_teacher(self.student, teacher, layers)
         positions = "masked_lm_count" if options.soft_loss_positions == "masked" else "tokens"
@@ -325,6 +327,26 @@ class GeneralDistillationModel(PretrainingModel):
             if term.sum != "masked_lm_loss":
                 report[term.sum] = totals.get(term.sum, 0.0) / counts[term.count]
         return report
+
+    def describe(self) -> str:
+        """` taught by a frozen teacher: 5 x KL x T**2 (T=2, masked
+        positions) + 2 x masked LM + 1 x (1 - cos) of the last hidden
+        states (projected 128 -> 256)`."""
+        options = self.options
+        scale = " x T**2" if options.soft_loss_t_squared else ""
+        states = "(1 - cos) of the last hidden states"
+        if self.projection is not None:
+            states += f" (projected {self.backbone.hidden_dim} -> {self.projection.units})"
+        terms = {
+            f"KL{scale} (T={options.temperature:g}, {options.soft_loss_positions} positions)": options.soft_loss_weight,
+            "masked LM": options.hard_loss_weight,
+            states: options.cosine_loss_weight,
+        }
+        loss = " + ".join(f"{weight:g} x {term}" for term, weight in terms.items() if weight)
+        return f" taught by a frozen teacher: {loss}"
+
+    def describe_head(self, head: str) -> str:
+        return self.student.describe_head(head)
 
     def heads(self) -> dict[str, list[Weight]]:
         """The student's heads that `--init_checkpoint` loads; none when
