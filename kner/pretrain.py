@@ -95,14 +95,16 @@ from kner.data.raw_text import LAYOUTS, layout_paths
 from kner.data.tokenizer import MASK, CharTokenizer, build_vocab, read_vocab, save_vocab
 from kner.errors import InputError, run_cli
 from kner.models.pretraining import (
+    HIDDEN_PROJECTIONS,
     MODEL_TYPES,
+    SOFT_LOSS_POSITIONS,
     DistillationOptions,
     ModelType,
     PretrainingModel,
     PretrainOptions,
     dummy_features,
+    load_teacher,
 )
-from kner.models.pretraining.general_distillation import HIDDEN_PROJECTIONS, SOFT_LOSS_POSITIONS, load_teacher
 from kner.training import distribute
 from kner.training.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, Lamb, WarmupLinearDecay
 from kner.training.pretrainer import PretrainConfig, Pretrainer

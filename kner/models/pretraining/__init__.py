@@ -19,7 +19,13 @@ Example:
 import dataclasses
 
 from kner.data.pretraining_data import NSP, SOP
-from kner.models.pretraining.general_distillation import DistillationOptions, GeneralDistillationModel
+from kner.models.pretraining.general_distillation import (
+    HIDDEN_PROJECTIONS,
+    SOFT_LOSS_POSITIONS,
+    DistillationOptions,
+    GeneralDistillationModel,
+    load_teacher,
+)
 from kner.models.pretraining.masked_lm import MaskedLMModel, dummy_features, masked_lm_sums
 from kner.models.pretraining.objective import LossTerm, ModelType, PretrainingModel, PretrainOptions
 from kner.models.pretraining.replaced_token_detection import ReplacedTokenDetectionModel
@@ -97,7 +103,9 @@ MODEL_TYPES = {
 }
 
 __all__ = [
+    "HIDDEN_PROJECTIONS",
     "MODEL_TYPES",
+    "SOFT_LOSS_POSITIONS",
     "DistillationOptions",
     "GeneralDistillationModel",
     "LossTerm",
@@ -107,5 +115,6 @@ __all__ = [
     "PretrainingModel",
     "ReplacedTokenDetectionModel",
     "dummy_features",
+    "load_teacher",
     "masked_lm_sums",
 ]
