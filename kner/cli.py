@@ -37,7 +37,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -79,6 +79,8 @@ PATH_FLAGS = frozenset(
         "train_file",
         "dev_file",
         "init_checkpoint",
+        "teacher_checkpoint",
+        "teacher_dir",
         "bert_config",
         "vocab_file",
         "model_dir",
@@ -164,20 +166,44 @@ def define_training_flags() -> None:
     flags.DEFINE_string("export_dir", None, "Also export a TF Serving SavedModel here at the end.")
 
 
-def define_soft_loss_flags() -> None:
+def define_soft_loss_flags(per_model_type: Callable[[str], str] | None = None, temperature: bool = True) -> None:
     """The soft (teacher-student) loss of distillation: `--temperature`,
     `--soft_loss_weight`, `--soft_loss_t_squared`. Two published recipes
     differ in its scale: Hinton et al. (2015) and DistilBERT multiply the
     KL divergence at temperature T by T**2, so that its gradients keep their
     size whatever T (`--soft_loss_t_squared`); TextBrewer's `kd_ce_loss`
-    does not (the default, `--nosoft_loss_t_squared`)."""
-    flags.DEFINE_float("temperature", 8.0, "Temperature T of the soft loss (TextBrewer's recipes: 8).")
-    flags.DEFINE_float("soft_loss_weight", 1.0, "Weight of the soft loss: KL divergence from the teacher's outputs.")
+    does not (`kner.distill`'s default, `--nosoft_loss_t_squared`).
+
+    With `per_model_type` (`kner.pretrain`: name -> `"distillation: 2"`) the
+    flags default to None, each recipe fills in its own default, and the
+    help says which. `temperature=False` leaves `--temperature` to a CLI
+    that gives it more than one use (`kner.pretrain`: ELECTRA's sampling)."""
+
+    def default(value):
+        return value if per_model_type is None else None
+
+    def help_text(text: str, name: str) -> str:
+        return text if per_model_type is None else f"{text} Default: per --model_type ({per_model_type(name)})."
+
+    if temperature:
+        flags.DEFINE_float(
+            "temperature",
+            default(8.0),
+            help_text("Temperature T of the soft loss (TextBrewer's recipes: 8).", "temperature"),
+        )
+    flags.DEFINE_float(
+        "soft_loss_weight",
+        default(1.0),
+        help_text("Weight of the soft loss: KL divergence from the teacher's outputs.", "soft_loss_weight"),
+    )
     flags.DEFINE_bool(
         "soft_loss_t_squared",
-        False,
-        "Multiply the soft loss by T**2, as Hinton et al. (2015) and DistilBERT do: its gradients then keep their "
-        "size whatever T (without it they shrink as 1/T**2, 64x at T=8). Off: TextBrewer's recipe, no factor.",
+        default(False),
+        help_text(
+            "Multiply the soft loss by T**2, as Hinton et al. (2015) and DistilBERT do: its gradients then keep their "
+            "size whatever T (without it they shrink as 1/T**2, 64x at T=8). Off: TextBrewer's recipe, no factor.",
+            "soft_loss_t_squared",
+        ),
     )
 
 

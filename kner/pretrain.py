@@ -1,8 +1,11 @@
-"""Pretraining of a Chinese BERT, ALBERT or ELECTRA: `python -m kner.pretrain`.
+"""Pretraining of a Chinese BERT, ALBERT or ELECTRA, and general
+distillation: `python -m kner.pretrain`.
 
     python -m kner.pretrain --flagfile=flags/pretrain_tiny.cfg
     python -m kner.pretrain --flagfile=flags/pretrain_albert_tiny.cfg
     python -m kner.pretrain --flagfile=flags/pretrain_electra_small.cfg
+    python -m kner.pretrain --flagfile=flags/distill_general.cfg --teacher_checkpoint=runs/pretrain_4L \
+        --model_dir=runs/distilled --train_steps=3000
     python -m kner.pretrain --corpus_files='legal/*.txt' --init_checkpoint=chinese-roberta-wwm-ext \\
         --model_dir=runs/legal --train_steps=20000 --learning_rate=5e-5
 
@@ -20,11 +23,22 @@
   with tokens sampled from its softmax(logits / `--temperature`), and the
   discriminator learns which tokens were replaced; loss = generator masked LM
   + `--disc_weight` (50) x discriminator loss, AdamW
-  (`kner.models.pretraining.replaced_token_detection`).
+  (`kner.models.pretraining.replaced_token_detection`);
+- `distillation`: general distillation, DistilBERT's recipe
+  (`kner.models.pretraining.general_distillation`): a student BERT
+  (`--bert_config`, or `--init_student_from_teacher_layers=0,2,...` of the
+  teacher) learns from a frozen `--teacher_checkpoint` (any BERT-family
+  checkpoint kner loads, with its masked-LM head) on the same masked batch:
+  `--soft_loss_weight` (5) x KL at `--temperature` (2) x T**2
+  (`--soft_loss_t_squared`) over the `--soft_loss_positions` (masked) +
+  `--hard_loss_weight` (2) x masked LM on the gold tokens +
+  `--cosine_loss_weight` (1) x (1 - cos) of the last hidden states
+  (`--hidden_projection=linear` where the widths differ), AdamW. The student
+  takes the teacher's vocab; the output is the student.
 
-Where the recipes differ, `--sop`, `--ngram_mask`, `--optimizer` and the
-ELECTRA flags default to the chosen one's values, and the log says what was
-chosen (an ELECTRA flag under another model type has no effect, and a
+Where the recipes differ, `--sop`, `--ngram_mask`, `--optimizer`, the
+ELECTRA and the distillation flags default to the chosen one's values, and
+the log says what was chosen (a flag of another recipe has no effect, and a
 warning says so). From scratch
 (`--bert_config`: a `bert_config.json`, `albert_config.json` or ELECTRA `discriminator.json`, with
 `--vocab_file` or a vocab built from the corpus) or continued from a
@@ -48,6 +62,7 @@ as it is. Rerunning the same command resumes from the last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -56,7 +71,14 @@ from absl import app, flags, logging
 from kner import cli
 from kner.backbones import bert_heads
 from kner.backbones.config_file import read_json
-from kner.backbones.loader import backbone_from_config, describe, family_of, load_backbone, locate_checkpoint
+from kner.backbones.loader import (
+    backbone_config,
+    backbone_from_config,
+    describe,
+    family_of,
+    load_backbone,
+    locate_checkpoint,
+)
 from kner.backbones.tf1_checkpoint import read_variables
 from kner.data.masking import Masker
 from kner.data.pretraining_data import (
@@ -72,7 +94,17 @@ from kner.data.pretraining_data import (
 from kner.data.raw_text import LAYOUTS, layout_paths
 from kner.data.tokenizer import MASK, CharTokenizer, build_vocab, read_vocab, save_vocab
 from kner.errors import InputError, run_cli
-from kner.models.pretraining import MODEL_TYPES, ModelType, PretrainingModel, PretrainOptions, dummy_features
+from kner.models.pretraining import (
+    HIDDEN_PROJECTIONS,
+    MODEL_TYPES,
+    SOFT_LOSS_POSITIONS,
+    DistillationOptions,
+    ModelType,
+    PretrainingModel,
+    PretrainOptions,
+    dummy_features,
+    load_teacher,
+)
 from kner.training import distribute
 from kner.training.optimization import CrossReplicaLossScaleOptimizer, FineTuningAdamW, Lamb, WarmupLinearDecay
 from kner.training.pretrainer import PretrainConfig, Pretrainer
@@ -86,7 +118,11 @@ DATA_DIR = "pretraining_data"
 # The PretrainOptions fields set from flags of the same name, for the model types that read them.
 PRETRAIN_OPTIONS = ("generator_hidden_size", "temperature", "disc_weight")
 # Flags whose default depends on --model_type; one a model type lacks in its defaults has no effect under it.
-RECIPE_FLAGS = ("sop", "ngram_mask", "optimizer", *PRETRAIN_OPTIONS)
+# The DistillationOptions fields set from flags of the same name (all but the teacher itself).
+DISTILLATION_OPTIONS = tuple(field.name for field in dataclasses.fields(DistillationOptions)[1:])
+RECIPE_FLAGS = tuple(
+    dict.fromkeys(("sop", "ngram_mask", "optimizer", *PRETRAIN_OPTIONS, "teacher_checkpoint", *DISTILLATION_OPTIONS))
+)
 
 
 def per_model_type(name: str) -> str:
@@ -179,7 +215,8 @@ flags.register_validator(
 flags.DEFINE_float(
     "temperature",
     None,
-    "ELECTRA: replacements are sampled from the generator's softmax(logits / temperature). "
+    "Softmax temperature T. ELECTRA: replacements are sampled from the generator's softmax(logits / T); "
+    "distillation: of the soft loss, KL between the teacher's and the student's softmax(logits / T). "
     f"Default: per --model_type ({per_model_type('temperature')}).",
     lower_bound=1e-6,
 )
@@ -189,6 +226,49 @@ flags.DEFINE_float(
     "ELECTRA: loss = generator masked LM + disc_weight x discriminator loss. "
     f"Default: per --model_type ({per_model_type('disc_weight')}).",
     lower_bound=0.0,
+)
+flags.DEFINE_string(
+    "teacher_checkpoint",
+    None,
+    "Distillation: the frozen teacher, a checkpoint dir kner loads with its masked-LM head (Google BERT or ALBERT "
+    "with cls/predictions, or a Hugging Face BertForMaskedLM dir); the student takes its vocab.",
+)
+flags.DEFINE_list(
+    "init_student_from_teacher_layers",
+    None,
+    "Distillation: start the student from the teacher's embeddings, pooler, masked-LM head and these layers, "
+    "0-based (DistilBERT: 0,2,4,7,9,11 of 12); its shape must equal the teacher's but for the depth. Without "
+    "--bert_config the student is the teacher's config with this many layers.",
+)
+cli.define_soft_loss_flags(per_model_type, temperature=False)
+flags.DEFINE_float(
+    "hard_loss_weight",
+    None,
+    "Distillation: weight of the student's masked-LM loss on the gold tokens (DistilBERT's alpha_mlm). "
+    f"Default: per --model_type ({per_model_type('hard_loss_weight')}).",
+)
+flags.DEFINE_float(
+    "cosine_loss_weight",
+    None,
+    "Distillation: weight of 1 - cos of the student's and teacher's last hidden states, per non-padding token "
+    f"(DistilBERT's alpha_cos). Default: per --model_type ({per_model_type('cosine_loss_weight')}).",
+)
+flags.DEFINE_enum(
+    "hidden_projection",
+    None,
+    list(HIDDEN_PROJECTIONS),
+    "Distillation: linear projects the student's last hidden states to the teacher's width for the cosine loss "
+    "(learned, not saved) when the widths differ; none refuses different widths. "
+    f"Default: per --model_type ({per_model_type('hidden_projection')}).",
+)
+flags.DEFINE_enum(
+    "soft_loss_positions",
+    None,
+    list(SOFT_LOSS_POSITIONS),
+    "Distillation: the KL over the masked positions only (DistilBERT's restrict_ce_to_mask; the masked-LM head "
+    "projects only those) or over all non-padding positions (DistilBERT's default; max_seq_length / "
+    "max_predictions_per_seq times the head's cost). "
+    f"Default: per --model_type ({per_model_type('soft_loss_positions')}).",
 )
 flags.DEFINE_bool("lenient", False, "Replace text that is not valid UTF-8 with U+FFFD (counted) instead of failing.")
 flags.DEFINE_integer("eval_every", 1000, "Steps between evaluations on the held-out text (also at the end).")
@@ -240,10 +320,15 @@ def check_family(model_type: ModelType, family: str, where: str) -> None:
     )
 
 
-def build_backbone(model_type: ModelType, sources, model_dir: Path):
+def build_backbone(model_type: ModelType, sources, model_dir: Path, teacher: Teacher | None = None):
     """The backbone, the vocab file it uses, and the checkpoint to take the
-    heads from (None from scratch)."""
+    heads from (None from scratch). A distillation student takes the
+    teacher's vocab, and without --bert_config the teacher's config at the
+    depth of --init_student_from_teacher_layers."""
+    layers = teacher.options.init_student_from_teacher_layers if teacher else ()
     if FLAGS.init_checkpoint:
+        if layers:
+            raise app.UsageError("give --init_checkpoint or --init_student_from_teacher_layers, not both")
         files = locate_checkpoint(FLAGS.init_checkpoint)
         check_family(model_type, files.family, FLAGS.init_checkpoint)
         if files.vocab is None:
@@ -251,10 +336,11 @@ def build_backbone(model_type: ModelType, sources, model_dir: Path):
         backbone = load_backbone(FLAGS.init_checkpoint, FLAGS.max_seq_length)
         print(f"continuing {files.weights}: {describe(backbone)}", flush=True)
         return backbone, files.vocab, files.weights if files.format == "google" else None
-    if not FLAGS.bert_config:
-        raise InputError("--bert_config", None, "give --init_checkpoint or --bert_config")
-    if FLAGS.vocab_file:
-        vocab_file = Path(FLAGS.vocab_file)
+    if not FLAGS.bert_config and not layers:
+        remedy = " or --init_student_from_teacher_layers" if teacher else ""
+        raise InputError("--bert_config", None, f"give --init_checkpoint or --bert_config{remedy}")
+    if FLAGS.vocab_file or teacher:
+        vocab_file = Path(FLAGS.vocab_file or teacher.vocab_file)
         vocabulary = read_vocab(vocab_file)
     else:
         vocabulary = build_vocab(text for document in documents(sources, FLAGS.lenient) for text in document.sentences)
@@ -262,16 +348,72 @@ def build_backbone(model_type: ModelType, sources, model_dir: Path):
         vocab_file.parent.mkdir(parents=True, exist_ok=True)
         save_vocab(vocabulary, vocab_file)
         logging.info("built a vocab of %d tokens from the corpus", len(vocabulary))
-    config = {**read_json(FLAGS.bert_config), "vocab_size": len(vocabulary)}
-    backbone = backbone_from_config(config, FLAGS.bert_config)
-    check_family(model_type, family_of(backbone), FLAGS.bert_config)
+    if FLAGS.bert_config:
+        where, config = FLAGS.bert_config, {**read_json(FLAGS.bert_config), "vocab_size": len(vocabulary)}
+    else:
+        where = f"--teacher_checkpoint={FLAGS.teacher_checkpoint}"
+        config = {**backbone_config(teacher.model.backbone), "num_hidden_layers": len(layers)}
+    backbone = backbone_from_config(config, where)
+    check_family(model_type, family_of(backbone), where)
     if FLAGS.max_seq_length > backbone.max_sequence_length:
         message = (
             f"max_seq_length {FLAGS.max_seq_length} exceeds max_position_embeddings {backbone.max_sequence_length}"
         )
-        raise InputError(FLAGS.bert_config, None, message)
-    print(f"new model from {FLAGS.bert_config}: {describe(backbone)}, randomly initialised", flush=True)
+        raise InputError(where, None, message)
+    source = "the teacher's config" if not FLAGS.bert_config else FLAGS.bert_config
+    start = f"the teacher's layers {', '.join(map(str, layers))}" if layers else "randomly initialised"
+    print(f"new model from {source}: {describe(backbone)}, {start}", flush=True)
     return backbone, vocab_file, None
+
+
+@dataclasses.dataclass(frozen=True)
+class Teacher:
+    """A distillation teacher: the loss options holding it, and its vocab file."""
+
+    options: DistillationOptions
+    vocab_file: Path
+
+    @property
+    def model(self) -> PretrainingModel:
+        return self.options.teacher
+
+
+def teacher_layers() -> tuple[int, ...]:
+    """--init_student_from_teacher_layers as numbers."""
+    try:
+        return tuple(int(layer) for layer in FLAGS.init_student_from_teacher_layers or ())
+    except ValueError:
+        raise app.UsageError(
+            f"--init_student_from_teacher_layers={','.join(FLAGS.init_student_from_teacher_layers)}: "
+            "expected layer numbers like 0,2,4"
+        ) from None
+
+
+def load_distillation_teacher(model_type: ModelType) -> Teacher | None:
+    """The teacher and the loss options of a model type that reads
+    --teacher_checkpoint (None for the others)."""
+    if "teacher_checkpoint" not in model_type.defaults:
+        return None
+    if not FLAGS.teacher_checkpoint:
+        raise app.UsageError(f"--model_type={model_type.name} needs --teacher_checkpoint")
+    files = locate_checkpoint(FLAGS.teacher_checkpoint)
+    if files.vocab is None:
+        raise InputError(FLAGS.teacher_checkpoint, None, "no vocab.txt beside the teacher's checkpoint")
+    model = load_teacher(FLAGS.teacher_checkpoint, FLAGS.max_seq_length)
+    print(f"teacher {FLAGS.teacher_checkpoint}: {describe(model.backbone)}, with its masked-LM head", flush=True)
+    values = {name: recipe_flag(model_type, name) for name in DISTILLATION_OPTIONS}
+    values["init_student_from_teacher_layers"] = teacher_layers()
+    return Teacher(DistillationOptions(model, **values), files.vocab)
+
+
+def check_teacher_vocab(teacher: Teacher, vocab_file: Path) -> None:
+    """InputError unless the student's vocab is the teacher's."""
+    if read_vocab(vocab_file) != read_vocab(teacher.vocab_file):
+        message = (
+            f"differs from the teacher's vocab ({teacher.vocab_file}): general distillation compares the two "
+            "masked-LM distributions token by token, so the student takes the teacher's (drop --vocab_file)"
+        )
+        raise InputError(vocab_file, None, message)
 
 
 def load_heads(model: PretrainingModel, prefix: Path | None) -> None:
@@ -345,14 +487,18 @@ def main(argv: list[str]) -> None:
     strategy = distribute.make_strategy(FLAGS.strategy, FLAGS.tpu)
     logging.info("strategy %s with %d replicas", FLAGS.strategy, strategy.num_replicas_in_sync)
     with strategy.scope():
-        backbone, vocab_file, heads_from = build_backbone(model_type, sources, model_dir)
+        teacher = load_distillation_teacher(model_type)
+        backbone, vocab_file, heads_from = build_backbone(model_type, sources, model_dir, teacher)
+        if teacher is not None:
+            check_teacher_vocab(teacher, vocab_file)
         options = PretrainOptions(
             sentence_task=task,
+            distillation=teacher.options if teacher else None,
             **{name: recipe_flag(model_type, name) for name in PRETRAIN_OPTIONS if name in model_type.defaults},
         )
         try:
             model = model_type.create(backbone, options)
-        except ValueError as error:  # the recipe refuses its options (a generator of no width, ...)
+        except ValueError as error:  # the recipe refuses its options (a generator of no width, layers not copied)
             raise app.UsageError(str(error)) from None
         model(dummy_features())
         load_heads(model, heads_from)

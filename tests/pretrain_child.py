@@ -6,8 +6,11 @@ process to set up two logical CPUs.
     python tests/pretrain_child.py OUT MODEL_TYPE STRATEGY [STRATEGY ...]
 
 MODEL_TYPE is `bert` (masked LM + NSP, AdamW), `albert` (Google-layout
-ALBERT with two layers sharing one block, n-gram masking + SOP, LAMB) or
-`electra` (generator and discriminator, ELECTRA's masking, sampling, AdamW);
+ALBERT with two layers sharing one block, n-gram masking + SOP, LAMB),
+`electra` (generator and discriminator, ELECTRA's masking, sampling, AdamW)
+or `distillation` (a 1-layer/16 student taught by a frozen 2-layer/32
+teacher: KL x T**2 over every token, masked LM, cosine through a linear
+projection);
 STRATEGY is `default` or `mirrored` (two logical CPUs). Each run writes
 OUT/MODEL_TYPE-STRATEGY.npz with `losses` and the weights `w0`, `w1`, ...
 """
@@ -28,7 +31,7 @@ from kner.checkpoint import backbone_from_config
 from kner.data.masking import Masker
 from kner.data.pretraining_data import ExampleConfig, prepare_examples
 from kner.data.tokenizer import MASK, CharTokenizer, build_vocab
-from kner.models.pretraining import MODEL_TYPES, PretrainOptions, dummy_features
+from kner.models.pretraining import MODEL_TYPES, DistillationOptions, MaskedLMModel, PretrainOptions, dummy_features
 from kner.training.optimization import FineTuningAdamW, Lamb, WarmupLinearDecay
 from kner.training.pretrainer import PretrainConfig, Pretrainer
 
@@ -56,7 +59,18 @@ RECIPES = {
         1,
         FineTuningAdamW,
     ),
+    "distillation": (lambda vocab: {**tiny_config(vocab), "hidden_size": 16}, None, 1, FineTuningAdamW),
 }
+
+
+def distillation_options(vocab_size: int) -> DistillationOptions:
+    """A random 2-layer/32 teacher (built in the strategy's scope), every loss term on."""
+    teacher = MaskedLMModel(backbone_from_config(tiny_config(vocab_size, layers=2)))
+    teacher(dummy_features())
+    rng = np.random.default_rng(7)
+    for variable in teacher.weights:
+        variable.assign(rng.normal(0, 0.3, variable.shape).astype("float32"))
+    return DistillationOptions(teacher, hidden_projection="linear", soft_loss_positions="all")
 
 
 def run(out: Path, model_type: str, name: str, strategy: tf.distribute.Strategy) -> None:
@@ -70,9 +84,10 @@ def run(out: Path, model_type: str, name: str, strategy: tf.distribute.Strategy)
     data = prepare_examples([("google", corpus)], tokenizer, ExampleConfig(32, sentence_task=task), run_dir, "train")
     with strategy.scope():
         keras.utils.set_random_seed(0)
-        model = MODEL_TYPES[model_type].create(
-            backbone_from_config(config(len(vocabulary))), PretrainOptions(sentence_task=task)
-        )
+        options = PretrainOptions(sentence_task=task)
+        if model_type == "distillation":
+            options = PretrainOptions(distillation=distillation_options(len(vocabulary)))
+        model = MODEL_TYPES[model_type].create(backbone_from_config(config(len(vocabulary))), options)
         model(dummy_features())
         optimizer = optimizer_class(WarmupLinearDecay(1e-3, 1, STEPS), clip_norm=0.5)
         optimizer.build(model.trainable_variables)

@@ -1,9 +1,11 @@
-"""`python -m kner.pretrain` end to end: the BERT, ALBERT and ELECTRA demo
-flagfiles pretrain, their output is a Google-format checkpoint that
-`kner.train --init_checkpoint` fine-tunes from and that `kner.pretrain
---init_checkpoint` continues (heads included), also when pretrained under
-`mixed_bfloat16`; a killed run resumes; bad input is one line and exit
-status 2."""
+"""`python -m kner.pretrain` end to end: the BERT, ALBERT, ELECTRA and
+general-distillation demo flagfiles pretrain, their output is a
+Google-format checkpoint that `kner.train --init_checkpoint` fine-tunes from
+and that `kner.pretrain --init_checkpoint` continues (heads included), also
+when pretrained under `mixed_bfloat16`; a killed run resumes; bad input is
+one line and exit status 2. General distillation: the student with its
+masked-LM head, each loss term logged, fine-tuned by `kner.train` and
+task-distilled by `kner.distill`; widths that differ are one line."""
 
 import json
 import signal
@@ -23,6 +25,7 @@ from kner.backbones.tf1_checkpoint import read_variables
 BERT_DEMO = (sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_demo.cfg")
 ALBERT_DEMO = (sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_albert_demo.cfg")
 ELECTRA_DEMO = (sys.executable, "-m", "kner.pretrain", "--flagfile=flags/pretrain_electra_demo.cfg")
+GENERAL_DEMO = (sys.executable, "-m", "kner.pretrain", "--flagfile=flags/distill_general_demo.cfg")
 
 
 def pretrain(*flags: str):
@@ -219,12 +222,17 @@ def test_albert_refuses_a_bert_config_and_a_bert_checkpoint(demo_dir, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("demo", "prefix"), [(ALBERT_DEMO, "model.ckpt-best"), (ELECTRA_DEMO, "electra_model")], ids=["albert", "electra"]
+    ("demo", "prefix"),
+    [(ALBERT_DEMO, "model.ckpt-best"), (ELECTRA_DEMO, "electra_model"), (GENERAL_DEMO, "bert_model.ckpt")],
+    ids=["albert", "electra", "distillation"],
 )
-def test_killed_and_rerun_resumes_to_the_uninterrupted_weights(tmp_path, demo, prefix):
+def test_killed_and_rerun_resumes_to_the_uninterrupted_weights(tmp_path, demo, prefix, request):
     """SIGKILL (no chance to save) after a checkpoint; the rerun resumes from
     it and ends with the weights of a run that was never interrupted (ELECTRA:
-    generator, heads and the samples drawn from the generator included)."""
+    generator, heads and the samples drawn from the generator included;
+    general distillation: the teacher read again, the student resumed)."""
+    if demo == GENERAL_DEMO:  # its teacher: the BERT demo's output
+        demo = (*demo, f"--teacher_checkpoint={request.getfixturevalue('demo_dir')}")
     steps = ("--train_steps=40", "--checkpoint_every=4", "--eval_every=0")
     straight = run_child(*demo, f"--model_dir={tmp_path / 'straight'}", *steps)
     assert straight.returncode == 0, straight.stderr[-3000:]
@@ -331,3 +339,76 @@ def test_electra_continues_with_both_heads_and_refuses_a_bert_config_or_no_gener
     result = run_child(*ELECTRA_DEMO, f"--model_dir={tmp_path / 'c'}", "--generator_hidden_size=0.001")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: generator_hidden_size 0.001 leaves no generator")
+
+
+# General distillation (`--model_type=distillation`): the demo's 2-layer BERT teaches a 1-layer student.
+
+
+def distill_general(teacher: Path, *flags: str):
+    return run_child(*GENERAL_DEMO, f"--teacher_checkpoint={teacher}", *flags)
+
+
+@pytest.fixture(scope="module")
+def general_dir(demo_dir, tmp_path_factory):
+    model_dir = tmp_path_factory.mktemp("distill_general") / "student"
+    result = distill_general(demo_dir, f"--model_dir={model_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"teacher {demo_dir}: BertBackbone with 2 layers, hidden 128" in result.stdout
+    assert "new model from the teacher's config: BertBackbone with 1 layers, hidden 128" in result.stdout
+    assert "the teacher's layers 0" in result.stdout
+    assert (
+        "distillation pretraining: masked LM (whole words) taught by a frozen teacher: 5 x KL x T**2 (T=2, masked "
+        "positions) + 2 x masked LM + 1 x (1 - cos) of the last hidden states, adamw"
+    ) in result.stdout
+    assert f"wrote the Google-format checkpoint {model_dir / 'bert_model.ckpt'} (the student:" in result.stdout
+    return model_dir
+
+
+@pytest.mark.slow
+def test_general_distillation_demo_writes_the_student_with_its_head_and_logs_each_term(general_dir, demo_dir):
+    variables = read_variables(general_dir / "bert_model.ckpt")
+    assert bert_heads.heads_in(variables) == ["masked_lm"]
+    assert "bert/encoder/layer_0/output/dense/kernel" in variables
+    assert not any(name.startswith("bert/encoder/layer_1/") for name in variables)  # the student's one layer
+    assert json.loads((general_dir / "bert_config.json").read_text())["num_hidden_layers"] == 1
+    assert (general_dir / "vocab.txt").read_text() == (demo_dir / "vocab.txt").read_text()  # the teacher's
+    assert (general_dir / "best" / "bert_model.ckpt.index").exists()
+    report = json.loads((general_dir / "eval_report.json").read_text())
+    assert report["step"] == 40 and 0 <= report["masked_lm_accuracy"] <= 1
+    assert report["soft_loss"] > 0 and 0 < report["cosine_loss"] < 2 and 0 <= report["teacher_masked_lm_accuracy"] <= 1
+    train = read_scalars(general_dir / "train")
+    terms = {f"loss_terms/{term}" for term in ("soft_loss", "masked_lm_loss", "cosine_loss")}
+    assert terms <= set(train)
+    weighted = sum(w * np.array([v for _, v in train[f"loss_terms/{t}"]]) for t, w in (
+        ("soft_loss", 5), ("masked_lm_loss", 2), ("cosine_loss", 1)
+    ))  # fmt: skip
+    np.testing.assert_allclose(weighted, [v for _, v in train["loss"]], rtol=1e-4)
+    assert {"teacher_masked_lm_accuracy", "soft_loss"} <= set(read_scalars(general_dir / "dev"))
+
+
+@pytest.mark.slow
+def test_the_distilled_student_fine_tunes_with_kner_train_and_is_the_student_of_kner_distill(general_dir, tmp_path):
+    teacher = fine_tune_from(general_dir, tmp_path / "ner")  # kner.train --init_checkpoint
+    assert (teacher / "vocab.txt").read_text() == (general_dir / "vocab.txt").read_text()
+    student = tmp_path / "student"  # kner.distill --init_checkpoint: the tagger taught into a fresh copy
+    result = run_child(
+        sys.executable, "-m", "kner.distill", "--flagfile=flags/distill_demo.cfg", f"--teacher_dir={teacher}",
+        f"--init_checkpoint={general_dir}", "--bert_config=", f"--model_dir={student}", "--export_dir=", "--epochs=1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 layer(s), hidden 128" in result.stdout
+    assert json.loads((student / "eval_report.json").read_text())["epoch"] == 1
+
+
+@pytest.mark.slow
+def test_general_distillation_refuses_copying_layers_into_another_width_in_one_line(demo_dir, tmp_path):
+    config = tmp_path / "narrow.json"
+    config.write_text(json.dumps({**json.loads((REPO / "flags/tiny_bert_config.json").read_text()), "hidden_size": 64}))
+    result = distill_general(demo_dir, f"--model_dir={tmp_path / 'a'}", f"--bert_config={config}")
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert "the student has hidden_size 64 and the teacher 128: copying teacher layers needs equal hidden_size" in last
+    assert "Traceback" not in result.stderr
+    result = distill_general(demo_dir, f"--model_dir={tmp_path / 'b'}", "--init_student_from_teacher_layers=0,5")
+    assert result.returncode != 0
+    assert "teacher layer 5 is out of range: the teacher has layers 0-1" in result.stderr.strip().splitlines()[-1]

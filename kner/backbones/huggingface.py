@@ -86,6 +86,72 @@ def huggingface_name(google_name: str) -> str:
     return name + ".weight" if name.endswith("_embeddings") else name
 
 
+# transformers' `BertLMPredictionHead` (`BertForMaskedLM`, `BertForPreTraining`) under Google's
+# `cls/predictions` names; older conversions name the LayerNorm's weight and bias gamma and beta.
+MASKED_LM_HEAD = {
+    "cls/predictions/transform/dense/kernel": ("cls.predictions.transform.dense.weight",),
+    "cls/predictions/transform/dense/bias": ("cls.predictions.transform.dense.bias",),
+    "cls/predictions/transform/LayerNorm/gamma": (
+        "cls.predictions.transform.LayerNorm.weight",
+        "cls.predictions.transform.LayerNorm.gamma",
+    ),
+    "cls/predictions/transform/LayerNorm/beta": (
+        "cls.predictions.transform.LayerNorm.bias",
+        "cls.predictions.transform.LayerNorm.beta",
+    ),
+    "cls/predictions/output_bias": ("cls.predictions.bias", "cls.predictions.decoder.bias"),
+}
+
+
+def _tensor_files(directory: Path) -> dict[str, Path]:
+    """Tensor name -> the safetensors file holding it (one file, or the
+    shards of `model.safetensors.index.json`)."""
+    index = directory / HF_WEIGHTS[1]
+    if index.exists():
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        return {name: directory / file for name, file in weight_map.items()}
+    from safetensors import safe_open
+
+    path = directory / HF_WEIGHTS[0]
+    with safe_open(str(path), framework="numpy") as tensors:
+        return dict.fromkeys(tensors.keys(), path)
+
+
+def _head_names(files: Mapping[str, Path]) -> dict[str, str]:
+    """Google name -> the directory's name of each masked-LM head tensor it has."""
+    found = {}
+    for google, names in MASKED_LM_HEAD.items():
+        present = [name for name in names if name in files]
+        if present:
+            found[google] = present[0]
+    return found
+
+
+def has_masked_lm_head(directory: Path) -> bool:
+    """Whether a Hugging Face BERT directory holds any `cls.predictions.*` tensor."""
+    return bool(_head_names(_tensor_files(directory)))
+
+
+def read_masked_lm_head(directory: Path) -> dict[str, np.ndarray]:
+    """The masked-LM head of a Hugging Face BERT directory
+    (`cls.predictions.*`) under Google's `cls/predictions/*` names and
+    shapes (the dense kernel as [in, out]), float32. InputError naming a
+    missing tensor."""
+    from safetensors import safe_open
+
+    files = _tensor_files(directory)
+    names = _head_names(files)
+    for google, candidates in MASKED_LM_HEAD.items():
+        if google not in names:
+            raise InputError(directory, None, f"masked-LM head without {candidates[0]}")
+    arrays = {}
+    for google, name in names.items():
+        with safe_open(str(files[name]), framework="numpy") as tensors:
+            value = np.asarray(tensors.get_tensor(name), np.float32)
+        arrays[google] = value.T if google.endswith("kernel") else value
+    return arrays
+
+
 def save_token_classifier(
     backbone: keras_hub.models.BertBackbone,
     directory: Path,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -121,21 +121,35 @@ def assign_checked(
     for name in sorted(shapes):
         if not is_ignored(name) and name not in known:
             raise InputError(prefix, None, f"unknown {family} variable {name}")
+    assign_arrays(table, prefix, shapes, reader.get_tensor, config_name)
+    ignored = ignored_summary(list(shapes), is_ignored)
+    logging.info("loaded %d %s variables from %s (%s)", len(table), family, prefix, ignored)
+
+
+def assign_arrays(
+    table: list[Weight],
+    where: str | Path,
+    shapes: Mapping[str, Sequence[int]],
+    read: Callable[[str], np.ndarray],
+    config_name: str,
+) -> None:
+    """Assigns `read(name)` to each table variable, after checking that every
+    entry is in `shapes` (checkpoint name -> shape, of a TF checkpoint or of
+    tensors read from another format) with its shape: InputError naming
+    `where`, the variable and `config_name` otherwise."""
     for weight in table:
         if weight.name not in shapes:
-            raise InputError(prefix, None, f"checkpoint lacks variable {weight.name}")
+            raise InputError(where, None, f"checkpoint lacks variable {weight.name}")
         if tuple(shapes[weight.name]) != weight.shape:
             raise InputError(
-                prefix,
+                where,
                 None,
                 f"variable {weight.name} has shape {list(shapes[weight.name])} but "
                 f"{config_name} implies {list(weight.shape)}",
             )
     for weight in table:
-        value = reader.get_tensor(weight.name).astype("float32")
+        value = np.asarray(read(weight.name), np.float32)
         weight.variable.assign(value.reshape(weight.variable.shape))
-    ignored = ignored_summary(list(shapes), is_ignored)
-    logging.info("loaded %d %s variables from %s (%s)", len(table), family, prefix, ignored)
 
 
 def check_layer_count(prefix: str | Path, encoder_scope: str, num_layers: int, config_name: str) -> None:

@@ -9,7 +9,8 @@ three terms, each normalised by its own global count and weighted:
   distribution to the student's, both at temperature T, summed over tags
   and averaged over character positions (`Head.soft_loss_sum`; only heads
   with a distribution per character take it: softmax and CRF, not
-  GlobalPointer). It differs from TextBrewer's
+  GlobalPointer), the KL and T**2 scale of
+  `kner.models.distillation_losses`, which general distillation shares. It differs from TextBrewer's
   `kd_ce_loss` (airaria/TextBrewer, `src/textbrewer/losses.py`: the cross
   entropy `-(softmax(t / T) * log_softmax(s / T)).sum(-1).mean()` over the
   positions `select_logits_with_mask` keeps) by the teacher's entropy, a
@@ -65,6 +66,7 @@ import tensorflow as tf
 
 from kner.backbones.hidden_states import hidden_state_model
 from kner.data.unlabeled import PREFIX
+from kner.models.distillation_losses import temperature_scale
 from kner.models.tagger import Tagger
 
 TRANSITIONS = ("copy", "learn")
@@ -281,7 +283,7 @@ class Distiller(keras.Model):
             if self.weights_by_term["soft"]:
                 lengths = self.student.lengths(features)
                 soft = head.soft_loss_sum(part["scores"], part["teacher_scores"], lengths, self.temperature)
-                sums["soft"] += soft * self.temperature**2 if self.temperature_squared else soft
+                sums["soft"] += soft * temperature_scale(self.temperature, self.temperature_squared)
             if self.weights_by_term["hidden"]:
                 mask = tf.cast(features["padding_mask"], tf.bool)
                 for student, teacher in zip(part["student_states"], part["teacher_states"]):

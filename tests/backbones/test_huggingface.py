@@ -5,10 +5,18 @@ import pytest
 from google_fixtures import make_inputs, run_backbone, write_vocab
 
 from kner.backbones import bert
-from kner.backbones.huggingface import EXTRA_WEIGHTS, huggingface_name, save_token_classifier
+from kner.backbones.huggingface import (
+    EXTRA_WEIGHTS,
+    HF_WEIGHTS,
+    has_masked_lm_head,
+    huggingface_name,
+    read_masked_lm_head,
+    save_token_classifier,
+)
 from kner.backbones.weight_table import arrays
 from kner.checkpoint import backbone_from_config, load_backbone
 from kner.data.tokenizer import read_vocab
+from kner.errors import InputError
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
@@ -102,3 +110,48 @@ def test_token_classifier_refuses_a_classifier_of_another_shape(backbone, tmp_pa
     with pytest.raises(ValueError, match="do not fit hidden size 32 and 4 tags"):
         save_token_classifier(backbone, tmp_path / "hf", ["[PAD]"], TAGS, (kernel, np.zeros(3, np.float32)))
     assert not (tmp_path / "hf").exists()
+
+
+def test_the_masked_lm_head_reads_under_googles_names_from_one_file_or_shards(tmp_path):
+    rng = np.random.default_rng(5)
+    width, vocab = CONFIG["hidden_size"], CONFIG["vocab_size"]
+    head = {
+        "cls.predictions.transform.dense.weight": rng.normal(size=(width, width)),  # PyTorch's [out, in]
+        "cls.predictions.transform.dense.bias": rng.normal(size=width),
+        "cls.predictions.transform.LayerNorm.gamma": rng.normal(size=width),  # an older conversion's names
+        "cls.predictions.transform.LayerNorm.beta": rng.normal(size=width),
+        "cls.predictions.bias": rng.normal(size=vocab),
+    }
+    head = {name: value.astype("float32") for name, value in head.items()}
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    single.mkdir()
+    sharded.mkdir()
+    safetensors_numpy.save_file(
+        {**head, "bert.pooler.dense.bias": head["cls.predictions.bias"]}, str(single / HF_WEIGHTS[0])
+    )
+    names = sorted(head)
+    safetensors_numpy.save_file({n: head[n] for n in names[:2]}, str(sharded / "model-1.safetensors"))
+    safetensors_numpy.save_file({n: head[n] for n in names[2:]}, str(sharded / "model-2.safetensors"))
+    weight_map = {n: "model-1.safetensors" if i < 2 else "model-2.safetensors" for i, n in enumerate(names)}
+    (sharded / HF_WEIGHTS[1]).write_text(json.dumps({"weight_map": weight_map}))
+    for directory in (single, sharded):
+        assert has_masked_lm_head(directory)
+        got = read_masked_lm_head(directory)
+        np.testing.assert_array_equal(
+            got["cls/predictions/transform/dense/kernel"], head["cls.predictions.transform.dense.weight"].T
+        )
+        np.testing.assert_array_equal(
+            got["cls/predictions/transform/LayerNorm/gamma"], head["cls.predictions.transform.LayerNorm.gamma"]
+        )
+        np.testing.assert_array_equal(got["cls/predictions/output_bias"], head["cls.predictions.bias"])
+    # An encoder-only directory has no head; a partial head names what it lacks.
+    encoder_only = tmp_path / "encoder_only"
+    encoder_only.mkdir()
+    safetensors_numpy.save_file(
+        {"bert.pooler.dense.bias": head["cls.predictions.bias"]}, str(encoder_only / HF_WEIGHTS[0])
+    )
+    assert not has_masked_lm_head(encoder_only)
+    del head["cls.predictions.bias"]
+    safetensors_numpy.save_file(head, str(single / HF_WEIGHTS[0]))
+    with pytest.raises(InputError, match="masked-LM head without cls.predictions.bias"):
+        read_masked_lm_head(single)

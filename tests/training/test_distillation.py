@@ -17,7 +17,7 @@ from kner.data.pipeline import char_mask, make_dataset
 from kner.data.tokenizer import CharTokenizer
 from kner.data.unlabeled import UnlabeledInputs
 from kner.models import artifacts
-from kner.models.heads.tags import softmax_kl_sum as soft_loss_sum
+from kner.models.distillation_losses import soft_loss_sum
 from kner.models.tagger import Tagger
 from kner.training.distillation import Distiller, even_layer_map, hidden_loss_sum, parse_layer_map, teacher_token_ids
 from kner.training.optimization import FineTuningAdamW
@@ -37,34 +37,6 @@ def tagger(layers=1, width=32, head="crf", labels=LABELS, seed=0) -> Tagger:
 def batch(count=6, seed=1):
     dataset, _ = make_dataset(toy_sentences(count, seed), CharTokenizer(toy_vocabulary()), LABELS, batch_size=count)
     return next(iter(dataset))
-
-
-def numpy_kl(student, teacher, temperature):
-    def log_softmax(x):
-        x = x / temperature
-        return x - np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1, keepdims=True)) - x.max(-1, keepdims=True)
-
-    p = np.exp(log_softmax(teacher))
-    return (p * (log_softmax(teacher) - log_softmax(student))).sum(-1)
-
-
-def test_soft_loss_is_zero_for_equal_scores_and_the_kl_at_the_temperature_otherwise():
-    rng = np.random.default_rng(0)
-    teacher = rng.normal(size=(2, 5, 7)).astype(np.float32) * 3
-    mask = tf.constant([[True] * 5, [True] * 3 + [False] * 2])
-    assert float(soft_loss_sum(teacher, teacher, mask, 8.0)) == pytest.approx(0.0, abs=1e-6)
-    student = teacher + rng.normal(size=teacher.shape).astype(np.float32)
-    for temperature in (1.0, 2.0, 8.0):
-        expected = (numpy_kl(student, teacher, temperature) * mask.numpy()).sum()
-        got = float(soft_loss_sum(student, teacher, mask, temperature))
-        assert got > 0 and got == pytest.approx(expected, rel=1e-4)
-    # A higher temperature flattens both distributions: the divergence shrinks.
-    assert float(soft_loss_sum(student, teacher, mask, 8.0)) < float(soft_loss_sum(student, teacher, mask, 1.0))
-    # Masked positions do not count, whatever their scores.
-    noisy = student.copy()
-    noisy[1, 3:] += 100.0
-    unmasked = float(soft_loss_sum(student, teacher, mask, 2.0))
-    assert float(soft_loss_sum(noisy, teacher, mask, 2.0)) == pytest.approx(unmasked)
 
 
 def test_hidden_loss_is_the_mean_square_over_features_summed_over_unmasked_tokens():

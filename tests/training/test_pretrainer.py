@@ -11,13 +11,16 @@ CHILD = REPO / "tests" / "pretrain_child.py"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model_type", ["bert", "albert", "electra"])
+@pytest.mark.parametrize("model_type", ["bert", "albert", "electra", "distillation"])
 def test_mirrored_strategy_pretrains_like_one_device(tmp_path, model_type):
     """4 steps of 8 examples, clip norm 0.5: the default strategy and
     MirroredStrategy on two CPUs (4 + 4 examples) give the same losses and
     weights, for BERT (masked LM + NSP, AdamW), ALBERT (shared layers,
-    n-gram masking + SOP, LAMB) and ELECTRA (a generator sharing the
-    embeddings, replacements sampled per example, replaced-token detection)."""
+    weights, for BERT (masked LM + NSP, AdamW), ALBERT (shared layers,
+    n-gram masking + SOP, LAMB), ELECTRA (a generator sharing the
+    embeddings, replacements sampled per example, replaced-token detection)
+    and general distillation (a frozen teacher, KL + masked LM + cosine each
+    divided by its own global count)."""
     log = tmp_path / "child.log"
     with open(log, "w") as out:
         command = [sys.executable, str(CHILD), str(tmp_path), model_type, "default", "mirrored"]

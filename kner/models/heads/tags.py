@@ -22,6 +22,7 @@ import tensorflow as tf
 from kner.data.labels import LabelVocab
 from kner.data.tags import OUTSIDE, split_tag
 from kner.data.targets import TagTargets
+from kner.models.distillation_losses import soft_loss_sum
 from kner.models.heads.base import Decoded, Head, Spans
 
 # Roles of a tag in span reading, whatever the scheme's letters.
@@ -68,25 +69,6 @@ def span_bounds(tag_ids: tf.Tensor, roles: tf.Tensor, types: tf.Tensor) -> tuple
     starts = tagged & ~continues
     ends = tagged & ((role == END) | (role == SINGLE) | ~next_continues)
     return starts, ends
-
-
-def softmax_kl_sum(student: tf.Tensor, teacher: tf.Tensor, mask: tf.Tensor, temperature: float) -> tf.Tensor:
-    """Sum over the positions of `mask` of KL(softmax(teacher / T) ||
-    softmax(student / T)): task distillation's soft loss (see
-    `kner.training.distillation`).
-
-    Args:
-        student, teacher: [batch, length, tags] float32 logits.
-        mask: [batch, length] bool, the positions that count.
-        temperature: T > 0.
-
-    Returns:
-        A float32 scalar (nats, summed over positions).
-    """
-    teacher_log_p = tf.nn.log_softmax(teacher / temperature)
-    student_log_p = tf.nn.log_softmax(student / temperature)
-    kl = tf.reduce_sum(tf.exp(teacher_log_p) * (teacher_log_p - student_log_p), axis=-1)
-    return tf.reduce_sum(tf.where(mask, kl, 0.0))
 
 
 class TagHead(Head):
@@ -168,7 +150,7 @@ class TagHead(Head):
         """KL from the teacher's tag distributions to the student's at
         temperature T, summed over characters (for the CRF: over the emission
         scores)."""
-        return softmax_kl_sum(student, teacher, tf.sequence_mask(lengths, tf.shape(student)[1]), temperature)
+        return soft_loss_sum(student, teacher, tf.sequence_mask(lengths, tf.shape(student)[1]), temperature)
 
     def soft_loss_count(self, lengths: tf.Tensor) -> tf.Tensor:
         return tf.cast(tf.reduce_sum(lengths), tf.float32)

@@ -25,7 +25,9 @@ the input pipeline (`kner.data.masking`):
 Recipes: `kner.models.pretraining.masked_lm` (BERT and ALBERT: masked LM with
 next-sentence or sentence-order prediction),
 `kner.models.pretraining.replaced_token_detection` (ELECTRA: generator and
-discriminator).
+discriminator),
+`kner.models.pretraining.general_distillation` (a student BERT taught by a
+frozen teacher's masked LM, DistilBERT's recipe).
 
 Example:
 
@@ -43,13 +45,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import keras
 import keras_hub
 import tensorflow as tf
 
 from kner.backbones.weight_table import Weight
+
+if TYPE_CHECKING:
+    from kner.models.pretraining.general_distillation import DistillationOptions
 
 
 class LossTerm(NamedTuple):
@@ -69,6 +74,7 @@ class PretrainOptions:
     generator_hidden_size: float = 0.25  # ELECTRA: the generator's width, a fraction of the discriminator's
     temperature: float = 1.0  # ELECTRA: of the generator's softmax when sampling replacements
     disc_weight: float = 50.0  # ELECTRA: the discriminator loss's weight
+    distillation: DistillationOptions | None = None  # general distillation: the teacher and the loss
 
 
 class PretrainingModel(keras.Model):
