@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 from kner.data.spans import Span
 from kner.data.tags import OUTSIDE, spans_to_tags
+from kner.data.words import Offsets, word_spans
 
 # The types `score.py` averages over, in its order (the dataset's spelling).
 CLUENER_TYPES = (
@@ -122,16 +123,25 @@ def as_iobes(tags: Sequence[str], scheme: str) -> list[str]:
 
 
 def seqeval_scores(
-    texts: Sequence[str], gold: Sequence[Sequence[Span]], predicted_tags: Sequence[Sequence[str]], scheme: str
+    texts: Sequence[str],
+    gold: Sequence[Sequence[Span]],
+    predicted_tags: Sequence[Sequence[str]],
+    scheme: str,
+    words: Sequence[Offsets | None] | None = None,
 ) -> dict:
     """seqeval's strict-mode micro scores of the model's own tag sequences
-    (in `scheme`, see `as_iobes`) against the gold spans."""
+    (in `scheme`, see `as_iobes`) against the gold spans: one tag per
+    character, or per word of the sentences that have `words` (CoNLL)."""
     # Imported here: seqeval imports scikit-learn (a second or more), which
     # span scores and the error report (`kner.report`) do not need.
     from seqeval.metrics import classification_report
     from seqeval.scheme import IOBES
 
-    gold_tags = [spans_to_tags(s, len(t), "bioes") for t, s in zip(texts, gold, strict=True)]
+    words = words or [None] * len(texts)
+    gold_tags = [
+        spans_to_tags(s, len(t), "bioes") if w is None else spans_to_tags(word_spans(s, w), len(w), "bioes")
+        for t, s, w in zip(texts, gold, words, strict=True)
+    ]
     predicted = [as_iobes(tags, scheme) for tags in predicted_tags]
     report = classification_report(gold_tags, predicted, mode="strict", scheme=IOBES, output_dict=True, zero_division=0)
     micro = report["micro avg"]
@@ -144,15 +154,17 @@ def evaluate(
     predicted: Sequence[Sequence[Span]],
     predicted_tags: Sequence[Sequence[str]] | None = None,
     scheme: str | None = None,
+    words: Sequence[Offsets | None] | None = None,
 ) -> dict:
     """The full report (see the module doc): span scores, the CLUENER
     `score.py` score when the gold types are CLUENER's, and seqeval's strict
-    scores of `predicted_tags` (the model's tags in `scheme`) when given."""
+    scores of `predicted_tags` (the model's tags in `scheme`, per word of the
+    sentences with `words`, `kner.data.words`) when given."""
     report = span_scores(gold, predicted)
     if all(t in CLUENER_TYPES for spans in gold for t in {s.type for s in spans}):
         report["cluener_score_f1"], report["cluener_score_per_type"] = cluener_score(texts, gold, predicted)
     if predicted_tags is not None and scheme is not None:
-        report["seqeval"] = seqeval_scores(texts, gold, predicted_tags, scheme)
+        report["seqeval"] = seqeval_scores(texts, gold, predicted_tags, scheme, words)
     return report
 
 

@@ -1,14 +1,21 @@
 """tf.data pipeline: sentences -> padded, length-bucketed BERT batches.
 
 Each batch is a dict of [batch, length] tensors:
-- `token_ids`: `[CLS] chars [SEP]` then `[PAD]`, one id per character;
-- `segment_ids`: zeros; `padding_mask`: True on `[CLS]`, chars and `[SEP]`;
-- `label_mask`: True on the positions that carry labels, the characters
-  (`char_mask(padding_mask)`), so `[CLS]`, `[SEP]` and padding never count
-  in loss or metrics;
-- with labelled data, the targets of the model's head (`kner.data.targets`):
-  `label_ids` [batch, length - 1] (the tag of each character: heads read
-  the positions after `[CLS]`) or `span_labels` [batch, spans, 3].
+- `token_ids`: `[CLS] tokens [SEP]` then `[PAD]`: one id per character
+  (`CharTokenizer`) or per WordPiece sub-token (`kner.data.tokenizer_base`);
+- `segment_ids`: zeros; `padding_mask`: True on `[CLS]`, tokens and `[SEP]`;
+- `label_mask`: True on the tokens that carry labels, the labelled units
+  (`kner.data.units`: every token, or the first sub-token of each word),
+  so `[CLS]`, `[SEP]`, padding and the other sub-tokens never count in loss
+  or metrics; the model reads its head's units at these positions, in order
+  (`kner.models.tagger`);
+- with labelled data, the targets of the model's head (`kner.data.targets`)
+  over the units: `label_ids` [batch, length - 1] (the tag of each unit) or
+  `span_labels` [batch, spans, 3] (unit indices).
+
+Gold entities are character spans; each moves to the units it overlaps, and
+one whose boundary falls inside a unit (a WordPiece sub-token of
+character-labelled text) widens to it: counted and logged, like truncation.
 
 Batches are padded to their own longest sentence, and sentences of similar
 length are bucketed together, which keeps padding on CLUENER under 2%.
@@ -17,7 +24,7 @@ rounds each batch's length up to a multiple (`XLA_LENGTH_MULTIPLE` = 8 tokens
 in `kner.training.trainer` under `--jit_compile`), so a run compiles at most
 `max_seq_length / multiple` lengths, times two batch sizes (the full one and
 the epoch's one partial batch).
-Training data longer than `max_seq_length` is truncated, and the truncated
+Training data longer than `max_seq_length` tokens is truncated, and the truncated
 sentences and the entities they lose are counted and logged; evaluation and
 prediction data are never truncated.
 
@@ -39,7 +46,8 @@ from absl import logging
 from kner.data.corpus import Sentence
 from kner.data.labels import LabelVocab
 from kner.data.targets import SpanTargets, TagTargets, ragged_rows
-from kner.data.tokenizer import CharTokenizer
+from kner.data.tokenizer_base import Tokenized, Tokenizer
+from kner.data.units import LabelUnits, TokenUnits, to_unit_spans, unit_offsets
 
 Targets = TagTargets | SpanTargets
 
@@ -48,17 +56,29 @@ _TOKENIZE_CHUNK = 4096
 
 @dataclasses.dataclass
 class TruncationReport:
-    """How much truncation to `max_seq_length` cut."""
+    """How much truncation to `max_seq_length` cut, and how many gold
+    entities moved to token boundaries (`moved`) or cover no token
+    (`unplaced`, dropped)."""
 
     sentences: int = 0
     truncated: int = 0
     entities: int = 0
     entities_lost: int = 0
+    moved: int = 0
+    unplaced: int = 0
 
     def __str__(self) -> str:
         return (
             f"{self.truncated} of {self.sentences} sentences truncated, "
             f"losing {self.entities_lost} of {self.entities} entities"
+        )
+
+    def boundaries(self) -> str:
+        """How many gold entities moved to token boundaries, and how many
+        cover no token."""
+        return (
+            f"{self.moved} of {self.entities} entities widened to whole tokens (a boundary inside a sub-token), "
+            f"{self.unplaced} dropped (no token inside them)"
         )
 
 
@@ -122,18 +142,29 @@ def plan_batches(lengths: Sequence[int], batch_size: int, seed: int | None = Non
 
 @dataclasses.dataclass
 class EncodedData:
-    """Sentences as tensors, ready to batch: `columns` holds ragged `char_ids`
-    and, for labelled data, the ragged targets of `targets`; `lengths` are
-    character counts."""
+    """Sentences as tensors, ready to batch: `columns` holds ragged
+    `tokens` (ids), `unit_mask` (whether each token is a labelled unit,
+    `kner.data.units`) and, for labelled data, the ragged targets of
+    `targets` over units; `lengths` are token counts. `unit_start` and
+    `unit_end` [sentences, (units)] are each unit's `[start, end)` characters
+    (of the whole text, also where training truncated it)."""
 
     columns: dict[str, tf.Tensor | tf.RaggedTensor]
     lengths: np.ndarray
     report: TruncationReport
     targets: Targets | None = None
+    unit_start: tf.RaggedTensor | None = None
+    unit_end: tf.RaggedTensor | None = None
     _batch_functions: dict = dataclasses.field(default_factory=dict, repr=False)
 
+    def unit_offsets(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per sentence, its units' character starts and (exclusive) ends."""
+        splits = self.unit_start.row_splits.numpy()
+        starts, ends = self.unit_start.flat_values.numpy(), self.unit_end.flat_values.numpy()
+        return [(starts[a:b], ends[a:b]) for a, b in zip(splits[:-1], splits[1:])]
+
     def batch_function(
-        self, tokenizer: CharTokenizer, pad_to_multiple: int = 1
+        self, tokenizer: Tokenizer, pad_to_multiple: int = 1
     ) -> tf.types.experimental.PolymorphicFunction:
         """Sentence indices -> batch features; traced once, reused every epoch."""
         key = (id(tokenizer), pad_to_multiple)
@@ -149,36 +180,67 @@ class EncodedData:
         return self._batch_functions[key]
 
 
+def tokenize_units(
+    texts: Sequence[str], tokenizer: Tokenizer, units: LabelUnits
+) -> tuple[Tokenized, tf.RaggedTensor, tf.RaggedTensor, tf.RaggedTensor]:
+    """Tokens, unit mask and unit `[start, end)` characters of `texts`
+    (`kner.data.units`), tokenized in chunks: the per-character strings on
+    the way cost 100 MiB for People's Daily train in one piece, 24 MiB in
+    chunks."""
+    parts = []
+    for i in range(0, max(len(texts), 1), _TOKENIZE_CHUNK):
+        chunk = tf.constant(texts[i : i + _TOKENIZE_CHUNK], tf.string)
+        tokens = tokenizer.tokenize(chunk)
+        is_unit = units.starts(chunk, tokens)
+        parts.append((*tokens, is_unit, *unit_offsets(tokens, is_unit)))
+    ids, starts, ends, is_unit, unit_start, unit_end = (tf.concat(list(column), 0) for column in zip(*parts))
+    return Tokenized(ids, starts, ends), is_unit, unit_start, unit_end
+
+
 def encode(
     sentences: Sequence[Sentence],
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     targets: Targets | LabelVocab | None = None,
-    max_chars: int | None = None,
+    max_tokens: int | None = None,
+    units: LabelUnits | None = None,
 ) -> EncodedData:
     """Tokenizes (and encodes the targets of) once what every epoch batches
-    again; `max_chars` truncates (training only)."""
-    if targets is None:
-        texts = [s.text for s in sentences]
-        columns = {}
-        report = TruncationReport(sentences=len(texts))
-    else:
-        targets = as_targets(targets)
-        texts, rows, report = encode_targets(sentences, targets, max_chars)
-        columns = targets.ragged(rows)
+    again; `max_tokens` truncates (training only). The targets are over
+    `units` (default: every token), gold character spans moved to unit
+    boundaries (counted and logged, like truncation)."""
+    units = units or TokenUnits()
+    texts = [s.text for s in sentences]
+    tokens, is_unit, unit_start, unit_end = tokenize_units(texts, tokenizer, units)
+    ids = tokens.ids
+    report = TruncationReport(sentences=len(texts))
+    if max_tokens is not None:
+        report.truncated = int(tf.reduce_sum(tf.cast(ids.row_lengths() > max_tokens, tf.int32)))
+        ids, is_unit = ids[:, :max_tokens], is_unit[:, :max_tokens]
+    columns = {"tokens": ids, "unit_mask": is_unit}
+    data = EncodedData(columns, ids.row_lengths().numpy(), report, None, unit_start, unit_end)
+    if targets is not None:
+        data.targets = targets = as_targets(targets)
+        kept = tf.reduce_sum(tf.cast(is_unit, tf.int32), axis=1).numpy()
+        rows = {key: [] for key in targets.keys}
+        for sentence, (start, end), kept_units in zip(sentences, data.unit_offsets(), kept):
+            spans, moved, lost = to_unit_spans(sentence.spans, start, end)
+            report.entities += len(sentence.spans)
+            report.moved += moved
+            report.unplaced += lost
+            report.entities_lost += sum(span.end >= kept_units for span in spans)
+            for key, row in targets.encode(spans, len(start), int(kept_units)).items():
+                rows[key].append(row)
+        columns.update(targets.ragged(rows))
         if report.truncated:
-            logging.warning("truncated to %d characters: %s", max_chars, report)
-    # In chunks: the per-character strings `unicode_split` makes on the way
-    # cost 100 MiB for People's Daily train in one piece, 24 MiB in chunks.
-    chunks = range(0, max(len(texts), 1), _TOKENIZE_CHUNK)
-    columns["char_ids"] = tf.concat(
-        [tokenizer(tf.constant(texts[i : i + _TOKENIZE_CHUNK], tf.string)) for i in chunks], 0
-    )
-    return EncodedData(columns, columns["char_ids"].row_lengths().numpy(), report, targets)
+            logging.warning("truncated to %d tokens: %s", max_tokens, report)
+        if report.moved or report.unplaced:
+            logging.warning("entities and tokens: %s", report.boundaries())
+    return data
 
 
 def batched(
     data: EncodedData,
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     batch_size: int,
     seed: int | None = None,
     pad_to_multiple: int = 1,
@@ -197,13 +259,14 @@ def batched(
 
 def make_dataset(
     sentences: Sequence[Sentence],
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     targets: Targets | LabelVocab | None = None,
     *,
     batch_size: int,
     max_seq_length: int | None = None,
     training: bool = False,
     seed: int = 0,
+    units: LabelUnits | None = None,
 ) -> tuple[tf.data.Dataset, TruncationReport]:
     """Batches for training (`training=True`: bucketed and shuffled by `seed`,
     truncated to `max_seq_length`) or for evaluation and prediction (input
@@ -213,37 +276,39 @@ def make_dataset(
     `batch_size` is the global batch: under a `tf.distribute` strategy, hand the
     dataset to `strategy.experimental_distribute_dataset`, which splits it.
     """
-    max_chars = max_seq_length - 2 if training and max_seq_length else None
-    data = encode(sentences, tokenizer, targets, max_chars)
+    max_tokens = max_seq_length - 2 if training and max_seq_length else None
+    data = encode(sentences, tokenizer, targets, max_tokens, units)
     return batched(data, tokenizer, batch_size, seed if training else None), data.report
 
 
 def to_features(
     batch: dict[str, tf.Tensor],
-    tokenizer: CharTokenizer,
+    tokenizer: Tokenizer,
     pad_to_multiple: int = 1,
     targets: Targets | None = None,
 ) -> dict[str, tf.Tensor]:
-    """Turns a batch of texts (`text`) or of their character ids (`char_ids`,
-    ragged), with the ragged or padded columns of `targets` if labelled,
-    into model inputs, padded to the longest row rounded up to a multiple of
-    `pad_to_multiple`."""
-    chars = batch["char_ids"] if "char_ids" in batch else tokenizer(batch["text"])
-    num_chars = chars.row_lengths()
-    rows = tf.shape(num_chars, out_type=tf.int64)[0]
+    """Turns a batch of texts (`text`: every token a labelled unit) or of
+    their token ids (`tokens`, ragged, with the ragged bool `unit_mask`), with
+    the ragged or padded columns of `targets` if labelled, into model inputs,
+    padded to the longest row rounded up to a multiple of `pad_to_multiple`."""
+    tokens = batch["tokens"] if "tokens" in batch else tokenizer(batch["text"])
+    is_unit = batch["unit_mask"] if "unit_mask" in batch else tf.ones_like(tokens, tf.bool)
+    num_tokens = tokens.row_lengths()
+    rows = tf.shape(num_tokens, out_type=tf.int64)[0]
     cls = tf.fill([rows, 1], tokenizer.cls_id)
     sep = tf.fill([rows, 1], tokenizer.sep_id)
-    token_ids = tf.concat([cls, chars, sep], axis=1).to_tensor(tokenizer.pad_id)
+    token_ids = tf.concat([cls, tokens, sep], axis=1).to_tensor(tokenizer.pad_id)
     if pad_to_multiple > 1:
         extra = -tf.shape(token_ids)[1] % pad_to_multiple
         token_ids = tf.pad(token_ids, [[0, 0], [0, extra]], constant_values=tokenizer.pad_id)
     length = tf.shape(token_ids)[1]
-    padding_mask = tf.sequence_mask(num_chars + 2, length)
+    no = tf.zeros([rows, 1], tf.bool)
+    unit_mask = tf.concat([no, is_unit, no], axis=1).to_tensor(False, shape=[None, None])
     features = {
         "token_ids": token_ids,
         "segment_ids": tf.zeros_like(token_ids),
-        "padding_mask": padding_mask,
-        "label_mask": char_mask(padding_mask),
+        "padding_mask": tf.sequence_mask(num_tokens + 2, length),
+        "label_mask": tf.pad(unit_mask, [[0, 0], [0, length - tf.shape(unit_mask)[1]]]),
     }
     if targets is not None:
         features.update(targets.pad({k: batch[k] for k in targets.keys}, length - 1))
@@ -251,8 +316,9 @@ def to_features(
 
 
 def label_mask(batch: dict[str, tf.Tensor]) -> tf.Tensor:
-    """The batch's `label_mask`, or the characters of its `padding_mask`
-    for batches built elsewhere (the serving graph, benchmarks)."""
+    """The batch's `label_mask`, or every token of its `padding_mask` but
+    `[CLS]` and `[SEP]` for batches built elsewhere (benchmarks, clients of
+    `predict_ids`)."""
     if "label_mask" in batch:
         return tf.cast(batch["label_mask"], tf.bool)
     return char_mask(batch["padding_mask"])

@@ -29,3 +29,8 @@ def make_tokenizer(kind: str, vocabulary: str | Path | list[str], lowercase: boo
     if kind not in TOKENIZERS:
         raise ValueError(f"unknown tokenizer {kind!r}; expected one of {', '.join(TOKENIZERS)}")
     return TOKENIZERS[kind](vocabulary, lowercase=lowercase)
+
+
+def tokenizer_name(tokenizer: Tokenizer) -> str:
+    """The registry name of `tokenizer`'s kind (what `settings.json` keeps)."""
+    return next(name for name, kind in TOKENIZERS.items() if isinstance(tokenizer, kind))

@@ -60,3 +60,24 @@ def word_spans(spans: Iterable[Span], words: Offsets) -> list[Span]:
             raise ValueError(f"span [{span.start}, {span.end}] {span.type} does not fall on word boundaries")
         result.append(Span(first, last, span.type))
     return result
+
+
+def snap_to_words(spans: Iterable[Span], words: Offsets) -> list[Span]:
+    """Character spans widened to the words they overlap (a span over no word
+    is dropped), so that predictions score per word."""
+    starts = [start for start, _ in words]
+    ends = [end for _, end in words]
+    result = []
+    for span in spans:
+        first = bisect.bisect_right(ends, span.start)
+        last = bisect.bisect_right(starts, span.end) - 1
+        if first <= last:
+            result.append(Span(starts[first], ends[last] - 1, span.type))
+    return result
+
+
+def tags_of_words(tags: Sequence[str], unit_starts: Sequence[int], words: Offsets, outside: str) -> list[str]:
+    """One tag per word: the tag of the labelled unit that starts where the
+    word starts (its first sub-token), `outside` for a word without one."""
+    by_start = dict(zip(unit_starts, tags))
+    return [by_start.get(start, outside) for start, _ in words]

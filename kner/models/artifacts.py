@@ -5,8 +5,10 @@
                          `kner_layout` names ALBERT, ELECTRA or keras-hub backbones)
       vocab.txt          the tokenizer's vocabulary
       labels.json        the label vocabulary (`kner.data.labels.LabelVocab`)
-      settings.json      head, dropout, max_seq_length and the head's own settings
-                         (decode, and head_size, decode_threshold for GlobalPointer)
+      settings.json      head, dropout, max_seq_length, the head's own settings
+                         (decode, and head_size, decode_threshold for GlobalPointer),
+                         and the text's: tokenizer (char, wordpiece), do_lower_case,
+                         label_units (tokens, words: kner.data.units)
       flags.cfg          kner's flags of the training run, paths absolute (a flagfile)
       best.weights.h5    the weights with the best dev F1 (or the last ones)
       eval_report.json   the dev report of those weights
@@ -28,7 +30,10 @@ import tensorflow as tf
 from kner.backbones.loader import backbone_from_config
 from kner.data.files import write_text
 from kner.data.labels import LabelVocab
-from kner.data.tokenizer import CharTokenizer, save_vocab
+from kner.data.tokenizer import save_vocab
+from kner.data.tokenizer_base import Tokenizer
+from kner.data.tokenizer_registry import make_tokenizer, tokenizer_name
+from kner.data.units import LabelUnits, TokenUnits, make_units
 from kner.errors import InputError
 from kner.models.heads import head_class
 from kner.models.tagger import Tagger
@@ -54,14 +59,27 @@ def save_artifacts(
     write_text(model_dir / SETTINGS, json.dumps(settings, indent=1))
 
 
-def tagger_settings(model: Tagger, max_seq_length: int) -> dict:
-    """The `settings.json` of a tagger trained at `max_seq_length`."""
+def tagger_settings(
+    model: Tagger, max_seq_length: int, tokenizer: Tokenizer | None = None, units: LabelUnits | None = None
+) -> dict:
+    """The `settings.json` of a tagger trained at `max_seq_length` on the
+    text as `tokenizer` and `units` cut it (default: one labelled token per
+    character, lower-cased)."""
     return {
         "head": model.head.name,
         "dropout": model.dropout.rate,
         "max_seq_length": max_seq_length,
+        "tokenizer": tokenizer_name(tokenizer) if tokenizer is not None else "char",
+        "do_lower_case": tokenizer.lowercase if tokenizer is not None else True,
+        "label_units": (units or TokenUnits()).name,
         **model.head.settings(),
     }
+
+
+def label_units(settings: dict) -> LabelUnits:
+    """The labelled units a `settings.json` names (`tokens` before they were
+    recorded)."""
+    return make_units(settings.get("label_units", TokenUnits.name))
 
 
 def dummy_batch(length: int = 8) -> dict[str, tf.Tensor]:
@@ -70,8 +88,10 @@ def dummy_batch(length: int = 8) -> dict[str, tf.Tensor]:
     return {"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": tf.ones([1, length], tf.bool)}
 
 
-def load_tagger(model_dir: str | Path, dtype: str | None = None) -> tuple[Tagger, CharTokenizer, dict]:
-    """The trained tagger with its best weights, its tokenizer and settings.
+def load_tagger(model_dir: str | Path, dtype: str | None = None) -> tuple[Tagger, Tokenizer, dict]:
+    """The trained tagger with its best weights, its tokenizer (the one
+    `settings.json` names; `char`, lower-cased, before it named one) and
+    settings.
 
     `dtype` is the backbone's Keras dtype policy (default: the global one);
     with "bfloat16" its weights are the float32 ones rounded to bfloat16 (the
@@ -97,4 +117,9 @@ def load_tagger(model_dir: str | Path, dtype: str | None = None) -> tuple[Tagger
     model = Tagger(backbone, labels, head=head, dropout=settings["dropout"])
     model(dummy_batch())
     model.load_weights(str(model_dir / WEIGHTS))
-    return model, CharTokenizer(model_dir / VOCAB), settings
+    try:
+        kind, lowercase = settings.get("tokenizer", "char"), settings.get("do_lower_case", True)
+        tokenizer = make_tokenizer(kind, model_dir / VOCAB, lowercase)
+    except ValueError as error:
+        raise InputError(model_dir / SETTINGS, None, str(error)) from None
+    return model, tokenizer, settings

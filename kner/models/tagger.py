@@ -2,10 +2,11 @@
 
 The model reads the batches of `kner.data.pipeline` (`token_ids`,
 `segment_ids`, `padding_mask`, `label_mask`) and returns its head's scores
-at the labelled units: the head sees the backbone's output after `[CLS]`
-(`units`), so its position i is character i, and each row's count of
-labelled positions (`lengths`; the batch's `label_mask`, or the characters of
-its `padding_mask`).
+at the labelled units (`kner.data.units`): the head sees the backbone's
+output at the positions of the batch's `label_mask`, in order
+(`unit_states`; every position after `[CLS]` for one token per character),
+so its position i is unit i, and each row's count of labelled positions
+(`lengths`; the batch's `label_mask`, or the tokens of its `padding_mask`).
 
 The loss comes as a sum and a count so that the training loop can normalise
 by the count of the *global* batch: that makes the loss and its gradients
@@ -96,13 +97,24 @@ class Tagger(keras.Model):
         """The head's float32 scores from the backbone's sequence output
         [batch, length, hidden] of `batch` (whose targets the head may read
         when training)."""
-        units = self.dropout(sequence[:, 1:], training=training)
+        units = self.dropout(self.unit_states(sequence, batch), training=training)
         return self.head.scores(units, self.lengths(batch), batch, training=training)
 
     @staticmethod
+    def unit_states(sequence: tf.Tensor, batch: dict[str, tf.Tensor]) -> tf.Tensor:
+        """The labelled units' states [batch, length - 1, hidden]: the
+        positions of the batch's `label_mask` first, in order, then the rest
+        (which no head reads). With one unit per token after `[CLS]` (every
+        character, or every sub-token) this is `sequence[:, 1:]` itself; with
+        the first sub-token of each word it is the words' states."""
+        mask = label_mask(batch)[:, 1:]
+        order = tf.argsort(tf.cast(~mask, tf.int32), axis=1, stable=True)
+        return tf.gather(sequence[:, 1:], order, batch_dims=1)
+
+    @staticmethod
     def lengths(batch: dict[str, tf.Tensor]) -> tf.Tensor:
-        """Labelled units [batch] int32 of each row (they come first after
-        `[CLS]`)."""
+        """Labelled units [batch] int32 of each row (`unit_states` puts them
+        first)."""
         return tf.reduce_sum(tf.cast(label_mask(batch)[:, 1:], tf.int32), axis=1)
 
     def loss_count(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:

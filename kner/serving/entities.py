@@ -1,7 +1,7 @@
 """The entity outputs of the serving graph, one builder for every head.
 
 A head's decoding gives flat spans (`kner.models.heads.Spans`: row, first and
-last character, type id, score); `entity_outputs` turns them into the dense
+last labelled unit, type id, score); `entity_outputs` turns them into the dense
 tensors a TF Serving signature returns (signatures cannot return ragged
 ones), padded per batch, with each entity's text cut from the request's
 characters:
@@ -21,30 +21,43 @@ from kner.models.heads import Decoded, Spans
 from kner.serving.row_ids import row_ids
 
 
-def entity_outputs(decoded: Decoded, chars: tf.RaggedTensor, type_names: tf.Tensor) -> dict[str, tf.Tensor]:
+def entity_outputs(
+    decoded: Decoded,
+    chars: tf.RaggedTensor,
+    type_names: tf.Tensor,
+    unit_start: tf.RaggedTensor | None = None,
+    unit_end: tf.RaggedTensor | None = None,
+) -> dict[str, tf.Tensor]:
     """Dense entity outputs of `decoded` spans over ragged [B, (chars)]
     UTF-8 characters; `type_names` [types] string. The score is the span's,
-    or the mean of `decoded.unit_scores` over its characters (tagging
-    heads)."""
+    or the mean of `decoded.unit_scores` over its units (tagging heads).
+
+    Spans count labelled units (`kner.data.units`); with `unit_start` and
+    `unit_end` (int32 [B, (units)], each unit's `[start, end)` characters)
+    they move to character offsets, else units are characters."""
     spans = decoded.spans
-    first, last = spans.start, spans.end
-    flat_first = tf.gather(tf.cast(chars.row_starts(), tf.int32), spans.row) + first
-    size = last - first + 1
-    covered = tf.ragged.range(flat_first, flat_first + size)
-    # Per entity over its characters, as tf.strings.reduce_join and
-    # tf.reduce_mean of a ragged tensor compute it (the same segment
-    # kernels), with the segment ids from `row_ids`.
-    segments = row_ids(covered.row_splits)
-    count = tf.size(first)
-    text = tf.strings.unsorted_segment_join(tf.gather(chars.flat_values, covered.flat_values), segments, count)
+    count = tf.size(spans.start)
     if spans.score is None:
-        # The same characters' positions in the [B, M] unit scores.
-        at = spans.row * tf.shape(decoded.unit_scores)[1] + first
-        units = tf.ragged.range(at, at + size).flat_values
-        total = tf.math.unsorted_segment_sum(tf.gather(tf.reshape(decoded.unit_scores, [-1]), units), segments, count)
-        score = total / tf.cast(size, tf.float32)
+        # Per entity over its units, as tf.reduce_mean of a ragged tensor
+        # computes it (the same segment kernels), with the segment ids from
+        # `row_ids`; the units' positions in the [B, M] unit scores.
+        at = spans.row * tf.shape(decoded.unit_scores)[1] + spans.start
+        units = tf.ragged.range(at, at + spans.end - spans.start + 1)
+        segments = row_ids(units.row_splits)
+        chosen = tf.gather(tf.reshape(decoded.unit_scores, [-1]), units.flat_values)
+        total = tf.math.unsorted_segment_sum(chosen, segments, count)
+        score = total / tf.cast(spans.end - spans.start + 1, tf.float32)
     else:
         score = spans.score
+    if unit_start is not None:
+        unit = tf.gather(tf.cast(unit_start.row_starts(), tf.int32), spans.row)
+        first = tf.gather(unit_start.flat_values, unit + spans.start)
+        spans = spans._replace(start=first, end=tf.gather(unit_end.flat_values, unit + spans.end) - 1)
+    flat_first = tf.gather(tf.cast(chars.row_starts(), tf.int32), spans.row) + spans.start
+    covered = tf.ragged.range(flat_first, flat_first + spans.end - spans.start + 1)
+    # Per entity over its characters, as tf.strings.reduce_join does it.
+    segments = row_ids(covered.row_splits)
+    text = tf.strings.unsorted_segment_join(tf.gather(chars.flat_values, covered.flat_values), segments, count)
     return span_outputs(spans, score, type_names, entity_text=text)
 
 

@@ -43,8 +43,10 @@ class Entity(NamedTuple):
 
 
 class Prediction(NamedTuple):
-    """The tag of every character of a text (None for a head that tags no
-    sequence: GlobalPointer), and its entities."""
+    """The tag of every labelled unit of a text (None for a head that tags no
+    sequence: GlobalPointer), and its entities. Units are the characters of
+    a character model, the sub-tokens or the words of a WordPiece one
+    (`kner.data.units`; the export's `unit_start`, `unit_end` say where)."""
 
     tags: list[str] | None
     entities: list[Entity]
@@ -140,7 +142,8 @@ def _tags_by_ids(module: tf.Module) -> bool:
 
 
 def _prediction(text: str, outputs: dict, row: int, tagging: bool) -> Prediction:
-    tags = [tag.decode() for tag in outputs["tags"][row, : outputs["num_chars"][row]]] if tagging else None
+    units = outputs["num_units"][row] if "num_units" in outputs else outputs["num_chars"][row]  # older exports
+    tags = [tag.decode() for tag in outputs["tags"][row, :units]] if tagging else None
     entities = []
     for k in range(outputs["num_entities"][row]):
         start, end = int(outputs["entity_start"][row, k]), int(outputs["entity_end"][row, k])

@@ -5,33 +5,41 @@ in core TF ops (no tensorflow-text, no `py_function`), so stock TF Serving
 runs it and the Python API (`kner.predict.Predictor`) calls the very same
 function:
 
-1. split UTF-8 strings into characters and look up their ids
-   (`kner.data.tokenizer.CharTokenizer`; invalid UTF-8 bytes become U+FFFD);
-2. cut texts longer than `max_seq_length - 2` characters into overlapping
+1. tokenize UTF-8 strings with the model's tokenizer, one token per
+   character (`kner.data.tokenizer.CharTokenizer`) or WordPiece sub-tokens
+   with character offsets (`kner.data.wordpiece`), both core TF ops; invalid
+   UTF-8 bytes become U+FFFD; and find the labelled units
+   (`kner.data.units`: every token, or the first sub-token of each word);
+2. cut texts longer than `max_seq_length - 2` tokens into overlapping
    windows (`kner.serving.windows`) and run all windows of the batch through
    the model, as one batch when they fit a budget of token positions, else
    sorted by length in chunks of that budget (`kner.serving.length_chunks`);
 3. decode as the model's head decodes (`kner.models.heads`):
    - a tagging head (softmax, CRF) merges the windows' tag scores per
-     character and decodes them once over the whole text: Viterbi within
+     token, takes the units' and decodes them once over the whole text: Viterbi within
      the scheme's grammar (the CRF's, or over the softmax log-probabilities
      with zero transition scores), or argmax for a softmax model saved with
      `--decode=argmax`; entity spans are read from the tags exactly as
      `LabelVocab.decode` reads them (lenient: an orphan inside tag begins an
      entity, an unclosed one ends at its last tag);
-   - a pair head (GlobalPointer) decodes each window's spans above its
-     threshold, moves them to text offsets and keeps each span from the
+   - a pair head (GlobalPointer) decodes each window's spans (over the
+     window's units) above its threshold, moves them to text offsets and keeps each span from the
      window where it sits farthest from both edges (`keep_window_spans`),
      then, with `--decode=flat`, keeps the best non-overlapping spans of
      each text;
-4. build the entity outputs of every head (`kner.serving.entities`).
+4. build the entity outputs of every head (`kner.serving.entities`), units
+   moved to character offsets of the text as given.
 
 `predict_text(text)` takes a [batch] string tensor and returns dense tensors
 (TF Serving signatures cannot return ragged ones), padded per batch:
 
-- `tags` [B, max_chars] string: the tag of every character, "" after the
-  text; "" everywhere for a pair head, which tags no sequence;
+- `tags` [B, max_units] string: the tag of every labelled unit (every
+  character of a character model), "" after the text; "" everywhere for a
+  pair head, which tags no sequence;
 - `num_chars` [B] int32: characters (Unicode code points) per text;
+- `num_units` [B] int32: labelled units per text; `unit_start`, `unit_end`
+  [B, max_units] int32, the characters each covers (`end` inclusive, -1
+  padding);
 - `entity_type`, `entity_text` [B, max_entities] string ("" padding);
 - `entity_start`, `entity_end` [B, max_entities] int32, character offsets,
   `end` inclusive (-1 padding), ordered by start (then end and type: a pair
@@ -63,11 +71,13 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
+from kner.data.units import LabelUnits, TokenUnits, unit_offsets
 from kner.models.heads import Decoded, Spans
 from kner.serving.bfloat16 import bfloat16_matmuls
 from kner.serving.entities import entity_outputs, span_outputs
 from kner.serving.fused_encoder import fuse_encoder_layers
 from kner.serving.length_chunks import scores_by_length, spans_by_length
+from kner.serving.text_units import TextUnits
 from kner.serving.windows import (
     WindowPlan,
     check_window,
@@ -79,7 +89,7 @@ from kner.serving.windows import (
 )
 
 if TYPE_CHECKING:
-    from kner.data.tokenizer import CharTokenizer
+    from kner.data.tokenizer_base import Tokenizer
     from kner.models.tagger import Tagger
 
 # Token positions x hidden width per encoder call in `predict_text`
@@ -88,6 +98,10 @@ if TYPE_CHECKING:
 # the whole batch as one chunk (~1,800) at 4L/256 and 2L/128; 2**19 gives 683
 # positions at width 768, 2,048 at 256 and 4,096 at 128.
 CHUNK_WORK = 2**19
+
+# Added to a window token's id when it is a labelled unit, through the
+# chunks of a pair head's windows (vocab ids stay far below it).
+_UNIT_MARK = 1 << 30
 
 # What the encoder of an exported model may compute in.
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -99,7 +113,7 @@ class TextTagger(tf.Module):
 
     Args:
         model: a built `kner.models.tagger.Tagger`.
-        tokenizer: its `CharTokenizer`.
+        tokenizer: its tokenizer (`kner.data.tokenizer_base.Tokenizer`).
         max_seq_length: tokens per window, `[CLS]` and `[SEP]` included; at
             most the backbone's `max_position_embeddings`.
         window_stride: characters between window starts, in
@@ -109,16 +123,18 @@ class TextTagger(tf.Module):
         chunk_tokens: token positions per encoder call on a request's
             windows sorted by length (`kner.serving.length_chunks`); default
             `CHUNK_WORK` over the backbone's hidden width.
+        units: the labelled units (`kner.data.units`); default every token.
     """
 
     def __init__(
         self,
         model: Tagger,
-        tokenizer: CharTokenizer,
+        tokenizer: Tokenizer,
         max_seq_length: int,
         window_stride: int | None = None,
         variables: list[tf.Variable] | None = None,
         chunk_tokens: int | None = None,
+        units: LabelUnits | None = None,
     ):
         super().__init__(name="text_tagger")
         limit = model.backbone.max_sequence_length
@@ -136,6 +152,7 @@ class TextTagger(tf.Module):
         # (`from_model_dir`), the tokenizer's table, the functions.
         self.model_variables = variables or [variable.value for variable in model.variables]
         self.tokenizer = tokenizer
+        self.units = units or TokenUnits()
         self.max_seq_length = max_seq_length
         self.head = model.head
         self._type_names = tf.constant(model.head.type_names or [""], tf.string)
@@ -163,7 +180,7 @@ class TextTagger(tf.Module):
         the rest in float32 (`kner.serving.bfloat16`); the tag scores,
         decoding and span reading stay float32. Either way the encoder's
         layers run as `kner.serving.fused_encoder` layers."""
-        from kner.models.artifacts import load_tagger
+        from kner.models.artifacts import label_units, load_tagger
 
         if compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
@@ -171,7 +188,8 @@ class TextTagger(tf.Module):
         if compute_dtype == "bfloat16":
             bfloat16_matmuls(model)
         saved = fuse_encoder_layers(model.backbone).saved_variables(model)
-        return cls(model, tokenizer, max_seq_length or settings["max_seq_length"], window_stride, saved)
+        length = max_seq_length or settings["max_seq_length"]
+        return cls(model, tokenizer, length, window_stride, saved, units=label_units(settings))
 
     def _model_inputs(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:
         return {
@@ -191,28 +209,40 @@ class TextTagger(tf.Module):
         # The name scopes group the graph's ops by stage for profiles
         # (bench/serving_latency.py); they change no op.
         with tf.name_scope("tokenize"):
-            chars = self.tokenizer.split(text)
-            ids = tf.ragged.map_flat_values(self.tokenizer.table.lookup, chars)
+            tokens = self.tokenizer.tokenize(text)
+            is_unit = self.units.starts(text, tokens)
+            unit_start, unit_end = unit_offsets(tokens, is_unit)
+            chars = tf.strings.unicode_split(text, "UTF-8", errors="replace")
             num_chars = tf.cast(chars.row_lengths(), tf.int32)
+            num_units = tf.cast(unit_start.row_lengths(), tf.int32)
         with tf.name_scope("windows"):
-            plan = plan_windows(num_chars, self.window, self.stride)
-            windows = window_tokens(ids, plan, self.tokenizer.cls_id, self.tokenizer.sep_id)
+            plan = plan_windows(tf.cast(tokens.ids.row_lengths(), tf.int32), self.window, self.stride)
+            windows = window_tokens(tokens.ids, plan, self.tokenizer.cls_id, self.tokenizer.sep_id)
+            units = TextUnits.of(is_unit)
         if self.head.per_position:
-            decoded = self._merge_scores(windows, plan, chars, num_chars)
+            decoded = self._merge_scores(windows, plan, units)
             tags = decoded.tags
         else:
-            decoded = self._merge_spans(windows, plan)
-            # A pair head tags no sequence: "" at every character.
-            tags = tf.fill([tf.size(num_chars), tf.reduce_max(tf.concat([num_chars, [0]], 0))], "")
+            decoded = self._merge_spans(windows, plan, units)
+            # A pair head tags no sequence: "" at every unit.
+            tags = tf.fill([tf.size(num_units), tf.reduce_max(tf.concat([num_units, [0]], 0))], "")
         with tf.name_scope("entities"):
-            entities = entity_outputs(decoded, chars, self._type_names)
-        return {"tags": tags, "num_chars": num_chars, **entities}
+            entities = entity_outputs(decoded, chars, self._type_names, unit_start, unit_end)
+        return {
+            "tags": tags,
+            "num_chars": num_chars,
+            "num_units": num_units,
+            "unit_start": unit_start.to_tensor(-1),
+            "unit_end": (unit_end - 1).to_tensor(-1),
+            **entities,
+        }
 
-    def _merge_scores(
-        self, windows: tf.RaggedTensor, plan: WindowPlan, chars: tf.RaggedTensor, num_chars: tf.Tensor
-    ) -> Decoded:
-        """Per-position heads: the windows' scores merged per character, then
-        decoded once over each whole text."""
+    def _merge_scores(self, windows: tf.RaggedTensor, plan: WindowPlan, units: TextUnits) -> Decoded:
+        """Per-position heads: the windows' scores merged per token, the
+        labelled units' taken, then decoded once over each whole text. (Each
+        position's scores are its own, so scoring every token of a window
+        and taking the units' equals scoring the units alone, as training
+        does.)"""
         with tf.name_scope("encoder"):
             # A request too big for one encoder call runs sorted by length, in
             # chunks of `chunk_tokens` positions, so that its short texts are
@@ -221,25 +251,36 @@ class TextTagger(tf.Module):
                 self._window_scores, windows, self.tokenizer.pad_id, self.chunk_tokens, self.head.num_outputs
             )
         with tf.name_scope("merge"):
-            # Whole texts again ([batch, max chars, tags]), with merged scores.
-            merged = merge_windows(window_scores, plan)
-            scores = tf.RaggedTensor.from_row_splits(merged, chars.row_splits, validate=False).to_tensor()
+            # Whole texts again ([batch, max units, tags]), with merged scores.
+            merged = tf.gather(merge_windows(window_scores, plan), units.token)
+            scores = tf.RaggedTensor.from_row_splits(merged, units.row_splits, validate=False).to_tensor()
         with tf.name_scope("decode"):
-            return self.head.decode(scores, num_chars)
+            return self.head.decode(scores, units.count)
 
-    def _merge_spans(self, windows: tf.RaggedTensor, plan: WindowPlan) -> Decoded:
-        """Heads that decode windows (GlobalPointer): each window's spans, kept
-        from the window where they sit farthest from the edges, then the
-        decoding option (`select`) over each whole text."""
+    def _merge_spans(self, windows: tf.RaggedTensor, plan: WindowPlan, units: TextUnits) -> Decoded:
+        """Heads that decode windows (GlobalPointer): each window's spans over
+        its labelled units, kept from the window where they sit farthest
+        from the edges, then the decoding option (`select`) over each whole
+        text."""
+        # Each window token carries whether it is a unit in its id's high
+        # bit, through the chunking (`_window_spans` reads it back).
+        marked = windows.with_flat_values(
+            windows.flat_values + _UNIT_MARK * window_tokens(units.mark, plan, 0, 0).flat_values
+        )
         with tf.name_scope("encoder"):
-            window_spans = spans_by_length(self._window_spans, windows, self.tokenizer.pad_id, self.chunk_tokens)
+            window_spans = spans_by_length(self._window_spans, marked, self.tokenizer.pad_id, self.chunk_tokens)
         with tf.name_scope("merge"):
-            spans = keep_window_spans(window_spans, plan, self.window, self.stride)
+            in_tokens = units.window_tokens(window_spans, plan)
+            spans = keep_window_spans(in_tokens, plan, self.window, self.stride)
+            spans = units.text_units(spans)
         with tf.name_scope("decode"):
             return Decoded(self.head.select(spans))
 
     def _window_spans(self, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> Spans:
+        is_unit = token_ids >= _UNIT_MARK
+        token_ids = token_ids - tf.cast(is_unit, tf.int32) * _UNIT_MARK
         batch = self._model_inputs(token_ids, padding_mask, tf.zeros_like(token_ids))
+        batch["label_mask"] = is_unit
         return self.head.window_spans(self.model(batch), self.model.lengths(batch))
 
     @tf.function(

@@ -53,7 +53,10 @@ from kner.data.corpus import Sentence
 from kner.data.files import write_text
 from kner.data.pipeline import EncodedData, batched, encode, plan_batches
 from kner.data.spans import Span
-from kner.data.tokenizer import CharTokenizer
+from kner.data.tags import OUTSIDE
+from kner.data.tokenizer_base import Tokenizer
+from kner.data.units import LabelUnits, to_char_spans
+from kner.data.words import snap_to_words, tags_of_words
 from kner.error_report import write_report
 from kner.errors import InputError
 from kner.metrics import evaluate
@@ -72,6 +75,22 @@ BEST_WEIGHTS = "best.weights.h5"
 EVAL_REPORT = "eval_report.json"
 ERROR_REPORT = "report.html"
 CHECKPOINTS = "checkpoints"
+
+
+def _scored_tags(
+    sentence: Sentence, tags: list[str] | None, offsets: tuple[np.ndarray, np.ndarray]
+) -> list[str] | None:
+    """The model's tags (one per labelled unit) over the units the sentence
+    is scored in: one per word of a word-level sentence, one per character
+    when the units are its characters; None otherwise (no seqeval)."""
+    if tags is None:
+        return None
+    unit_start, unit_end = offsets
+    if sentence.words is not None:
+        return tags_of_words(tags, unit_start.tolist(), sentence.words, OUTSIDE)
+    if len(unit_start) == len(sentence.text) and np.all(unit_end - unit_start == 1):
+        return tags
+    return None
 
 
 class StopCheck(Protocol):
@@ -128,6 +147,7 @@ class Trainer:
         train_inputs: maps each epoch's labelled batches and the 0-based
             epoch to the batches `model` trains on (distillation zips in
             teacher-labelled raw text); the same for a resumed epoch.
+        units: the labelled units (`kner.data.units`; default every token).
     """
 
     def __init__(
@@ -139,10 +159,12 @@ class Trainer:
         config: TrainConfig,
         tagger: Tagger | None = None,
         train_inputs: Callable[[tf.data.Dataset, int], tf.data.Dataset] | None = None,
+        units: LabelUnits | None = None,
     ):
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
         self.tagger = tagger or model
         self.train_inputs = train_inputs
+        self.units = units
         self.model_dir, self.config = Path(model_dir), config
         self.chief = is_chief(strategy)
         use_lean_gelu(model)  # same values, less memory in the backward pass (kner.training.lean_gelu)
@@ -232,7 +254,7 @@ class Trainer:
         self,
         train: Sequence[Sentence],
         dev: Sequence[Sentence] | None,
-        tokenizer: CharTokenizer,
+        tokenizer: Tokenizer,
         stop: StopCheck | None = None,
     ) -> dict | None:
         """Trains (resuming from the last checkpoint if any) and returns the
@@ -243,7 +265,7 @@ class Trainer:
         `TrainingStopped` is raised; `fit` on the same model_dir resumes."""
         config = self.config
         per_epoch = steps_per_epoch(train, config)
-        encoded = encode(train, tokenizer, self.model.targets, max_chars=config.max_seq_length - 2)
+        encoded = encode(train, tokenizer, self.model.targets, config.max_seq_length - 2, self.units)
         self.restore()
         self._stop = stop
         report = self._read_report()
@@ -350,20 +372,26 @@ class Trainer:
         if not self.chief:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
 
-    def evaluate(self, sentences: Sequence[Sentence], tokenizer: CharTokenizer) -> dict:
+    def evaluate(self, sentences: Sequence[Sentence], tokenizer: Tokenizer) -> dict:
         """Dev loss plus the scores of `kner.metrics.evaluate`: exact
         (start, end, type) spans, nested ones counted, and seqeval on the tags
         the model produced where its head tags.
 
-        Nothing is cut: texts longer than `max_seq_length - 2` characters are
+        Entities are scored as character spans of the texts, over the
+        original units: a word-level sentence (CoNLL) scores whole words (a
+        predicted span widened to the words it overlaps) and seqeval reads
+        one tag per word (its first sub-token's); character-labelled text
+        under WordPiece scores characters, without seqeval (its tags are per
+        sub-token).
+
+        Nothing is cut: texts longer than `max_seq_length - 2` tokens are
         tagged through overlapping windows exactly as the exported model does
         (`kner.serving`). The loss is over the texts that fit in one window
         only: `report["loss"]` is their mean loss (None when none fits) and
         `report["loss_sentences"]` how many they are."""
-        limit = self.config.max_seq_length - 2
-        fits = [i for i, s in enumerate(sentences) if len(s.text) <= limit]
-        longer = [i for i, s in enumerate(sentences) if len(s.text) > limit]
-        dataset = self._eval_dataset(sentences, fits, tokenizer)
+        fits, offsets, dataset = self._eval_dataset(sentences, tokenizer)
+        fitting = set(fits)
+        longer = [i for i in range(len(sentences)) if i not in fitting]
         type_names = self.tagger.head.type_names
         predicted: list[list[Span] | None] = [None] * len(sentences)
         tags: list[list[str] | None] = [None] * len(sentences)  # what the model produced, for seqeval
@@ -379,38 +407,50 @@ class Trainer:
             found = [Span(int(s), int(e), type_names[t]) for s, e, t in values]
             for row, (first, number) in enumerate(zip(starts, spans.per_row.numpy())):
                 index = next(rows)
-                predicted[index] = found[first : first + number]
+                unit_start, unit_end = offsets[index]
+                predicted[index] = to_char_spans(found[first : first + number], unit_start, unit_end)
                 if decoded.tags is not None:
-                    tags[index] = [t.decode() for t in decoded.tags[row, : len(sentences[index].text)].numpy()]
+                    tags[index] = [t.decode() for t in decoded.tags[row, : len(unit_start)].numpy()]
         if longer:
-            predictor = Predictor(TextTagger(self.tagger, tokenizer, self.config.max_seq_length))
+            predictor = Predictor(TextTagger(self.tagger, tokenizer, self.config.max_seq_length, units=self.units))
             results = predictor.run([sentences[i].text for i in longer], batch_size=self.config.eval_batch_size)
             for i, result in zip(longer, results):
                 predicted[i] = [Span(e.start, e.end, e.type) for e in result.entities]
                 tags[i] = result.tags
+        for i, sentence in enumerate(sentences):
+            tags[i] = _scored_tags(sentence, tags[i], offsets[i])
+            if sentence.words is not None:
+                predicted[i] = snap_to_words(predicted[i], sentence.words)
         texts, gold = [s.text for s in sentences], [s.spans for s in sentences]
         self.last_predictions = predicted  # for the error report of the best evaluation
         has_tags = all(t is not None for t in tags)
-        report = evaluate(texts, gold, predicted, tags if has_tags else None, self.tagger.labels.scheme)
+        report = evaluate(
+            texts, gold, predicted, tags if has_tags else None, self.tagger.labels.scheme, [s.words for s in sentences]
+        )
         report["loss"] = float(np.sum(loss_sum / np.maximum(count, 1.0))) if np.any(count) else None
         report["loss_sentences"] = len(fits)
         return report
 
-    def _eval_dataset(self, sentences: Sequence[Sentence], rows: list[int], tokenizer) -> tf.data.Dataset:
-        """The batches of `sentences[rows]`, built (and cached) once per dev set."""
+    def _eval_dataset(
+        self, sentences: Sequence[Sentence], tokenizer
+    ) -> tuple[list[int], list[tuple[np.ndarray, np.ndarray]], tf.data.Dataset]:
+        """The sentences that fit one window, each sentence's unit offsets,
+        and the batches of those that fit; built (and cached) once per dev set."""
         key = (id(sentences), len(sentences))
         if key not in self._eval_datasets:
-            data = encode([sentences[i] for i in rows], tokenizer, self.model.targets)
+            whole = encode(sentences, tokenizer, units=self.units)
+            fits = [i for i, n in enumerate(whole.lengths) if n <= self.config.max_seq_length - 2]
+            data = encode([sentences[i] for i in fits], tokenizer, self.model.targets, units=self.units)
             size, multiple = self.config.eval_batch_size, self._pad_to_multiple()
-            self._eval_datasets[key] = batched(data, tokenizer, size, None, multiple)
-        dataset = self._eval_datasets[key]
+            self._eval_datasets[key] = fits, whole.unit_offsets(), batched(data, tokenizer, size, None, multiple)
+        fits, offsets, dataset = self._eval_datasets[key]
         if self._forward is None:
             self._forward = tf.function(
                 self._loss_and_scores, jit_compile=self.config.jit_compile, input_signature=[dataset.element_spec]
             )
             # Decoding finds a variable number of spans: never under XLA.
             self._decode = tf.function(self.model.decode, reduce_retracing=True)
-        return dataset
+        return fits, offsets, dataset
 
     def _end_of_epoch_eval(self, dev, tokenizer, epoch: int) -> dict | None:
         """Evaluates after `epoch` (1-based) epochs; returns the report if it
