@@ -166,6 +166,65 @@ def define_training_flags() -> None:
     flags.DEFINE_string("export_dir", None, "Also export a TF Serving SavedModel here at the end.")
 
 
+LABEL_SUBTOKENS = ("first", "all")
+
+
+def define_text_flags() -> None:
+    """How text becomes tokens and which tokens carry labels, saved in the
+    model_dir's settings (prediction and export reuse them):
+    `--tokenizer`, `--do_lower_case`, `--label_subtokens`."""
+    from kner.data.tokenizer_registry import TOKENIZERS
+
+    flags.DEFINE_enum(
+        "tokenizer",
+        None,
+        list(TOKENIZERS),
+        "char: one token per character (Chinese); wordpiece: BERT's WordPiece sub-tokens with character offsets "
+        "(English and mixed text). Default: char for a Chinese vocab, else wordpiece.",
+    )
+    flags.DEFINE_bool(
+        "do_lower_case",
+        None,
+        "Lower-case and strip accents before WordPiece, as the checkpoint was pretrained (default: from the "
+        "checkpoint's tokenizer_config.json, folder name or vocab; uncased_* true, cased_* false).",
+    )
+    flags.DEFINE_enum(
+        "label_subtokens",
+        "first",
+        list(LABEL_SUBTOKENS),
+        "Word-level data (CoNLL): first labels the first token of each word and masks the other sub-tokens out "
+        "of the loss and the metrics; all labels every sub-token (B- then I-). Character-labelled data labels "
+        "every token.",
+    )
+
+
+def build_text(vocabulary: list[str], sentences: Sequence[Sentence], checkpoint: str | None):
+    """The tokenizer and labelled units (`kner.data.units`) of a training run
+    from the text flags, the vocab and the training data, said in one line:
+    `--tokenizer` (default by the vocab), `--do_lower_case` (default by
+    `checkpoint`, `kner.backbones.casing`; a mismatch warns), and words as
+    units for word-level `sentences` with `--label_subtokens=first`."""
+    from kner.backbones.casing import resolve_lowercase
+    from kner.data.tokenizer_registry import default_tokenizer, make_tokenizer
+    from kner.data.units import TokenUnits, WordUnits
+
+    kind = FLAGS.tokenizer or default_tokenizer(vocabulary)
+    if kind == "char":  # Chinese vocabs are uncased; a character model tries lower case only for missing pieces
+        lowercase = True if FLAGS.do_lower_case is None else FLAGS.do_lower_case
+    else:
+        lowercase = resolve_lowercase(FLAGS.do_lower_case, checkpoint, vocabulary)
+    words = any(s.words is not None for s in sentences)
+    units = WordUnits() if words and FLAGS.label_subtokens == "first" else TokenUnits()
+    labelled = {
+        ("words", True): "the first token of each word",
+        ("tokens", True): "every token of each word",
+        ("tokens", False): "every token",
+    }[units.name, words]
+    casing = "" if kind == "char" else f", do_lower_case={str(lowercase).lower()}"
+    print(f"tokenizer {kind} ({len(vocabulary):,} vocab entries{casing}), labels on {labelled}", flush=True)
+    return make_tokenizer(kind, vocabulary, lowercase), units
+
+
 def define_soft_loss_flags(per_model_type: Callable[[str], str] | None = None, temperature: bool = True) -> None:
     """The soft (teacher-student) loss of distillation: `--temperature`,
     `--soft_loss_weight`, `--soft_loss_t_squared`. Two published recipes

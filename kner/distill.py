@@ -9,7 +9,9 @@ The teacher is a finished kner `model_dir` (`kner.train`); it is loaded with
 its best weights and never changes. The student is built like
 `kner.train` builds a model (`--init_checkpoint`, or `--bert_config` with the
 teacher's vocab unless `--vocab_file` is given), with the teacher's label
-vocabulary and, unless `--head` is given, the teacher's head. It trains on
+vocabulary, its tokenizer and labelled units (`settings.json`; a WordPiece
+student needs the teacher's vocab) and, unless `--head` is given, the
+teacher's head. It trains on
 the same loop as `kner.train` (strategies, checkpoints and resume,
 TensorBoard, dev evaluation, best weights by dev F1) on the loss of
 `kner.training.distillation`: soft (temperature `--temperature`), hard and
@@ -34,7 +36,7 @@ from absl import app, flags, logging
 from kner import cli
 from kner.data.labels import LabelVocab
 from kner.data.raw_text import expand_paths
-from kner.data.tokenizer import CharTokenizer
+from kner.data.tokenizer_registry import make_tokenizer, tokenizer_name
 from kner.data.unlabeled import UnlabeledInputs
 from kner.errors import InputError, run_cli
 from kner.models import artifacts
@@ -124,6 +126,8 @@ def main(argv: list[str]) -> None:
             raise InputError(f"--head={head}", None, str(error)) from None
         student(artifacts.dummy_batch())
         same_vocab = vocabulary == teacher_tokenizer.vocabulary
+        tokenizer = student_tokenizer(teacher_tokenizer, vocabulary, same_vocab)
+        units = artifacts.label_units(teacher_settings)
         teacher_vocab = teacher_tokenizer.vocabulary, teacher_tokenizer.unk_id
         try:
             layer_map = parse_layer_map(FLAGS.layer_map, backbone.num_layers, teacher.backbone.num_layers)
@@ -152,7 +156,7 @@ def main(argv: list[str]) -> None:
         batch_size = FLAGS.unlabeled_batch_size or FLAGS.batch_size
         paths = expand_paths(FLAGS.unlabeled_files)
         train_inputs = UnlabeledInputs(
-            paths, CharTokenizer(vocabulary), batch_size, per_epoch, FLAGS.max_seq_length - 2, FLAGS.seed, FLAGS.lenient
+            paths, tokenizer, batch_size, per_epoch, FLAGS.max_seq_length - 2, FLAGS.seed, FLAGS.lenient, units
         )
         print(
             f"unlabelled text: {len(paths)} file(s), {batch_size} texts per step labelled by the teacher "
@@ -161,14 +165,14 @@ def main(argv: list[str]) -> None:
         )
     if FLAGS.export_dir:
         check_export_dir(FLAGS.export_dir, FLAGS.model_dir)  # before training, not after
-    settings = artifacts.tagger_settings(student, FLAGS.max_seq_length)
+    settings = artifacts.tagger_settings(student, FLAGS.max_seq_length, tokenizer, units)
     if distribute.is_chief(strategy):
         artifacts.save_artifacts(FLAGS.model_dir, bert_config, vocabulary, labels, settings)
         Path(FLAGS.model_dir, "flags.cfg").write_text(FLAGS.flags_into_string())
     trainer = Trainer(
-        distiller, optimizer, strategy, FLAGS.model_dir, config, tagger=student, train_inputs=train_inputs
+        distiller, optimizer, strategy, FLAGS.model_dir, config, tagger=student, train_inputs=train_inputs, units=units
     )
-    report = trainer.fit(train, dev, CharTokenizer(vocabulary))
+    report = trainer.fit(train, dev, tokenizer)
     if report is None and distribute.is_chief(strategy):
         student.save_weights(str(Path(FLAGS.model_dir, artifacts.WEIGHTS)))
     if not distribute.is_chief(strategy):
@@ -176,6 +180,17 @@ def main(argv: list[str]) -> None:
     cli.report_training_run(Path(FLAGS.model_dir).absolute(), report)
     if FLAGS.export_dir:
         cli.report("export", export_model(FLAGS.model_dir, Path(FLAGS.export_dir).absolute()), "TF Serving SavedModel")
+
+
+def student_tokenizer(teacher_tokenizer, vocabulary: list[str], same_vocab: bool):
+    """The student tokenizes as its teacher (`settings.json`: tokenizer,
+    do_lower_case), over its own vocab: one token per character maps
+    between vocabs, WordPiece sub-tokens do not."""
+    kind = tokenizer_name(teacher_tokenizer)
+    if kind != "char" and not same_vocab:
+        message = f"the teacher's {kind} tokens differ between vocabs: the student needs the teacher's vocab"
+        raise InputError("--vocab_file" if FLAGS.vocab_file else "--init_checkpoint", None, message)
+    return make_tokenizer(kind, vocabulary, teacher_tokenizer.lowercase)
 
 
 def teacher_score(teacher_dir: str) -> str:

@@ -6,7 +6,9 @@
 
 With `--init_checkpoint` the backbone and vocab come from a Google-format (or
 Hugging Face safetensors) checkpoint; without it, from `--bert_config` with a
-vocab built from the training text (or `--vocab_file`). Everything export and
+vocab built from the training text (or `--vocab_file`). The text flags
+(`--tokenizer`, `--do_lower_case`, `--label_subtokens`; docs/english.md)
+default from the vocab and the checkpoint and are saved with the model. Everything export and
 prediction need lands in `--model_dir` (see `kner.models.artifacts`). Rerunning the
 same command resumes from the last checkpoint; on a finished run it changes
 nothing (it only exports, if `--export_dir`'s latest version is not of these
@@ -23,7 +25,6 @@ from absl import flags, logging
 
 from kner import cli
 from kner.data.labels import LabelVocab
-from kner.data.tokenizer import CharTokenizer
 from kner.errors import run_cli
 from kner.models import artifacts
 from kner.models.tagger import Tagger
@@ -33,6 +34,7 @@ from kner.training.trainer import Trainer, TrainingStopped, steps_per_epoch
 
 FLAGS = flags.FLAGS
 cli.define_training_flags()
+cli.define_text_flags()
 cli.define_data_flags()
 cli.define_runtime_flags()
 flags.adopt_module_key_flags(cli)
@@ -81,22 +83,23 @@ def main(argv: list[str]) -> None:
         model = Tagger(backbone, labels, head=head, dropout=FLAGS.dropout)
         model(artifacts.dummy_batch())
         optimizer = cli.build_optimizer(model, steps_per_epoch(train, config) * config.epochs)
-    settings = artifacts.tagger_settings(model, FLAGS.max_seq_length)
+    tokenizer, units = cli.build_text(vocabulary, train, FLAGS.init_checkpoint)
+    settings = artifacts.tagger_settings(model, FLAGS.max_seq_length, tokenizer, units)
     model_dir, chief = Path(FLAGS.model_dir).absolute(), distribute.is_chief(strategy)
     if FLAGS.export_dir:
         check_export_dir(FLAGS.export_dir, model_dir)  # before training, not after
-    trainer = Trainer(model, optimizer, strategy, model_dir, config)
+    trainer = Trainer(model, optimizer, strategy, model_dir, config, units=units)
     trainer.restore()
     trained = not trainer.is_finished(train, bool(dev))
     if not trained:
         print(f"training in {model_dir} is finished (step {int(trainer.step.numpy())}); nothing to train")
-        report = trainer.fit(train, dev, CharTokenizer(vocabulary))  # reads the saved report
+        report = trainer.fit(train, dev, tokenizer)  # reads the saved report
     else:
         if chief:
             artifacts.save_artifacts(model_dir, bert_config, vocabulary, labels, settings)
             cli.save_flagfile(model_dir / "flags.cfg")
         try:
-            report = trainer.fit(train, dev, CharTokenizer(vocabulary), stop=stop)
+            report = trainer.fit(train, dev, tokenizer, stop=stop)
         except TrainingStopped as stopped:
             print(f"stopped by {stop.name} at step {stopped.step}; checkpoint {stopped.checkpoint}")
             print("run the same command to resume")

@@ -191,7 +191,7 @@ def tokenize_units(
     for i in range(0, max(len(texts), 1), _TOKENIZE_CHUNK):
         chunk = tf.constant(texts[i : i + _TOKENIZE_CHUNK], tf.string)
         tokens = tokenizer.tokenize(chunk)
-        is_unit = units.starts(chunk, tokens)
+        is_unit = units.starts(tokens, tokenizer)
         parts.append((*tokens, is_unit, *unit_offsets(tokens, is_unit)))
     ids, starts, ends, is_unit, unit_start, unit_end = (tf.concat(list(column), 0) for column in zip(*parts))
     return Tokenized(ids, starts, ends), is_unit, unit_start, unit_end

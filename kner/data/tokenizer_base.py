@@ -12,6 +12,8 @@ graph call only this interface:
   every token into the text as given, each [batch, (tokens)] int32 ragged.
   Invalid UTF-8 bytes count as one U+FFFD character each.
 - `encode_with_offsets(text)`: the same for one Python string, as lists.
+- `continues(ids)`: whether each token continues the word before it (a
+  `##` piece), which `kner.data.units` reads;
 - `pad_id`, `unk_id`, `cls_id`, `sep_id`, `mask_id` (None when the vocab has
   no `[MASK]`), `vocabulary`, `vocabulary_size`, `lowercase`.
 
@@ -31,9 +33,13 @@ import abc
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import tensorflow as tf
 
 from kner.data.vocab import CLS, MASK, PAD, SEP, UNK, read_vocab
+
+# What marks a WordPiece piece that continues a word.
+CONTINUATION = "##"
 
 
 class Tokenized(NamedTuple):
@@ -71,6 +77,9 @@ class Tokenizer(tf.Module, abc.ABC):
         self.pad_id, self.unk_id = first_ids[PAD], first_ids[UNK]
         self.cls_id, self.sep_id = first_ids[CLS], first_ids[SEP]
         self.mask_id = first_ids.get(MASK)
+        self._continues_word = np.array(
+            [len(t) > len(CONTINUATION) and t.startswith(CONTINUATION) for t in self.vocabulary], bool
+        )
 
     @property
     def vocabulary_size(self) -> int:
@@ -83,6 +92,12 @@ class Tokenizer(tf.Module, abc.ABC):
     @abc.abstractmethod
     def encode_with_offsets(self, text: str) -> Encoding:
         """What `tokenize` gives for one text, in Python."""
+
+    def continues(self, ids: tf.Tensor) -> tf.Tensor:
+        """bool, the shape of int32 `ids`: whether each token continues the
+        word of the token before it (a WordPiece `##` piece; never for one
+        token per character)."""
+        return tf.gather(tf.constant(self._continues_word), ids)
 
     def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Ids of a batch of UTF-8 strings: [batch, (tokens)] int32."""

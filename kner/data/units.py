@@ -9,11 +9,12 @@ sub-tokens, and the data says what is labelled:
   `--label_subtokens=all`: an entity covers whole tokens, so a boundary
   inside a sub-token widens to it (`kner.data.pipeline` counts them).
 - `words` (`WordUnits`): the first token of each word is a unit, the other
-  sub-tokens are masked out of the loss and the metrics, as Hugging Face's
-  `run_ner.py` and BERT's paper label CoNLL-2003. A word is a run of
-  non-whitespace characters (`str.isspace`): CoNLL words joined by one space
-  (`kner.data.words`) are exactly the words of their text, and raw text at
-  serving time splits the same way.
+  sub-tokens (`##` continuations) are masked out of the loss and the
+  metrics, as BERT's paper and Hugging Face's `run_ner.py` label
+  CoNLL-2003. Words are the tokenizer's own (BERT's BasicTokenizer splits
+  at whitespace and around punctuation and CJK characters), so raw text at
+  serving time has the units the model trained on: a CoNLL word such as
+  `U.S.` is four units (its entity tags B- I- I- I-), `Zürich,` two.
 
 A unit covers the characters `[start, end)` from its first token's start to
 the end of the last token before the next unit (`unit_offsets`). Both
@@ -25,7 +26,7 @@ Example:
 
 ```python
 tokens = tokenizer.tokenize(texts)                  # kner.data.tokenizer_base.Tokenized
-is_unit = WordUnits().starts(texts, tokens)         # [batch, (tokens)] bool
+is_unit = WordUnits().starts(tokens, tokenizer)     # [batch, (tokens)] bool
 unit_start, unit_end = unit_offsets(tokens, is_unit)  # [batch, (units)] int32 characters
 ```
 """
@@ -34,17 +35,13 @@ from __future__ import annotations
 
 import abc
 import bisect
-import sys
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
 import tensorflow as tf
 
 from kner.data.spans import Span
-from kner.data.tokenizer_base import Tokenized
-
-# Every code point Python's `str.isspace` calls whitespace (26 of them).
-WHITESPACE = tuple(code for code in range(sys.maxunicode + 1) if chr(code).isspace())
+from kner.data.tokenizer_base import Tokenized, Tokenizer
 
 
 class LabelUnits(abc.ABC):
@@ -53,9 +50,9 @@ class LabelUnits(abc.ABC):
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def starts(self, texts: tf.Tensor, tokens: Tokenized) -> tf.RaggedTensor:
-        """bool [batch, (tokens)]: whether each token of `texts` ([batch]
-        UTF-8 strings, tokenized as `tokens`) starts a unit."""
+    def starts(self, tokens: Tokenized, tokenizer: Tokenizer) -> tf.RaggedTensor:
+        """bool [batch, (tokens)]: whether each token of `tokens` (as
+        `tokenizer` gave them) starts a unit."""
 
 
 class TokenUnits(LabelUnits):
@@ -63,28 +60,19 @@ class TokenUnits(LabelUnits):
 
     name = "tokens"
 
-    def starts(self, texts: tf.Tensor, tokens: Tokenized) -> tf.RaggedTensor:
-        del texts
+    def starts(self, tokens: Tokenized, tokenizer: Tokenizer) -> tf.RaggedTensor:
+        del tokenizer
         return tf.ones_like(tokens.ids, tf.bool)
 
 
 class WordUnits(LabelUnits):
-    """The first token of each whitespace-separated word is a unit. A token
-    that starts on whitespace (a `CharTokenizer`'s space) is none."""
+    """The first token of each word is a unit: every token but WordPiece's
+    `##` continuations (`Tokenizer.continues`)."""
 
     name = "words"
 
-    def starts(self, texts: tf.Tensor, tokens: Tokenized) -> tf.RaggedTensor:
-        codes = tf.strings.unicode_decode(texts, "UTF-8", errors="replace")
-        space = tf.reduce_any(tf.equal(codes.flat_values[:, None], tf.constant(WHITESPACE, tf.int32)[None]), axis=1)
-        # Whitespace characters before each flat position (one past the end included).
-        before = tf.concat([[0], tf.cumsum(tf.cast(space, tf.int32))], 0)
-        rows = tokens.ids.value_rowids()
-        at = tf.cast(tf.gather(codes.row_starts(), rows), tf.int32) + tokens.starts.flat_values
-        first_in_row = tf.equal(tf.range(tf.size(at, out_type=tf.int64)), tf.gather(tokens.ids.row_starts(), rows))
-        previous = tf.concat([[0], at[:-1]], 0)
-        new_word = first_in_row | (tf.gather(before, at) > tf.gather(before, previous))
-        return tokens.ids.with_flat_values(new_word & ~tf.gather(tf.concat([space, [False]], 0), at))
+    def starts(self, tokens: Tokenized, tokenizer: Tokenizer) -> tf.RaggedTensor:
+        return tf.ragged.map_flat_values(lambda ids: ~tokenizer.continues(ids), tokens.ids)
 
 
 LABEL_UNITS: dict[str, type[LabelUnits]] = {units.name: units for units in (TokenUnits, WordUnits)}

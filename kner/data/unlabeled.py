@@ -33,7 +33,8 @@ import tensorflow as tf
 from kner.data.corpus import Sentence
 from kner.data.pipeline import batched, encode
 from kner.data.raw_text import read_lines
-from kner.data.tokenizer import CharTokenizer
+from kner.data.tokenizer_base import Tokenizer
+from kner.data.units import LabelUnits
 from kner.errors import InputError
 
 PREFIX = "unlabeled_"
@@ -58,14 +59,17 @@ def epoch_texts(
     return list(itertools.islice(stream, epoch * count, (epoch + 1) * count))
 
 
-def unlabeled_batches(texts: Sequence[str], tokenizer: CharTokenizer, batch_size: int, seed: int) -> tf.data.Dataset:
+def unlabeled_batches(
+    texts: Sequence[str], tokenizer: Tokenizer, batch_size: int, seed: int, units: LabelUnits | None = None
+) -> tf.data.Dataset:
     """Batches of `texts`, shuffled and length-bucketed by `seed` like
     training data (`kner.data.pipeline.batched`), with the features named
     `unlabeled_token_ids`, `unlabeled_segment_ids`, `unlabeled_padding_mask`
     and `unlabeled_label_mask` (the units the teacher labels, as
     `kner.data.pipeline.label_mask`). `len(texts) / batch_size` batches when
-    `batch_size` divides `len(texts)`."""
-    data = encode([Sentence(text, None) for text in texts], tokenizer)
+    `batch_size` divides `len(texts)`. `units`: the labelled units of the
+    models (`kner.data.units`; default every token)."""
+    data = encode([Sentence(text, None) for text in texts], tokenizer, units=units)
     return batched(data, tokenizer, batch_size, seed=seed).map(lambda batch: {PREFIX + k: v for k, v in batch.items()})
 
 
@@ -82,23 +86,25 @@ class UnlabeledInputs:
         max_chars: longer lines are cut into pieces of this many characters.
         seed: the epoch's batches are shuffled by `seed + epoch`.
         lenient: text that is not valid UTF-8 becomes U+FFFD instead of an error.
+        units: the labelled units of the models (`kner.data.units`).
     """
 
     def __init__(
         self,
         paths: Sequence[str | Path],
-        tokenizer: CharTokenizer,
+        tokenizer: Tokenizer,
         batch_size: int,
         steps_per_epoch: int,
         max_chars: int,
         seed: int,
         lenient: bool = False,
+        units: LabelUnits | None = None,
     ):
-        self.paths, self.tokenizer, self.lenient = list(paths), tokenizer, lenient
+        self.paths, self.tokenizer, self.lenient, self.units = list(paths), tokenizer, lenient, units
         self.batch_size, self.steps_per_epoch = batch_size, steps_per_epoch
         self.max_chars, self.seed = max_chars, seed
 
     def __call__(self, labelled: tf.data.Dataset, epoch: int) -> tf.data.Dataset:
         texts = epoch_texts(self.paths, self.max_chars, epoch, self.batch_size * self.steps_per_epoch, self.lenient)
-        unlabelled = unlabeled_batches(texts, self.tokenizer, self.batch_size, self.seed + epoch)
+        unlabelled = unlabeled_batches(texts, self.tokenizer, self.batch_size, self.seed + epoch, self.units)
         return tf.data.Dataset.zip(labelled, unlabelled).map(lambda a, b: {**a, **b})

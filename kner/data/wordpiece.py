@@ -52,11 +52,10 @@ from pathlib import Path
 import tensorflow as tf
 
 from kner.data.basic_tokenizer import CJK_RANGES, SPACE, char_tables, split_words
-from kner.data.tokenizer_base import Encoding, Tokenized, Tokenizer
+from kner.data.tokenizer_base import CONTINUATION, Encoding, Tokenized, Tokenizer
 
 # Google's WordpieceTokenizer default; Hugging Face's is 100.
 MAX_INPUT_CHARS_PER_WORD = 200
-CONTINUATION = "##"
 # The CJK ranges as sorted [first, last + 1) bounds: a code point is CJK where
 # `searchsorted(bounds, code, side="right")` is odd.
 _CJK_BOUNDS = tuple(sorted(b for low, high in CJK_RANGES for b in (low, high + 1)))

@@ -210,7 +210,7 @@ class TextTagger(tf.Module):
         # (bench/serving_latency.py); they change no op.
         with tf.name_scope("tokenize"):
             tokens = self.tokenizer.tokenize(text)
-            is_unit = self.units.starts(text, tokens)
+            is_unit = self.units.starts(tokens, self.tokenizer)
             unit_start, unit_end = unit_offsets(tokens, is_unit)
             chars = tf.strings.unicode_split(text, "UTF-8", errors="replace")
             num_chars = tf.cast(chars.row_lengths(), tf.int32)

@@ -500,7 +500,7 @@ class Trainer:
             return f"loss {report['loss']:.4f}"
         loss = "n/a" if report["loss"] is None else f"{report['loss']:.4f}"
         return (
-            f"loss {loss} over the {covered} of {sentences} texts of at most {limit} characters "
+            f"loss {loss} over the {covered} of {sentences} texts of at most {limit} tokens "
             "(longer ones are scored through windows, without a loss)"
         )
 

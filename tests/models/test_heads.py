@@ -49,5 +49,8 @@ def test_the_tagger_trains_each_head_layer_once_under_its_name(name):
         "head": name,
         "dropout": 0.1,
         "max_seq_length": 64,
+        "tokenizer": "char",
+        "do_lower_case": True,
+        "label_units": "tokens",
         **model.head.settings(),
     }
