@@ -174,3 +174,23 @@ def toy_dir(base: Path, head: str = "crf") -> Path:
     return cached_model_dir(
         base, name, head=head, train_steps=steps, position_wise=True, max_position_embeddings=4096, max_seq_length=16
     )
+
+
+def english_model_dir(
+    path: Path, vocab: Path, head: str = "softmax", label_units: str = "words", max_seq_length: int = 8, **options
+) -> Path:
+    """A model_dir over Google's English cased vocab with WordPiece (not
+    lower-cased), random weights, 1 layer; windows of `max_seq_length - 2`
+    sub-tokens."""
+    from kner.data.tokenizer_registry import make_tokenizer
+    from kner.data.units import make_units
+
+    keras.utils.set_random_seed(0)
+    tokenizer = make_tokenizer("wordpiece", vocab, lowercase=False)
+    config = tiny_config(tokenizer.vocabulary_size, 64)
+    labels = LabelVocab.from_types(["person"], "bio")
+    model = Tagger(backbone_from_config(config), labels, head=head, dropout=0.0, head_size=16, **options)
+    model(artifacts.dummy_batch())
+    settings = artifacts.tagger_settings(model, max_seq_length, tokenizer, make_units(label_units))
+    artifacts.save_artifacts(path, config, tokenizer.vocabulary, labels, settings)
+    return model, Path(path)

@@ -114,3 +114,40 @@ def test_pad_to_multiple_rounds_lengths_up_and_pads_like_the_batch_padding(tok):
         np.testing.assert_array_equal(long["label_ids"][:, : width - 1], short["label_ids"])
         assert not long["label_ids"].numpy()[:, width - 1 :].any()
         np.testing.assert_array_equal(char_mask(long["padding_mask"])[:, :width], char_mask(short["padding_mask"]))
+
+
+def test_word_level_data_labels_the_first_sub_token_of_each_word():
+    from kner.data.units import WordUnits
+    from kner.data.wordpiece import WordPieceTokenizer
+    from kner.data.words import char_spans, join_words
+
+    tokenizer = WordPieceTokenizer(shared_file("vocab/bert-base-cased-vocab.txt"), lowercase=False)
+    words = ["Unbelievably", ",", "Kaitlyn", "visited", "Tiruchirappalli"]
+    text, offsets = join_words(words)
+    sentence = Sentence(text, char_spans([Span(2, 2, "person"), Span(4, 4, "location")], offsets), words=offsets)
+    labels = LabelVocab.from_types(["location", "person"], "bio")
+    (batch,), report = make_dataset([sentence], tokenizer, labels, batch_size=1, units=WordUnits())
+    pieces = [tokenizer.vocabulary[i] for i in batch["token_ids"].numpy()[0]]
+    mask = batch["label_mask"].numpy()[0].tolist()
+    # The label mask marks the first piece of each word, never [CLS], [SEP] or a ## piece.
+    assert [p for p, m in zip(pieces, mask) if m] == [p for p in pieces[1:-1] if not p.startswith("##")]
+    assert sum(mask) == len(words) < len(pieces) - 2
+    tags = [labels.tags[i] for i in batch["label_ids"].numpy()[0][: len(words)]]
+    assert tags == ["O", "O", "B-person", "O", "B-location"]
+    assert report.moved == report.unplaced == 0
+
+
+def test_character_labels_under_wordpiece_widen_to_whole_sub_tokens_and_are_counted():
+    from kner.data.wordpiece import WordPieceTokenizer
+
+    tokenizer = WordPieceTokenizer(shared_file("vocab/bert-base-chinese-vocab.txt"), lowercase=True)
+    # "iphone14" is one word of pieces: an entity ending inside a piece widens to it.
+    text = "我用iphone14手机"
+    tokens = tokenizer.encode_with_offsets(text)
+    entity_end = next(e for s, e in zip(tokens.starts, tokens.ends) if e - s > 1 and s >= 2) - 2
+    sentence = Sentence(text, [Span(2, entity_end, "product"), Span(0, 0, "person")])
+    labels = LabelVocab.from_types(["person", "product"], "bio")
+    data = encode([sentence], tokenizer, labels)
+    assert (data.report.moved, data.report.unplaced, data.report.entities) == (1, 0, 2)
+    ((start, end),) = data.unit_offsets()
+    assert len(start) == len(tokens.ids)  # every token is a unit

@@ -228,3 +228,15 @@ def test_mixed_bfloat16_runs_the_encoder_in_bfloat16_and_the_head_in_float32(bat
     assert matmuls == {"bfloat16", "float32"}  # the encoder's, and the classifier's
     # LayerNorm statistics (mean and variance) and the loss's reductions.
     assert {dtype for op, dtype in ops if op in ("Mean", "SquaredDifference", "Rsqrt", "Log", "Exp")} == {"float32"}
+
+
+def test_the_head_reads_the_labelled_units_in_order():
+    """With a label mask that skips positions (the other sub-tokens of a
+    word), the head's unit i is the i-th masked position."""
+    sequence = tf.reshape(tf.range(2 * 6, dtype=tf.float32), [2, 6, 1])
+    mask = tf.constant([[False, True, False, True, True, False], [False, True, True, False, False, False]])
+    states = Tagger.unit_states(sequence, {"label_mask": mask, "padding_mask": tf.ones([2, 6], tf.bool)})
+    assert states.shape == (2, 5, 1)
+    assert states.numpy()[0, :3, 0].tolist() == [1, 3, 4]
+    assert states.numpy()[1, :2, 0].tolist() == [7, 8]
+    assert Tagger.lengths({"label_mask": mask}).numpy().tolist() == [3, 2]
