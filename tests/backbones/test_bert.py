@@ -406,3 +406,45 @@ def test_large_bert_shapes_load(tmp_path, layers, hidden, intermediate):
     backbone = load_backbone(directory)
     assert (backbone.num_layers, backbone.num_heads, backbone.hidden_dim) == (layers, 16, hidden)
     assert_matches_reference(backbone, config, weights, length=10)
+
+
+@pytest.mark.parametrize(
+    ("release", "vocab", "pieces"),
+    [
+        ("cased_L-1_H-32_A-2", "bert-base-cased-vocab.txt", ["Zürich", "Hospital"]),
+        ("uncased_L-1_H-32_A-2", "bert-base-uncased-vocab.txt", ["zurich", "hospital"]),
+    ],
+)
+def test_english_checkpoints_load_with_their_vocab_and_casing(tmp_path, release, vocab, pieces):
+    """Google's English BERT layout (cased and uncased): the weights load as
+    modeling.py computes them, on the ids WordPiece gives with the casing the
+    release's folder name implies."""
+    from shared_data import shared_file
+
+    from kner.backbones.casing import checkpoint_casing
+    from kner.data.tokenizer_registry import default_tokenizer, make_tokenizer
+    from kner.data.vocab import read_vocab
+
+    source = shared_file(f"vocab/{vocab}")
+    vocabulary = read_vocab(source)
+    config = dict(SMALL, vocab_size=len(vocabulary), hidden_size=32, num_hidden_layers=1, num_attention_heads=2)
+    weights = google_weights(config, seed=3)
+    directory = tmp_path / release
+    directory.mkdir()
+    write_tf1_checkpoint(directory / "bert_model.ckpt", dict(weights, **pretraining_extras(config, weights)))
+    (directory / "bert_config.json").write_text(json.dumps(config))
+    shutil.copyfile(source, directory / "vocab.txt")
+
+    assert read_vocab(locate_checkpoint(directory).vocab) == vocabulary
+    casing = checkpoint_casing(directory)
+    assert casing.lowercase == release.startswith("uncased")
+    assert default_tokenizer(vocabulary) == "wordpiece"
+    tokenizer = make_tokenizer("wordpiece", vocabulary, casing.lowercase)
+    ids = tokenizer.encode("Zürich Hospital")
+    assert [vocabulary[i] for i in ids] == pieces
+    backbone = load_backbone(directory)
+    token_ids = np.array([[tokenizer.cls_id, *ids, tokenizer.sep_id]], np.int32)
+    inputs = (token_ids, np.zeros_like(token_ids), np.ones_like(token_ids))
+    sequence, _ = run_backbone(backbone, inputs)
+    want, _ = reference_forward(config, weights, *inputs)
+    np.testing.assert_allclose(sequence, want, rtol=0, atol=1e-5)
