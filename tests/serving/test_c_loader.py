@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from shared_data import shared_file
 from test_predictor import TRICKY, same
 
 from kner.serving.predictor import Entity, Prediction
@@ -185,3 +186,32 @@ def test_the_bfloat16_export_loads_and_answers_as_in_python(run_export, bfloat16
                 value = outputs[name][row]
                 expected = [s.decode() for s in value] if value.dtype == object else value.tolist()
                 assert got[name] == expected, name
+
+
+def test_an_english_wordpiece_export_runs_in_the_c_loader(run_export, tmp_path):
+    """WordPiece in the graph (cased, no lower-casing), windows over
+    sub-tokens, entities at the first sub-token of each word, character
+    offsets into the raw text: in TensorFlow's C loader as in Python."""
+    from tagger_dirs import english_model_dir
+    from test_text_units import TEXTS as ENGLISH
+    from test_text_units import always_b_person
+
+    from kner.models.artifacts import WEIGHTS
+    from kner.serving.saved_model import export_model
+
+    model, model_dir = english_model_dir(tmp_path / "model", shared_file("vocab/bert-base-cased-vocab.txt"))
+    always_b_person(model)
+    model.save_weights(str(model_dir / WEIGHTS))
+    export_dir = tmp_path / "export"
+    export_model(model_dir, export_dir)
+    texts = [*ENGLISH, "Zürich", *TRICKY]
+    ran = run(run_export, json_lines(texts), f"--export_dir={export_dir}", f"--batch_size={BATCH}")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    answer = [json.loads(line) for line in ran.stdout.decode().splitlines()]
+    assert_same_outputs(answer, export_dir, [_SURROGATES.sub("\ufffd", t).encode() for t in texts])
+    first = answer[0]
+    words = first["entity_text"][: first["num_entities"]]
+    assert words[:7] == ["Kaitlyn", "flew", "from", "Tiruchirappalli", "to", "Zürich", ","]
+    for text, row in zip(ENGLISH, answer):
+        for start, end, entity in zip(row["entity_start"], row["entity_end"], row["entity_text"]):
+            assert text[start : end + 1] == entity
