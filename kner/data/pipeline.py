@@ -16,6 +16,8 @@ Each batch is a dict of [batch, length] tensors:
 Gold entities are character spans; each moves to the units it overlaps, and
 one whose boundary falls inside a unit (a WordPiece sub-token of
 character-labelled text) widens to it: counted and logged, like truncation.
+Where widening makes two entities cross (or cover the same units), the later
+one is dropped, and counted.
 
 Batches are padded to their own longest sentence, and sentences of similar
 length are bucketed together, which keeps padding on CLUENER under 2%.
@@ -45,6 +47,7 @@ from absl import logging
 
 from kner.data.corpus import Sentence
 from kner.data.labels import LabelVocab
+from kner.data.spans import drop_conflicts, find_conflict
 from kner.data.targets import SpanTargets, TagTargets, ragged_rows
 from kner.data.tokenizer_base import Tokenized, Tokenizer
 from kner.data.units import LabelUnits, TokenUnits, to_unit_spans, unit_offsets
@@ -77,8 +80,8 @@ class TruncationReport:
         """How many gold entities moved to token boundaries, and how many
         cover no token."""
         return (
-            f"{self.moved} of {self.entities} entities widened to whole tokens (a boundary inside a sub-token), "
-            f"{self.unplaced} dropped (no token inside them)"
+            f"{self.moved:,} of {self.entities:,} entities widened to whole tokens (a boundary inside a sub-token), "
+            f"{self.unplaced:,} dropped (no token inside them, or made to cross another)"
         )
 
 
@@ -224,6 +227,9 @@ def encode(
         rows = {key: [] for key in targets.keys}
         for sentence, (start, end), kept_units in zip(sentences, data.unit_offsets(), kept):
             spans, moved, lost = to_unit_spans(sentence.spans, start, end)
+            if moved and find_conflict(sentence.spans) is None:
+                spans, crossing = drop_conflicts(spans)  # two entities widened into one sub-token
+                lost += crossing
             report.entities += len(sentence.spans)
             report.moved += moved
             report.unplaced += lost
