@@ -308,7 +308,7 @@ def step_cost(work: Path, train: Path, raw: list[Path], steps: int = 20) -> dict
     teacher, tokenizer, _ = load_tagger(work / "teacher")
     config = {**read_bert_config(ROOT / "flags" / "tiny_bert_config.json"), "vocab_size": tokenizer.vocabulary_size}
     max_chars = CORPORA[FLAGS.corpus].max_seq_length - 2
-    data = encode(read_corpus(train, strict=False), tokenizer, teacher.labels, max_chars=max_chars)
+    data = encode(read_corpus(train, strict=False), tokenizer, teacher.labels, max_tokens=max_chars)
     labelled = batched(data, tokenizer, 32, seed=1).take(steps)
     with_raw = UnlabeledInputs(raw, tokenizer, FLAGS.unlabeled_batch_size, steps, max_chars, seed=1)(labelled, 0)
     cases = {}

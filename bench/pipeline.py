@@ -66,7 +66,7 @@ def main(argv) -> None:
     labels = LabelVocab.from_sentences(sentences, "bios")
     batch, length = FLAGS.batch_size, FLAGS.max_seq_length
 
-    encoded = encode(sentences, tokenizer, labels, max_chars=length - 2)  # once, as the trainer does
+    encoded = encode(sentences, tokenizer, labels, max_tokens=length - 2)  # once, as the trainer does
 
     def kner_epoch(seed):
         return batched(encoded, tokenizer, batch, seed=seed)

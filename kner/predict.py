@@ -5,14 +5,18 @@
     python -m kner.predict --export_dir=serving/kner --input=texts.txt --output=out.jsonl --output_format=jsonl
 
 Input is CLUENER JSON lines (labelled or not), CMeEE JSON (a list of
-`{"text", "entities"}`) or plain text, one text per line (blank lines are
-empty texts, so output line i answers input line i); `--input_format=auto`
-reads JSON objects as CLUENER, a JSON list as CMeEE and anything else as
-text. Output is CLUENER JSON lines with the predicted `label`, the
-leaderboard's submission format (`{"id", "label"}`; texts without an id are
-numbered from 0), CMeEE JSON, or JSON lines with the entities' offsets and
-scores. When every input text has labels, the evaluation against them is
-printed: exact (start, end, type) spans, nested ones counted.
+`{"text", "entities"}`), CoNLL word columns (`--input_format=conll`: the
+words joined by one space are the text) or plain text, one text per line
+(blank lines are empty texts, so output line i answers input line i);
+`--input_format=auto` reads JSON objects as CLUENER, a JSON list as CMeEE and
+anything else as text. Output is CLUENER JSON lines with the predicted
+`label`, the leaderboard's submission format (`{"id", "label"}`; texts
+without an id are numbered from 0), CMeEE JSON, CoNLL columns (`word tag`,
+one tag per word in BIO, for CoNLL input), or JSON lines with the entities'
+offsets and scores. Entities of CoNLL input cover whole words (a predicted
+span widens to the words it overlaps), and are scored over words. When
+every input text has labels, the evaluation against them is printed: exact
+(start, end, type) spans, nested ones counted.
 Text UTF-8 cannot encode is an error naming `file:line` before the model
 loads (`--lenient` replaces it with U+FFFD), the output path is checked to
 be writable first, and the output is written whole or not at all. The
@@ -21,6 +25,7 @@ Python API is `kner.Predictor` (`kner.serving.predictor`).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
@@ -29,14 +34,15 @@ from pathlib import Path
 from absl import flags
 
 from kner import cli
-from kner.data.corpus import Sentence, read_corpus, write_cluener, write_cmeee
+from kner.data.corpus import Sentence, read_corpus, write_cluener, write_cmeee, write_column
 from kner.data.files import atomic_output, check_writable, numbered_lines
 from kner.data.spans import Span
+from kner.data.words import snap_to_words
 from kner.errors import InputError, run_cli
 from kner.serving.predictor import Entity, Predictor, find_export
 
-INPUT_FORMATS = ("auto", "cluener", "cmeee", "text")
-OUTPUT_FORMATS = ("cluener", "submission", "cmeee", "jsonl")
+INPUT_FORMATS = ("auto", "cluener", "cmeee", "conll", "text")
+OUTPUT_FORMATS = ("cluener", "submission", "cmeee", "conll", "jsonl")
 
 
 def read_texts(path: str | Path, input_format: str = "auto", lenient: bool = False) -> list[Sentence]:
@@ -74,7 +80,8 @@ def _json_format(lines: list[str]) -> str:
 def write_predictions(
     path: str | Path, sentences: Sequence[Sentence], predictions: Sequence[Sequence[Entity]], output_format: str
 ) -> None:
-    """Writes predicted entities as `cluener`, `submission`, `cmeee` or `jsonl`."""
+    """Writes predicted entities as `cluener`, `submission`, `cmeee`,
+    `conll` (word-level sentences only) or `jsonl`."""
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown output format {output_format!r}; expected one of {OUTPUT_FORMATS}")
     if output_format == "jsonl":
@@ -92,6 +99,11 @@ def write_predictions(
     ]
     if output_format == "cmeee":
         write_cmeee(path, predicted)
+    elif output_format == "conll":
+        if any(s.words is None for s in sentences):
+            raise InputError("--output_format=conll", None, "CoNLL output needs CoNLL input (--input_format=conll)")
+        words = [dataclasses.replace(p, words=s.words) for p, s in zip(predicted, sentences)]
+        write_column(path, words, "bio")
     else:
         write_cluener(path, predicted, submission=submission)
 
@@ -105,6 +117,23 @@ def evaluate_predictions(sentences: Sequence[Sentence], predictions: Sequence[Se
 
     predicted = [[Span(e.start, e.end, e.type) for e in entities] for entities in predictions]
     return evaluate([s.text for s in sentences], [s.spans for s in sentences], predicted)
+
+
+def on_words(sentences: Sequence[Sentence], predictions: list[list[Entity]]) -> list[list[Entity]]:
+    """Entities of word-level sentences widened to whole words
+    (`kner.data.words.snap_to_words`); the others as they are."""
+    result = []
+    for sentence, entities in zip(sentences, predictions, strict=True):
+        if sentence.words is not None:
+            widened = []
+            for e in entities:
+                for span in snap_to_words([Span(e.start, e.end, e.type)], sentence.words):
+                    widened.append(
+                        e._replace(start=span.start, end=span.end, text=sentence.text[span.start : span.end + 1])
+                    )
+            entities = widened
+        result.append(entities)
+    return result
 
 
 def describe_model(model_dir: str | None, export_dir: str | None) -> None:
@@ -126,14 +155,19 @@ def define_flags() -> None:
     flags.DEFINE_string("model_dir", None, "A trained model_dir (the graph is built in-process).")
     flags.DEFINE_string("export_dir", None, "An export (kner.export): a version dir or the base dir (latest version).")
     flags.DEFINE_string(
-        "input", None, "Texts: CLUENER JSON lines or CMeEE JSON (labelled or not), or plain text, one per line."
+        "input",
+        None,
+        "Texts: CLUENER JSON lines, CMeEE JSON or CoNLL columns (labelled or not), or plain text, one per line.",
     )
     flags.DEFINE_string("output", None, "Where the predictions go.")
     flags.DEFINE_enum(
         "input_format", "auto", list(INPUT_FORMATS), "auto: JSON objects mean cluener, a JSON list cmeee, else text."
     )
     flags.DEFINE_enum(
-        "output_format", "cluener", list(OUTPUT_FORMATS), "CLUENER lines, a submission, CMeEE JSON, or JSON lines."
+        "output_format",
+        "cluener",
+        list(OUTPUT_FORMATS),
+        "CLUENER lines, a submission, CMeEE JSON, CoNLL columns (word tag, for CoNLL input), or JSON lines.",
     )
     flags.DEFINE_integer("batch_size", 32, "Texts per batch.")
     flags.DEFINE_bool("lenient", False, "Replace text UTF-8 cannot encode by U+FFFD (counted) instead of failing.")
@@ -162,6 +196,7 @@ def main(argv: list[str]) -> None:
     # A live bar on a terminal; one line at the end otherwise (no ANSI codes in a log).
     bar = keras.utils.Progbar(len(sentences), verbose=1 if sys.stdout.isatty() else 2, unit_name="text")
     predictions = predictor.predict([s.text for s in sentences], values.batch_size, progress=bar.update)
+    predictions = on_words(sentences, predictions)
     write_predictions(values.output, sentences, predictions, values.output_format)
     report = evaluate_predictions(sentences, predictions)
     print(f"wrote {cli.count(len(sentences), 'prediction')} to {values.output}")

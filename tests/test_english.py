@@ -119,3 +119,14 @@ def test_predict_writes_entities_of_english_text(runs, tmp_path):
     assert ran.returncode == 0, ran.stderr[-2000:]
     lines = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
     assert [line["text"] for line in lines] == RAW
+
+
+def test_predict_tags_conll_words_and_scores_them(runs, tmp_path):
+    output = tmp_path / "dev.predicted.conll"
+    export = runs["base"] / "export"
+    args = [f"--export_dir={export}", f"--input={runs['dev']}", "--input_format=conll", f"--output={output}"]
+    ran = run_child(sys.executable, "-m", "kner.predict", *args, "--output_format=conll")
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert "micro" in ran.stdout  # the dev file is labelled: scored over words
+    gold, predicted = read_corpus(runs["dev"], "conll"), read_corpus(output, "conll")
+    assert [s.text for s in predicted] == [s.text for s in gold]  # one line per word, as read
