@@ -136,9 +136,14 @@ class CharTokenizer(Tokenizer):
         Invalid UTF-8 bytes become U+FFFD, one character each."""
         return tf.strings.unicode_split(texts, "UTF-8", errors="replace")
 
+    per_character = True
+
+    def character_ids(self, chars: tf.RaggedTensor) -> tf.RaggedTensor:
+        return tf.ragged.map_flat_values(self.table.lookup, chars)
+
     def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Ids of a batch of UTF-8 strings: [batch, (chars)] int32."""
-        return tf.ragged.map_flat_values(self.table.lookup, self.split(texts))
+        return self.character_ids(self.split(texts))
 
     def tokenize(self, texts: tf.Tensor) -> Tokenized:
         ids = self(texts)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import abc
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -92,6 +92,15 @@ class Tokenizer(tf.Module, abc.ABC):
     @abc.abstractmethod
     def encode_with_offsets(self, text: str) -> Encoding:
         """What `tokenize` gives for one text, in Python."""
+
+    # Whether each token is one character of the text, in order (`CharTokenizer`):
+    # then `character_ids` maps the characters of `tf.strings.unicode_split`.
+    per_character: ClassVar[bool] = False
+
+    def character_ids(self, chars: tf.RaggedTensor) -> tf.RaggedTensor:
+        """Ids of ragged [batch, (chars)] UTF-8 characters, one each (only
+        where `per_character`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not give one token per character")
 
     def continues(self, ids: tf.Tensor) -> tf.Tensor:
         """bool, the shape of int32 `ids`: whether each token continues the

@@ -106,7 +106,10 @@ class Tagger(keras.Model):
         positions of the batch's `label_mask` first, in order, then the rest
         (which no head reads). With one unit per token after `[CLS]` (every
         character, or every sub-token) this is `sequence[:, 1:]` itself; with
-        the first sub-token of each word it is the words' states."""
+        the first sub-token of each word it is the words' states. Without a
+        `label_mask` (every token a unit) it is `sequence[:, 1:]`."""
+        if "label_mask" not in batch:
+            return sequence[:, 1:]
         mask = label_mask(batch)[:, 1:]
         order = tf.argsort(tf.cast(~mask, tf.int32), axis=1, stable=True)
         return tf.gather(sequence[:, 1:], order, batch_dims=1)

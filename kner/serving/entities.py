@@ -35,29 +35,31 @@ def entity_outputs(
     Spans count labelled units (`kner.data.units`); with `unit_start` and
     `unit_end` (int32 [B, (units)], each unit's `[start, end)` characters)
     they move to character offsets, else units are characters."""
-    spans = decoded.spans
-    count = tf.size(spans.start)
-    if spans.score is None:
-        # Per entity over its units, as tf.reduce_mean of a ragged tensor
-        # computes it (the same segment kernels), with the segment ids from
-        # `row_ids`; the units' positions in the [B, M] unit scores.
-        at = spans.row * tf.shape(decoded.unit_scores)[1] + spans.start
-        units = tf.ragged.range(at, at + spans.end - spans.start + 1)
-        segments = row_ids(units.row_splits)
-        chosen = tf.gather(tf.reshape(decoded.unit_scores, [-1]), units.flat_values)
-        total = tf.math.unsorted_segment_sum(chosen, segments, count)
-        score = total / tf.cast(spans.end - spans.start + 1, tf.float32)
-    else:
-        score = spans.score
+    units = decoded.spans
+    spans = units
     if unit_start is not None:
-        unit = tf.gather(tf.cast(unit_start.row_starts(), tf.int32), spans.row)
-        first = tf.gather(unit_start.flat_values, unit + spans.start)
-        spans = spans._replace(start=first, end=tf.gather(unit_end.flat_values, unit + spans.end) - 1)
+        unit = tf.gather(tf.cast(unit_start.row_starts(), tf.int32), units.row)
+        first = tf.gather(unit_start.flat_values, unit + units.start)
+        spans = units._replace(start=first, end=tf.gather(unit_end.flat_values, unit + units.end) - 1)
+    count = tf.size(spans.start)
     flat_first = tf.gather(tf.cast(chars.row_starts(), tf.int32), spans.row) + spans.start
     covered = tf.ragged.range(flat_first, flat_first + spans.end - spans.start + 1)
-    # Per entity over its characters, as tf.strings.reduce_join does it.
+    # Per entity over its characters (and units), as tf.strings.reduce_join
+    # and tf.reduce_mean of a ragged tensor compute it (the same segment
+    # kernels), with the segment ids from `row_ids`.
     segments = row_ids(covered.row_splits)
     text = tf.strings.unsorted_segment_join(tf.gather(chars.flat_values, covered.flat_values), segments, count)
+    if units.score is None:
+        # The units' positions in the [B, M] unit scores.
+        size = units.end - units.start + 1
+        at = units.row * tf.shape(decoded.unit_scores)[1] + units.start
+        positions = tf.ragged.range(at, at + size)
+        if unit_start is not None:  # units are not characters: their own segments
+            segments = row_ids(positions.row_splits)
+        chosen = tf.gather(tf.reshape(decoded.unit_scores, [-1]), positions.flat_values)
+        score = tf.math.unsorted_segment_sum(chosen, segments, count) / tf.cast(size, tf.float32)
+    else:
+        score = units.score
     return span_outputs(spans, score, type_names, entity_text=text)
 
 

@@ -209,40 +209,50 @@ class TextTagger(tf.Module):
         # The name scopes group the graph's ops by stage for profiles
         # (bench/serving_latency.py); they change no op.
         with tf.name_scope("tokenize"):
-            tokens = self.tokenizer.tokenize(text)
-            is_unit = self.units.starts(tokens, self.tokenizer)
-            unit_start, unit_end = unit_offsets(tokens, is_unit)
             chars = tf.strings.unicode_split(text, "UTF-8", errors="replace")
             num_chars = tf.cast(chars.row_lengths(), tf.int32)
-            num_units = tf.cast(unit_start.row_lengths(), tf.int32)
+            if self.tokenizer.per_character:
+                # Tokens and labelled units are the characters: nothing to map.
+                ids, units, unit_outputs = self.tokenizer.character_ids(chars), None, {"num_units": num_chars}
+            else:
+                tokens = self.tokenizer.tokenize(text)
+                is_unit = self.units.starts(tokens, self.tokenizer)
+                unit_start, unit_end = unit_offsets(tokens, is_unit)
+                ids, units = tokens.ids, TextUnits.of(is_unit, unit_start, unit_end)
+                unit_outputs = {
+                    "num_units": units.count,
+                    "unit_start": unit_start.to_tensor(-1),
+                    "unit_end": (unit_end - 1).to_tensor(-1),
+                }
         with tf.name_scope("windows"):
-            plan = plan_windows(tf.cast(tokens.ids.row_lengths(), tf.int32), self.window, self.stride)
-            windows = window_tokens(tokens.ids, plan, self.tokenizer.cls_id, self.tokenizer.sep_id)
-            units = TextUnits.of(is_unit)
+            plan = plan_windows(tf.cast(ids.row_lengths(), tf.int32), self.window, self.stride)
+            windows = window_tokens(ids, plan, self.tokenizer.cls_id, self.tokenizer.sep_id)
+        num_units = unit_outputs["num_units"]
         if self.head.per_position:
-            decoded = self._merge_scores(windows, plan, units)
+            decoded = self._merge_scores(windows, plan, units, chars.row_splits, num_units)
             tags = decoded.tags
         else:
             decoded = self._merge_spans(windows, plan, units)
             # A pair head tags no sequence: "" at every unit.
             tags = tf.fill([tf.size(num_units), tf.reduce_max(tf.concat([num_units, [0]], 0))], "")
         with tf.name_scope("entities"):
-            entities = entity_outputs(decoded, chars, self._type_names, unit_start, unit_end)
-        return {
-            "tags": tags,
-            "num_chars": num_chars,
-            "num_units": num_units,
-            "unit_start": unit_start.to_tensor(-1),
-            "unit_end": (unit_end - 1).to_tensor(-1),
-            **entities,
-        }
+            offsets = (None, None) if units is None else (units.start, units.end)
+            entities = entity_outputs(decoded, chars, self._type_names, *offsets)
+        return {"tags": tags, "num_chars": num_chars, **unit_outputs, **entities}
 
-    def _merge_scores(self, windows: tf.RaggedTensor, plan: WindowPlan, units: TextUnits) -> Decoded:
+    def _merge_scores(
+        self,
+        windows: tf.RaggedTensor,
+        plan: WindowPlan,
+        units: TextUnits | None,
+        char_splits: tf.Tensor,
+        num_units: tf.Tensor,
+    ) -> Decoded:
         """Per-position heads: the windows' scores merged per token, the
-        labelled units' taken, then decoded once over each whole text. (Each
-        position's scores are its own, so scoring every token of a window
-        and taking the units' equals scoring the units alone, as training
-        does.)"""
+        labelled units' taken (`units`; None: every token, a character),
+        then decoded once over each whole text. (Each position's scores are
+        its own, so scoring every token of a window and taking the units'
+        equals scoring the units alone, as training does.)"""
         with tf.name_scope("encoder"):
             # A request too big for one encoder call runs sorted by length, in
             # chunks of `chunk_tokens` positions, so that its short texts are
@@ -252,31 +262,42 @@ class TextTagger(tf.Module):
             )
         with tf.name_scope("merge"):
             # Whole texts again ([batch, max units, tags]), with merged scores.
-            merged = tf.gather(merge_windows(window_scores, plan), units.token)
-            scores = tf.RaggedTensor.from_row_splits(merged, units.row_splits, validate=False).to_tensor()
+            merged = merge_windows(window_scores, plan)
+            if units is not None:
+                merged, char_splits = tf.gather(merged, units.token), units.row_splits
+            scores = tf.RaggedTensor.from_row_splits(merged, char_splits, validate=False).to_tensor()
         with tf.name_scope("decode"):
-            return self.head.decode(scores, units.count)
+            return self.head.decode(scores, num_units)
 
-    def _merge_spans(self, windows: tf.RaggedTensor, plan: WindowPlan, units: TextUnits) -> Decoded:
+    def _merge_spans(self, windows: tf.RaggedTensor, plan: WindowPlan, units: TextUnits | None) -> Decoded:
         """Heads that decode windows (GlobalPointer): each window's spans over
-        its labelled units, kept from the window where they sit farthest
-        from the edges, then the decoding option (`select`) over each whole
-        text."""
-        # Each window token carries whether it is a unit in its id's high
-        # bit, through the chunking (`_window_spans` reads it back).
-        marked = windows.with_flat_values(
-            windows.flat_values + _UNIT_MARK * window_tokens(units.mark, plan, 0, 0).flat_values
-        )
+        its labelled units (`units`; None: every token, a character), kept
+        from the window where they sit farthest from the edges, then the
+        decoding option (`select`) over each whole text."""
+        decode = self._window_spans
+        if units is not None:
+            # Each window token carries whether it is a unit in its id's high
+            # bit, through the chunking (`_window_unit_spans` reads it back).
+            marks = window_tokens(units.mark, plan, 0, 0).flat_values
+            windows = windows.with_flat_values(windows.flat_values + _UNIT_MARK * marks)
+            decode = self._window_unit_spans
         with tf.name_scope("encoder"):
-            window_spans = spans_by_length(self._window_spans, marked, self.tokenizer.pad_id, self.chunk_tokens)
+            window_spans = spans_by_length(decode, windows, self.tokenizer.pad_id, self.chunk_tokens)
         with tf.name_scope("merge"):
-            in_tokens = units.window_tokens(window_spans, plan)
-            spans = keep_window_spans(in_tokens, plan, self.window, self.stride)
-            spans = units.text_units(spans)
+            if units is not None:
+                window_spans = units.window_tokens(window_spans, plan)
+            spans = keep_window_spans(window_spans, plan, self.window, self.stride)
+            if units is not None:
+                spans = units.text_units(spans)
         with tf.name_scope("decode"):
             return Decoded(self.head.select(spans))
 
     def _window_spans(self, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> Spans:
+        batch = self._model_inputs(token_ids, padding_mask, tf.zeros_like(token_ids))
+        return self.head.window_spans(self.model(batch), self.model.lengths(batch))
+
+    def _window_unit_spans(self, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> Spans:
+        """`_window_spans` over the units marked in the ids (`_UNIT_MARK`)."""
         is_unit = token_ids >= _UNIT_MARK
         token_ids = token_ids - tf.cast(is_unit, tf.int32) * _UNIT_MARK
         batch = self._model_inputs(token_ids, padding_mask, tf.zeros_like(token_ids))

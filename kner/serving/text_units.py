@@ -17,7 +17,7 @@ units (`kner.data.units`: every token, or the first sub-token of each word).
 With one unit per token every mapping is the identity.
 
 Example:
->>> units = TextUnits.of(is_unit)        # is_unit: bool [batch, (tokens)]
+>>> units = TextUnits.of(is_unit, *unit_offsets(tokens, is_unit))  # is_unit: bool [batch, (tokens)]
 >>> units.count                          # [batch] units per text
 """
 
@@ -38,10 +38,13 @@ class TextUnits(NamedTuple):
     mark: tf.RaggedTensor  # [batch, (tokens)] int32: 1 on a unit's token
     before: tf.Tensor  # [total tokens + 1] int32: units before each flat token
     token_starts: tf.Tensor  # [batch] int32: flat index of each text's first token
+    start: tf.RaggedTensor  # [batch, (units)] int32: each unit's first character
+    end: tf.RaggedTensor  # [batch, (units)] int32: one past its last
 
     @classmethod
-    def of(cls, is_unit: tf.RaggedTensor) -> TextUnits:
-        """The units of a bool [batch, (tokens)] unit mask."""
+    def of(cls, is_unit: tf.RaggedTensor, start: tf.RaggedTensor, end: tf.RaggedTensor) -> TextUnits:
+        """The units of a bool [batch, (tokens)] unit mask, with their
+        characters (`kner.data.units.unit_offsets`)."""
         flat = tf.cast(is_unit.flat_values, tf.int32)
         counts = tf.reduce_sum(tf.cast(is_unit, tf.int64), axis=1)
         return cls(
@@ -51,6 +54,8 @@ class TextUnits(NamedTuple):
             mark=is_unit.with_flat_values(flat),
             before=tf.concat([[0], tf.cumsum(flat)], 0),
             token_starts=tf.cast(is_unit.row_starts(), tf.int32),
+            start=start,
+            end=end,
         )
 
     def window_tokens(self, spans: Spans, plan: WindowPlan) -> Spans:
