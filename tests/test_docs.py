@@ -191,6 +191,19 @@ def _conll(split: str) -> Callable[[Path], None]:
     return build
 
 
+def _english_vocab(data: Path) -> None:
+    """A WordPiece vocab in the layout of Google's English cased one: the
+    special tokens, the miniature's words, and every ASCII letter, digit and
+    symbol alone and as a `##` continuation (so any ASCII word splits)."""
+    from kner.data.tokenizer import save_vocab
+
+    specials = ["[PAD]", *(f"[unused{i}]" for i in range(1, 5)), "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    words = sorted({word for sentence in CONLL_SENTENCES for word, _ in sentence})
+    ascii_chars = [chr(c) for c in range(33, 127)]
+    tokens = [*specials, *words, *ascii_chars, *(f"##{c}" for c in ascii_chars)]
+    save_vocab(list(dict.fromkeys(tokens)), data / "vocab" / "bert-base-cased-vocab.txt")
+
+
 def _labelled_lines(data: Path) -> None:
     lines = (ROOT / "data" / "pretrain_demo" / "corpus.txt").read_text(encoding="utf-8").splitlines()
     (data / "corpus" / "book_review.txt").write_text("".join(f"1\t{line}\n" for line in lines), encoding="utf-8")
@@ -206,6 +219,7 @@ MINIATURE: dict[str, str | Callable[[Path], None]] = {
     "peoples_daily/train.txt": _column("train"),
     "peoples_daily/dev.txt": _column("dev"),
     "vocab/bert-base-chinese-vocab.txt": _vocab,
+    "vocab/bert-base-cased-vocab.txt": _english_vocab,
     "corpus/clue_corpus_small_sample.txt": "data/pretrain_demo/corpus.txt",
     "corpus/chnsenticorp.txt": "data/pretrain_demo/corpus.txt",
     "corpus/book_review.txt": _labelled_lines,
