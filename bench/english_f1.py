@@ -18,7 +18,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from absl import app, flags
@@ -39,7 +38,6 @@ def train(seed: int) -> dict:
     command.append(f"--model_dir={model_dir}")
     if FLAGS.epochs:
         command.append(f"--epochs={FLAGS.epochs}")
-    started = time.perf_counter()
     subprocess.run(command, cwd=ROOT, check=True)
     report = json.loads((ROOT / model_dir / "eval_report.json").read_text())
     return {
@@ -49,7 +47,6 @@ def train(seed: int) -> dict:
         "micro": report["micro"],
         "seqeval_f1": report["seqeval"]["f1-score"],
         "per_type_f1": {name: scores["f1"] for name, scores in report["per_type"].items()},
-        "minutes": round((time.perf_counter() - started) / 60, 1),
     }
 
 
