@@ -37,9 +37,10 @@ function:
   character of a character model), "" after the text; "" everywhere for a
   pair head, which tags no sequence;
 - `num_chars` [B] int32: characters (Unicode code points) per text;
-- `num_units` [B] int32: labelled units per text; `unit_start`, `unit_end`
-  [B, max_units] int32, the characters each covers (`end` inclusive, -1
-  padding);
+- for a tokenizer that is not one token per character (WordPiece):
+  `num_units` [B] int32, labelled units per text, and `unit_start`,
+  `unit_end` [B, max_units] int32, the characters each covers (`end`
+  inclusive, -1 padding);
 - `entity_type`, `entity_text` [B, max_entities] string ("" padding);
 - `entity_start`, `entity_end` [B, max_entities] int32, character offsets,
   `end` inclusive (-1 padding), ordered by start (then end and type: a pair
@@ -213,7 +214,7 @@ class TextTagger(tf.Module):
             num_chars = tf.cast(chars.row_lengths(), tf.int32)
             if self.tokenizer.per_character:
                 # Tokens and labelled units are the characters: nothing to map.
-                ids, units, unit_outputs = self.tokenizer.character_ids(chars), None, {"num_units": num_chars}
+                ids, units, unit_outputs = self.tokenizer.character_ids(chars), None, {}
             else:
                 tokens = self.tokenizer.tokenize(text)
                 is_unit = self.units.starts(tokens, self.tokenizer)
@@ -227,7 +228,7 @@ class TextTagger(tf.Module):
         with tf.name_scope("windows"):
             plan = plan_windows(tf.cast(ids.row_lengths(), tf.int32), self.window, self.stride)
             windows = window_tokens(ids, plan, self.tokenizer.cls_id, self.tokenizer.sep_id)
-        num_units = unit_outputs["num_units"]
+        num_units = unit_outputs.get("num_units", num_chars)
         if self.head.per_position:
             decoded = self._merge_scores(windows, plan, units, chars.row_splits, num_units)
             tags = decoded.tags
