@@ -207,6 +207,43 @@ def define_soft_loss_flags(per_model_type: Callable[[str], str] | None = None, t
     )
 
 
+def define_adversarial_flags() -> None:
+    """Adversarial training on the word embeddings (`kner.train`):
+    `--adversarial`, `--adversarial_epsilon`, `--adversarial_steps`,
+    `--adversarial_alpha` (`kner.training.adversarial`)."""
+    from kner.training.adversarial import METHODS  # imports TensorFlow: only kner.train pays for it
+
+    flags.DEFINE_enum(
+        "adversarial",
+        "none",
+        list(METHODS),
+        "Adversarial training on the word embeddings: fgm (one more forward-backward pass a step) or pgd "
+        "(--adversarial_steps more).",
+    )
+    flags.DEFINE_float("adversarial_epsilon", 1.0, "Norm of the FGM perturbation; radius of the PGD ball.")
+    flags.DEFINE_integer("adversarial_steps", 3, "PGD: perturbation steps (K).", lower_bound=1)
+    flags.DEFINE_float("adversarial_alpha", 0.3, "PGD: length of each step.")
+    for name in ("adversarial_epsilon", "adversarial_alpha"):
+        flags.register_validator(name, lambda value: value > 0, message=f"--{name} must be > 0")
+
+
+def build_adversary(model: keras.Model):
+    """The `--adversarial` method on `model`'s word embeddings (None for
+    none); says what it does."""
+    from kner.training.adversarial import build_adversary as build
+
+    adversary = build(
+        FLAGS.adversarial,
+        model,
+        epsilon=FLAGS.adversarial_epsilon,
+        steps=FLAGS.adversarial_steps,
+        alpha=FLAGS.adversarial_alpha,
+    )
+    if adversary is not None:
+        report("adversarial", adversary.describe())
+    return adversary
+
+
 def define_runtime_flags() -> None:
     """Where a run writes and how it runs: `--model_dir`, `--seed`,
     `--strategy`, `--tpu`, `--mixed_precision`, `--jit_compile`,
