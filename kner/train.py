@@ -12,8 +12,8 @@ same command resumes from the last checkpoint; on a finished run it changes
 nothing (it only exports, if `--export_dir`'s latest version is not of these
 weights; an `--export_dir` holding another model_dir's export is an error).
 `--adversarial=fgm` (or `pgd`) trains adversarially on the word embeddings
-(`kner.training.adversarial`). Ctrl-C (SIGINT) or SIGTERM stops after the current step with a checkpoint
-saved, exit status 130 or 143.
+(`kner.training.adversarial`). Ctrl-C (SIGINT) or SIGTERM stops after the
+current step with a checkpoint saved, exit status 130 or 143.
 """
 
 from __future__ import annotations
