@@ -66,8 +66,8 @@ def test_tagging_heads_keep_outer_spans_and_refuse_crossing_ones(caplog):
     with pytest.raises(InputError) as caught:
         cli.check_spans([flat, crossing], "train.json", "softmax")
     assert str(caught.value).startswith(
-        "train.json:9: spans [0, 2] bod '右肺门' and [1, 4] sym '肺门增大' cross: the softmax head tags one label "
-        "per character; the "
+        "train.json:9: spans [0, 2] bod '右肺门' and [1, 4] sym '肺门增大' cross: the softmax head takes flat "
+        "entities only; the "
     )
     assert str(caught.value).endswith("heads take them (--head), --lenient drops the later span")
     same = Sentence("右肺门", [Span(0, 2, "bod"), Span(0, 2, "sym")], path="dev.json", line=1)

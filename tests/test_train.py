@@ -218,6 +218,6 @@ def test_a_decoding_the_head_lacks_and_crossing_spans_for_a_tagging_head_are_one
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
         f"error: {tmp_path / 'crossing.json'}:1: spans [0, 2] bod '右肺门' and [1, 4] sym '肺门增大' cross: "
-        "the crf head tags one label per character; the global_pointer and efficient_global_pointer heads take "
+        "the crf head takes flat entities only; the global_pointer and efficient_global_pointer heads take "
         "them (--head), --lenient drops the later span"
     ]

@@ -8,7 +8,8 @@ Each batch is a dict of [batch, length] tensors:
   in loss or metrics;
 - with labelled data, the targets of the model's head (`kner.data.targets`):
   `label_ids` [batch, length - 1] (the tag of each character: heads read
-  the positions after `[CLS]`) or `span_labels` [batch, spans, 3].
+  the positions after `[CLS]`), `span_labels` [batch, spans, 3], or
+  `start_ids` and `end_ids` [batch, length - 1].
 
 Batches are padded to their own longest sentence, and sentences of similar
 length are bucketed together, which keeps padding on CLUENER under 2%.
@@ -38,10 +39,10 @@ from absl import logging
 
 from kner.data.corpus import Sentence
 from kner.data.labels import LabelVocab
-from kner.data.targets import SpanTargets, TagTargets, ragged_rows
+from kner.data.targets import PointerTargets, SpanTargets, TagTargets, ragged_rows
 from kner.data.tokenizer import CharTokenizer
 
-Targets = TagTargets | SpanTargets
+Targets = TagTargets | SpanTargets | PointerTargets
 
 _TOKENIZE_CHUNK = 4096
 
