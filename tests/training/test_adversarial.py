@@ -144,7 +144,7 @@ def tiny_tagger(head: str = "softmax", dropout: float = 0.0) -> Tagger:
 
 def first_batch(model: Tagger) -> dict[str, tf.Tensor]:
     tokenizer = CharTokenizer(toy_vocabulary())
-    data = encode(toy_sentences(4, seed=5), tokenizer, model.labels)
+    data = encode(toy_sentences(4, seed=5), tokenizer, model.targets)
     return next(iter(batched(data, tokenizer, 4)))
 
 
@@ -185,8 +185,9 @@ def max_difference(a: list[np.ndarray], b: list[np.ndarray]) -> float:
     return max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("method", ["fgm", "pgd"])
-@pytest.mark.parametrize("head", ["softmax", "crf"])
+@pytest.mark.parametrize(
+    ("method", "head"), [("fgm", "softmax"), ("pgd", "softmax"), ("fgm", "crf"), ("pgd", "crf"), ("fgm", "span")]
+)
 def test_one_step_applies_the_clean_plus_adversarial_gradients(tmp_path, method, head):
     model = tiny_tagger(head)
     start = model.get_weights()
@@ -286,7 +287,7 @@ def test_resumes_mid_epoch_to_the_weights_of_an_uninterrupted_run(tmp_path):
 # ---- MirroredStrategy (two logical CPUs) ---------------------------------------
 
 RUNS = ["default-softmax-0.1-kner-fgm", "mirrored-softmax-0.1-kner-fgm", "default-crf-0.1-kner-pgd"]
-RUNS += ["mirrored-crf-0.1-kner-pgd", "default-crf-0.1-kner"]
+RUNS += ["mirrored-crf-0.1-kner-pgd", "default-crf-0.1-kner", "default-span-0.1-kner-fgm", "mirrored-span-0.1-kner-fgm"]
 
 
 @pytest.fixture(scope="module")
@@ -303,14 +304,21 @@ def load_run(path):
         return dump["losses"], [dump[f"w{i}"] for i in range(len(dump.files) - 2)], float(dump["replica_spread"])
 
 
+# Float rounding of the replicas' sums, as weights move after 3 steps. The
+# span head's end layer (LayerNorm over a tanh layer, at 10x the rate)
+# amplifies it at the FGM point, whose gradients move the weights 0.04 away
+# from a clean run's: 1.9e-6 measured (3e-8 without FGM, 5e-7 with PGD).
+TOLERANCE = {"softmax-0.1-kner-fgm": 1e-6, "crf-0.1-kner-pgd": 1e-6, "span-0.1-kner-fgm": 1e-5}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("run", ["softmax-0.1-kner-fgm", "crf-0.1-kner-pgd"])
+@pytest.mark.parametrize("run", list(TOLERANCE))
 def test_mirrored_strategy_takes_the_same_adversarial_steps_as_one_device(strategy_runs, run):
     losses, weights, _ = load_run(strategy_runs / f"default-{run}.npz")
     mirrored_losses, mirrored_weights, spread = load_run(strategy_runs / f"mirrored-{run}.npz")
     assert len(losses) == 3
     np.testing.assert_allclose(mirrored_losses, losses, rtol=1e-5)
-    assert max_difference(mirrored_weights, weights) < 1e-6
+    assert max_difference(mirrored_weights, weights) < TOLERANCE[run]
     assert spread == 0.0  # both replicas moved their embeddings by the same perturbation
     _, clean, _ = load_run(strategy_runs / "default-crf-0.1-kner.npz")
     if run.startswith("crf"):
