@@ -225,6 +225,11 @@ def memory_child(spec: dict) -> None:
     }
     if model.head.tagging:
         features["label_ids"] = tf.constant(rng.integers(0, len(labels), (batch, length - 1), dtype=np.int32))
+    elif model.head.per_position:  # the span head: a start and an end class (or 0) per character
+        for key in model.targets.keys:
+            shape = (batch, length - 1)
+            classes = rng.integers(0, len(CMEEE_TYPES) + 1, shape) * (rng.random(shape) < 0.1)
+            features[key] = tf.constant(classes.astype(np.int32))
     else:  # 20 spans a sentence, of up to 10 characters
         start = rng.integers(0, length - 12, (batch, 20))
         spans = np.stack([rng.integers(0, 9, (batch, 20)), start, start + rng.integers(0, 10, (batch, 20))], -1)

@@ -114,7 +114,7 @@ def define_training_flags() -> None:
     """The data, model and optimizer flags of a training run: `--train_file`,
     `--dev_file`, `--tag_scheme`, `--init_checkpoint`, `--bert_config`,
     `--vocab_file`, `--head`, `--decode`, `--head_size`, `--decode_threshold`,
-    `--dropout`, `--max_seq_length`,
+    `--label_smoothing`, `--dropout`, `--max_seq_length`,
     `--batch_size`, `--eval_batch_size`, `--epochs`, `--learning_rate`,
     `--head_learning_rate`, `--warmup_proportion`, `--weight_decay`,
     `--clip_norm`, `--early_stopping_patience`, `--export_dir`."""
@@ -151,6 +151,11 @@ def define_training_flags() -> None:
         "decode_threshold",
         0.0,
         "global_pointer, efficient_global_pointer: spans scoring above it are entities (saved with the model).",
+    )
+    flags.DEFINE_float(
+        "label_smoothing",
+        0.0,
+        "span: label smoothing eps of the start and end cross-entropies (lonePatient's LabelSmoothingCrossEntropy).",
     )
     flags.DEFINE_float("dropout", 0.1, "Dropout before the head.")
     flags.DEFINE_integer("max_seq_length", 128, "Training sentences are truncated to this many tokens (logged).")
@@ -266,6 +271,43 @@ def define_soft_loss_flags(per_model_type: Callable[[str], str] | None = None, t
     )
 
 
+def define_adversarial_flags() -> None:
+    """Adversarial training on the word embeddings (`kner.train`):
+    `--adversarial`, `--adversarial_epsilon`, `--adversarial_steps`,
+    `--adversarial_alpha` (`kner.training.adversarial`)."""
+    from kner.training.adversarial import METHODS  # imports TensorFlow: only kner.train pays for it
+
+    flags.DEFINE_enum(
+        "adversarial",
+        "none",
+        list(METHODS),
+        "Adversarial training on the word embeddings: fgm (one more forward-backward pass a step) or pgd "
+        "(--adversarial_steps more).",
+    )
+    flags.DEFINE_float("adversarial_epsilon", 1.0, "Norm of the FGM perturbation; radius of the PGD ball.")
+    flags.DEFINE_integer("adversarial_steps", 3, "PGD: perturbation steps (K).", lower_bound=1)
+    flags.DEFINE_float("adversarial_alpha", 0.3, "PGD: length of each step.")
+    for name in ("adversarial_epsilon", "adversarial_alpha"):
+        flags.register_validator(name, lambda value: value > 0, message=f"--{name} must be > 0")
+
+
+def build_adversary(model: keras.Model):
+    """The `--adversarial` method on `model`'s word embeddings (None for
+    none); says what it does."""
+    from kner.training.adversarial import build_adversary as build
+
+    adversary = build(
+        FLAGS.adversarial,
+        model,
+        epsilon=FLAGS.adversarial_epsilon,
+        steps=FLAGS.adversarial_steps,
+        alpha=FLAGS.adversarial_alpha,
+    )
+    if adversary is not None:
+        report("adversarial", adversary.describe())
+    return adversary
+
+
 def define_runtime_flags() -> None:
     """Where a run writes and how it runs: `--model_dir`, `--seed`,
     `--strategy`, `--tpu`, `--mixed_precision`, `--jit_compile`,
@@ -361,7 +403,7 @@ def build_optimizer(model: keras.Model, total_steps: int) -> keras.optimizers.Op
     return optimizer
 
 
-HEAD_OPTION_FLAGS = ("head_size", "decode_threshold")
+HEAD_OPTION_FLAGS = ("head_size", "decode_threshold", "label_smoothing")
 
 
 def head_flags_ignored(head: str) -> dict[str, str]:
@@ -402,8 +444,8 @@ def read_data(path: str | None) -> list[Sentence] | None:
 def check_spans(
     sentences: list[Sentence] | None, path: str | None, head: str, lenient: bool = False
 ) -> list[Sentence] | None:
-    """Labelled `sentences` as `head` can train on them. A head that tags one
-    label per character (`Head.nested` False) keeps the outer span of nested
+    """Labelled `sentences` as `head` can train on them. A flat head (one
+    label per character: `Head.nested` False) keeps the outer span of nested
     ones, with one warning naming the count; crossing and same-extent pairs
     are an InputError naming the first pair and the heads that take them,
     unless `lenient` (`--lenient`), which drops the later span of each such
@@ -420,7 +462,7 @@ def check_spans(
             first, second = (f"[{s.start}, {s.end}] {s.type} {sentence.text[s.start : s.end + 1]!r}" for s in conflict)
             how = "cover the same characters" if conflict[0][:2] == conflict[1][:2] else "cross"
             takes = " and ".join(name for name, cls in HEADS.items() if cls.nested)
-            problem = f"spans {first} and {second} {how}: the {head} head tags one label per character"
+            problem = f"spans {first} and {second} {how}: the {head} head takes flat entities only"
             message = f"{problem}; the {takes} heads take them (--head), --lenient drops the later span"
             raise InputError(sentence.path or path, sentence.line, message)
         if conflict:

@@ -21,6 +21,11 @@ T**2 (Hinton's and DistilBERT's recipe; off, TextBrewer's). With
 `--unlabeled_files` each step also takes `--unlabeled_batch_size` raw texts
 that the teacher labels in that step.
 
+Adversarial training (`kner.train --adversarial`) is refused here: the flag
+does not exist (absl's one-line "Unknown command line flag"); the perturbed
+passes would rerun the frozen teacher, and no distillation recipe we follow
+(TextBrewer's) uses it. Train the teacher adversarially instead.
+
 `--model_dir` ends up a normal kner model_dir of the student:
 `kner.export` and `kner.predict` work on it unchanged.
 """

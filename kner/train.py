@@ -13,8 +13,9 @@ prediction need lands in `--model_dir` (see `kner.models.artifacts`). Rerunning 
 same command resumes from the last checkpoint; on a finished run it changes
 nothing (it only exports, if `--export_dir`'s latest version is not of these
 weights; an `--export_dir` holding another model_dir's export is an error).
-Ctrl-C (SIGINT) or SIGTERM stops after the current step with a checkpoint
-saved, exit status 130 or 143.
+`--adversarial=fgm` (or `pgd`) trains adversarially on the word embeddings
+(`kner.training.adversarial`). Ctrl-C (SIGINT) or SIGTERM stops after the
+current step with a checkpoint saved, exit status 130 or 143.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ cli.define_training_flags()
 cli.define_text_flags()
 cli.define_data_flags()
 cli.define_runtime_flags()
+cli.define_adversarial_flags()
 flags.adopt_module_key_flags(cli)
 flags.mark_flags_as_required(["train_file", "model_dir"])
 
@@ -49,6 +51,11 @@ def warn_ignored_flags() -> None:
     if FLAGS.strategy != "tpu":
         ignored["tpu"] = "--strategy is not tpu"
     ignored |= cli.head_flags_ignored(FLAGS.head)
+    if FLAGS.adversarial != "pgd":
+        pgd = f"--adversarial is {FLAGS.adversarial}, not pgd"
+        ignored |= {"adversarial_steps": pgd, "adversarial_alpha": pgd}
+    if FLAGS.adversarial == "none":
+        ignored["adversarial_epsilon"] = "--adversarial is none"
     cli.warn_ignored_flags(ignored)
 
 
@@ -88,7 +95,7 @@ def main(argv: list[str]) -> None:
     model_dir, chief = Path(FLAGS.model_dir).absolute(), distribute.is_chief(strategy)
     if FLAGS.export_dir:
         check_export_dir(FLAGS.export_dir, model_dir)  # before training, not after
-    trainer = Trainer(model, optimizer, strategy, model_dir, config, units=units)
+    trainer = Trainer(model, optimizer, strategy, model_dir, config, adversary=cli.build_adversary(model), units=units)
     trainer.restore()
     trained = not trainer.is_finished(train, bool(dev))
     if not trained:

@@ -5,11 +5,12 @@ TensorBoard summaries) and final weights: the child process of
 
     python tests/strategy_child.py OUT RUN [RUN ...]
 
-RUN is `strategy-head-clip_norm-optimizer`: strategy `default`, `mirrored`
-(two logical CPUs) or `multi_worker` (cluster from `TF_CONFIG`); optimizer
-`kner` (`FineTuningAdamW`: clips after the cross-replica sum) or `keras`
-(Keras `AdamW(global_clipnorm=...)`: clips each replica's gradient before
-it). Each run trains in OUT/RUN (shared by the workers of a cluster) and
+RUN is `strategy-head-clip_norm-optimizer[-adversarial]`: strategy
+`default`, `mirrored` (two logical CPUs) or `multi_worker` (cluster from
+`TF_CONFIG`); optimizer `kner` (`FineTuningAdamW`: clips after the
+cross-replica sum) or `keras` (Keras `AdamW(global_clipnorm=...)`: clips
+each replica's gradient before it); adversarial `fgm` or `pgd` (default
+settings; none without). Each run trains in OUT/RUN (shared by the workers of a cluster) and
 writes OUT/RUN.npz (OUT/RUN.TASK.npz for worker TASK) holding `losses`,
 `replica_spread` (the largest difference between the copies of a variable
 on the replicas of this process) and the weights `w0`, `w1`, ...
@@ -34,6 +35,7 @@ from kner.data.tokenizer import CharTokenizer
 from kner.models import artifacts
 from kner.models.tagger import Tagger
 from kner.training import distribute
+from kner.training.adversarial import build_adversary
 from kner.training.optimization import (
     NO_DECAY_NAMES,
     CrossReplicaLossScaleOptimizer,
@@ -82,14 +84,15 @@ def replica_spread(strategy: tf.distribute.Strategy, model: Tagger) -> float:
 
 
 def run(out: Path, name: str, strategy: tf.distribute.Strategy, initial: dict) -> None:
-    _, head, clip_norm, kind = name.split("-")
+    _, head, clip_norm, kind, *adversarial = name.split("-")
     if head not in initial:  # the same starting weights for every strategy
         initial[head] = build(tf.distribute.get_strategy(), head, "kner", 0.0, None)[0].get_weights()
     model, optimizer, tokenizer = build(strategy, head, kind, float(clip_norm), initial[head])
     data = toy_sentences(11, seed=7)
     task_type, task_id = distribute.worker_id(strategy)
     dev = data[:4] if task_type else None  # a cluster run also writes best weights and a report
-    Trainer(model, optimizer, strategy, out / name, CONFIG).fit(data, dev, tokenizer)
+    adversary = build_adversary(adversarial[0], model) if adversarial else None
+    Trainer(model, optimizer, strategy, out / name, CONFIG, adversary=adversary).fit(data, dev, tokenizer)
     losses = [value for _, value in read_scalars(out / name / "train")["loss"]]
     dump = out / (f"{name}.{task_id}.npz" if task_type else f"{name}.npz")
     weights = {f"w{i}": w for i, w in enumerate(model.get_weights())}

@@ -66,8 +66,8 @@ def test_tagging_heads_keep_outer_spans_and_refuse_crossing_ones(caplog):
     with pytest.raises(InputError) as caught:
         cli.check_spans([flat, crossing], "train.json", "softmax")
     assert str(caught.value).startswith(
-        "train.json:9: spans [0, 2] bod '右肺门' and [1, 4] sym '肺门增大' cross: the softmax head tags one label "
-        "per character; the "
+        "train.json:9: spans [0, 2] bod '右肺门' and [1, 4] sym '肺门增大' cross: the softmax head takes flat "
+        "entities only; the "
     )
     assert str(caught.value).endswith("heads take them (--head), --lenient drops the later span")
     same = Sentence("右肺门", [Span(0, 2, "bod"), Span(0, 2, "sym")], path="dev.json", line=1)
@@ -77,3 +77,13 @@ def test_tagging_heads_keep_outer_spans_and_refuse_crossing_ones(caplog):
     assert [s.spans for s in kept] == [[Span(0, 2, "bod")], [Span(0, 2, "bod")], nested.spans]
     assert "dev.json: dropped 2 spans crossing another or sharing its extent (first at line 9)" in caplog.text
     assert cli.check_spans([crossing], "dev.json", "global_pointer") == [crossing]
+
+
+def test_head_flags_a_head_does_not_take_are_named():
+    assert cli.head_flags_ignored("span") == {
+        "head_size": "the span head does not take it",
+        "decode_threshold": "the span head does not take it",
+        "tag_scheme": "the span head tags no sequence",
+    }
+    assert cli.head_flags_ignored("crf")["label_smoothing"] == "the crf head does not take it"
+    assert "label_smoothing" in cli.head_flags_ignored("global_pointer")

@@ -88,3 +88,41 @@ def test_global_pointer_trains_in_bfloat16_under_xla_and_resumes(tmp_path):
     assert second.returncode == 0, second.stderr[-2000:]
     assert "resumed from" in second.stderr and "ckpt-10" in second.stderr  # 160 sentences / 16 an epoch
     assert "epoch 2/2" in second.stdout and "epoch 1/2" not in second.stdout
+
+
+@pytest.mark.slow
+def test_span_fgm_demo_trains_exports_and_predicts(tmp_path):
+    """flags/span_fgm_demo.cfg: the span head with FGM, evaluated every epoch,
+    exported, and the export predicting."""
+    model_dir, export_dir = tmp_path / "span", tmp_path / "span" / "export"
+    trained = run(
+        "-m", "kner.train", "--flagfile=flags/span_fgm_demo.cfg", f"--model_dir={model_dir}",
+        f"--export_dir={export_dir}",
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "FGM on the word embeddings, epsilon 1 (2 forward-backward passes a step)" in trained.stdout
+    report = json.loads((model_dir / "eval_report.json").read_text())
+    assert report["micro"]["f1"] > 0.9 and "seqeval" not in report  # the span head has no tags
+    output = tmp_path / "predictions.jsonl"
+    predicted = run(
+        "-m", "kner.predict", f"--export_dir={export_dir}", "--input=data/demo/test.txt", f"--output={output}",
+        "--output_format=jsonl",
+    )  # fmt: skip
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    found = {(e["type"], e["text"]) for line in output.read_text(encoding="utf-8").splitlines()
+             for e in json.loads(line)["entities"]}  # fmt: skip
+    assert {("name", "王芳"), ("company", "比亚迪")} <= found
+
+
+@pytest.mark.slow
+def test_span_with_pgd_trains_in_bfloat16_under_xla_and_resumes(tmp_path):
+    common = ["-m", "kner.train", "--flagfile=flags/span_fgm_demo.cfg", f"--model_dir={tmp_path / 'run'}"]
+    common += ["--export_dir=", "--adversarial=pgd", "--mixed_precision=mixed_bfloat16", "--jit_compile"]
+    first = run(*common, "--epochs=1")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "PGD on the word embeddings, 3 steps of 0.3 within epsilon 1" in first.stdout
+    assert json.loads((tmp_path / "run" / "eval_report.json").read_text())["epoch"] == 1
+    second = run(*common, "--epochs=2")
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert "resumed from" in second.stderr and "ckpt-10" in second.stderr  # 160 sentences / 16 an epoch
+    assert "epoch 2/2" in second.stdout and "epoch 1/2" not in second.stdout

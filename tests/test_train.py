@@ -59,6 +59,7 @@ def runs(tmp_path_factory):
     softmax = dict(train_file=base / "train.bio", dev_file=base / "dev_org.json", init_checkpoint=google)
     softmax["bert_config"] = crf["bert_config"]  # ignored, with a warning
     softmax.update(head="softmax", batch_size=2, epochs=1, max_seq_length=64, model_dir=base / "softmax")
+    softmax.update(adversarial="fgm", adversarial_steps=2)  # steps: PGD's, ignored with a warning
     flag_sets = {"crf": crf, "softmax": softmax}
     processes = {name: start_train(base / f"{name}.log", **flags) for name, flags in flag_sets.items()}
     try:
@@ -125,6 +126,8 @@ def test_column_train_file_softmax_head_and_google_checkpoint(runs):
     assert f"loaded bert checkpoint {google / 'bert_model.ckpt'}: BertBackbone with 1 layers, hidden 32" in log
     assert "variables, 0 ignored" in log
     assert "warning: --bert_config is ignored: the backbone's shape and vocab come from --init_checkpoint" in log
+    assert "adversarial   FGM on the word embeddings, epsilon 1 (2 forward-backward passes a step)" in log
+    assert "warning: --adversarial_steps is ignored: --adversarial is fgm, not pgd" in log
     settings = json.loads((model_dir / "settings.json").read_text())
     assert (settings["head"], settings["decode"]) == ("softmax", "viterbi")
     labels = json.loads((model_dir / "labels.json").read_text())
@@ -215,6 +218,6 @@ def test_a_decoding_the_head_lacks_and_crossing_spans_for_a_tagging_head_are_one
     errors = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
     assert errors == [
         f"error: {tmp_path / 'crossing.json'}:1: spans [0, 2] bod '右肺门' and [1, 4] sym '肺门增大' cross: "
-        "the crf head tags one label per character; the global_pointer and efficient_global_pointer heads take "
+        "the crf head takes flat entities only; the global_pointer and efficient_global_pointer heads take "
         "them (--head), --lenient drops the later span"
     ]

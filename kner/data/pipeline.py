@@ -10,8 +10,9 @@ Each batch is a dict of [batch, length] tensors:
   or metrics; the model reads its head's units at these positions, in order
   (`kner.models.tagger`);
 - with labelled data, the targets of the model's head (`kner.data.targets`)
-  over the units: `label_ids` [batch, length - 1] (the tag of each unit) or
-  `span_labels` [batch, spans, 3] (unit indices).
+  over the units: `label_ids` [batch, length - 1] (the tag of each unit),
+  `span_labels` [batch, spans, 3] (unit indices), or `start_ids` and
+  `end_ids` [batch, length - 1].
 
 Gold entities are character spans; each moves to the units it overlaps, and
 one whose boundary falls inside a unit (a WordPiece sub-token of
@@ -48,11 +49,11 @@ from absl import logging
 from kner.data.corpus import Sentence
 from kner.data.labels import LabelVocab
 from kner.data.spans import drop_conflicts, find_conflict
-from kner.data.targets import SpanTargets, TagTargets, ragged_rows
+from kner.data.targets import PointerTargets, SpanTargets, TagTargets, ragged_rows
 from kner.data.tokenizer_base import Tokenized, Tokenizer
 from kner.data.units import LabelUnits, TokenUnits, to_unit_spans, unit_offsets
 
-Targets = TagTargets | SpanTargets
+Targets = TagTargets | SpanTargets | PointerTargets
 
 _TOKENIZE_CHUNK = 4096
 

@@ -24,13 +24,15 @@ Example:
 
 ```python
 from kner.data.labels import LabelVocab
-from kner.data.spans import Span
-from kner.data.targets import SpanTargets, TagTargets
+from kner.data.spans import Span, flatten_spans
+from kner.data.targets import PointerTargets, SpanTargets, TagTargets
 
 labels = LabelVocab.from_types(["bod", "sym"], "bio")
 TagTargets(labels).encode([Span(0, 1, "bod")], 3, 3)  # {"label_ids": [1, 2, 0]}
 SpanTargets(labels.types).encode([Span(0, 3, "sym"), Span(0, 1, "bod")], 4, 4)
 # {"span_labels": [[0, 0, 1], [1, 0, 3]]}
+PointerTargets(labels.types).encode([Span(1, 2, "sym")], 4, 4)
+# {"start_ids": [0, 2, 0, 0], "end_ids": [0, 0, 2, 0]}
 ```
 """
 
@@ -42,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from kner.data.labels import LabelVocab
-from kner.data.spans import Span
+from kner.data.spans import Span, flatten_spans
 
 
 class TagTargets:
@@ -69,10 +71,7 @@ class TagTargets:
 
     def pad(self, columns: dict[str, tf.Tensor], units: tf.Tensor) -> dict[str, tf.Tensor]:
         """`label_ids` [B, units] from ragged (or padded) rows."""
-        label_ids = columns[self.key]
-        if isinstance(label_ids, tf.RaggedTensor):
-            label_ids = label_ids.to_tensor(0)
-        return {self.key: tf.pad(label_ids, [[0, 0], [0, units - tf.shape(label_ids)[1]]])}
+        return {self.key: pad_rows(columns[self.key], units)}
 
 
 class SpanTargets:
@@ -108,6 +107,49 @@ class SpanTargets:
         """`span_labels` [B, N, 3], rows padded with -1."""
         del units
         return {self.key: columns[self.key].to_tensor(-1)}
+
+
+class PointerTargets:
+    """Start and end labels per character (see the module doc): type id + 1
+    of the entity starting (`start_ids`) and ending (`end_ids`) at each
+    character, 0 for none; type ids index `types`."""
+
+    keys = ("start_ids", "end_ids")
+
+    def __init__(self, types: Sequence[str]):
+        self.types = list(types)
+        self._ids = {name: index + 1 for index, name in enumerate(self.types)}
+
+    def encode(self, spans: Iterable[Span], length: int, kept: int) -> dict[str, list[int]]:
+        """The labels of the first `kept` of `length` characters: the outer
+        spans (`flatten_spans`) that end inside them; an entity the cut
+        crosses is dropped whole (as `SpanTargets` drops it)."""
+        del length
+        starts, ends = [0] * kept, [0] * kept
+        for span in flatten_spans(spans)[0]:
+            if span.end < kept:
+                starts[span.start] = ends[span.end] = self._ids[span.type]
+        return {"start_ids": starts, "end_ids": ends}
+
+    @property
+    def specs(self) -> dict[str, tf.TensorSpec]:
+        """The batch columns' shapes and types."""
+        return {key: tf.TensorSpec([None, None], tf.int32) for key in self.keys}
+
+    def ragged(self, rows: dict[str, Sequence[Sequence[int]]]) -> dict[str, tf.RaggedTensor]:
+        return {key: ragged_rows(rows[key], np.int32) for key in self.keys}
+
+    def pad(self, columns: dict[str, tf.Tensor], units: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`start_ids` and `end_ids` [B, units] from ragged (or padded) rows."""
+        return {key: pad_rows(columns[key], units) for key in self.keys}
+
+
+def pad_rows(rows: tf.Tensor | tf.RaggedTensor, units: tf.Tensor) -> tf.Tensor:
+    """Ragged (or padded) int rows as a dense [B, units] tensor, 0 after
+    each row."""
+    if isinstance(rows, tf.RaggedTensor):
+        rows = rows.to_tensor(0)
+    return tf.pad(rows, [[0, 0], [0, units - tf.shape(rows)[1]]])
 
 
 def ragged_rows(rows: Sequence[Sequence[int]], dtype) -> tf.RaggedTensor:

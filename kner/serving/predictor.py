@@ -39,7 +39,9 @@ class Entity(NamedTuple):
     start: int
     end: int  # inclusive
     text: str
-    score: float  # tagging heads: mean probability of the chosen tags over its characters; pair heads: sigmoid(score)
+    # Tagging heads: mean probability of the chosen tags over its characters; pair heads: sigmoid(score); span:
+    # mean probability of its start and its end.
+    score: float
 
 
 class Prediction(NamedTuple):
@@ -78,7 +80,7 @@ class Predictor:
 
     def __init__(self, module: tf.Module):
         self.module = module
-        # A pair head's export answers `predict_ids` with entities, not tags.
+        # A pair or span head's export answers `predict_ids` with entities, not tags.
         head = getattr(module, "head", None)
         self.tagging = head.tagging if head is not None else _tags_by_ids(module)
 

@@ -22,6 +22,9 @@ function:
      `--decode=argmax`; entity spans are read from the tags exactly as
      `LabelVocab.decode` reads them (lenient: an orphan inside tag begins an
      entity, an unclosed one ends at its last tag);
+   - the span head merges the windows' start and end logits per token the
+     same way, takes the units' and pairs each start with the nearest end of
+     its type over the whole text;
    - a pair head (GlobalPointer) decodes each window's spans (over the
      window's units) above its threshold, moves them to text offsets and keeps each span from the
      window where it sits farthest from both edges (`keep_window_spans`),
@@ -35,7 +38,7 @@ function:
 
 - `tags` [B, max_units] string: the tag of every labelled unit (every
   character of a character model), "" after the text; "" everywhere for a
-  pair head, which tags no sequence;
+  pair head or the span head, which tag no sequence;
 - `num_chars` [B] int32: characters (Unicode code points) per text;
 - for a tokenizer that is not one token per character (WordPiece):
   `num_units` [B] int32, labelled units per text, and `unit_start`,
@@ -48,7 +51,8 @@ function:
 - `entity_score` [B, max_entities] float32: for a tagging head, the mean
   over the entity's characters of the softmax probability of the chosen tag
   under the per-character tag scores (for a CRF head: the emission scores,
-  not CRF marginals); for a pair head, sigmoid of the span's score; 0
+  not CRF marginals); for a pair head, sigmoid of the span's score; for
+  the span head, the mean of the start's and the end's probability; 0
   padding;
 - `num_entities` [B] int32.
 
@@ -56,8 +60,8 @@ function:
 tokenize themselves (`[CLS] chars [SEP]`, one id per character, padded; no
 windowing, so at most `max_position_embeddings` tokens): for a tagging head
 it returns `tag_ids` [B, L] int32 (0 outside characters) and `tags` [B, L]
-string ("" outside); for a pair head the entity outputs above but
-`entity_text` (offsets count the characters after `[CLS]`).
+string ("" outside); for a pair head or the span head the entity outputs
+above but `entity_text` (offsets count the characters after `[CLS]`).
 
 Example:
 >>> module = TextTagger.from_model_dir("runs/cluener")
@@ -231,10 +235,11 @@ class TextTagger(tf.Module):
         num_units = unit_outputs.get("num_units", num_chars)
         if self.head.per_position:
             decoded = self._merge_scores(windows, plan, units, chars.row_splits, num_units)
-            tags = decoded.tags
         else:
             decoded = self._merge_spans(windows, plan, units)
-            # A pair head tags no sequence: "" at every unit.
+        tags = decoded.tags
+        if tags is None:
+            # A head that tags no sequence (pair heads, span): "" at every unit.
             tags = tf.fill([tf.size(num_units), tf.reduce_max(tf.concat([num_units, [0]], 0))], "")
         with tf.name_scope("entities"):
             offsets = (None, None) if units is None else (units.start, units.end)
@@ -313,7 +318,7 @@ class TextTagger(tf.Module):
         ]
     )
     def predict_ids(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:
-        """Tag ids and tags (a tagging head), or entity spans (a pair head),
+        """Tag ids and tags (a tagging head), or entity spans (the others),
         of tokenized `[CLS] chars [SEP]` rows."""
         batch = self._model_inputs(token_ids, padding_mask, segment_ids)
         decoded = self.model.decode(batch, self.model(batch))

@@ -10,7 +10,11 @@ count, so kner runs its own loop:
   losses add up to the global-batch mean;
 - the optimizer sums gradients across replicas and then clips them
   (`kner.training.optimization`), so default, Mirrored, MultiWorkerMirrored and TPU
-  strategies take the same step on the same global batch.
+  strategies take the same step on the same global batch;
+- with an `adversary` (`kner.training.adversarial`: FGM, PGD) the step adds
+  the gradients of more passes at perturbed word embeddings to the clean
+  ones; the perturbation follows the global-batch gradient, the same on
+  every replica.
 
 It also checkpoints every `checkpoint_every` steps and at each epoch end,
 resumes from the last checkpoint (the batch plan is seeded per epoch and the
@@ -63,6 +67,7 @@ from kner.metrics import evaluate
 from kner.models.tagger import Tagger
 from kner.serving.predictor import Predictor
 from kner.serving.text_tagger import TextTagger
+from kner.training.adversarial import Adversary
 from kner.training.distribute import is_chief, worker_id
 from kner.training.lean_gelu import use_lean_gelu
 
@@ -147,6 +152,8 @@ class Trainer:
         train_inputs: maps each epoch's labelled batches and the 0-based
             epoch to the batches `model` trains on (distillation zips in
             teacher-labelled raw text); the same for a resumed epoch.
+        adversary: adversarial training on `model`'s word embeddings
+            (`kner.training.adversarial.build_adversary`); None: clean steps.
         units: the labelled units (`kner.data.units`; default every token).
     """
 
@@ -159,9 +166,11 @@ class Trainer:
         config: TrainConfig,
         tagger: Tagger | None = None,
         train_inputs: Callable[[tf.data.Dataset, int], tf.data.Dataset] | None = None,
+        adversary: Adversary | None = None,
         units: LabelUnits | None = None,
     ):
         self.model, self.optimizer, self.strategy = model, optimizer, strategy
+        self.adversary = adversary
         self.tagger = tagger or model
         self.train_inputs = train_inputs
         self.units = units
@@ -215,8 +224,11 @@ class Trainer:
 
     # ---- one step ---------------------------------------------------------
 
-    def _gradients(self, batch: dict[str, tf.Tensor], global_count: tf.Tensor):
-        variables = self.model.trainable_variables
+    def _gradients(self, batch: dict[str, tf.Tensor], global_count: tf.Tensor, embeddings_only: bool = False):
+        """One forward and backward pass: the loss terms and the gradients of
+        the scaled loss, of every trainable variable or (for the adversary's
+        intermediate passes) of its word embeddings only."""
+        variables = [self.adversary.embeddings] if embeddings_only else self.model.trainable_variables
         with tf.GradientTape() as tape:
             scores = self.model(batch, training=True)
             terms = tf.reshape(self.model.loss_sum(batch, scores) / global_count, [-1])
@@ -226,8 +238,17 @@ class Trainer:
     def _replica_step(self, batch: dict[str, tf.Tensor]) -> tf.Tensor:
         context = tf.distribute.get_replica_context()
         global_count = context.all_reduce(tf.distribute.ReduceOp.SUM, self.model.loss_count(batch))
-        terms, gradients = self._compute_gradients(batch, tf.maximum(global_count, 1.0))
-        self.optimizer.apply(gradients, self.model.trainable_variables)
+        global_count = tf.maximum(global_count, 1.0)
+        terms, gradients = self._compute_gradients(batch, global_count)
+        variables = self.model.trainable_variables
+        if self.adversary is not None:
+            gradients = self.adversary.gradients(
+                gradients,
+                variables,
+                lambda embeddings_only: self._compute_gradients(batch, global_count, embeddings_only)[1],
+                self.optimizer.scale_loss(tf.constant(1.0)),
+            )
+        self.optimizer.apply(gradients, variables)
         sentences = tf.cast(tf.shape(batch["token_ids"])[0], tf.float32)
         return tf.concat([tf.stack([tf.reduce_sum(terms), sentences]), terms], axis=0)
 
@@ -235,7 +256,8 @@ class Trainer:
         """One optimizer step on a global batch (an element of the distributed
         dataset, or a batch of features under the default strategy); returns
         [global-batch mean loss, sentences in the global batch, then each
-        loss term (as weighted in the loss; the loss is their sum)]. `fit`
+        loss term (as weighted in the loss; the loss is their sum)], the
+        loss of the clean pass under adversarial training. `fit`
         runs it traced, once per batch; it is public for benchmarks and
         custom loops.
 

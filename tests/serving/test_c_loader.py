@@ -145,6 +145,23 @@ def test_a_global_pointer_export_runs_in_the_c_loader(run_export, tmp_path_facto
         assert found and all(a[2] < b[1] for a, b in zip(found, found[1:]))  # no two overlap
 
 
+def test_a_span_export_runs_in_the_c_loader(run_export, tmp_path_factory):
+    """The span head's decoding inside the graph (start and end logits merged
+    over windows, nearest ends, chunks sorted by length for an
+    11,000-character text) in TensorFlow's C loader."""
+    from tagger_dirs import cached_export, toy_dir
+
+    base = tmp_path_factory.getbasetemp()
+    export_dir = cached_export(base, "toy_span_export", toy_dir(base, "span"))
+    texts = [*TEXTS, "张三在北京出差，李小四去了上海市" * 700]
+    ran = run(run_export, json_lines(texts), f"--export_dir={export_dir}", f"--batch_size={BATCH}")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    answer = [json.loads(line) for line in ran.stdout.decode().splitlines()]
+    assert_same_outputs(answer, export_dir, [_SURROGATES.sub("\ufffd", t).encode() for t in texts])
+    assert set(answer[2]["tags"]) == {""} and answer[2]["entity_text"][:4] == ["张三", "北京", "李小四", "上海市"]
+    assert len(answer[-1]["entity_type"]) >= 2_700  # 4 entities x 700, windows included
+
+
 def test_bad_input_is_one_line_and_status_2(run_export, export_dir, tmp_path):
     ran = run(run_export, '"张三"\n张三在北京\n'.encode(), f"--export_dir={export_dir}")
     assert ran.returncode == 2

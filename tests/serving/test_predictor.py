@@ -187,3 +187,26 @@ def test_pair_head_export_finds_what_the_python_api_finds(pair_dirs):
     assert len(long) == 10_000 and len(expected[-1].entities) > 500
     for text, prediction in zip(texts, got):
         assert all(text[e.start : e.end + 1] == e.text and 0 < e.score < 1 for e in prediction.entities)
+
+
+# The span head: start and end logits merged over windows, decoded in the graph.
+
+
+def test_span_head_export_finds_what_the_python_api_finds(tmp_path_factory):
+    """The usual hard texts and a 10,000-character one through windows: the
+    SavedModel answers as the in-process graph."""
+    base = tmp_path_factory.getbasetemp()
+    model_dir = toy_dir(base, "span")
+    export_dir = cached_export(base, "toy_span_export", model_dir)
+    rng = random.Random(4)
+    long = "".join(toy_nested_sentence(rng, 3).text for _ in range(1_200))[:10_000]
+    texts = [*TRICKY, "张三在北京出差，李小四去了上海市", long]
+    expected = Predictor.from_dir(model_dir).run(texts, batch_size=4)
+    got = Predictor.from_dir(export_dir).run(texts, batch_size=5)
+    assert same(got, expected)
+    assert all(p.tags is None for p in got)
+    spans = {(e.type, e.text) for e in expected[-2].entities}
+    assert spans == {("name", "张三"), ("loc", "北京"), ("name", "李小四"), ("loc", "上海市")}
+    assert len(long) == 10_000 and len(expected[-1].entities) > 500
+    for text, prediction in zip(texts, got):
+        assert all(text[e.start : e.end + 1] == e.text and 0 < e.score < 1 for e in prediction.entities)

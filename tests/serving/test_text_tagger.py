@@ -337,3 +337,42 @@ def test_pair_head_predict_ids_returns_entities_at_character_offsets(pair_toy):
     for key in ("entity_type", "entity_start", "entity_end", "num_entities"):
         np.testing.assert_array_equal(by_ids[key].numpy(), by_text[key], err_msg=key)
     np.testing.assert_allclose(by_ids["entity_score"], by_text["entity_score"], rtol=1e-5)
+
+
+# The span head: per-position start and end logits, merged like tag scores.
+
+
+@pytest.fixture(scope="module")
+def span_toy(tmp_path_factory):
+    return load_tagger(tagger_dirs.toy_dir(tmp_path_factory.getbasetemp(), "span"))
+
+
+def test_span_head_windows_equal_one_pass_over_the_whole_text(span_toy):
+    """Position-wise logits: the windows' merged start and end logits are the
+    whole text's, so entities across window edges (and ends several windows
+    after their start) come out as one pass finds them."""
+    model, tokenizer, settings = span_toy
+    windowed = TextTagger(model, tokenizer, settings["max_seq_length"])
+    rng = random.Random(7)
+    texts = [long_text(rng, n, windowed.window) for n in (2_100, 15, 40)]
+    got = outputs(windowed, [t for t, _ in texts])
+    expected = outputs(TextTagger(model, tokenizer, max_seq_length=2_200), [t for t, _ in texts])
+    assert not got["tags"].any()  # "" everywhere: the span head tags no sequence
+    for key in ("num_chars", "entity_type", "entity_start", "entity_end", "entity_text", "num_entities"):
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    np.testing.assert_allclose(got["entity_score"], expected["entity_score"], rtol=1e-5)
+    for row, (_, gold) in enumerate(texts):
+        assert len(set(spans_of(got, row)) & set(gold)) > 0.95 * len(gold)
+
+
+def test_span_head_predict_ids_returns_entities_at_character_offsets(span_toy):
+    model, tokenizer, settings = span_toy
+    module = TextTagger(model, tokenizer, settings["max_seq_length"])
+    texts = ["张三在北京", "", "李小四去了上海市"]
+    batch = to_features({"text": tf.constant(texts)}, tokenizer)
+    by_ids = module.predict_ids(batch["token_ids"], tf.cast(batch["padding_mask"], tf.int32), batch["segment_ids"])
+    by_text = outputs(module, texts)
+    assert "tags" not in by_ids and by_text["num_entities"].tolist() == [2, 0, 2]
+    for key in ("entity_type", "entity_start", "entity_end", "num_entities"):
+        np.testing.assert_array_equal(by_ids[key].numpy(), by_text[key], err_msg=key)
+    np.testing.assert_allclose(by_ids["entity_score"], by_text["entity_score"], rtol=1e-5)

@@ -5,7 +5,7 @@ a model_dir.
 Example:
 >>> head = build_head("crf", labels)
 >>> list(HEADS)
-['crf', 'softmax', 'global_pointer', 'efficient_global_pointer']
+['crf', 'softmax', 'global_pointer', 'efficient_global_pointer', 'span']
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from kner.models.heads.crf import CRFHead
 from kner.models.heads.efficient_global_pointer import EfficientGlobalPointerHead
 from kner.models.heads.global_pointer import GlobalPointerHead
 from kner.models.heads.softmax import SoftmaxHead
+from kner.models.heads.span import SpanHead
 
 HEADS: dict[str, type[Head]] = {
-    head.name: head for head in (CRFHead, SoftmaxHead, GlobalPointerHead, EfficientGlobalPointerHead)
+    head.name: head for head in (CRFHead, SoftmaxHead, GlobalPointerHead, EfficientGlobalPointerHead, SpanHead)
 }
 
 __all__ = ["HEADS", "Decoded", "Head", "Spans", "build_head", "decodings", "head_class"]

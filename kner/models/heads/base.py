@@ -17,7 +17,7 @@ names, so weight files and checkpoints have one flat layout (`classifier`,
 `crf`, `global_pointer`, ...).
 
 Windows over long texts (`kner.serving.text_tagger`) need one more fact:
-`per_position` heads (softmax, CRF) give scores per position, which windows
+`per_position` heads (softmax, CRF, span) give scores per position, which windows
 merge per character before one `decode` over the whole text; the other heads
 (GlobalPointer) decode each window (`window_spans`), and the windows' spans
 merge, then `select` applies the decoding option to each whole text.
