@@ -167,6 +167,15 @@ class EncodedData:
         starts, ends = self.unit_start.flat_values.numpy(), self.unit_end.flat_values.numpy()
         return [(starts[a:b], ends[a:b]) for a, b in zip(splits[:-1], splits[1:])]
 
+    def select(self, indices: Sequence[int]) -> EncodedData:
+        """The sentences at `indices`, in that order, without tokenizing
+        again (the report stays the whole data's)."""
+        rows = tf.constant(indices, tf.int64, shape=[len(indices)])
+        columns = {key: tf.gather(column, rows) for key, column in self.columns.items()}
+        unit_start, unit_end = (None if u is None else tf.gather(u, rows) for u in (self.unit_start, self.unit_end))
+        lengths = self.lengths[np.asarray(indices, np.int64)]
+        return EncodedData(columns, lengths, self.report, self.targets, unit_start, unit_end)
+
     def batch_function(
         self, tokenizer: Tokenizer, pad_to_multiple: int = 1
     ) -> tf.types.experimental.PolymorphicFunction:

@@ -460,11 +460,11 @@ class Trainer:
         and the batches of those that fit; built (and cached) once per dev set."""
         key = (id(sentences), len(sentences))
         if key not in self._eval_datasets:
-            whole = encode(sentences, tokenizer, units=self.units)
+            whole = encode(sentences, tokenizer, self.model.targets, units=self.units)
             fits = [i for i, n in enumerate(whole.lengths) if n <= self.config.max_seq_length - 2]
-            data = encode([sentences[i] for i in fits], tokenizer, self.model.targets, units=self.units)
             size, multiple = self.config.eval_batch_size, self._pad_to_multiple()
-            self._eval_datasets[key] = fits, whole.unit_offsets(), batched(data, tokenizer, size, None, multiple)
+            dataset = batched(whole.select(fits), tokenizer, size, None, multiple)
+            self._eval_datasets[key] = fits, whole.unit_offsets(), dataset
         fits, offsets, dataset = self._eval_datasets[key]
         if self._forward is None:
             self._forward = tf.function(

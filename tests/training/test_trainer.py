@@ -215,6 +215,26 @@ def test_evaluation_windows_long_texts_like_the_exported_graph(tmp_path):
     assert (long_only["loss"], long_only["loss_sentences"]) == (None, 0)
 
 
+def test_evaluation_tokenizes_each_dev_text_once(tmp_path, monkeypatch):
+    """The dev set is tokenized once, for the loss batches and the unit
+    offsets both, and not again at the next evaluation."""
+    config = TrainConfig(batch_size=4, epochs=1, max_seq_length=12)
+    trainer, tokenizer = tiny_trainer(tmp_path, config)
+    dev = [*toy_sentences(6, seed=3), Sentence("".join(s.text for s in toy_sentences(4, seed=4)), [])]
+    tokenized = []
+    tokenize = tokenizer.tokenize
+
+    def counting(texts):
+        if tf.executing_eagerly():  # the Python side; the serving windows of the long text trace it
+            tokenized.extend(texts.numpy().tolist())
+        return tokenize(texts)
+
+    monkeypatch.setattr(tokenizer, "tokenize", counting)
+    first = trainer.evaluate(dev, tokenizer)
+    assert sorted(tokenized) == sorted(s.text.encode() for s in dev)
+    assert trainer.evaluate(dev, tokenizer) == first and len(tokenized) == len(dev)
+
+
 def test_the_best_evaluation_writes_the_error_report(tmp_path):
     """model_dir/report.html shows the best evaluation: its scores, and the
     spans it scored, long texts' windows included."""
