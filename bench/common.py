@@ -36,6 +36,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 BERT_VOCAB = SHARED / "vocab" / "bert-base-chinese-vocab.txt"
+ENGLISH_CASED_VOCAB = SHARED / "vocab" / "bert-base-cased-vocab.txt"
 
 # The dataset's 10 types, as kner.metrics.CLUENER_TYPES. Repeated so that this module, imported before
 # torch, loads nothing more (kner.metrics pulls in seqeval and scikit-learn, with an OpenMP runtime).
@@ -140,6 +141,47 @@ def cluener_batches(batch_size: int, count: int, max_seq_length: int = 128, seed
         )
         for indices in plan
     ]
+
+
+def wnut17_batches(batch_size: int, count: int, max_seq_length: int = 128, seed: int = 0) -> tuple[list[dict], object]:
+    """`count` training batches of WNUT-17 train (word-level CoNLL, BIO) as
+    `python -m kner.train --flagfile=flags/english_cased.cfg` makes them:
+    Google's English cased WordPiece vocab, labels on the first sub-token of
+    each word (`kner.data.units.WordUnits`), bucketed and padded by kner's
+    pipeline. Each batch is a dict of numpy arrays as `cluener_batches`'s,
+    `label_ids` at token positions (0 off the units), plus `label_mask`
+    (True on the labelled units) and `text` (the sentences, for checks).
+    Returns the batches and the `LabelVocab`."""
+    from kner.data.corpus import read_corpus
+    from kner.data.labels import LabelVocab
+    from kner.data.pipeline import encode, plan_batches
+    from kner.data.units import WordUnits
+    from kner.data.wordpiece import WordPieceTokenizer
+
+    sentences = read_corpus(SHARED / "wnut17" / "train.conll", tag_scheme="bio")
+    labels = LabelVocab.from_sentences(sentences, "bio")
+    tokenizer = WordPieceTokenizer(ENGLISH_CASED_VOCAB, lowercase=False)
+    data = encode(sentences, tokenizer, labels, max_seq_length - 2, WordUnits())
+    features = data.batch_function(tokenizer)
+    batches = []
+    for indices in plan_batches(data.lengths, batch_size, seed=seed)[:count]:
+        batch = {key: value.numpy() for key, value in features(indices.astype(np.int64)).items()}
+        mask = batch["label_mask"]
+        units = batch["label_ids"]  # [B, L - 1], unit i of a row at its i-th True of `label_mask`
+        label_ids = np.zeros(mask.shape, np.int32)
+        for row in range(len(mask)):
+            positions = np.flatnonzero(mask[row])
+            label_ids[row, positions] = units[row, : len(positions)]
+        batches.append(
+            {
+                "token_ids": batch["token_ids"],
+                "padding_mask": batch["padding_mask"],
+                "label_mask": mask,
+                "label_ids": label_ids,
+                "text": np.array([sentences[i].text for i in indices], object),
+            }
+        )
+    return batches, labels
 
 
 def pad_batch(char_ids: list[list[int]], label_ids: list[list[int]] | None, tokenizer) -> dict:

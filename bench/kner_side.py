@@ -122,9 +122,11 @@ def train_step(
     head_learning_rate: float = 5e-3,
     weight_decay: float = 0.01,
     warmup_proportion: float = 0.06,
+    label_mask: bool = False,
 ):
     """kner's full training step (forward, backward, clipping, AdamW) as a
-    function of one batch, traced like the trainer traces it (shapes unknown)."""
+    function of one batch, traced like the trainer traces it (shapes unknown);
+    `label_mask`: batches carry one (`to_tensorflow` of a batch with units)."""
     schedule = WarmupLinearDecay(learning_rate, int(total_steps * warmup_proportion), total_steps)
     head_variables = [v for layer in model.head_layers() for v in layer.trainable_variables]
     optimizer = FineTuningAdamW(
@@ -140,6 +142,7 @@ def train_step(
         "token_ids": tf.TensorSpec([None, None], tf.int32),
         "segment_ids": tf.TensorSpec([None, None], tf.int32),
         "padding_mask": tf.TensorSpec([None, None], tf.bool),
+        **({"label_mask": tf.TensorSpec([None, None], tf.bool)} if label_mask else {}),
         **model.targets.specs,
     }
     # The step `Trainer.fit` runs for every batch (`fit` also checkpoints and
@@ -148,13 +151,22 @@ def train_step(
 
 
 def to_tensorflow(batch: dict) -> dict[str, tf.Tensor]:
-    """A numpy batch of `common` as the features of `kner.data.pipeline`."""
+    """A numpy batch of `common` as the features of `kner.data.pipeline`.
+    Its `label_ids` are at token positions; a head reads them per unit: the
+    tokens after [CLS], or those of the batch's `label_mask` in order."""
     token_ids = tf.constant(batch["token_ids"])
     features = {
         "token_ids": token_ids,
         "segment_ids": tf.zeros_like(token_ids),
         "padding_mask": tf.constant(batch["padding_mask"]),
     }
-    if "label_ids" in batch:  # at token positions in `common`'s batches; a head reads those after [CLS]
+    if "label_mask" in batch:
+        features["label_mask"] = tf.constant(batch["label_mask"])
+    if "label_ids" in batch and "label_mask" in batch:
+        units = np.zeros_like(batch["label_ids"][:, 1:])
+        for row, (labels, mask) in enumerate(zip(batch["label_ids"], batch["label_mask"])):
+            units[row, : mask.sum()] = labels[mask]
+        features["label_ids"] = tf.constant(units)
+    elif "label_ids" in batch:
         features["label_ids"] = tf.constant(batch["label_ids"][:, 1:])
     return features

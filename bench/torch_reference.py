@@ -196,11 +196,14 @@ def train_step(
 
 
 def to_torch(batch: dict) -> dict:
-    """A numpy batch of `common` as torch tensors, with its `char_mask`."""
+    """A numpy batch of `common` as torch tensors, with its `char_mask`: the
+    positions the loss reads (the batch's `label_mask` if it has one, as
+    `common.wnut17_batches`, else every character)."""
+    units = batch["label_mask"] if "label_mask" in batch else char_mask(batch["padding_mask"])
     tensors = {
         "token_ids": torch.as_tensor(batch["token_ids"], dtype=torch.long),
         "padding_mask": torch.as_tensor(batch["padding_mask"], dtype=torch.long),
-        "char_mask": torch.as_tensor(char_mask(batch["padding_mask"])),
+        "char_mask": torch.as_tensor(units),
     }
     if "label_ids" in batch:
         tensors["label_ids"] = torch.as_tensor(batch["label_ids"], dtype=torch.long)
