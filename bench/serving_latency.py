@@ -37,7 +37,6 @@ from __future__ import annotations
 import common  # noqa: F401  (first: thread settings shared by the benchmarks)
 
 # isort: on
-import collections
 import os
 import tempfile
 import time
@@ -48,7 +47,7 @@ import tensorflow as tf
 from absl import app, flags
 from common import JSON_HELP, ROOT, SHARED, machine, print_table, result_file, set_threads, write_json
 from kner_side import export, random_model_dir
-from tf_session import Session
+from tf_session import STAGES, Session, breakdown
 
 from kner.data.corpus import read_corpus
 from kner.models.heads import HEADS
@@ -66,39 +65,6 @@ flags.DEFINE_integer("rounds", 3, "Interleaved rounds.")
 flags.DEFINE_integer("threads", 2, "Intra-op threads.")
 flags.DEFINE_string("work_dir", None, "Where model_dirs and exports go (default: a temporary directory).")
 flags.DEFINE_string("json", None, JSON_HELP + "bench/results/serving_latency.json#threadsN.")
-
-STAGES = ("tokenize", "windows", "encoder", "merge", "decode", "entities")
-
-
-def stage(node_name: str) -> str:
-    """The `predict_text` stage an op belongs to, from its name scopes."""
-    parts = node_name.split("/")
-    return next((part for part in parts if part in STAGES), "other")
-
-
-def breakdown(version: Path, texts: list[bytes]) -> dict:
-    """Ops run per call of `--trace_batch` texts by stage, their traced
-    time, the most run op types, the op types' traced time, and the graph's
-    static op count."""
-    session = Session(version, FLAGS.threads)
-    size = FLAGS.trace_batch
-    for begin in range(0, 3 * size, size):  # warm-up: grappler runs on the first call
-        session(texts[begin : begin + size])
-    counts, micros, by_op, op_micros = (collections.Counter() for _ in range(4))
-    for begin in range(0, FLAGS.trace_sentences * size, size):
-        for name, op, us in session.trace(texts[begin : begin + size]):
-            counts[stage(name)] += 1
-            micros[stage(name)] += us
-            by_op[op] += 1
-            op_micros[op] += us
-    calls = FLAGS.trace_sentences
-    return {
-        "traced_ms_by_op": {op: us / calls / 1e3 for op, us in op_micros.most_common(15)},
-        "static_ops": session.static_ops,
-        "ops_per_call": {name: counts[name] / calls for name in (*STAGES, "other")},
-        "traced_ms_per_call": {name: micros[name] / calls / 1e3 for name in (*STAGES, "other")},
-        "most_run_ops": {op: n / calls for op, n in by_op.most_common(12)},
-    }
 
 
 def compare(versions: dict[str, Path], texts: list[bytes]) -> dict:
@@ -166,7 +132,10 @@ def main(argv) -> None:
                 versions[key] = export(model_dir, work / name / f"{head}_{label}", FLAGS.compute_dtype, root)
         base = FLAGS.heads[0] if len(FLAGS.heads) > 1 else "after"
         load = [os.getloadavg()[0]]
-        parts = {label: breakdown(version, texts) for label, version in versions.items()}
+        parts = {
+            label: breakdown(version, texts, FLAGS.threads, FLAGS.trace_batch, FLAGS.trace_sentences)
+            for label, version in versions.items()
+        }
         results = compare(versions, texts)
         load.append(os.getloadavg()[0])
         runs[size] = {"load": load, "breakdown": parts, "cases": results}

@@ -1,8 +1,11 @@
 """A SavedModel run in a TF1 session, as TF Serving and TensorFlow's C
-loader run it (`serving_latency.py`, `distill.py`)."""
+loader run it (`serving_latency.py`, `distill.py`), and where a call's time
+goes by stage of the serving graph (`breakdown`: `serving_latency.py`,
+`tokenizer_speed.py`)."""
 
 from __future__ import annotations
 
+import collections
 from pathlib import Path
 
 import tensorflow as tf
@@ -42,3 +45,37 @@ class Session:
 def _op_type(timeline_label: str) -> str:
     """The op of a step-stats timeline label, `name = Op(inputs)`."""
     return timeline_label.split(" = ")[-1].split("(")[0]
+
+
+# `kner.serving.text_tagger.TextTagger.predict_text`'s name scopes.
+STAGES = ("tokenize", "windows", "encoder", "merge", "decode", "entities")
+
+
+def stage(node_name: str) -> str:
+    """The `predict_text` stage an op belongs to, from its name scopes."""
+    parts = node_name.split("/")
+    return next((part for part in parts if part in STAGES), "other")
+
+
+def breakdown(version: Path, texts: list[bytes], threads: int, batch: int, calls: int) -> dict:
+    """Ops run per call of `batch` consecutive `texts` by stage, their traced
+    time (ms, the mean of `calls` traced calls after three untraced), the
+    most run op types, the op types' traced time, and the graph's static op
+    count, of the export at `version` in a session of `threads` threads."""
+    session = Session(version, threads)
+    for begin in range(0, 3 * batch, batch):  # warm-up: grappler runs on the first call
+        session(texts[begin : begin + batch])
+    counts, micros, by_op, op_micros = (collections.Counter() for _ in range(4))
+    for begin in range(0, calls * batch, batch):
+        for name, op, us in session.trace(texts[begin : begin + batch]):
+            counts[stage(name)] += 1
+            micros[stage(name)] += us
+            by_op[op] += 1
+            op_micros[op] += us
+    return {
+        "traced_ms_by_op": {op: us / calls / 1e3 for op, us in op_micros.most_common(15)},
+        "static_ops": session.static_ops,
+        "ops_per_call": {name: counts[name] / calls for name in (*STAGES, "other")},
+        "traced_ms_per_call": {name: micros[name] / calls / 1e3 for name in (*STAGES, "other")},
+        "most_run_ops": {op: n / calls for op, n in by_op.most_common(12)},
+    }
