@@ -19,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-from common import BERT_VOCAB, CLUENER_TYPES, ROOT, SHARED, bert_config
+from common import BERT_VOCAB, CLUENER_TYPES, ENGLISH_CASED_VOCAB, ROOT, SHARED, bert_config
 
 from kner.checkpoint import backbone_from_config
 from kner.data.corpus import read_corpus
 from kner.data.labels import LabelVocab
 from kner.data.pipeline import to_features
 from kner.data.tokenizer import CharTokenizer, read_vocab
+from kner.data.units import WordUnits
+from kner.data.wordpiece import WordPieceTokenizer
 from kner.models.artifacts import dummy_batch, save_artifacts, tagger_settings
 from kner.models.heads.pairs import MASKED
 from kner.models.tagger import Tagger
@@ -75,6 +77,10 @@ def floor_exports(vocab_file: Path, directory: Path) -> dict[str, Path]:
     return paths
 
 
+# WNUT-17's entity types (its train file's tags, B-/I-).
+WNUT17_TYPES = ("corporation", "creative-work", "group", "location", "person", "product")
+
+
 def cluener_labels() -> LabelVocab:
     """CLUENER's types in BIOS tags."""
     return LabelVocab.from_types(CLUENER_TYPES, "bios")
@@ -87,19 +93,26 @@ def tagger(bert_config: dict, head: str = "softmax", labels: LabelVocab | None =
     return model
 
 
-def random_model_dir(size: str, path: Path, head: str = "softmax") -> Path:
+def random_model_dir(size: str, path: Path, head: str = "softmax", english: bool = False) -> Path:
     """A model_dir like a finished training run's, with random weights:
     `size` (common.SIZES), `head` (a `kner.models.heads.HEADS` name),
-    CLUENER's labels, the BERT vocab. A pair head's `decode_threshold` is set
-    so that it finds as many entities as CLUENER dev has (one per 15
-    characters; with random weights half of all spans score above 0)."""
-    vocabulary = read_vocab(BERT_VOCAB)
+    CLUENER's labels, the BERT vocab; `english`: WNUT-17's labels (BIO),
+    Google's English cased vocab and WordPiece, labels on the first sub-token
+    of each word, as `flags/english_cased.cfg`. A pair head's
+    `decode_threshold` is set so that it finds as many entities as CLUENER
+    dev has (one per 15 characters; with random weights half of all spans
+    score above 0)."""
+    vocabulary = read_vocab(ENGLISH_CASED_VOCAB if english else BERT_VOCAB)
     config = bert_config(size, len(vocabulary))
-    model = tagger(config, head)
-    settings = tagger_settings(model, 128)
+    labels = LabelVocab.from_types(WNUT17_TYPES, "bio") if english else cluener_labels()
+    model = tagger(config, head, labels)
+    text = (WordPieceTokenizer(vocabulary, lowercase=False), WordUnits()) if english else ()
+    settings = tagger_settings(model, 128, *text)
     if not model.head.tagging:
+        if english:
+            raise ValueError("a pair head's decode threshold is set on CLUENER dev: english=False")
         settings["decode_threshold"] = entity_rate_threshold(model, CharTokenizer(vocabulary))
-    save_artifacts(path, config, vocabulary, cluener_labels(), settings)
+    save_artifacts(path, config, vocabulary, labels, settings)
     model.save_weights(str(path / "best.weights.h5"))
     return path
 
