@@ -107,7 +107,8 @@ def hf_pipeline(model_dir: Path):
     hf.label2id = {tag: i for i, tag in enumerate(labels.tags)}
     torch.manual_seed(0)
     model = BertForTokenClassification(hf).eval()
-    tokenizer = BertTokenizerFast(vocab_file=str(model_dir / "vocab.txt"))
+    # transformers 5.x: BertTokenizerFast(vocab_file=...) ignores the file (a 5-token vocab); vocab= reads it.
+    tokenizer = BertTokenizerFast(vocab=str(model_dir / "vocab.txt"))
     return pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="simple")
 
 
