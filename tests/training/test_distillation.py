@@ -12,10 +12,16 @@ from tagger_dirs import TYPES, tiny_config, toy_vocabulary
 from train_runs import REPO, child_env, read_scalars, toy_sentences
 
 from kner.checkpoint import backbone_from_config
+from kner.data.corpus import Sentence
 from kner.data.labels import LabelVocab
 from kner.data.pipeline import char_mask, make_dataset
+from kner.data.spans import Span
 from kner.data.tokenizer import CharTokenizer
+from kner.data.units import WordUnits
 from kner.data.unlabeled import UnlabeledInputs
+from kner.data.vocab import SPECIAL_TOKENS
+from kner.data.wordpiece import WordPieceTokenizer
+from kner.data.words import char_spans, join_words
 from kner.models import artifacts
 from kner.models.distillation_losses import soft_loss_sum
 from kner.models.tagger import Tagger
@@ -159,6 +165,50 @@ def test_labels_must_match_and_crf_transitions_are_copied():
 
 def test_teacher_token_ids_map_the_student_vocabulary():
     assert teacher_token_ids(["[PAD]", "a", "b", "[UNK]"], ["[PAD]", "[UNK]", "b"], 1) == [0, 1, 2, 1]
+
+
+def english_sentences(count: int, seed: int) -> list[Sentence]:
+    """Word-level sentences whose words split into WordPiece sub-tokens."""
+    rng = np.random.default_rng(seed)
+    sentences = []
+    for _ in range(count):
+        place, name = rng.choice(["NewYorkers", "Yorkers"]), rng.choice(["Paulwalk", "@Paul"])
+        words = [name, "loves", str(place), "pizza"]
+        text, offsets = join_words(words)
+        spans = char_spans([Span(0, 0, "name"), Span(2, 2, "loc")], offsets)
+        sentences.append(Sentence(text, spans, words=offsets))
+    return sentences
+
+
+def test_a_wordpiece_teacher_teaches_the_first_sub_token_of_each_word(tmp_path):
+    """English task distillation: teacher and student read the labelled
+    units (the first sub-token of each word, `kner.data.units.WordUnits`),
+    the soft and hard terms count units, not sub-tokens, and a step trains
+    the student and never the teacher."""
+    vocabulary = [*SPECIAL_TOKENS, "new", "york", "##york", "##er", "##s", "love", "pizza", "paul", "##walk", "@"]
+    tokenizer = WordPieceTokenizer(vocabulary, lowercase=True)
+    student, teacher = tagger(layers=1, width=32, head="softmax"), tagger(layers=2, width=48, head="softmax", seed=1)
+    distiller = Distiller(student, teacher, soft_weight=1.0, hard_weight=1.0, hidden_weight=1.0)
+    train = english_sentences(8, seed=1)
+    dataset, report = make_dataset(train, tokenizer, LABELS, batch_size=8, units=WordUnits())
+    batch = next(iter(dataset))
+    assert (report.moved, report.unplaced) == (0, 0)
+    units = int(tf.reduce_sum(tf.cast(batch["label_mask"], tf.int32)))
+    sub_tokens = int(tf.reduce_sum(tf.cast(batch["padding_mask"], tf.int32))) - 2 * len(train)
+    soft, hard, tokens = distiller.loss_count(batch).numpy()
+    words = sum(4 + s.text.startswith("@") for s in train)  # "@Paul": "@" and "paul", two units
+    assert soft == hard == units == words < sub_tokens and tokens == sub_tokens + 2 * len(train)
+
+    teacher_before = [w.copy() for w in teacher.get_weights()]
+    student_before = [w.copy() for w in student.get_weights()]
+    optimizer = FineTuningAdamW(1e-2)
+    optimizer.build(distiller.trainable_variables)
+    trainer = Trainer(distiller, optimizer, tf.distribute.get_strategy(), tmp_path, TrainConfig(), student)
+    loss, sentences, *terms = trainer.train_step(batch).numpy()
+    assert sentences == len(train) and np.isfinite(loss) and all(term > 0 for term in terms)
+    for before, after in zip(teacher_before, teacher.get_weights()):
+        np.testing.assert_array_equal(before, after)
+    assert any(not np.array_equal(b, a) for b, a in zip(student_before, student.get_weights()))
 
 
 @pytest.mark.slow
