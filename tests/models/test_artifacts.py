@@ -2,10 +2,13 @@ import json
 
 import h5py
 import pytest
-from tagger_dirs import build_model_dir
+from shared_data import shared_file
+from tagger_dirs import build_model_dir, english_model_dir
 
+from kner.data.units import WordUnits
+from kner.data.wordpiece import WordPieceTokenizer
 from kner.errors import InputError
-from kner.models.artifacts import SETTINGS, WEIGHTS, load_tagger
+from kner.models.artifacts import SETTINGS, WEIGHTS, label_units, load_tagger
 
 
 @pytest.mark.parametrize("head, decoding", [("softmax", "argmax"), ("softmax", "viterbi"), ("crf", "viterbi")])
@@ -39,3 +42,17 @@ def test_an_unknown_head_in_settings_is_one_line(tmp_path):
     (model_dir / SETTINGS).write_text(json.dumps({**settings, "head": "lstm"}))
     with pytest.raises(InputError, match="settings.json: head must be one of crf, softmax"):
         load_tagger(model_dir)
+
+
+@pytest.mark.parametrize("lowercase", [False, True])
+def test_the_model_dir_keeps_how_text_was_tokenized(tmp_path, lowercase):
+    """kner.predict and kner.export take no tokenizer flags: the model_dir's
+    settings.json rebuilds the training run's tokenizer, casing and units."""
+    model, model_dir = english_model_dir(tmp_path / "m", shared_file("vocab/bert-base-cased-vocab.txt"))
+    settings = json.loads((model_dir / SETTINGS).read_text())
+    (model_dir / SETTINGS).write_text(json.dumps({**settings, "do_lower_case": lowercase}))
+    model.save_weights(str(model_dir / WEIGHTS))
+    _, tokenizer, settings = load_tagger(model_dir)
+    assert (type(tokenizer), tokenizer.lowercase) == (WordPieceTokenizer, lowercase)
+    assert isinstance(label_units(settings), WordUnits)
+    assert (tokenizer.encode("Zürich") == tokenizer.encode("zurich")) == lowercase  # lower-cased, accents stripped
