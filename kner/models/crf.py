@@ -103,8 +103,10 @@ def constraint_scores(tag_names: list[str], scheme: str) -> tuple[np.ndarray, np
 # loop iteration costs control ops whose executor overhead outweighs a
 # step's arithmetic on short texts (bench/README.md, "Where batch-1 time goes").
 FORWARD_UNROLL = 16
-# Pointer-doubling rounds per iteration of the backtrace loop (`_follow`).
-DOUBLING_UNROLL = 3
+# Pointer-doubling rounds per iteration of the backtrace loop (`_follow`):
+# texts of up to 2**6 = 64 positions take one iteration (a loop iteration's
+# control ops cost more than a round's two gathers).
+DOUBLING_UNROLL = 6
 # Positions per iteration of the step-by-step backtrace (`_backtrack`).
 BACKTRACK_UNROLL = 16
 # Texts per batch from which `viterbi` backtracks step by step: the pointer
@@ -164,7 +166,10 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
     static (eagerly, under XLA), else by a `tf.cond` that runs one branch.
     Every score is the same float32 sum, in the same order, as the
     step-by-step recursion's (tests/viterbi_reference.py), so tags and
-    scores are exactly its own, ties included, either way.
+    scores are exactly its own, ties included, either way. (The forward
+    stays sequential: a log-depth max-plus scan over positions composes
+    [T, T] matrices, O(L T**3) work, and lost by 19x at 37 positions and 41
+    tags; BUILD.md, "Serving: a batch-1 call's fixed cost".)
 
     Args:
         potentials: [B, L, T] float32 unary scores, L >= 1.
@@ -189,38 +194,39 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
     # column. Even positions of a block (in the loop's numbering) add row
     # potentials, odd ones column potentials.
     half = FORWARD_UNROLL // 2
-    pairs = tf.reshape(time_major, [blocks, half, 2, batch_size, num_tags])
-    row_potentials = pairs[:, :, 0, :, None, :]
-    column_potentials = pairs[:, :, 1, :, :, None]
-    transposed = tf.transpose(transitions)
+    # Each tensor the loop reads is a loop variable that costs control ops at
+    # every iteration (bench/README.md, "Where a serving call's time goes"):
+    # one tensor of potentials, [blocks, 2, half, B, T] (a block's row
+    # potentials, then its column potentials); one of transition scores
+    # [2, T, T]; shapes from constants (T is static in a served graph); the
+    # loop's own iteration counter bounds it (`maximum_iterations`).
+    by_block = tf.transpose(tf.reshape(time_major, [blocks, half, 2, batch_size, num_tags]), [0, 2, 1, 3, 4])
+    both_ways = tf.stack([transitions, tf.transpose(transitions)])
     first = (start + potentials[:, 0])[:, :, None]  # a column
     first_row_shape = tf.TensorShape([first.shape[0], 1, first.shape[1]])
+    tags_dim = potentials.shape[-1] or num_tags
 
-    def forward(block, column, rows, columns):
-        block_rows, block_columns = [], []
-        for row_potential, column_potential in zip(
-            tf.unstack(row_potentials[block], half), tf.unstack(column_potentials[block], half)
-        ):
-            row = tf.reduce_max(column + transitions, axis=1, keepdims=True) + row_potential
-            column = tf.reduce_max(row + transposed, axis=2, keepdims=True) + column_potential
+    def forward(block, column, history):
+        block_potentials = by_block[block]
+        as_rows = tf.unstack(tf.reshape(block_potentials, [FORWARD_UNROLL, -1, 1, tags_dim]), FORWARD_UNROLL)
+        as_columns = tf.unstack(tf.reshape(block_potentials, [FORWARD_UNROLL, -1, tags_dim, 1]), FORWARD_UNROLL)
+        to_row, to_column = tf.unstack(both_ways, 2)
+        rows, columns = [], []
+        for row_potential, column_potential in zip(as_rows[:half], as_columns[half:]):
+            row = tf.reduce_max(column + to_row, axis=1, keepdims=True) + row_potential
+            column = tf.reduce_max(row + to_column, axis=2, keepdims=True) + column_potential
             row.set_shape(first_row_shape)  # static shapes only: no op
             column.set_shape(first.shape)
-            block_rows.append(row)
-            block_columns.append(column)
-        return block + 1, column, rows.write(block, tf.stack(block_rows)), columns.write(block, tf.stack(block_columns))
+            rows.append(row)
+            columns.append(column)
+        # [half, 2, B, T]: the block's scores in position order.
+        flat = [tf.reshape(tf.stack(scores), [half, -1, tags_dim]) for scores in (rows, columns)]
+        return block + 1, column, history.write(block, tf.stack(flat, axis=1))
 
-    def history(shape):
-        element = tf.TensorShape([half]).concatenate(shape)
-        return tf.TensorArray(tf.float32, size=blocks, element_shape=element)
-
-    _, _, rows, columns = tf.while_loop(
-        lambda block, *_: block < blocks,
-        forward,
-        [tf.constant(0), first, history(first_row_shape), history(first.shape)],
-    )
+    history = tf.TensorArray(tf.float32, size=blocks, element_shape=tf.TensorShape([half, 2, None, None]))
+    _, _, history = tf.while_loop(lambda *_: True, forward, (tf.constant(0), first, history), maximum_iterations=blocks)
     # Every position's best scores per tag [L, B, T], in position order.
-    flat = [tf.reshape(history.stack(), [blocks, half, batch_size, num_tags]) for history in (rows, columns)]
-    later = tf.reshape(tf.stack(flat, axis=2), [-1, batch_size, num_tags])
+    later = tf.reshape(history.stack(), [-1, batch_size, num_tags])
     deltas = tf.concat([first[None, :, :, 0], later[: steps - 1]], axis=0)
     last = tf.maximum(lengths - 1, 0)
     final = tf.gather_nd(deltas, tf.stack([last, tf.range(batch_size)], axis=1)) + end
