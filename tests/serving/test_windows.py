@@ -38,10 +38,13 @@ def reference_owner(i: int, n: int, starts: list[int], window: int) -> int:
     return max(holding, key=lambda k: (context(starts[k]), -k))
 
 
+@pytest.mark.parametrize("one_window_each", [False, True], ids=["longer texts", "one window each"])
 @pytest.mark.parametrize("window", [1, 2, 3, 5, 8])
-def test_plan_matches_reference_for_every_stride(window):
+def test_plan_matches_reference_for_every_stride(window, one_window_each):
+    """Texts of every length up to three windows, and a request whose texts
+    all fit one window (the plan's shortcut)."""
     for stride in range(1, window + 1):
-        lengths = list(range(0, 3 * window + 3))
+        lengths = list(range(0, (window if one_window_each else 3 * window + 2) + 1))
         plan = plan_windows(tf.constant(lengths), window, stride)
         expected = [(t, s) for t, n in enumerate(lengths) for s in reference_starts(n, window, stride)]
         assert list(zip(plan.text.numpy().tolist(), plan.start.numpy().tolist())) == expected
