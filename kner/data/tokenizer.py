@@ -12,7 +12,7 @@ forms are tried in turn (lower case, full-width -> half-width, NFKC, accents
 stripped). Whitespace maps to `[unused1]` (the usual Chinese BERT convention)
 and anything else unknown, control characters and emoji included, to `[UNK]`.
 All normalisation is precomputed in Python into one string -> id table, so the
-TensorFlow side is only `tf.strings.unicode_split` plus a `tf.lookup` table:
+TensorFlow side is only `utf8_characters` (UTF-8 decoding) plus a `tf.lookup` table:
 the same code runs in tf.data and inside a SavedModel that stock TF Serving
 loads (no tensorflow-text ops).
 
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from kner.data.tokenizer_base import Encoding, Tokenized, Tokenizer
+from kner.data.tokenizer_base import Encoding, Tokenized, Tokenizer, utf8_characters
 from kner.data.vocab import MASK, SPACE, SPECIAL_TOKENS, read_vocab, save_vocab
 
 # The vocab names every caller has imported from here since before `kner.data.vocab`.
@@ -134,7 +134,7 @@ class CharTokenizer(Tokenizer):
     def split(self, texts: tf.Tensor) -> tf.RaggedTensor:
         """Characters of a batch of UTF-8 strings: [batch, (chars)] strings.
         Invalid UTF-8 bytes become U+FFFD, one character each."""
-        return tf.strings.unicode_split(texts, "UTF-8", errors="replace")
+        return utf8_characters(texts)
 
     per_character = True
 

@@ -76,6 +76,7 @@ from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
+from kner.data.tokenizer_base import utf8_characters
 from kner.data.units import LabelUnits, TokenUnits, unit_offsets
 from kner.models.heads import Decoded, Spans
 from kner.serving.bfloat16 import bfloat16_matmuls
@@ -214,7 +215,7 @@ class TextTagger(tf.Module):
         # The name scopes group the graph's ops by stage for profiles
         # (bench/serving_latency.py); they change no op.
         with tf.name_scope("tokenize"):
-            chars = tf.strings.unicode_split(text, "UTF-8", errors="replace")
+            chars = utf8_characters(text)
             num_chars = tf.cast(chars.row_lengths(), tf.int32)
             if self.tokenizer.per_character:
                 # Tokens and labelled units are the characters: nothing to map.

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kner.data.tokenizer import SPECIAL_TOKENS, CharTokenizer, build_vocab, read_vocab, save_vocab
+from kner.data.tokenizer_base import utf8_characters
 from kner.errors import InputError
 
 TOY_VOCAB = ["[PAD]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "上", "海", "a", "b", "1", "e", "！", "ａ"]
@@ -52,6 +53,16 @@ def test_graph_equals_python_and_keeps_every_character(texts):
     ragged = tok(tf.constant([t.encode("utf-8", errors="replace") for t in texts]))
     assert ragged.to_list() == [tok.encode(t) for t in encoded]
     assert [len(row) for row in ragged.to_list()] == [len(t) for t in encoded]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=24) | st.text(max_size=24).map(str.encode), min_size=0, max_size=4))
+def test_utf8_characters_equals_tensorflow_unicode_split(texts):
+    """Any bytes (invalid UTF-8, emoji, control characters, empty texts,
+    an empty batch): the characters `tf.strings.unicode_split` gives."""
+    batch = tf.constant(texts, tf.string, shape=[len(texts)])
+    expected = tf.strings.unicode_split(batch, "UTF-8", errors="replace")
+    assert utf8_characters(batch).to_list() == expected.to_list()
 
 
 def test_build_vocab_orders_by_frequency_and_keeps_specials():
