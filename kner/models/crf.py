@@ -169,7 +169,7 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
     scores are exactly its own, ties included, either way. (The forward
     stays sequential: a log-depth max-plus scan over positions composes
     [T, T] matrices, O(L T**3) work, and lost by 19x at 37 positions and 41
-    tags; BUILD.md, "Serving: a batch-1 call's fixed cost".)
+    tags; BUILD.md, "A batch-1 call's fixed cost".)
 
     Args:
         potentials: [B, L, T] float32 unary scores, L >= 1.
@@ -196,11 +196,11 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
     half = FORWARD_UNROLL // 2
     # Each tensor the loop reads is a loop variable that costs control ops at
     # every iteration (bench/README.md, "Where a serving call's time goes"):
-    # one tensor of potentials, [blocks, 2, half, B, T] (a block's row
-    # potentials, then its column potentials); one of transition scores
+    # one tensor of potentials, [blocks, FORWARD_UNROLL, B, T] (each block
+    # read both as rows and as columns); one of transition scores
     # [2, T, T]; shapes from constants (T is static in a served graph); the
     # loop's own iteration counter bounds it (`maximum_iterations`).
-    by_block = tf.transpose(tf.reshape(time_major, [blocks, half, 2, batch_size, num_tags]), [0, 2, 1, 3, 4])
+    by_block = tf.reshape(time_major, [blocks, FORWARD_UNROLL, batch_size, num_tags])
     both_ways = tf.stack([transitions, tf.transpose(transitions)])
     first = (start + potentials[:, 0])[:, :, None]  # a column
     first_row_shape = tf.TensorShape([first.shape[0], 1, first.shape[1]])
@@ -212,7 +212,7 @@ def viterbi(potentials, mask, lengths, transitions, start, end) -> tuple[tf.Tens
         as_columns = tf.unstack(tf.reshape(block_potentials, [FORWARD_UNROLL, -1, tags_dim, 1]), FORWARD_UNROLL)
         to_row, to_column = tf.unstack(both_ways, 2)
         rows, columns = [], []
-        for row_potential, column_potential in zip(as_rows[:half], as_columns[half:]):
+        for row_potential, column_potential in zip(as_rows[::2], as_columns[1::2]):
             row = tf.reduce_max(column + to_row, axis=1, keepdims=True) + row_potential
             column = tf.reduce_max(row + to_column, axis=2, keepdims=True) + column_potential
             row.set_shape(first_row_shape)  # static shapes only: no op
