@@ -110,7 +110,7 @@ def plan_windows(num_chars: tf.Tensor, window: int, stride: int) -> WindowPlan:
 
     # A request whose texts each fit one window (most requests) skips the
     # choice: window i is text i's (bench/README.md, "Where a serving call's
-    # time goes": 30 fewer ops per call).
+    # time goes": 29 fewer ops per call).
     one_each = tf.reduce_all(count == 1)
     char_window, char_offset = tf.cond(one_each, lambda: (char_text, position), best_windows)
     return WindowPlan(
