@@ -13,6 +13,8 @@ CPU builds use oneDNN):
 
 - query, key and value as **one** 2-D matmul with a `[hidden, 3 * hidden]`
   kernel (concatenated once, at export);
+- the block's biases as **one** variable, split at each call (each variable
+  read costs a served call four executor ops);
 - every projection as `MatMul + BiasAdd [+ Gelu/Relu/Tanh]` -> `_FusedMatMul`
   (GELU in either form, erf or tanh);
 - each LayerNorm in the form of Keras 2's fused LayerNormalization
@@ -104,12 +106,28 @@ class FusedEncoderLayer:
         self.hidden = self.num_heads * self.head_dim
         projections = (attention._query_dense, attention._key_dense, attention._value_dense)
         kernels = [np.reshape(dense.kernel.numpy(), [self.hidden, self.hidden]) for dense in projections]
-        biases = [np.reshape(dense.bias.numpy(), [self.hidden]) for dense in projections]
+        qkv_biases = [np.reshape(dense.bias.numpy(), [self.hidden]) for dense in projections]
         dtype = attention._query_dense.kernel.dtype
         self.qkv_kernel = tf.Variable(np.concatenate(kernels, axis=1), dtype=dtype, trainable=False, name="qkv_kernel")
-        self.qkv_bias = tf.Variable(np.concatenate(biases), dtype=dtype, trainable=False, name="qkv_bias")
-        self.variables = [self.qkv_kernel, self.qkv_bias]
+        # The block's biases in one variable, split at each call: a variable
+        # costs a served call four ops (handle, identity, the chunking cond's
+        # Switch, read), a split one for all (bench/README.md, "Where a
+        # serving call's time goes"). Not the LayerNorm weights: Grappler's
+        # remapper (TF 2.21) builds a wrong `_MklLayerNorm` from a split's
+        # outputs when shapes are unknown (tests/serving/test_fused_encoder.py).
+        biases = [
+            attention._output_dense.bias,
+            layer._feedforward_intermediate_dense.bias,
+            layer._feedforward_output_dense.bias,
+        ]
+        if any(bias.dtype != dtype for bias in biases):
+            raise ValueError(f"{layer.name}: the biases must all be {dtype}")
+        values = [np.concatenate(qkv_biases)] + [np.reshape(bias.numpy(), [-1]) for bias in biases]
+        self.bias_sizes = [value.size for value in values]
+        self.biases = tf.Variable(np.concatenate(values), dtype=dtype, trainable=False, name="biases")
+        self.variables = [self.qkv_kernel, self.biases]
         self.unread = [weight.value for dense in projections for weight in (dense.kernel, dense.bias)]
+        self.unread += [bias.value for bias in biases]
         self.compute_dtype = attention._query_dense.compute_dtype
         self.scale = 1.0 / float(np.sqrt(self.head_dim))
         self.activation = _activation(layer.activation)
@@ -133,7 +151,8 @@ class FusedEncoderLayer:
         batch, length = tf.shape(inputs)[0], tf.shape(inputs)[1]
         x = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.hidden])
 
-        qkv = self._dense(x, self.qkv_kernel, self.qkv_bias)
+        qkv_bias, output_bias, inner_bias, outer_bias = tf.split(self.biases, self.bias_sizes)
+        qkv = self._dense(x, self.qkv_kernel, qkv_bias)
         qkv = tf.transpose(tf.reshape(qkv, [batch, length, 3, self.num_heads, self.head_dim]), [2, 0, 3, 1, 4])
         query, key, value = tf.unstack(qkv)  # [batch, heads, length, head_dim] each
         scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32) * self.scale
@@ -143,13 +162,13 @@ class FusedEncoderLayer:
         context = tf.matmul(tf.nn.softmax(scores), tf.cast(value, tf.float32))
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, self.hidden])
         output = attention._output_dense
-        attended = self._dense(context, tf.reshape(output.kernel.value, [self.hidden, -1]), output.bias.value)
+        attended = self._dense(context, tf.reshape(output.kernel.value, [self.hidden, -1]), output_bias)
         norm = layer._self_attention_layer_norm
         x = layer_norm(tf.cast(attended, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
 
         inner, outer = layer._feedforward_intermediate_dense, layer._feedforward_output_dense
-        hidden = self.activation(self._dense(x, inner.kernel.value, inner.bias.value))
-        fed = self._dense(hidden, outer.kernel.value, outer.bias.value)
+        hidden = self.activation(self._dense(x, inner.kernel.value, inner_bias))
+        fed = self._dense(hidden, outer.kernel.value, outer_bias)
         norm = layer._feedforward_layer_norm
         x = layer_norm(tf.cast(fed, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
         return tf.cast(tf.reshape(x, tf.shape(inputs)), layer.compute_dtype)
@@ -158,8 +177,9 @@ class FusedEncoderLayer:
 @dataclass
 class FusedEncoder:
     """What `fuse_encoder_layers` did: its layers, the variables it added
-    (the joint Q/K/V kernels and biases) and those no longer read (the
-    separate query/key/value weights), for choosing what a SavedModel keeps."""
+    (the joint Q/K/V kernels, each block's joint biases) and those no
+    longer read (the separate query/key/value weights and biases), for
+    choosing what a SavedModel keeps."""
 
     layers: list[FusedEncoderLayer]
 
@@ -173,7 +193,7 @@ class FusedEncoder:
 
     def saved_variables(self, model: keras.Model) -> list[tf.Variable]:
         """The tf.Variables a SavedModel of `model` (whose backbone this
-        fused) needs: the model's, less the unread ones, plus the joint Q/K/V."""
+        fused) needs: the model's, less the unread ones, plus the joint ones."""
         unread = {id(variable) for variable in self.unread}
         return [v.value for v in model.variables if id(v.value) not in unread] + self.variables
 
