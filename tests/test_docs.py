@@ -263,8 +263,43 @@ def add_flags(text: str, flags: str) -> str:
     return "\n".join(out)
 
 
-def script(page: Path) -> str:
-    """The page's runnable blocks as one bash script, each announced on stderr."""
+def commands(text: str) -> list[str]:
+    """The `python -m kner.X` commands of a shell block, each as one line
+    (continuations joined, `&&` chains split, a `.venv/bin/` prefix and a
+    trailing comment dropped, runs of spaces as one)."""
+    found = []
+    for line in text.replace("\\\n", " ").splitlines():
+        for part in line.split("&&"):
+            part = " ".join(TRAILING_COMMENT.sub("", part).split()).removeprefix(".venv/bin/")
+            if KNER_COMMAND.match(part):
+                found.append(part)
+    return found
+
+
+def skip_ran(text: str, ran: dict[str, str]) -> str:
+    """Replaces each line of a shell block that is one `python -m kner.X`
+    command (continuations included) which already ran, word for word, on an
+    earlier page of the same workspace (`ran`: command -> page) by a note:
+    the same command in the same workspace proves nothing new, and each costs
+    a TensorFlow start, tracing and an export."""
+    out, pending = [], []
+    for line in text.splitlines():
+        pending.append(line)
+        if line.rstrip().endswith("\\"):
+            continue
+        logical = "\n".join(pending)
+        found = commands(logical)
+        if len(found) == 1 and found[0] in ran and "&&" not in logical and ";" not in TRAILING_COMMENT.sub("", logical):
+            out.append(f"echo '### ran on {ran[found[0]]} already: {found[0][:60]}' >&2")
+        else:
+            out.extend(pending)
+        pending = []
+    return "\n".join(out + pending)
+
+
+def script(page: Path, ran: dict[str, str] | None = None) -> str:
+    """The page's runnable blocks as one bash script, each announced on
+    stderr; the commands in `ran` (see `skip_ran`) are not run again."""
     parts = ["set -euo pipefail"]
     if page.parent.name == "docs":
         parts.append("source .venv/bin/activate  # docs/README.md: commands run with the environment active")
@@ -279,8 +314,37 @@ def script(page: Path) -> str:
         parts.append(f"echo '### {block.where}' >&2")
         if block.language in ("python", "py"):
             text = f"python - <<'KNER_DOCS_PYTHON'\n{text}\nKNER_DOCS_PYTHON"
+        else:
+            text = skip_ran(text, ran or {})
         parts.append(text)
     return "\n".join(parts) + "\n"
+
+
+def ran_commands(page: Path) -> dict[str, str]:
+    """The kner commands of the page's runnable shell blocks, as the test runs them -> the page."""
+    ran = {}
+    for block in read_blocks(page):
+        if block.runnable and block.language not in ("python", "py"):
+            text = block.text
+            for pattern, replacement in SUBSTITUTIONS:
+                text = pattern.sub(replacement, text)
+            if block.marker["adds"]:
+                text = add_flags(text, block.marker["adds"])
+            ran.update(dict.fromkeys(commands(text), page_id(page)))
+    return ran
+
+
+def test_a_command_that_ran_on_an_earlier_page_is_not_run_again():
+    readme = ".venv/bin/python -m kner.train --flagfile=flags/demo.cfg && .venv/bin/python -m kner.predict --x=1\n"
+    ran = dict.fromkeys(commands(readme), "README.md")
+    assert list(ran) == ["python -m kner.train --flagfile=flags/demo.cfg", "python -m kner.predict --x=1"]
+    page = "python -m kner.train  --flagfile=flags/demo.cfg   # the teacher\n"
+    page += "python -m kner.train \\\n    --flagfile=x\nls\n"
+    assert skip_ran(page, ran) == (
+        "echo '### ran on README.md already: python -m kner.train --flagfile=flags/demo.cfg' >&2\n"
+        "python -m kner.train \\\n    --flagfile=x\nls"
+    )
+    assert skip_ran("python -m kner.predict --x=1 && ls", ran) == "python -m kner.predict --x=1 && ls"
 
 
 def test_add_flags_appends_to_each_kner_command():
@@ -312,6 +376,9 @@ def workspace(tmp_path_factory) -> Path:
     return checkout
 
 
+# Per workspace, the kner commands that ran there (command -> page), so that a
+# later page does not run them again (`skip_ran`).
+RAN: dict[Path, dict[str, str]] = {}
 RUNNABLE_PAGES = [page for page in PAGES if any(block.runnable for block in read_blocks(page))]
 
 
@@ -320,11 +387,13 @@ RUNNABLE_PAGES = [page for page in PAGES if any(block.runnable for block in read
 def test_runnable_blocks(page, workspace):
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    earlier = RAN.setdefault(workspace, {})
     ran = subprocess.run(
-        ["bash", "-c", script(page)], cwd=workspace, env=env, capture_output=True, text=True, timeout=45 * 60
+        ["bash", "-c", script(page, earlier)], cwd=workspace, env=env, capture_output=True, text=True, timeout=45 * 60
     )
     announced = [line for line in ran.stderr.splitlines() if line.startswith("### ")]
     assert ran.returncode == 0, (
         f"{page_id(page)}: the block at {announced[-1][4:] if announced else '?'} failed "
         f"(exit {ran.returncode}):\n{ran.stdout[-3000:]}\n{ran.stderr[-5000:]}"
     )
+    earlier.update({c: p for c, p in ran_commands(page).items() if c not in earlier})
