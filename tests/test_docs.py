@@ -297,6 +297,15 @@ def skip_ran(text: str, ran: dict[str, str]) -> str:
     return "\n".join(out + pending)
 
 
+def as_run(block: Block) -> str:
+    """A runnable block's text as the test runs it: `SUBSTITUTIONS` applied and
+    the marker's added flags appended."""
+    text = block.text
+    for pattern, replacement in SUBSTITUTIONS:
+        text = pattern.sub(replacement, text)
+    return add_flags(text, block.marker["adds"]) if block.marker["adds"] else text
+
+
 def script(page: Path, ran: dict[str, str] | None = None) -> str:
     """The page's runnable blocks as one bash script, each announced on
     stderr; the commands in `ran` (see `skip_ran`) are not run again."""
@@ -306,11 +315,7 @@ def script(page: Path, ran: dict[str, str] | None = None) -> str:
     for block in read_blocks(page):
         if not block.runnable:
             continue
-        text = block.text
-        for pattern, replacement in SUBSTITUTIONS:
-            text = pattern.sub(replacement, text)
-        if block.marker["adds"]:
-            text = add_flags(text, block.marker["adds"])
+        text = as_run(block)
         parts.append(f"echo '### {block.where}' >&2")
         if block.language in ("python", "py"):
             text = f"python - <<'KNER_DOCS_PYTHON'\n{text}\nKNER_DOCS_PYTHON"
@@ -325,12 +330,7 @@ def ran_commands(page: Path) -> dict[str, str]:
     ran = {}
     for block in read_blocks(page):
         if block.runnable and block.language not in ("python", "py"):
-            text = block.text
-            for pattern, replacement in SUBSTITUTIONS:
-                text = pattern.sub(replacement, text)
-            if block.marker["adds"]:
-                text = add_flags(text, block.marker["adds"])
-            ran.update(dict.fromkeys(commands(text), page_id(page)))
+            ran.update(dict.fromkeys(commands(as_run(block)), page_id(page)))
     return ran
 
 
