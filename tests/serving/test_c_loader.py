@@ -116,18 +116,22 @@ def assert_same_outputs(answer: list[dict], export_dir: Path, encoded: list[byte
                 assert got.tolist() == value.tolist(), name
 
 
-@pytest.mark.parametrize("decoding", ["nested", "flat"])
-def test_a_global_pointer_export_runs_in_the_c_loader(run_export, tmp_path_factory, decoding):
-    """Span decoding of a pair head inside the graph (windows, chunks sorted by
-    length for an 11,000-character text, the windows' rule, nested entities,
-    or the flat option's greedy choice) in TensorFlow's C loader."""
+@pytest.mark.parametrize(
+    ("head", "decoding"),
+    [("global_pointer", "nested"), ("global_pointer", "flat"), ("efficient_global_pointer", "nested")],
+)
+def test_a_pair_head_export_runs_in_the_c_loader(run_export, tmp_path_factory, head, decoding):
+    """Span decoding of a pair head (GlobalPointer, Efficient GlobalPointer)
+    inside the graph (windows, chunks sorted by length for an 11,000-character
+    text, the windows' rule, nested entities, or the flat option's greedy
+    choice) in TensorFlow's C loader."""
     from tagger_dirs import toy_dir
 
     from kner.models.artifacts import SETTINGS
     from kner.serving.saved_model import export_model
 
-    model_dir = tmp_path_factory.mktemp("c_loader_gp") / "model"
-    shutil.copytree(toy_dir(tmp_path_factory.getbasetemp(), "global_pointer"), model_dir)
+    model_dir = tmp_path_factory.mktemp(f"c_loader_{head}") / "model"
+    shutil.copytree(toy_dir(tmp_path_factory.getbasetemp(), head), model_dir)
     settings = json.loads((model_dir / SETTINGS).read_text())
     (model_dir / SETTINGS).write_text(json.dumps({**settings, "decode": decoding}))
     export_dir = model_dir.parent / "export"
