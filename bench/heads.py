@@ -1,12 +1,16 @@
 """The heads against each other: CRF vs GlobalPointer vs Efficient GlobalPointer
-(`--heads`) on nested CMeEE and flat CLUENER, 2-layer/128-hidden models from
-scratch (`flags/tiny.cfg`), dev F1 over `--seeds` with training examples/s
-of each head in the same run; and peak training memory of each head at a
-given length and batch (`--memory`).
+(`--heads`; also softmax and span, and any of them with adversarial training)
+on nested CMeEE and flat CLUENER, 2-layer/128-hidden models from scratch
+(`flags/tiny.cfg`; `--bert_config` for another size), dev F1 over `--seeds`
+with training examples/s of each head in the same run; and peak training
+memory of each head at a given length and batch (`--memory`).
 
 Accuracy: each (corpus, head, seed) is the command users run,
 
     python -m kner.train --flagfile=flags/tiny.cfg --head=H --seed=S --train_file=... --dev_file=...
+
+A head written `H+fgm` or `H+pgd` adds `--adversarial=fgm` (or `pgd`) at
+kner.train's defaults (epsilon 1.0; PGD 3 steps of 0.3).
 
 CMeEE's train file is the only split here: it is carved once with
 `python -m kner.data split` (`--cmeee_train` sentences for train, `--cmeee_dev`
@@ -25,6 +29,13 @@ each stage. RSS does not depend on the machine's load.
 
     PYTHONPATH=. nice .venv/bin/python bench/heads.py --seeds=42,7,1   # -> bench/results/heads.json#accuracy
     PYTHONPATH=. .venv/bin/python bench/heads.py --memory              # -> bench/results/heads.json#memory
+    # every head on CLUENER, and the CRF with FGM and with PGD:
+    PYTHONPATH=. nice .venv/bin/python bench/heads.py --corpora=cluener --seeds=42,7,1 \
+        --heads=softmax,crf,span,global_pointer,efficient_global_pointer,crf+fgm,crf+pgd \
+        --json=bench/results/heads.json#cluener_2L
+    # one seed at 4L/256:
+    PYTHONPATH=. nice .venv/bin/python bench/heads.py --corpora=cluener --seeds=42 --heads=crf,span,global_pointer \
+        --bert_config=bench/bert_4L_256.json --json=bench/results/heads.json#cluener_4L
     # a smoke run in minutes, written nowhere:
     PYTHONPATH=. .venv/bin/python bench/heads.py --seeds=1 --epochs=1 --train_limit=200 --dev_limit=100 --json=
 
@@ -62,7 +73,10 @@ from common import (
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("corpora", ["cmeee", "cluener"], "Data sets.")
-flags.DEFINE_list("heads", ["crf", "global_pointer", "efficient_global_pointer"], "Heads to train.")
+flags.DEFINE_list(
+    "heads", ["crf", "global_pointer", "efficient_global_pointer"], "Heads; H+fgm or H+pgd: H trained adversarially."
+)
+flags.DEFINE_string("bert_config", None, "A bert_config.json for every run (default: the flagfile's, 2L/128).")
 flags.DEFINE_list("seeds", ["42", "7", "1"], "Training seeds.")
 flags.DEFINE_integer("epochs", 6, "Epochs per run.")
 flags.DEFINE_integer("cmeee_train", 5000, "CMeEE sentences carved for train.")
@@ -136,10 +150,17 @@ def train(corpus: str, head: str, seed: str, work: Path) -> dict | None:
     """One run's result; a finished run of the same command is read back
     (None with --table_only when there is none)."""
     train_file, dev_file, extra = data_files(corpus, work)
-    model_dir = work / f"{corpus}_{head}_{seed}"
+    name, _, adversarial = head.partition("+")
+    if adversarial:
+        extra = [*extra, f"--adversarial={adversarial}"]
+    run = f"{corpus}_{name}_{adversarial}_{seed}" if adversarial else f"{corpus}_{name}_{seed}"
+    if FLAGS.bert_config:
+        extra = [*extra, f"--bert_config={FLAGS.bert_config}"]
+        run += "_" + Path(FLAGS.bert_config).stem
+    model_dir = work / run
     saved = model_dir / "bench_heads_run.json"
     command = [
-        "kner.train", f"--flagfile={FLAGFILE}", f"--head={head}", f"--seed={seed}", f"--train_file={train_file}",
+        "kner.train", f"--flagfile={FLAGFILE}", f"--head={name}", f"--seed={seed}", f"--train_file={train_file}",
         f"--dev_file={dev_file}", f"--model_dir={model_dir}", f"--epochs={FLAGS.epochs}", *extra,
     ]  # fmt: skip
     # As users would type it: no paths of this machine.
