@@ -6,10 +6,11 @@ one trained `--model_dir`).
 For each model (random weights, CRF head, CLUENER's labels, the BERT vocab,
 unless `--model_dir`; speed does not depend on the weights):
 
-- **kner**: `python -m kner.export`, float32 and `--compute_dtype=bfloat16`,
+- **kner**: `python -m kner.export`, float32, `--compute_dtype=bfloat16` and
+  `--compute_dtype=int8` (dynamic int8 projections, `kner.serving.int8`),
   each called through a TF1 session as TF Serving and TensorFlow's C loader
   run it (`tf_session.Session`) and through the TF2 `serving_default`
-  signature: 4 configurations, end to end (tokenization, windows, encoder,
+  signature: 6 configurations, end to end (tokenization, windows, encoder,
   Viterbi, entity reading all in the graph);
 - **ONNX Runtime** (`ort_side.py`): the same weights as a transformers
   `BertForTokenClassification`, exported by the TorchScript exporter,
@@ -28,8 +29,8 @@ Before timing, the run checks, and stops with an error when a check fails:
 transformers' logits equal the kner model's, ONNX Runtime's float32 logits
 equal transformers', and on the first `--check_sentences` dev texts (all by
 default) the float32 ONNX Runtime side returns the same entities (type,
-start, end, text) as kner's float32 export. It reports how often the
-bfloat16 export and the int8 model agree with float32, and with a trained
+start, end, text) as kner's float32 export. It reports how often kner's
+bfloat16 and int8 exports and ONNX Runtime's int8 model agree with float32, and with a trained
 `--model_dir` each side's dev F1 (exact-match spans, micro).
 
 Timing runs in one child process per `--threads` value (intra-op threads;
@@ -79,7 +80,8 @@ flags.DEFINE_string("work_dir", None, "Where model_dirs, exports and ONNX files 
 flags.DEFINE_string("json", None, "Also write the results here.")
 flags.DEFINE_string("child", None, "Internal: time one thread count (JSON spec).")
 
-KNER_CASES = [f"kner {dtype} {path}" for dtype in ("f32", "bf16") for path in ("session", "signature")]
+KNER_DTYPES = {"f32": "float32", "bf16": "bfloat16", "int8": "int8"}
+KNER_CASES = [f"kner {dtype} {path}" for dtype in KNER_DTYPES for path in ("session", "signature")]
 ORT_CASES = [f"ORT {dtype} spin {spin}" for dtype in ("fp32", "int8") for spin in ("on", "off")]
 FLOOR_CASES = [f"floor {what} {path}" for what in ("empty", "tokenize") for path in ("session", "signature")]
 # Largest absolute logit difference the checks accept between frameworks (float32 sums in another order).
@@ -102,13 +104,11 @@ def prepare(model_dir: Path, work: Path) -> tuple[dict[str, str], dict[str, int]
     from kner_side import export, floor_exports
     from ort_side import export_onnx, optimize, quantize, write_huggingface
 
-    paths = {
-        "model_dir": model_dir,
-        "kner_f32": export(model_dir, work / "export_f32", "float32"),
-        "kner_bf16": export(model_dir, work / "export_bf16", "bfloat16"),
-        "hf": write_huggingface(model_dir, work / "hf"),
-    }
-    print(f"{model_dir}: kner exports {paths['kner_f32']}, {paths['kner_bf16']}; transformers model {paths['hf']}")
+    paths = {"model_dir": model_dir}
+    paths |= {f"kner_{case}": export(model_dir, work / f"export_{case}", dtype) for case, dtype in KNER_DTYPES.items()}
+    paths["hf"] = write_huggingface(model_dir, work / "hf")
+    exports = ", ".join(str(paths[f"kner_{case}"]) for case in KNER_DTYPES)
+    print(f"{model_dir}: kner exports {exports}; transformers model {paths['hf']}")
     raw = export_onnx(paths["hf"], work / "model.onnx")
     paths["ort_fp32"] = work / "model_fp32.onnx"
     fused = optimize(raw, paths["ort_fp32"], paths["hf"])
@@ -164,7 +164,8 @@ def run_all(run, texts: list[str], batch_size: int = 32) -> list[list[Entity]]:
 
 def check_entities(paths: dict, sentences: list) -> dict:
     """The same entities on both float32 sides (SameEntitiesError if not);
-    how often bfloat16 and int8 agree with float32; each side's F1."""
+    how often kner's bfloat16 and int8 and ORT's int8 agree with float32;
+    each side's F1."""
     from ort_side import OrtTagger
 
     from kner.data.spans import Span
@@ -175,7 +176,7 @@ def check_entities(paths: dict, sentences: list) -> dict:
     settings = json.loads((Path(paths["model_dir"]) / "settings.json").read_text())
     tokenizer = CharTokenizer(Path(paths["model_dir"]) / "vocab.txt")
     entities = {}
-    for case in ("f32", "bf16"):
+    for case in KNER_DTYPES:
         run = kner_session(paths[f"kner_{case}"], 2)
         entities[f"kner {case}"] = run_all(lambda batch, run=run: serving_entities(run(batch)), texts)
     for case in ("fp32", "int8"):
@@ -191,10 +192,12 @@ def check_entities(paths: dict, sentences: list) -> dict:
         "texts": len(texts),
         "entities": compared,
         "same_entities_kner_bf16_vs_f32": agreement("kner bf16", "kner f32"),
+        "same_entities_kner_int8_vs_f32": agreement("kner int8", "kner f32"),
         "same_entities_ort_int8_vs_fp32": agreement("ORT int8", "ORT fp32"),
     }
     print(
         f"same entities as float32: kner bfloat16 {result['same_entities_kner_bf16_vs_f32']:.2%}, "
+        f"kner int8 {result['same_entities_kner_int8_vs_f32']:.2%}, "
         f"ORT int8 {result['same_entities_ort_int8_vs_fp32']:.2%} of texts"
     )
     if FLAGS.model_dir:
@@ -226,7 +229,7 @@ def cases(spec: dict) -> dict:
         return lambda texts: {key: value.numpy() for key, value in function(text=tf.constant(texts)).items()}
 
     found = {}
-    for dtype in ("f32", "bf16"):
+    for dtype in KNER_DTYPES:
         found[f"kner {dtype} session"] = kner_session(paths[f"kner_{dtype}"], threads)
         found[f"kner {dtype} signature"] = signature(paths[f"kner_{dtype}"])
     tokenizer = CharTokenizer(Path(paths["model_dir"]) / "vocab.txt")

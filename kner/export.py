@@ -31,7 +31,8 @@ def define_flags() -> None:
         "float32",
         list(COMPUTE_DTYPES),
         "bfloat16: store the encoder's weights rounded to bfloat16 and compute its matmuls in bfloat16 (faster on "
-        "CPUs with AVX512-BF16 or AMX), the rest in float32; tag scores, decoding and entities stay float32.",
+        "CPUs with AVX512-BF16 or AMX), the rest in float32; int8: the encoder's projections as dynamic int8 "
+        "products (oneDNN; VNNI CPUs), the rest in float32. Tag scores, decoding and entities stay float32.",
     )
     flags.mark_flags_as_required(["model_dir", "export_dir"])
 

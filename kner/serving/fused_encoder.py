@@ -21,7 +21,9 @@ CPU builds use oneDNN):
   (`Reshape -> FusedBatchNormV3 -> Reshape -> Mul -> AddV2`) -> `_MklLayerNorm`.
 
 The graph keeps only core ops: without oneDNN the same ops run unfused, with
-the same results. Dropout is skipped (inference only). Numerics follow the
+the same results. With `int8=True` the four projections run as dynamic int8
+products instead (`kner.serving.int8`, a oneDNN kernel), their float
+kernels no longer saved. Dropout is skipped (inference only). Numerics follow the
 Keras layer, dtype for dtype: the projections compute in the dtype of the
 layer's `Dense` sublayers (bfloat16 under `kner.serving.bfloat16`), the
 attention softmax, the context product, LayerNorm and residual sums in
@@ -51,6 +53,8 @@ import keras_hub
 import numpy as np
 import tensorflow as tf
 from keras_hub.src.utils.keras_utils import gelu_approximate
+
+from kner.serving.int8 import QuantizedKernel, int8_dense
 
 # Keras activations -> the TF ops the remapper fuses into `_FusedMatMul`.
 _FUSABLE_ACTIVATIONS: dict[Callable, Callable[[tf.Tensor], tf.Tensor]] = {
@@ -88,12 +92,15 @@ class FusedEncoderLayer:
 
     Args:
         layer: a built encoder layer with `normalize_first=False`.
+        int8: run the Q/K/V, attention-output and feed-forward projections
+            as dynamic int8 products (`kner.serving.int8`); float32 layers only.
 
     Raises:
         ValueError: if the layer normalizes first (pre-LN blocks are not BERT's).
     """
 
     layer: keras_hub.layers.TransformerEncoder
+    int8: bool = False
     variables: list[tf.Variable] = field(init=False)
     unread: list[tf.Variable] = field(init=False)
 
@@ -108,7 +115,8 @@ class FusedEncoderLayer:
         kernels = [np.reshape(dense.kernel.numpy(), [self.hidden, self.hidden]) for dense in projections]
         qkv_biases = [np.reshape(dense.bias.numpy(), [self.hidden]) for dense in projections]
         dtype = attention._query_dense.kernel.dtype
-        self.qkv_kernel = tf.Variable(np.concatenate(kernels, axis=1), dtype=dtype, trainable=False, name="qkv_kernel")
+        if self.int8 and dtype != "float32":
+            raise ValueError(f"{layer.name}: int8 projections quantize a float32 layer, not a {dtype} one")
         # The block's biases in one variable, split at each call: a variable
         # costs a served call four ops (handle, identity, the chunking cond's
         # Switch, read), a split one for all (bench/README.md, "Where a
@@ -125,15 +133,38 @@ class FusedEncoderLayer:
         values = [np.concatenate(qkv_biases)] + [np.reshape(bias.numpy(), [-1]) for bias in biases]
         self.bias_sizes = [value.size for value in values]
         self.biases = tf.Variable(np.concatenate(values), dtype=dtype, trainable=False, name="biases")
-        self.variables = [self.qkv_kernel, self.biases]
         self.unread = [weight.value for dense in projections for weight in (dense.kernel, dense.bias)]
         self.unread += [bias.value for bias in biases]
+        others = {
+            "output": attention._output_dense.kernel,
+            "inner": layer._feedforward_intermediate_dense.kernel,
+            "outer": layer._feedforward_output_dense.kernel,
+        }
+        qkv = np.concatenate(kernels, axis=1)
+        if self.int8:
+            self.kernels = {"qkv": QuantizedKernel.from_float(qkv, "qkv_kernel")}
+            for name, kernel in others.items():
+                matrix = np.reshape(kernel.numpy(), [-1, kernel.shape[-1]])
+                self.kernels[name] = QuantizedKernel.from_float(matrix, f"{name}_kernel")
+            self.unread += [kernel.value for kernel in others.values()]
+            joint = [variable for kernel in self.kernels.values() for variable in kernel.variables]
+        else:
+            self.kernels = {"qkv": tf.Variable(qkv, dtype=dtype, trainable=False, name="qkv_kernel")}
+            self.kernels |= {name: kernel.value for name, kernel in others.items()}
+            joint = [self.kernels["qkv"]]
+        self.variables = [*joint, self.biases]
         self.compute_dtype = attention._query_dense.compute_dtype
         self.scale = 1.0 / float(np.sqrt(self.head_dim))
         self.activation = _activation(layer.activation)
 
-    def _dense(self, x: tf.Tensor, kernel: tf.Variable, bias: tf.Variable) -> tf.Tensor:
-        """`x @ kernel + bias` in the projections' dtype (`_FusedMatMul`)."""
+    def _dense(self, x: tf.Tensor, name: str, bias: tf.Tensor) -> tf.Tensor:
+        """`x @ kernel + bias` for the kernel `name` (qkv, output, inner,
+        outer): in the projections' dtype (`_FusedMatMul`), or int8."""
+        kernel = self.kernels[name]
+        if self.int8:
+            return int8_dense(x, kernel, bias)
+        if kernel.shape.rank != 2:  # the attention output's [heads, head_dim, hidden]
+            kernel = tf.reshape(kernel, [self.hidden, -1])
         return tf.nn.bias_add(tf.matmul(tf.cast(x, self.compute_dtype), kernel), bias)
 
     def __call__(
@@ -147,12 +178,12 @@ class FusedEncoderLayer:
         """
         if attention_mask is not None:
             raise ValueError(f"{self.layer.name}: the fused serving layer takes a padding_mask only")
-        layer, attention = self.layer, self.layer._self_attention_layer
+        layer = self.layer
         batch, length = tf.shape(inputs)[0], tf.shape(inputs)[1]
         x = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.hidden])
 
         qkv_bias, output_bias, inner_bias, outer_bias = tf.split(self.biases, self.bias_sizes)
-        qkv = self._dense(x, self.qkv_kernel, qkv_bias)
+        qkv = self._dense(x, "qkv", qkv_bias)
         qkv = tf.transpose(tf.reshape(qkv, [batch, length, 3, self.num_heads, self.head_dim]), [2, 0, 3, 1, 4])
         query, key, value = tf.unstack(qkv)  # [batch, heads, length, head_dim] each
         scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32) * self.scale
@@ -161,14 +192,12 @@ class FusedEncoderLayer:
             scores = tf.where(keep, scores, -1e9)  # Keras's masked softmax
         context = tf.matmul(tf.nn.softmax(scores), tf.cast(value, tf.float32))
         context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, self.hidden])
-        output = attention._output_dense
-        attended = self._dense(context, tf.reshape(output.kernel.value, [self.hidden, -1]), output_bias)
+        attended = self._dense(context, "output", output_bias)
         norm = layer._self_attention_layer_norm
         x = layer_norm(tf.cast(attended, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
 
-        inner, outer = layer._feedforward_intermediate_dense, layer._feedforward_output_dense
-        hidden = self.activation(self._dense(x, inner.kernel.value, inner_bias))
-        fed = self._dense(hidden, outer.kernel.value, outer_bias)
+        hidden = self.activation(self._dense(x, "inner", inner_bias))
+        fed = self._dense(hidden, "outer", outer_bias)
         norm = layer._feedforward_layer_norm
         x = layer_norm(tf.cast(fed, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
         return tf.cast(tf.reshape(x, tf.shape(inputs)), layer.compute_dtype)
@@ -198,7 +227,7 @@ class FusedEncoder:
         return [v.value for v in model.variables if id(v.value) not in unread] + self.variables
 
 
-def fuse_encoder_layers(backbone: keras.Model) -> FusedEncoder:
+def fuse_encoder_layers(backbone: keras.Model, int8: bool = False) -> FusedEncoder:
     """Makes every `keras_hub.layers.TransformerEncoder` of `backbone` run as
     a `FusedEncoderLayer`, in place (for inference only: no dropout, no
     gradients to the separate query/key/value weights). A layer shared by
@@ -207,6 +236,7 @@ def fuse_encoder_layers(backbone: keras.Model) -> FusedEncoder:
     Args:
         backbone: a built BERT, ALBERT or ELECTRA backbone (any of
             `kner.backbones`), float32 or `kner.serving.bfloat16`.
+        int8: dynamic int8 projections (`FusedEncoderLayer`); float32 only.
 
     Returns:
         The `FusedEncoder`; its `variables` must be saved with the model.
@@ -214,7 +244,7 @@ def fuse_encoder_layers(backbone: keras.Model) -> FusedEncoder:
     layers = []
     for layer in backbone._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, keras_hub.layers.TransformerEncoder):
-            fused = FusedEncoderLayer(layer)
+            fused = FusedEncoderLayer(layer, int8)
             layer.call = fused
             layers.append(fused)
     return FusedEncoder(layers)

@@ -123,7 +123,9 @@ def export_model(
             weights loses nothing a float32-weight mixed policy would keep,
             since that casts every weight to bfloat16 at every call; it also
             saves those casts (most of a batch-1 call at 12L/768) and halves
-            the SavedModel.
+            the SavedModel. "int8": the encoder's projection kernels stored as
+            int8 and their products computed on int8 with each input
+            quantized over its range at every call (`kner.serving.int8`).
     """
     export_dir, model_dir = Path(export_dir), Path(model_dir)
     if version is None:

@@ -110,7 +110,7 @@ CHUNK_WORK = 2**19
 _UNIT_MARK = 1 << 30
 
 # What the encoder of an exported model may compute in.
-COMPUTE_DTYPES = ("float32", "bfloat16")
+COMPUTE_DTYPES = ("float32", "bfloat16", "int8")
 
 
 class TextTagger(tf.Module):
@@ -183,17 +183,18 @@ class TextTagger(tf.Module):
         """The module of a trained `model_dir` (`max_seq_length` defaults to
         the training one). With `compute_dtype="bfloat16"` the encoder's
         weights are rounded to bfloat16 and its matmuls compute in bfloat16,
-        the rest in float32 (`kner.serving.bfloat16`); the tag scores,
-        decoding and span reading stay float32. Either way the encoder's
-        layers run as `kner.serving.fused_encoder` layers."""
+        the rest in float32 (`kner.serving.bfloat16`); with "int8" its
+        projections run as dynamic int8 products (`kner.serving.int8`). The
+        tag scores, decoding and span reading stay float32. Either way the
+        encoder's layers run as `kner.serving.fused_encoder` layers."""
         from kner.models.artifacts import label_units, load_tagger
 
         if compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
-        model, tokenizer, settings = load_tagger(model_dir, compute_dtype)
+        model, tokenizer, settings = load_tagger(model_dir, "bfloat16" if compute_dtype == "bfloat16" else "float32")
         if compute_dtype == "bfloat16":
             bfloat16_matmuls(model)
-        saved = fuse_encoder_layers(model.backbone).saved_variables(model)
+        saved = fuse_encoder_layers(model.backbone, int8=compute_dtype == "int8").saved_variables(model)
         length = max_seq_length or settings["max_seq_length"]
         return cls(model, tokenizer, length, window_stride, saved, units=label_units(settings))
 

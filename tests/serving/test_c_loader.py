@@ -183,21 +183,23 @@ def last_line(stderr: bytes) -> str:
     return stderr.decode().strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="module")
-def bfloat16_export(model_dir, tmp_path_factory) -> Path:
-    """The toy model exported with `compute_dtype="bfloat16"`."""
+ONEDNN_OFF = os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"
+
+
+@pytest.mark.parametrize(
+    "compute_dtype", ["bfloat16", pytest.param("int8", marks=pytest.mark.skipif(ONEDNN_OFF, reason="needs oneDNN"))]
+)
+def test_a_bfloat16_or_int8_export_loads_and_answers_as_in_python(run_export, model_dir, tmp_path, compute_dtype):
+    """The reduced-precision encoders (bfloat16 matmuls; int8 projections,
+    oneDNN's quantized kernel) in TensorFlow's C loader, as the signature in
+    Python answers."""
     from kner.serving.saved_model import export_model
 
-    base = tmp_path_factory.mktemp("bfloat16_export")
-    export_model(model_dir, base, compute_dtype="bfloat16")
-    return base
-
-
-def test_the_bfloat16_export_loads_and_answers_as_in_python(run_export, bfloat16_export):
-    ran = run(run_export, json_lines(TEXTS), f"--export_dir={bfloat16_export}", f"--batch_size={BATCH}")
+    export_model(model_dir, tmp_path, compute_dtype=compute_dtype)
+    ran = run(run_export, json_lines(TEXTS), f"--export_dir={tmp_path}", f"--batch_size={BATCH}")
     assert ran.returncode == 0, ran.stderr[-3000:]
     answer = [json.loads(line) for line in ran.stdout.decode().splitlines()]
-    signature = tf.saved_model.load(str(bfloat16_export / "1")).signatures["serving_default"]
+    signature = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"]
     encoded = [_SURROGATES.sub("\ufffd", t).encode() for t in TEXTS]
     assert len(answer) == len(encoded)
     for begin in range(0, len(encoded), BATCH):
@@ -207,6 +209,7 @@ def test_the_bfloat16_export_loads_and_answers_as_in_python(run_export, bfloat16
                 value = outputs[name][row]
                 expected = [s.decode() for s in value] if value.dtype == object else value.tolist()
                 assert got[name] == expected, name
+    assert any(row["num_entities"] for row in answer)
 
 
 def test_an_english_wordpiece_export_runs_in_the_c_loader(run_export, tmp_path):

@@ -1,0 +1,98 @@
+"""Dynamic int8 quantization of the serving encoder's projections.
+
+The recipe is ONNX Runtime's `quantize_dynamic` default (QInt8 weights,
+per tensor), the anchor kner's serving is measured against: each projection's
+kernel is stored as int8 with one symmetric scale, `round(W * 127 / max|W|)`;
+at every call its input is quantized to uint8 over that input's own range
+(asymmetric, the range widened to hold 0, as ONNX `DynamicQuantizeLinear`),
+the product runs on int8 and comes back as float32 with the bias added.
+
+The product is TensorFlow's `QuantizedMatMulWithBiasAndDequantize`, a oneDNN
+u8 x s8 inner product (VNNI `vpdpbusd` where the CPU has it): a core op
+whose only working kernel is oneDNN's. The `tensorflow` wheel and its C
+library (`libtensorflow_cc.so.2`) run it with oneDNN on, their default on
+x86; with `TF_ENABLE_ONEDNN_OPTS=0`, or a server built without oneDNN, the
+op runs an empty kernel and the call fails ("Missing 0-th output"). The input goes in "SCALED"
+mode as `round((x - min) * 255 / (max - min))` and the shift comes back
+through the bias, `b + min * colsum(W)`, exact up to rounding: the kernel's
+own MIN_FIRST compensation sums the weight columns on every call in one
+thread and, in oneDNN 3 builds, adds that integer sum to the float bias
+unscaled (tensorflow/core/kernels/mkl/mkl_qmatmul_op.cc).
+
+Example:
+>>> kernel = QuantizedKernel.from_float(np.random.normal(size=(256, 1024)))
+>>> y = int8_dense(tf.random.normal((40, 256)), kernel, tf.zeros(1024))  # [40, 1024] float32
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclass
+class QuantizedKernel:
+    """A `[in, out]` matmul kernel as int8 values with one float scale.
+
+    Attributes:
+        values: int8 `[in, out]`, `round(W / scale)`, in [-127, 127].
+        scale: `max|W| / 127` (1.0 for an all-zero kernel).
+        column_sums: float32 `[out]`, the column sums of the dequantized
+            kernel (`values * scale`), for moving an input's zero point into
+            the bias.
+    """
+
+    values: tf.Variable
+    scale: float
+    column_sums: tf.Variable
+
+    @classmethod
+    def from_float(cls, kernel: np.ndarray, name: str = "kernel") -> QuantizedKernel:
+        """Quantizes a float `[in, out]` kernel; its variables are named
+        `{name}_int8` and `{name}_column_sums`."""
+        kernel = np.asarray(kernel, np.float32)
+        largest = float(np.abs(kernel).max())
+        scale = largest / 127.0 if largest > 0 else 1.0
+        values = np.clip(np.round(kernel / scale), -127, 127).astype(np.int8)
+        sums = values.astype(np.float32).sum(axis=0) * np.float32(scale)
+        return cls(
+            tf.Variable(values, trainable=False, name=f"{name}_int8"),
+            scale,
+            tf.Variable(sums, trainable=False, name=f"{name}_column_sums"),
+        )
+
+    @property
+    def variables(self) -> list[tf.Variable]:
+        return [self.values, self.column_sums]
+
+
+def int8_dense(x: tf.Tensor, kernel: QuantizedKernel, bias: tf.Tensor) -> tf.Tensor:
+    """`x @ W + bias` with `x` quantized to uint8 over its range and `W` int8.
+
+    Args:
+        x: float32 `[rows, in]`.
+        kernel: the quantized `[in, out]` kernel.
+        bias: float32 `[out]`.
+
+    Returns:
+        float32 `[rows, out]`; off the float product by about 1% of its
+        largest value (tests/serving/test_int8.py).
+    """
+    low = tf.minimum(tf.reduce_min(x), 0.0)
+    width = tf.maximum(tf.maximum(tf.reduce_max(x), 0.0) - low, 1e-30)
+    quantized = tf.cast(tf.round((x - low) * (255.0 / width)), tf.uint8)
+    return tf.raw_ops.QuantizedMatMulWithBiasAndDequantize(
+        a=tf.bitcast(quantized, tf.quint8),
+        b=tf.bitcast(kernel.values, tf.qint8),
+        bias=bias + low * kernel.column_sums,
+        min_a=0.0,
+        max_a=width,
+        min_b=-kernel.scale * 127.0,
+        max_b=kernel.scale * 127.0,
+        min_freezed_output=0.0,
+        max_freezed_output=0.0,
+        Toutput=tf.float32,
+        input_quant_mode="SCALED",
+    )

@@ -1,0 +1,73 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_bfloat16 import INPUTS, tagger
+
+from kner.serving.fused_encoder import fuse_encoder_layers
+from kner.serving.int8 import QuantizedKernel, int8_dense
+
+# The quantized product is a oneDNN kernel: with oneDNN off it has no working kernel.
+pytestmark = pytest.mark.skipif(os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0", reason="int8 needs oneDNN")
+
+
+def quantized_reference(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """The recipe in NumPy: int8 weights over max|W|, uint8 inputs over
+    [min(x, 0), max(x, 0)], integer products, dequantized."""
+    scale = np.abs(kernel).max() / 127
+    weights = np.round(kernel / scale)
+    low, high = min(x.min(), 0.0), max(x.max(), 0.0)
+    step = (high - low) / 255
+    inputs = np.round((x - low) / step)
+    return (inputs @ weights) * step * scale + low * (weights.sum(0) * scale) + bias
+
+
+@pytest.mark.parametrize(("rows", "width", "out"), [(1, 8, 4), (40, 256, 96), (7, 64, 200)])
+def test_int8_dense_is_the_quantized_product(rows, width, out):
+    rng = np.random.default_rng(rows)
+    x = rng.normal(size=(rows, width)).astype(np.float32) + 0.3
+    kernel = (rng.normal(size=(width, out)) * 0.05).astype(np.float32)
+    bias = rng.normal(size=out).astype(np.float32)
+    got = int8_dense(tf.constant(x), QuantizedKernel.from_float(kernel), tf.constant(bias)).numpy()
+
+    largest = np.abs(x @ kernel + bias).max()
+    np.testing.assert_allclose(got, quantized_reference(x, kernel, bias), atol=1e-4 * largest)
+    assert np.abs(got - (x @ kernel + bias)).max() < 0.03 * largest  # int8's error, not a wrong formula
+
+
+def test_inputs_of_one_sign_and_zero_inputs():
+    kernel = QuantizedKernel.from_float(np.eye(3, dtype=np.float32))
+    bias = tf.constant([1.0, 2.0, 3.0])
+    for x in ([[0.5, 1.0, 2.0]], [[-0.5, -1.0, -2.0]]):
+        np.testing.assert_allclose(int8_dense(tf.constant(x), kernel, bias).numpy(), np.add(x, bias), atol=0.02)
+    np.testing.assert_array_equal(int8_dense(tf.zeros([2, 3]), kernel, bias).numpy(), [[1, 2, 3]] * 2)
+
+
+def test_a_zero_kernel_quantizes_to_zeros():
+    kernel = QuantizedKernel.from_float(np.zeros((4, 2)))
+    assert kernel.scale == 1.0 and not kernel.values.numpy().any()
+
+
+@pytest.mark.parametrize("family", ["bert", "albert", "electra"])
+def test_int8_layers_stay_near_float32_and_save_no_float_kernels(family):
+    keras.utils.set_random_seed(8)
+    model = tagger(family, "float32")
+    mask = INPUTS["padding_mask"].numpy()[:, 1:]
+    expected = model(INPUTS).numpy()[mask]
+    fused = fuse_encoder_layers(model.backbone, int8=True)
+
+    got = model(INPUTS).numpy()[mask]
+    assert np.abs(got - expected).max() < 0.05 * np.abs(expected).max()
+    # The four projection kernels of each block are saved as int8, not float.
+    assert sum(v.dtype == tf.int8 for v in fused.variables) == 4 * len(fused.layers)
+    saved = {id(v) for v in fused.saved_variables(model)}
+    assert not any(id(v) in saved for v in fused.unread)
+    block = fused.layers[0].layer
+    assert id(block._feedforward_intermediate_dense.kernel.value) not in saved
+
+
+def test_int8_needs_a_float32_layer():
+    with pytest.raises(ValueError, match="float32 layer, not a bfloat16"):
+        fuse_encoder_layers(tagger("bert", "bfloat16").backbone, int8=True)
