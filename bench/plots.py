@@ -180,12 +180,51 @@ def distillation() -> plt.Figure:
     return figure
 
 
+ORT_SIDES = [  # label, the configurations of ort_serving.json it takes the best of, colour
+    ("kner float32", ["kner f32 session", "kner f32 signature"], KNER_LIGHT),
+    ("kner bf16", ["kner bf16 session", "kner bf16 signature"], KNER),
+    ("kner int8", ["kner int8 session", "kner int8 signature"], "#08519c"),
+    ("ORT fp32", ["ORT fp32 spin on", "ORT fp32 spin off"], PEER),
+    ("ORT int8", ["ORT int8 spin on", "ORT int8 spin off"], PEER_LIGHT),
+]
+
+
+def ort() -> plt.Figure:
+    """kner's exports against ONNX Runtime: batch-1 p50 and batch-32
+    sentences/s per size, each side's best configuration at the same thread
+    count, one row of panels per thread count."""
+    runs = read("ort_serving.json")["runs"]
+    sizes = list(runs)
+    threads = list(next(iter(runs.values()))["timing"])
+    figure, all_axes = plt.subplots(len(threads), 2, figsize=(11, 3.6 * len(threads)), squeeze=False)
+    width = 0.8 / len(ORT_SIDES)
+    for row, count in zip(all_axes, threads, strict=True):
+        panels = ((row[0], "1", "p50_ms", min), (row[1], "32", "best_sentences_per_s", max))
+        for i, (label, cases, colour) in enumerate(ORT_SIDES):
+            for axes, batch, key, pick in panels:
+                timing = [runs[size]["timing"][count]["cases"] for size in sizes]
+                values = [pick(cases_of_size[case][batch][key] for case in cases) for cases_of_size in timing]
+                positions = [p + (i - 2) * width for p in range(len(sizes))]
+                bars = axes.bar(positions, values, width, color=colour, label=label)
+                axes.bar_label(bars, fmt=lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.3g}", fontsize=6)
+        titles = (f"{count} thread(s), batch 1: p50 ms per call", f"{count} thread(s), batch 32: sentences/s")
+        for axes, title in zip(row, titles, strict=True):
+            axes.set_xticks(range(len(sizes)), sizes)
+            axes.set_yscale("log")
+            axes.set_title(title, fontsize=9)
+    all_axes[0][0].legend(fontsize=7)
+    figure.suptitle("Raw CLUENER dev text to entities: kner's SavedModel against ONNX Runtime, each side's best")
+    figure.tight_layout()
+    return figure
+
+
 PLOTS_BY_NAME: dict[str, Callable[[], plt.Figure]] = {
     "accuracy": accuracy,
     "train_speed": train_speed,
     "serving": serving,
     "latency": latency,
     "distillation": distillation,
+    "ort": ort,
 }
 
 
