@@ -54,7 +54,7 @@ import numpy as np
 import tensorflow as tf
 from keras_hub.src.utils.keras_utils import gelu_approximate
 
-from kner.serving.int8 import QuantizedKernel, int8_dense
+from kner.serving.int8 import QuantizedKernel, check_onednn, int8_dense
 
 # Keras activations -> the TF ops the remapper fuses into `_FusedMatMul`.
 _FUSABLE_ACTIVATIONS: dict[Callable, Callable[[tf.Tensor], tf.Tensor]] = {
@@ -238,9 +238,14 @@ def fuse_encoder_layers(backbone: keras.Model, int8: bool = False) -> FusedEncod
             `kner.backbones`), float32 or `kner.serving.bfloat16`.
         int8: dynamic int8 projections (`FusedEncoderLayer`); float32 only.
 
+    Raises:
+        ValueError: for int8 with oneDNN turned off (`kner.serving.int8.check_onednn`).
+
     Returns:
         The `FusedEncoder`; its `variables` must be saved with the model.
     """
+    if int8:
+        check_onednn()
     layers = []
     for layer in backbone._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, keras_hub.layers.TransformerEncoder):

@@ -12,7 +12,8 @@ u8 x s8 inner product (VNNI `vpdpbusd` where the CPU has it): a core op
 whose only working kernel is oneDNN's. The `tensorflow` wheel and its C
 library (`libtensorflow_cc.so.2`) run it with oneDNN on, their default on
 x86; with `TF_ENABLE_ONEDNN_OPTS=0`, or a server built without oneDNN, the
-op runs an empty kernel and the call fails ("Missing 0-th output"). The input goes in "SCALED"
+op runs an empty kernel and the call fails ("Missing 0-th output"), so
+`check_onednn` refuses to build int8 layers in such a process. The input goes in "SCALED"
 mode as `round((x - min) * 255 / (max - min))` and the shift comes back
 through the bias, `b + min * colsum(W)`, exact up to rounding: the kernel's
 own MIN_FIRST compensation sums the weight columns on every call in one
@@ -26,10 +27,21 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+
+
+def check_onednn() -> None:
+    """Raises ValueError when this process runs TensorFlow with oneDNN off
+    (`TF_ENABLE_ONEDNN_OPTS=0`), where the int8 product has no working kernel."""
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
+        raise ValueError(
+            "int8 needs TensorFlow's oneDNN kernels, and TF_ENABLE_ONEDNN_OPTS=0 turns them off: unset it, "
+            "or export with --compute_dtype=float32 or bfloat16"
+        )
 
 
 @dataclass

@@ -71,3 +71,9 @@ def test_int8_layers_stay_near_float32_and_save_no_float_kernels(family):
 def test_int8_needs_a_float32_layer():
     with pytest.raises(ValueError, match="float32 layer, not a bfloat16"):
         fuse_encoder_layers(tagger("bert", "bfloat16").backbone, int8=True)
+
+
+def test_int8_with_onednn_turned_off_is_refused(monkeypatch):
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
+    with pytest.raises(ValueError, match="TF_ENABLE_ONEDNN_OPTS=0"):
+        fuse_encoder_layers(tagger("bert", "float32").backbone, int8=True)
