@@ -210,7 +210,7 @@ class TextTagger(tf.Module):
         characters, from position 0."""
         return self.model(self._model_inputs(token_ids, padding_mask, tf.zeros_like(token_ids)))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def predict_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         """Tags and entities of a batch of UTF-8 texts (see the module doc)."""
         # The name scopes group the graph's ops by stage for profiles
@@ -317,7 +317,8 @@ class TextTagger(tf.Module):
             tf.TensorSpec([None, None], tf.int32, name="token_ids"),
             tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
             tf.TensorSpec([None, None], tf.int32, name="segment_ids"),
-        ]
+        ],
+        autograph=False,
     )
     def predict_ids(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:
         """Tag ids and tags (a tagging head), or entity spans (the others),

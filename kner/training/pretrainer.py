@@ -154,7 +154,9 @@ class Pretrainer(Trainer):
             dataset = self.train_dataset(train_path, step).with_options(options)
             dataset = self.strategy.experimental_distribute_dataset(dataset)
             if self._traced_step is None:
-                self._traced_step = tf.function(self.train_step, input_signature=[dataset.element_spec])
+                self._traced_step = tf.function(
+                    self.train_step, input_signature=[dataset.element_spec], autograph=False
+                )
             report = self._train_loop(iter(dataset), dev_path) or report
         if dev_path is not None and (report is None or report["step"] != int(self.step.numpy())):
             report = self._evaluate_and_keep(dev_path)
@@ -220,7 +222,7 @@ class Pretrainer(Trainer):
         if self._eval_step is None:
             step = lambda batch: self.model.loss_sums(batch, self.model(batch, training=False))  # noqa: E731
             self._eval_step = tf.function(
-                step, jit_compile=self.config.jit_compile, input_signature=[dataset.element_spec]
+                step, jit_compile=self.config.jit_compile, input_signature=[dataset.element_spec], autograph=False
             )
         totals: dict[str, float] = {}
         for batch in dataset:

@@ -197,7 +197,7 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, self._checkpoint_dir(), max_to_keep=config.keep_checkpoints
         )
-        self._compute_gradients = tf.function(self._gradients, jit_compile=config.jit_compile)
+        self._compute_gradients = tf.function(self._gradients, jit_compile=config.jit_compile, autograph=False)
         # Traced on first use with the dataset's element_spec (batch and length
         # unknown), so that batches of new shapes do not retrace.
         self._traced_step = self._forward = self._decode = None
@@ -350,7 +350,7 @@ class Trainer:
         options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
         dataset = self.strategy.experimental_distribute_dataset(dataset.skip(done).with_options(options))
         if self._traced_step is None:
-            self._traced_step = tf.function(self.train_step, input_signature=[dataset.element_spec])
+            self._traced_step = tf.function(self.train_step, input_signature=[dataset.element_spec], autograph=False)
         if self.chief:
             print(f"epoch {epoch + 1}/{config.epochs}", flush=True)
         verbose = (1 if sys.stdout.isatty() else 2) if self.chief else 0
@@ -468,10 +468,13 @@ class Trainer:
         fits, offsets, dataset = self._eval_datasets[key]
         if self._forward is None:
             self._forward = tf.function(
-                self._loss_and_scores, jit_compile=self.config.jit_compile, input_signature=[dataset.element_spec]
+                self._loss_and_scores,
+                jit_compile=self.config.jit_compile,
+                input_signature=[dataset.element_spec],
+                autograph=False,
             )
             # Decoding finds a variable number of spans: never under XLA.
-            self._decode = tf.function(self.model.decode, reduce_retracing=True)
+            self._decode = tf.function(self.model.decode, reduce_retracing=True, autograph=False)
         return fits, offsets, dataset
 
     def _end_of_epoch_eval(self, dev, tokenizer, epoch: int) -> dict | None:
