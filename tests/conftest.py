@@ -1,3 +1,5 @@
+import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,23 @@ def in_process(model_dir):
     from kner.serving.predictor import Predictor
 
     return Predictor.from_dir(model_dir)
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """`-n auto`: a worker per core plus half as many again. Most of the
+    suite's time is in child processes (the CLIs, the strategy children) and
+    in single-threaded tracing, and a worker waiting on a child or on a
+    checkpoint to appear leaves its core idle: with one worker per core the
+    cores were busy about three quarters of the time (tests' CPU time
+    against the run's wall time on 2 cores)."""
+    cores = os.cpu_count() or 1
+    return cores + max(1, cores // 2)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The docs' runnable pages first (one file, the longest: about 15
+    minutes), then files by their number of slow tests, in-file order kept:
+    under `--dist loadfile` the long files start at once and the run ends on
+    short ones instead of one worker finishing a long file alone."""
+    slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: (item.path.name != "test_docs.py", -slow[item.path]))
