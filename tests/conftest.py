@@ -32,14 +32,17 @@ def in_process(model_dir):
     return Predictor.from_dir(model_dir)
 
 
-def pytest_xdist_auto_num_workers(config) -> int:
+def pytest_xdist_auto_num_workers(config) -> int | None:
     """`-n auto`: a worker per core plus half as many again. Most of the
     suite's time is in child processes (the CLIs, the strategy children) and
     in single-threaded tracing, and a worker waiting on a child or on a
     checkpoint to appear leaves its core idle: with one worker per core the
     cores were busy about three quarters of the time (tests' CPU time
-    against the run's wall time on 2 cores)."""
-    cores = os.cpu_count() or 1
+    against the run's wall time on 2 cores). PYTEST_XDIST_AUTO_NUM_WORKERS,
+    when set, wins (xdist's own hook reads it)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     return cores + max(1, cores // 2)
 
 
