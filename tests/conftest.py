@@ -1,10 +1,17 @@
 import os
-from collections import Counter
-from pathlib import Path
 
-import pytest
-from shared_data import shared_file
-from tagger_dirs import cached_export, toy_dir
+# One configuration on every x86 CPU: TensorFlow turns oneDNN on by default
+# only with AVX512-VNNI, AVX512-BF16 or AMX, and the int8 export and the fused
+# serving kernels are oneDNN's. Set before TensorFlow loads; children inherit
+# it; TF_ENABLE_ONEDNN_OPTS=0 in the environment still wins (tests/onednn.py).
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
+from collections import Counter  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from shared_data import shared_file  # noqa: E402
+from tagger_dirs import cached_export, toy_dir  # noqa: E402
 
 
 @pytest.fixture(scope="session")

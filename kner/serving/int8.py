@@ -8,12 +8,18 @@ at every call its input is quantized to uint8 over that input's own range
 the product runs on int8 and comes back as float32 with the bias added.
 
 The product is TensorFlow's `QuantizedMatMulWithBiasAndDequantize`, a oneDNN
-u8 x s8 inner product (VNNI `vpdpbusd` where the CPU has it): a core op
-whose only working kernel is oneDNN's. The `tensorflow` wheel and its C
-library (`libtensorflow_cc.so.2`) run it with oneDNN on, their default on
-x86; with `TF_ENABLE_ONEDNN_OPTS=0`, or a server built without oneDNN, the
-op runs an empty kernel and the call fails ("Missing 0-th output"), so
-`check_onednn` refuses to build int8 layers in such a process. The input goes in "SCALED"
+u8 x s8 inner product: a core op whose only working kernel is oneDNN's.
+The `tensorflow` wheel and its C library (`libtensorflow_cc.so.2`) turn
+oneDNN on by default only on x86 CPUs with AVX512-VNNI, AVX512-BF16 or AMX
+(TensorFlow 2.9's release notes; `IsMKLEnabled` in tensorflow/core/util/util.cc);
+elsewhere, with `TF_ENABLE_ONEDNN_OPTS=0`, or in a server built without
+oneDNN, the op runs an empty kernel and the call fails ("Missing 0-th
+output"), so `check_onednn` refuses to build int8 layers in such a process
+and `TF_ENABLE_ONEDNN_OPTS=1` turns oneDNN on. With VNNI (`vpdpbusd`) the
+integer product is exact; on AVX2 without it, oneDNN sums each pair of u8 x s8
+products in int16 (`vpmaddubsw`), which saturates when both pairs are large
+and of one sign: rare, and the same as ONNX Runtime's AVX2 kernel, whose
+`quantize_dynamic(reduce_range=True)` is its answer. The input goes in "SCALED"
 mode as `round((x - min) * 255 / (max - min))` and the shift comes back
 through the bias, `b + min * colsum(W)`, exact up to rounding: the kernel's
 own MIN_FIRST compensation sums the weight columns on every call in one
@@ -32,16 +38,31 @@ from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.python.util import _pywrap_util_port
+
+
+def onednn_enabled() -> bool:
+    """Whether this process's TensorFlow runs its oneDNN kernels: what
+    `TF_ENABLE_ONEDNN_OPTS` says when it is set, else TensorFlow's default
+    for this CPU (on with AVX512-VNNI, AVX512-BF16 or AMX). Fixed when
+    TensorFlow loads."""
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def check_onednn() -> None:
-    """Raises ValueError when this process runs TensorFlow with oneDNN off
-    (`TF_ENABLE_ONEDNN_OPTS=0`), where the int8 product has no working kernel."""
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0":
-        raise ValueError(
-            "int8 needs TensorFlow's oneDNN kernels, and TF_ENABLE_ONEDNN_OPTS=0 turns them off: unset it, "
-            "or export with --compute_dtype=float32 or bfloat16"
-        )
+    """Raises ValueError when this process runs TensorFlow with oneDNN off,
+    where the int8 product has no working kernel."""
+    if onednn_enabled():
+        return
+    why = (
+        "TF_ENABLE_ONEDNN_OPTS=0 turns them off"
+        if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"
+        else "TensorFlow leaves them off on a CPU without AVX512-VNNI, AVX512-BF16 or AMX"
+    )
+    raise ValueError(
+        f"int8 needs TensorFlow's oneDNN kernels, and {why}: run with TF_ENABLE_ONEDNN_OPTS=1 "
+        "(in the server too), or export with --compute_dtype=float32 or bfloat16"
+    )
 
 
 @dataclass

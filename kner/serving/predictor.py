@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -100,6 +101,7 @@ class Predictor:
             raise InputError(path, None, "neither a model_dir (no settings.json) nor an export (no saved_model.pb)")
         if window_stride is not None:
             raise ValueError("window_stride is fixed when exporting (kner.export --window_stride)")
+        _check_compute_dtype(export)
         with notices_hidden():
             return cls(tf.saved_model.load(str(export)))
 
@@ -136,6 +138,20 @@ class Predictor:
     ) -> list[list[Entity]]:
         """The entities of each text."""
         return [prediction.entities for prediction in self.run(texts, batch_size, progress)]
+
+
+def _check_compute_dtype(export: Path) -> None:
+    """An int8 export's product needs oneDNN (`kner.serving.int8`): refused
+    here, before a call fails inside TensorFlow."""
+    from kner.serving.int8 import check_onednn
+    from kner.serving.saved_model import SOURCE
+
+    source = export / SOURCE
+    if source.is_file() and json.loads(source.read_text(encoding="utf-8")).get("compute_dtype") == "int8":
+        try:
+            check_onednn()
+        except ValueError as error:
+            raise InputError(export, None, f"an int8 export: {error}") from None
 
 
 def _tags_by_ids(module: tf.Module) -> bool:

@@ -58,7 +58,7 @@ def test_the_head_reads_the_characters_after_cls(batch):
     np.testing.assert_array_equal(batch["label_mask"], char_mask(batch["padding_mask"]))
     np.testing.assert_array_equal(model.lengths(batch), [5, 1, 0, 10])
     sequence = model.backbone({k: batch[k] for k in ("token_ids", "segment_ids", "padding_mask")})["sequence_output"]
-    np.testing.assert_allclose(scores, model.classifier(sequence)[:, 1:], rtol=1e-6)
+    np.testing.assert_allclose(scores, model.classifier(sequence)[:, 1:], rtol=1e-6, atol=1e-7)
 
 
 def test_softmax_loss_is_the_cross_entropy_summed_over_characters(batch):

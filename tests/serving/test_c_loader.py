@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tensorflow as tf
+from onednn import ONEDNN_OFF, ONEDNN_OFF_REASON
 from shared_data import shared_file
 from test_predictor import TRICKY, same
 
@@ -183,11 +184,8 @@ def last_line(stderr: bytes) -> str:
     return stderr.decode().strip().splitlines()[-1]
 
 
-ONEDNN_OFF = os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0"
-
-
 @pytest.mark.parametrize(
-    "compute_dtype", ["bfloat16", pytest.param("int8", marks=pytest.mark.skipif(ONEDNN_OFF, reason="needs oneDNN"))]
+    "compute_dtype", ["bfloat16", pytest.param("int8", marks=pytest.mark.skipif(ONEDNN_OFF, reason=ONEDNN_OFF_REASON))]
 )
 def test_a_bfloat16_or_int8_export_loads_and_answers_as_in_python(run_export, model_dir, tmp_path, compute_dtype):
     """The reduced-precision encoders (bfloat16 matmuls; int8 projections,

@@ -1,5 +1,4 @@
 import json
-import os
 from collections import Counter
 
 import keras
@@ -8,6 +7,7 @@ import numpy as np
 import pytest
 import tagger_dirs
 import tensorflow as tf
+from onednn import BFLOAT16_UNFUSED, BFLOAT16_UNFUSED_REASON, ONEDNN_OFF, ONEDNN_OFF_REASON
 from test_bfloat16 import INPUTS, tagger
 
 from kner.serving.bfloat16 import bfloat16_matmuls
@@ -68,8 +68,11 @@ def test_padding_does_not_change_a_rows_output():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0", reason="the fused kernels are oneDNN's")
-@pytest.mark.parametrize("compute_dtype", ["float32", "bfloat16"])
+@pytest.mark.skipif(ONEDNN_OFF, reason=ONEDNN_OFF_REASON)
+@pytest.mark.parametrize(
+    "compute_dtype",
+    ["float32", pytest.param("bfloat16", marks=pytest.mark.skipif(BFLOAT16_UNFUSED, reason=BFLOAT16_UNFUSED_REASON))],
+)
 def test_the_served_graph_runs_fused_kernels(tmp_path, compute_dtype):
     """In a TF1 session over the SavedModel, as TF Serving runs it: Q/K/V,
     attention output and both feed-forward matmuls run as fused matmuls

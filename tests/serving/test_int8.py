@@ -1,16 +1,21 @@
-import os
+import json
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from onednn import INT16_PAIR_SUMS, ONEDNN_OFF, ONEDNN_OFF_REASON
 from test_bfloat16 import INPUTS, tagger
 
+from kner.errors import InputError
+from kner.serving import int8
 from kner.serving.fused_encoder import fuse_encoder_layers
 from kner.serving.int8 import QuantizedKernel, int8_dense
+from kner.serving.predictor import Predictor
+from kner.serving.saved_model import SOURCE
 
 # The quantized product is a oneDNN kernel: with oneDNN off it has no working kernel.
-pytestmark = pytest.mark.skipif(os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0", reason="int8 needs oneDNN")
+needs_onednn = pytest.mark.skipif(ONEDNN_OFF, reason=ONEDNN_OFF_REASON)
 
 
 def quantized_reference(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -21,9 +26,15 @@ def quantized_reference(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> 
     low, high = min(x.min(), 0.0), max(x.max(), 0.0)
     step = (high - low) / 255
     inputs = np.round((x - low) / step)
-    return (inputs @ weights) * step * scale + low * (weights.sum(0) * scale) + bias
+    if INT16_PAIR_SUMS:  # AVX2 without VNNI: each pair of products summed in int16, saturating
+        pairs = inputs[:, 0::2, None] * weights[0::2] + inputs[:, 1::2, None] * weights[1::2]
+        products = np.clip(pairs, -(2**15), 2**15 - 1).sum(axis=1)
+    else:
+        products = inputs @ weights
+    return products * step * scale + low * (weights.sum(0) * scale) + bias
 
 
+@needs_onednn
 @pytest.mark.parametrize(("rows", "width", "out"), [(1, 8, 4), (40, 256, 96), (7, 64, 200)])
 def test_int8_dense_is_the_quantized_product(rows, width, out):
     rng = np.random.default_rng(rows)
@@ -37,6 +48,7 @@ def test_int8_dense_is_the_quantized_product(rows, width, out):
     assert np.abs(got - (x @ kernel + bias)).max() < 0.03 * largest  # int8's error, not a wrong formula
 
 
+@needs_onednn
 def test_inputs_of_one_sign_and_zero_inputs():
     kernel = QuantizedKernel.from_float(np.eye(3, dtype=np.float32))
     bias = tf.constant([1.0, 2.0, 3.0])
@@ -50,6 +62,7 @@ def test_a_zero_kernel_quantizes_to_zeros():
     assert kernel.scale == 1.0 and not kernel.values.numpy().any()
 
 
+@needs_onednn
 @pytest.mark.parametrize("family", ["bert", "albert", "electra"])
 def test_int8_layers_stay_near_float32_and_save_no_float_kernels(family):
     keras.utils.set_random_seed(8)
@@ -68,12 +81,33 @@ def test_int8_layers_stay_near_float32_and_save_no_float_kernels(family):
     assert id(block._feedforward_intermediate_dense.kernel.value) not in saved
 
 
-def test_int8_needs_a_float32_layer():
+def test_int8_needs_a_float32_layer(monkeypatch):
+    monkeypatch.setattr(int8, "onednn_enabled", lambda: True)  # checked first
     with pytest.raises(ValueError, match="float32 layer, not a bfloat16"):
         fuse_encoder_layers(tagger("bert", "bfloat16").backbone, int8=True)
 
 
-def test_int8_with_onednn_turned_off_is_refused(monkeypatch):
-    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "0")
-    with pytest.raises(ValueError, match="TF_ENABLE_ONEDNN_OPTS=0"):
+@pytest.mark.parametrize(
+    ("setting", "why"),
+    [("0", "TF_ENABLE_ONEDNN_OPTS=0 turns them off"), (None, "on a CPU without AVX512-VNNI, AVX512-BF16 or AMX")],
+)
+def test_int8_with_onednn_off_is_refused(monkeypatch, setting, why):
+    monkeypatch.setattr(int8, "onednn_enabled", lambda: False)
+    if setting is None:
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    else:
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", setting)
+    with pytest.raises(ValueError, match=f"{why}.*: run with TF_ENABLE_ONEDNN_OPTS=1"):
         fuse_encoder_layers(tagger("bert", "float32").backbone, int8=True)
+
+
+def test_an_int8_export_is_refused_where_onednn_is_off(monkeypatch, tmp_path):
+    """Before loading: otherwise the first call fails inside TensorFlow
+    (`Missing 0-th output`)."""
+    version = tmp_path / "1"
+    (version / SOURCE).parent.mkdir(parents=True)
+    (version / "saved_model.pb").write_bytes(b"")
+    (version / SOURCE).write_text(json.dumps({"compute_dtype": "int8"}))
+    monkeypatch.setattr(int8, "onednn_enabled", lambda: False)
+    with pytest.raises(InputError, match=f"^{version}: an int8 export: int8 needs TensorFlow's oneDNN kernels"):
+        Predictor.from_dir(tmp_path)
