@@ -53,10 +53,18 @@ def pytest_xdist_auto_num_workers(config) -> int | None:
     return cores + max(1, cores // 2)
 
 
+def pytest_configure(config) -> None:
+    """The order `pytest_collection_modifyitems` gives is the schedule:
+    xdist would otherwise hand out its units by their number of tests."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """The docs' runnable pages first (one file, the longest: about 15
-    minutes), then files by their number of slow tests, in-file order kept:
-    under `--dist loadfile` the long files start at once and the run ends on
-    short ones instead of one worker finishing a long file alone."""
+    """The docs' runnable pages first (their shared workspace is the longest
+    unit of work), then files by their number of slow tests, in-file order
+    kept: under `--dist loadscope` (a unit per file, and per class:
+    tests/test_docs.py) the long units start at once and the run ends on short
+    ones instead of one worker finishing a long unit alone."""
     slow = Counter(item.path for item in items if item.get_closest_marker("slow"))
     items.sort(key=lambda item: (item.path.name != "test_docs.py", -slow[item.path]))

@@ -1,19 +1,17 @@
-"""`python -m kner.distill` end to end: flags/distill_demo.cfg on data/demo
-(a demo teacher, a 1-layer/64 student, raw text), then export and predict
-on the student; bad teachers and labels are one-line errors."""
+"""`python -m kner.distill`: bad teachers and labels are one-line errors.
+flags/distill_demo.cfg end to end (a demo teacher, a 1-layer/64 student, raw
+text, export, predict) runs and is checked in tests/test_docs.py
+(tests/docs_outcomes.py), as docs/distillation.md gives it."""
 
-import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 from tagger_dirs import build_model_dir
-from train_runs import REPO, child_env, read_scalars
+from train_runs import REPO, child_env
 
 from kner.data.corpus import Sentence, write_cluener
 from kner.data.spans import Span
-from kner.models.artifacts import load_tagger
 
 pytestmark = pytest.mark.slow
 
@@ -26,48 +24,12 @@ def run(module: str, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def teacher(tmp_path_factory):
-    """The README demo's model (flags/demo.cfg), 6 epochs."""
+    """The README demo's model (flags/demo.cfg), one epoch: the refusals
+    below need its labels and head, not its skill."""
     model_dir = tmp_path_factory.mktemp("distill") / "teacher"
-    trained = run("kner.train", "--flagfile=flags/demo.cfg", f"--model_dir={model_dir}", "--export_dir=", "--epochs=6")
+    trained = run("kner.train", "--flagfile=flags/demo.cfg", f"--model_dir={model_dir}", "--export_dir=", "--epochs=1")
     assert trained.returncode == 0, trained.stderr[-2000:]
     return model_dir
-
-
-def test_distill_demo_trains_a_student_that_exports_and_predicts(teacher, tmp_path):
-    student, export = tmp_path / "student", tmp_path / "export"
-    distilled = run(
-        "kner.distill", "--flagfile=flags/distill_demo.cfg", f"--teacher_dir={teacher}", f"--model_dir={student}",
-        f"--export_dir={export}",
-    )  # fmt: skip
-    assert distilled.returncode == 0, distilled.stderr[-3000:]
-    assert f"teacher {teacher}: 2 layer(s), hidden 128, crf head" in distilled.stdout
-    assert "student" in distilled.stdout and "1 layer(s), hidden 64" in distilled.stdout
-    assert "unlabelled text: 1 file(s), 8 texts per step" in distilled.stdout
-    assert "loss: soft 1.0 (T=8.0), hard 1.0" in distilled.stdout  # the flagfile: TextBrewer's, no T**2
-    assert f"export        {export / '1'}  (TF Serving SavedModel)\n" in distilled.stdout  # says where
-    report = json.loads((student / "eval_report.json").read_text())
-    assert report["micro"]["f1"] > 0.5  # 0.86 when written; an untaught student scores ~0
-    model, _, settings = load_tagger(student)  # a normal model_dir
-    assert model.backbone.num_layers == 1 and settings["head"] == "crf"
-
-    # TensorBoard: each loss term, unweighted, beside the weighted total (every weight is 1 in the flagfile).
-    scalars = read_scalars(student / "train")
-    terms = [scalars[f"loss_terms/{term}"] for term in ("soft", "hard", "hidden")]
-    assert len(scalars["loss"]) >= 3 and all([s for s, _ in t] == [s for s, _ in scalars["loss"]] for t in terms)
-    values = np.array([[v for _, v in t] for t in terms])
-    assert np.isfinite(values).all() and (values > 0).all()
-    np.testing.assert_allclose(values.sum(axis=0), [v for _, v in scalars["loss"]], rtol=1e-5)
-    taught = read_scalars(teacher / "train")  # kner.train: the loss, no terms
-    assert taught["loss"] and not [tag for tag in taught if tag.startswith("loss_terms/")]
-
-    output = tmp_path / "predictions.jsonl"
-    predicted = run(
-        "kner.predict", f"--export_dir={export}", "--input=data/demo/test.txt", f"--output={output}",
-        "--output_format=jsonl",
-    )  # fmt: skip
-    assert predicted.returncode == 0, predicted.stderr[-2000:]
-    lines = [json.loads(line) for line in output.read_text(encoding="utf-8").splitlines()]
-    assert len(lines) == 3 and sum(len(line["entities"]) for line in lines) > 0
 
 
 def test_another_tag_scheme_or_entity_type_than_the_teachers_is_one_error_line(teacher, tmp_path):

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import docs_outcomes
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -362,19 +363,33 @@ def test_the_set_up_prefix_and_tensorboard_are_substituted():
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    """A copy of the checkout beside a miniature ../shared/data, with the
-    test's environment as its .venv."""
+def workspaces(tmp_path_factory) -> Callable[[str], Path]:
+    """Workspace name -> a copy of the checkout beside a miniature
+    ../shared/data, with the test's environment as its .venv; made on first use."""
     if not (Path(sys.prefix) / "bin" / "activate").exists():
         pytest.skip("the docs' commands need a virtual environment (.venv); pytest is not running in one")
-    root = tmp_path_factory.mktemp("docs")
-    checkout = root / "kner"
-    ignore = shutil.ignore_patterns(".*", "runs", "build", "*.egg-info", "__pycache__", "run_export")
-    shutil.copytree(ROOT, checkout, ignore=ignore)
-    (checkout / ".venv").symlink_to(sys.prefix, target_is_directory=True)
-    build_miniature(root / "shared" / "data")
-    return checkout
+    made: dict[str, Path] = {}
 
+    def workspace(name: str) -> Path:
+        if name not in made:
+            root = tmp_path_factory.mktemp("docs")
+            checkout = root / "kner"
+            ignore = shutil.ignore_patterns(".*", "runs", "build", "*.egg-info", "__pycache__", "run_export")
+            shutil.copytree(ROOT, checkout, ignore=ignore)
+            (checkout / ".venv").symlink_to(sys.prefix, target_is_directory=True)
+            build_miniature(root / "shared" / "data")
+            made[name] = checkout
+        return made[name]
+
+    return workspace
+
+
+# Pages that use nothing another page made run in a workspace of their own, as
+# the methods of one class: under `--dist loadscope` a class is a unit of work
+# apart from its module, so they run on another worker beside the rest, which
+# run in order in one workspace (README.md first: they use its demo model, and
+# fine-tuning.md the runs/pretrain_demo of distillation.md).
+SELF_CONTAINED = {"docs/data.md", "docs/english.md", "docs/heads.md"}
 
 # Per workspace, the kner commands that ran there (command -> page), so that a
 # later page does not run them again (`skip_ran`).
@@ -382,9 +397,9 @@ RAN: dict[Path, dict[str, str]] = {}
 RUNNABLE_PAGES = [page for page in PAGES if any(block.runnable for block in read_blocks(page))]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("page", RUNNABLE_PAGES, ids=page_id)  # README.md first: the pages use its demo model
-def test_runnable_blocks(page, workspace):
+def run_page(page: Path, workspace: Path) -> None:
+    """Runs the page's runnable blocks in the workspace, then the checks of
+    what they made (tests/docs_outcomes.py)."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     earlier = RAN.setdefault(workspace, {})
@@ -397,3 +412,18 @@ def test_runnable_blocks(page, workspace):
         f"(exit {ran.returncode}):\n{ran.stdout[-3000:]}\n{ran.stderr[-5000:]}"
     )
     earlier.update({c: p for c, p in ran_commands(page).items() if c not in earlier})
+    if page_id(page) in docs_outcomes.CHECKS:
+        docs_outcomes.CHECKS[page_id(page)](workspace, ran.stdout)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("page", [p for p in RUNNABLE_PAGES if page_id(p) not in SELF_CONTAINED], ids=page_id)
+def test_runnable_blocks(page, workspaces):
+    run_page(page, workspaces("shared"))
+
+
+@pytest.mark.slow
+class TestSelfContainedPages:
+    @pytest.mark.parametrize("page", [p for p in RUNNABLE_PAGES if page_id(p) in SELF_CONTAINED], ids=page_id)
+    def test_runnable_blocks(self, page, workspaces):
+        run_page(page, workspaces(page_id(page)))
