@@ -417,12 +417,14 @@ def run_page(page: Path, workspace: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.docs
 @pytest.mark.parametrize("page", [p for p in RUNNABLE_PAGES if page_id(p) not in SELF_CONTAINED], ids=page_id)
 def test_runnable_blocks(page, workspaces):
     run_page(page, workspaces("shared"))
 
 
 @pytest.mark.slow
+@pytest.mark.docs
 class TestSelfContainedPages:
     @pytest.mark.parametrize("page", [p for p in RUNNABLE_PAGES if page_id(p) in SELF_CONTAINED], ids=page_id)
     def test_runnable_blocks(self, page, workspaces):
