@@ -448,7 +448,7 @@ def speed() -> dict:
     return {
         "model_type": FLAGS.model_type,
         "model": model,
-        "size": FLAGS.size,
+        **({"size": FLAGS.size} if FLAGS.model_type == "bert" else {}),  # ALBERT's and ELECTRA's: their config
         "batch_size": FLAGS.batch_size,
         "rows": rows,
         "table": print_table(header, table),
