@@ -49,8 +49,10 @@ def distillation(workspace: Path, stdout: str) -> None:
     assert "loss: soft 1.0 (T=8.0), hard 1.0" in stdout  # the flagfile: TextBrewer's, no T**2
     assert re.search(r"^export +\S*runs/distill_demo/export/1  \(TF Serving SavedModel\)$", stdout, re.M)  # says where
     assert _report(workspace, "distill_demo")["micro"]["f1"] > 0.5  # an untaught student scores ~0
-    settings = json.loads((workspace / "runs/distill_demo/settings.json").read_text())
-    assert settings["head"] == "crf"
+    from kner.models.artifacts import load_tagger
+
+    model, _, settings = load_tagger(workspace / "runs/distill_demo")  # a normal model_dir
+    assert model.backbone.num_layers == 1 and settings["head"] == "crf"
 
     # Each loss term, unweighted, beside the weighted total (every weight is 1 in the flagfile).
     scalars = read_scalars(workspace / "runs/distill_demo/train")

@@ -151,7 +151,7 @@ def _check_compute_dtype(export: Path) -> None:
         try:
             check_onednn()
         except ValueError as error:
-            raise InputError(export, None, f"an int8 export: {error}") from None
+            raise InputError(export, None, str(error)) from None
 
 
 def _tags_by_ids(module: tf.Module) -> bool:

@@ -109,5 +109,5 @@ def test_an_int8_export_is_refused_where_onednn_is_off(monkeypatch, tmp_path):
     (version / "saved_model.pb").write_bytes(b"")
     (version / SOURCE).write_text(json.dumps({"compute_dtype": "int8"}))
     monkeypatch.setattr(int8, "onednn_enabled", lambda: False)
-    with pytest.raises(InputError, match=f"^{version}: an int8 export: int8 needs TensorFlow's oneDNN kernels"):
+    with pytest.raises(InputError, match=f"^{version}: int8 needs TensorFlow's oneDNN kernels"):
         Predictor.from_dir(tmp_path)
