@@ -6,11 +6,12 @@ one trained `--model_dir`).
 For each model (random weights, CRF head, CLUENER's labels, the BERT vocab,
 unless `--model_dir`; speed does not depend on the weights):
 
-- **kner**: `python -m kner.export`, float32, `--compute_dtype=bfloat16` and
-  `--compute_dtype=int8` (dynamic int8 projections, `kner.serving.int8`),
-  each called through a TF1 session as TF Serving and TensorFlow's C loader
-  run it (`tf_session.Session`) and through the TF2 `serving_default`
-  signature: 6 configurations, end to end (tokenization, windows, encoder,
+- **kner**: `python -m kner.export`, float32, `--compute_dtype=bfloat16`,
+  `--compute_dtype=int8` (dynamic int8 projections, `kner.serving.int8`)
+  and float32 `--jit_compile` (XLA regions, `kner.serving.xla`), each
+  called through a TF1 session as TF Serving and TensorFlow's C loader run
+  it (`tf_session.Session`) and through the TF2 `serving_default`
+  signature: 8 configurations, end to end (tokenization, windows, encoder,
   Viterbi, entity reading all in the graph);
 - **ONNX Runtime** (`ort_side.py`): the same weights as a transformers
   `BertForTokenClassification`, exported by the TorchScript exporter,
@@ -64,7 +65,7 @@ from pathlib import Path
 
 import numpy as np
 from absl import app, flags
-from common import SHARED, child_result, machine, print_table, run_child, set_threads, write_json
+from common import ROOT, SHARED, child_result, machine, print_table, run_child, set_threads, write_json
 from numpy_tagger import Entity, check_same_entities, encode_batch, serving_entities
 
 FLAGS = flags.FLAGS
@@ -80,7 +81,13 @@ flags.DEFINE_string("work_dir", None, "Where model_dirs, exports and ONNX files 
 flags.DEFINE_string("json", None, "Also write the results here.")
 flags.DEFINE_string("child", None, "Internal: time one thread count (JSON spec).")
 
-KNER_DTYPES = {"f32": "float32", "bf16": "bfloat16", "int8": "int8"}
+# kner's exports: case -> (`--compute_dtype`, more `kner.export` flags).
+KNER_DTYPES = {
+    "f32": ("float32", ()),
+    "bf16": ("bfloat16", ()),
+    "int8": ("int8", ()),
+    "xla": ("float32", ("--jit_compile",)),
+}
 KNER_CASES = [f"kner {dtype} {path}" for dtype in KNER_DTYPES for path in ("session", "signature")]
 ORT_CASES = [f"ORT {dtype} spin {spin}" for dtype in ("fp32", "int8") for spin in ("on", "off")]
 FLOOR_CASES = [f"floor {what} {path}" for what in ("empty", "tokenize") for path in ("session", "signature")]
@@ -105,7 +112,10 @@ def prepare(model_dir: Path, work: Path) -> tuple[dict[str, str], dict[str, int]
     from ort_side import export_onnx, optimize, quantize, write_huggingface
 
     paths = {"model_dir": model_dir}
-    paths |= {f"kner_{case}": export(model_dir, work / f"export_{case}", dtype) for case, dtype in KNER_DTYPES.items()}
+    paths |= {
+        f"kner_{case}": export(model_dir, work / f"export_{case}", dtype, ROOT, *more)
+        for case, (dtype, more) in KNER_DTYPES.items()
+    }
     paths["hf"] = write_huggingface(model_dir, work / "hf")
     exports = ", ".join(str(paths[f"kner_{case}"]) for case in KNER_DTYPES)
     print(f"{model_dir}: kner exports {exports}; transformers model {paths['hf']}")
@@ -193,11 +203,13 @@ def check_entities(paths: dict, sentences: list) -> dict:
         "entities": compared,
         "same_entities_kner_bf16_vs_f32": agreement("kner bf16", "kner f32"),
         "same_entities_kner_int8_vs_f32": agreement("kner int8", "kner f32"),
+        "same_entities_kner_xla_vs_f32": agreement("kner xla", "kner f32"),
         "same_entities_ort_int8_vs_fp32": agreement("ORT int8", "ORT fp32"),
     }
     print(
         f"same entities as float32: kner bfloat16 {result['same_entities_kner_bf16_vs_f32']:.2%}, "
         f"kner int8 {result['same_entities_kner_int8_vs_f32']:.2%}, "
+        f"kner XLA {result['same_entities_kner_xla_vs_f32']:.2%}, "
         f"ORT int8 {result['same_entities_ort_int8_vs_fp32']:.2%} of texts"
     )
     if FLAGS.model_dir:

@@ -184,6 +184,7 @@ ORT_SIDES = [  # label, the configurations of ort_serving.json it takes the best
     ("kner float32", ["kner f32 session", "kner f32 signature"], KNER_LIGHT),
     ("kner bf16", ["kner bf16 session", "kner bf16 signature"], KNER),
     ("kner int8", ["kner int8 session", "kner int8 signature"], "#08519c"),
+    ("kner XLA", ["kner xla session", "kner xla signature"], "#6baed6"),
     ("ORT fp32", ["ORT fp32 spin on", "ORT fp32 spin off"], PEER),
     ("ORT int8", ["ORT int8 spin on", "ORT int8 spin off"], PEER_LIGHT),
 ]
@@ -204,7 +205,7 @@ def ort() -> plt.Figure:
             for axes, batch, key, pick in panels:
                 timing = [runs[size]["timing"][count]["cases"] for size in sizes]
                 values = [pick(cases_of_size[case][batch][key] for case in cases) for cases_of_size in timing]
-                positions = [p + (i - 2) * width for p in range(len(sizes))]
+                positions = [p + (i - (len(ORT_SIDES) - 1) / 2) * width for p in range(len(sizes))]
                 bars = axes.bar(positions, values, width, color=colour, label=label)
                 axes.bar_label(bars, fmt=lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.3g}", fontsize=6)
         titles = (f"{count} thread(s), batch 1: p50 ms per call", f"{count} thread(s), batch 32: sentences/s")

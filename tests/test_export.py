@@ -18,7 +18,9 @@ def test_cli(model_dir, tmp_path):
         ("--version=7", "version 7 exists already: choose another --version (next free: 8)"),
         ("--version=-3", "error: --version=-3: -3 is not a non-negative integer"),
         ("--window_stride=99", "window_stride must be in [1, 14]"),
+        ("--jit_compile --compute_dtype=int8", "jit_compile takes the float32 encoder, not int8"),
     ]:
-        bad = export(flag)
+        bad = export(*flag.split())
         assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
         assert message in bad.stderr and "Traceback" not in bad.stderr
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["7"]  # nothing else written

@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from kner.data.labels import LabelVocab
 from kner.data.pipeline import label_mask
-from kner.models.heads import Decoded, Head, build_head
+from kner.models.heads import Decoded, Head, Wrapper, build_head
 
 FEATURES = ("token_ids", "segment_ids", "padding_mask")
 
@@ -129,7 +129,7 @@ class Tagger(keras.Model):
         """The head's loss summed over the batch."""
         return self.head.loss_sum(scores, batch, self.lengths(batch))
 
-    def decode(self, batch: dict[str, tf.Tensor], scores: tf.Tensor) -> Decoded:
+    def decode(self, batch: dict[str, tf.Tensor], scores: tf.Tensor, compiled: Wrapper | None = None) -> Decoded:
         """Entity spans (character offsets) and, for a tagging head, the tags
-        [batch, length - 1] of each character."""
-        return self.head.decode(scores, self.lengths(batch))
+        [batch, length - 1] of each character (`compiled`: see `Head.decode`)."""
+        return self.head.decode(scores, self.lengths(batch), compiled)

@@ -36,6 +36,7 @@ import tensorflow as tf
 from kner.errors import InputError
 from kner.models.artifacts import LABELS, VOCAB, WEIGHTS
 from kner.serving.text_tagger import TextTagger
+from kner.serving.warmup import write_warmup_requests
 from kner.startup_noise import notices_hidden
 
 # Where a version records its source, inside the version directory.
@@ -102,6 +103,7 @@ def export_model(
     window_stride: int | None = None,
     max_seq_length: int | None = None,
     compute_dtype: str = "float32",
+    jit_compile: bool = False,
 ) -> Path:
     """Writes `export_dir/<version>` and returns that path.
 
@@ -126,6 +128,12 @@ def export_model(
             the SavedModel. "int8": the encoder's projection kernels stored as
             int8 and their products computed on int8 with each input
             quantized over its range at every call (`kner.serving.int8`).
+        jit_compile: the model call and the tag decoding compiled by XLA
+            (`kner.serving.xla`): batch-1 latency of small models, at a
+            compile per shape bucket (the one-text buckets at load:
+            `kner.serving.warmup`); TF Serving needs
+            `--xla_cpu_compilation_enabled=true`. Per-position heads and
+            float32 only (ValueError otherwise).
     """
     export_dir, model_dir = Path(export_dir), Path(model_dir)
     if version is None:
@@ -139,7 +147,7 @@ def export_model(
         message = f"version {version} exists already: choose another --version (next free: {free})"
         raise InputError(target, None, message)
     with notices_hidden():  # TensorFlow's start-up notices, when a program's first graph is this one
-        module = TextTagger.from_model_dir(model_dir, window_stride, max_seq_length, compute_dtype)
+        module = TextTagger.from_model_dir(model_dir, window_stride, max_seq_length, compute_dtype, jit_compile)
         module.assets = [tf.saved_model.Asset(str(Path(model_dir) / name)) for name in (VOCAB, LABELS)]
         partial = export_dir / f".partial-{version}"
         shutil.rmtree(partial, ignore_errors=True)
@@ -150,8 +158,11 @@ def export_model(
         "window_stride": window_stride,
         "max_seq_length": max_seq_length,
         "compute_dtype": compute_dtype,
+        "jit_compile": jit_compile,
     }
     (partial / SOURCE).parent.mkdir(exist_ok=True)
+    if jit_compile:  # TF Serving compiles the one-text shapes before the version takes traffic
+        write_warmup_requests(partial, module.window, module.tokenizer.per_character)
     (partial / SOURCE).write_text(json.dumps(source, indent=1) + "\n", encoding="utf-8")
     partial.rename(target)
     return target

@@ -93,6 +93,7 @@ from kner.serving.windows import (
     plan_windows,
     window_tokens,
 )
+from kner.serving.xla import compiled
 
 if TYPE_CHECKING:
     from kner.data.tokenizer_base import Tokenizer
@@ -130,6 +131,13 @@ class TextTagger(tf.Module):
             windows sorted by length (`kner.serving.length_chunks`); default
             `CHUNK_WORK` over the backbone's hidden width.
         units: the labelled units (`kner.data.units`); default every token.
+        jit_compile: run the model call and the tag decoding under XLA, the
+            batch padded to buckets (`kner.serving.xla`): per-position heads
+            only (softmax, CRF, span).
+
+    Raises:
+        ValueError: for a `max_seq_length`, `window_stride` or
+            `chunk_tokens` out of range, or `jit_compile` with a pair head.
     """
 
     def __init__(
@@ -141,6 +149,7 @@ class TextTagger(tf.Module):
         variables: list[tf.Variable] | None = None,
         chunk_tokens: int | None = None,
         units: LabelUnits | None = None,
+        jit_compile: bool = False,
     ):
         super().__init__(name="text_tagger")
         limit = model.backbone.max_sequence_length
@@ -161,6 +170,14 @@ class TextTagger(tf.Module):
         self.units = units or TokenUnits()
         self.max_seq_length = max_seq_length
         self.head = model.head
+        if jit_compile and not self.head.per_position:
+            raise ValueError(
+                f"jit_compile: the {self.head.name} head decodes a variable number of spans per window, which XLA "
+                "cannot compile; export it without jit_compile"
+            )
+        # XLA's wrapper of the tag decoding, and the model call through it; or none.
+        self._compiled = compiled if jit_compile else None
+        self._model_call = compiled(model) if jit_compile else None
         self._type_names = tf.constant(model.head.type_names or [""], tf.string)
 
     @tf.__internal__.tracking.no_automatic_dependency_tracking
@@ -179,6 +196,7 @@ class TextTagger(tf.Module):
         window_stride: int | None = None,
         max_seq_length: int | None = None,
         compute_dtype: str = "float32",
+        jit_compile: bool = False,
     ) -> TextTagger:
         """The module of a trained `model_dir` (`max_seq_length` defaults to
         the training one). With `compute_dtype="bfloat16"` the encoder's
@@ -186,17 +204,29 @@ class TextTagger(tf.Module):
         the rest in float32 (`kner.serving.bfloat16`); with "int8" its
         projections run as dynamic int8 products (`kner.serving.int8`). The
         tag scores, decoding and span reading stay float32. Either way the
-        encoder's layers run as `kner.serving.fused_encoder` layers."""
+        encoder's layers run as `kner.serving.fused_encoder` layers. With
+        `jit_compile` the model call and the tag decoding run under XLA
+        (`kner.serving.xla`; float32 only).
+
+        Raises:
+            ValueError: for an unknown `compute_dtype`, another than
+                float32 with `jit_compile`, or what the constructor refuses.
+        """
         from kner.models.artifacts import label_units, load_tagger
 
         if compute_dtype not in COMPUTE_DTYPES:
             raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {compute_dtype!r}")
+        if jit_compile and compute_dtype != "float32":
+            raise ValueError(
+                f"jit_compile takes the float32 encoder, not {compute_dtype}: XLA's CPU backend has no "
+                "int8 product and computes bfloat16 dots no faster than float32 ones"
+            )
         model, tokenizer, settings = load_tagger(model_dir, "bfloat16" if compute_dtype == "bfloat16" else "float32")
         if compute_dtype == "bfloat16":
             bfloat16_matmuls(model)
         saved = fuse_encoder_layers(model.backbone, int8=compute_dtype == "int8").saved_variables(model)
         length = max_seq_length or settings["max_seq_length"]
-        return cls(model, tokenizer, length, window_stride, saved, units=label_units(settings))
+        return cls(model, tokenizer, length, window_stride, saved, units=label_units(settings), jit_compile=jit_compile)
 
     def _model_inputs(self, token_ids: tf.Tensor, padding_mask: tf.Tensor, segment_ids: tf.Tensor) -> dict:
         return {
@@ -205,10 +235,14 @@ class TextTagger(tf.Module):
             "padding_mask": tf.cast(padding_mask, tf.bool),
         }
 
+    def _scores(self, batch: dict) -> tf.Tensor:
+        """The model's scores of a batch, under XLA with `jit_compile`."""
+        return self._model_call(batch) if self._model_call else self.model(batch)
+
     def _window_scores(self, token_ids: tf.Tensor, padding_mask: tf.Tensor) -> tf.Tensor:
         """The head's scores of windows (`[CLS] chars [SEP]` rows): at their
         characters, from position 0."""
-        return self.model(self._model_inputs(token_ids, padding_mask, tf.zeros_like(token_ids)))
+        return self._scores(self._model_inputs(token_ids, padding_mask, tf.zeros_like(token_ids)))
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def predict_text(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -275,7 +309,7 @@ class TextTagger(tf.Module):
                 merged, char_splits = tf.gather(merged, units.token), units.row_splits
             scores = tf.RaggedTensor.from_row_splits(merged, char_splits, validate=False).to_tensor()
         with tf.name_scope("decode"):
-            return self.head.decode(scores, num_units)
+            return self.head.decode(scores, num_units, self._compiled)
 
     def _merge_spans(self, windows: tf.RaggedTensor, plan: WindowPlan, units: TextUnits | None) -> Decoded:
         """Heads that decode windows (GlobalPointer): each window's spans over
@@ -324,7 +358,7 @@ class TextTagger(tf.Module):
         """Tag ids and tags (a tagging head), or entity spans (the others),
         of tokenized `[CLS] chars [SEP]` rows."""
         batch = self._model_inputs(token_ids, padding_mask, segment_ids)
-        decoded = self.model.decode(batch, self.model(batch))
+        decoded = self.model.decode(batch, self._scores(batch), self._compiled)
         if decoded.tags is None:
             return span_outputs(decoded.spans, decoded.spans.score, self._type_names)
         at_tokens = [[0, 0], [1, 0]]  # the `[CLS]` column

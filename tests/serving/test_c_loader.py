@@ -185,15 +185,21 @@ def last_line(stderr: bytes) -> str:
 
 
 @pytest.mark.parametrize(
-    "compute_dtype", ["bfloat16", pytest.param("int8", marks=pytest.mark.skipif(ONEDNN_OFF, reason=ONEDNN_OFF_REASON))]
+    "options",
+    [
+        {"compute_dtype": "bfloat16"},
+        pytest.param({"compute_dtype": "int8"}, marks=pytest.mark.skipif(ONEDNN_OFF, reason=ONEDNN_OFF_REASON)),
+        {"jit_compile": True},
+    ],
+    ids=["bfloat16", "int8", "xla"],
 )
-def test_a_bfloat16_or_int8_export_loads_and_answers_as_in_python(run_export, model_dir, tmp_path, compute_dtype):
+def test_each_kind_of_export_loads_and_answers_as_in_python(run_export, model_dir, tmp_path, options):
     """The reduced-precision encoders (bfloat16 matmuls; int8 projections,
-    oneDNN's quantized kernel) in TensorFlow's C loader, as the signature in
-    Python answers."""
+    oneDNN's quantized kernel) and the XLA regions (`--jit_compile`) in
+    TensorFlow's C loader, as the signature in Python answers."""
     from kner.serving.saved_model import export_model
 
-    export_model(model_dir, tmp_path, compute_dtype=compute_dtype)
+    export_model(model_dir, tmp_path, **options)
     ran = run(run_export, json_lines(TEXTS), f"--export_dir={tmp_path}", f"--batch_size={BATCH}")
     assert ran.returncode == 0, ran.stderr[-3000:]
     answer = [json.loads(line) for line in ran.stdout.decode().splitlines()]

@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 from kner.data.labels import LabelVocab
-from kner.models.heads.base import Decoded, Head, Spans
+from kner.models.heads.base import Decoded, Head, Spans, Wrapper
 from kner.models.heads.crf import CRFHead
 from kner.models.heads.efficient_global_pointer import EfficientGlobalPointerHead
 from kner.models.heads.global_pointer import GlobalPointerHead
@@ -22,7 +22,7 @@ HEADS: dict[str, type[Head]] = {
     head.name: head for head in (CRFHead, SoftmaxHead, GlobalPointerHead, EfficientGlobalPointerHead, SpanHead)
 }
 
-__all__ = ["HEADS", "Decoded", "Head", "Spans", "build_head", "decodings", "head_class"]
+__all__ = ["HEADS", "Decoded", "Head", "Spans", "Wrapper", "build_head", "decodings", "head_class"]
 
 
 def head_class(name: str) -> type[Head]:

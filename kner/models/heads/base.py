@@ -27,6 +27,7 @@ Everything here is core TensorFlow (the serving graph runs it), float32.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar, NamedTuple
 
 import keras
@@ -47,6 +48,10 @@ class Spans(NamedTuple):
     type: tf.Tensor  # [n] int32, index into the head's `type_names`
     score: tf.Tensor | None  # [n] float32
     per_row: tf.Tensor  # [B] int32, spans of each row
+
+
+# What `Head.decode` may wrap its fixed-shape decoding in (`kner.serving.xla.compiled`).
+Wrapper = Callable[[Callable], Callable]
 
 
 class Decoded(NamedTuple):
@@ -140,8 +145,11 @@ class Head:
         divides by its sum over the global batch."""
         raise NotImplementedError
 
-    def decode(self, scores: tf.Tensor, lengths: tf.Tensor) -> Decoded:
-        """The entities of texts that fit one window."""
+    def decode(self, scores: tf.Tensor, lengths: tf.Tensor, compiled: Wrapper | None = None) -> Decoded:
+        """The entities of texts that fit one window. `compiled`, if given,
+        wraps the part of the decoding that has fixed shapes before it runs
+        (the tagging heads' best tags; `kner.serving.xla.compiled` runs it
+        under XLA); heads without one ignore it."""
         raise NotImplementedError
 
     def soft_loss_sum(

@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from kner.data.labels import LabelVocab
 from kner.data.targets import SpanTargets
-from kner.models.heads.base import Decoded, Head, Spans
+from kner.models.heads.base import Decoded, Head, Spans, Wrapper
 
 # The score of impossible spans. Finite (not bert4keras' -inf) so that no
 # sum or difference of it is NaN; exp() of it is 0 in float32.
@@ -169,5 +169,6 @@ class PairHead(Head):
         start, end, entity_type, score = (tf.gather(t, kept) for t in (spans.start, spans.end, spans.type, spans.score))
         return Spans(row, start, end, entity_type, tf.sigmoid(score), per_row)
 
-    def decode(self, scores: tf.Tensor, lengths: tf.Tensor) -> Decoded:
+    def decode(self, scores: tf.Tensor, lengths: tf.Tensor, compiled: Wrapper | None = None) -> Decoded:
+        """The spans above the threshold (nothing for `compiled` to wrap)."""
         return Decoded(self.select(self.window_spans(scores, lengths)))

@@ -46,7 +46,7 @@ import tensorflow as tf
 
 from kner.data.labels import LabelVocab
 from kner.data.targets import PointerTargets
-from kner.models.heads.base import Decoded, Head, Spans
+from kner.models.heads.base import Decoded, Head, Spans, Wrapper
 
 # PyTorch's LayerNorm default, which lonePatient's end layer keeps.
 LAYER_NORM_EPSILON = 1e-5
@@ -202,8 +202,8 @@ class SpanHead(Head):
         """Characters."""
         return tf.cast(tf.reduce_sum(lengths), tf.float32)
 
-    def decode(self, scores: tf.Tensor, lengths: tf.Tensor) -> Decoded:
-        """Entities (see the module doc) from scores [B, M, 2C]."""
+    def decode(self, scores: tf.Tensor, lengths: tf.Tensor, compiled: Wrapper | None = None) -> Decoded:
+        """Entities (see the module doc) from scores [B, M, 2C] (nothing for `compiled` to wrap)."""
         start, end = self.split(scores)
         mask = tf.sequence_mask(lengths, tf.shape(scores)[1])
         start_class = tf.where(mask, tf.argmax(start, axis=-1, output_type=tf.int32), 0)

@@ -23,7 +23,7 @@ from kner.data.labels import LabelVocab
 from kner.data.tags import OUTSIDE, split_tag
 from kner.data.targets import TagTargets
 from kner.models.distillation_losses import soft_loss_sum
-from kner.models.heads.base import Decoded, Head, Spans
+from kner.models.heads.base import Decoded, Head, Spans, Wrapper
 
 # Roles of a tag in span reading, whatever the scheme's letters.
 OUT, BEGIN, INSIDE, END, SINGLE = range(5)
@@ -116,11 +116,13 @@ class TagHead(Head):
         `mask` is False."""
         raise NotImplementedError
 
-    def decode(self, scores: tf.Tensor, lengths: tf.Tensor) -> Decoded:
-        """Tags and entities (see the module doc) from scores [B, M, tags]."""
+    def decode(self, scores: tf.Tensor, lengths: tf.Tensor, compiled: Wrapper | None = None) -> Decoded:
+        """Tags and entities (see the module doc) from scores [B, M, tags];
+        `best_tags` wrapped by `compiled` if given."""
+        best_tags = compiled(self.best_tags) if compiled else self.best_tags
         # One padding column: Viterbi needs a position even when every text is empty.
         mask = tf.sequence_mask(lengths, tf.shape(scores)[1] + 1)
-        tag_ids = self.best_tags(tf.pad(scores, [[0, 0], [0, 1], [0, 0]]), mask, lengths)[:, :-1]
+        tag_ids = best_tags(tf.pad(scores, [[0, 0], [0, 1], [0, 0]]), mask, lengths)[:, :-1]
         in_text = mask[:, :-1]
         tags = tf.where(in_text, tf.gather(tf.constant(self._tag_names, tf.string), tag_ids), "")
         probabilities = tf.nn.softmax(scores, axis=-1)
