@@ -184,7 +184,7 @@ ORT_SIDES = [  # label, the configurations of ort_serving.json it takes the best
     ("kner float32", ["kner f32 session", "kner f32 signature"], KNER_LIGHT),
     ("kner bf16", ["kner bf16 session", "kner bf16 signature"], KNER),
     ("kner int8", ["kner int8 session", "kner int8 signature"], "#08519c"),
-    ("kner XLA", ["kner xla session", "kner xla signature"], "#6baed6"),
+    ("kner XLA", ["kner xla session", "kner xla signature"], "#41ab5d"),
     ("ORT fp32", ["ORT fp32 spin on", "ORT fp32 spin off"], PEER),
     ("ORT int8", ["ORT int8 spin on", "ORT int8 spin off"], PEER_LIGHT),
 ]
