@@ -9,8 +9,10 @@ ops where it ran a thousand. The price:
 
 - each shape compiles once per process, so `compiled` pads the batch to
   `bucket` sizes (rows and positions; padding is masked and sliced off, so
-  no row's result depends on it): a server compiles each bucket on its
-  first request of that size, in 0.5-3 s;
+  no row's result depends on it): a process compiles each bucket on its
+  first request of that size (2.3-3.1 s a one-text bucket at 2L/128, in a
+  TF1 session on 2 cores; `kner.serving.warmup` does the one-text ones at
+  load);
 - XLA's CPU dot is Eigen's, not oneDNN's: big batches of big models run
   slower than in the default export (bench/README.md, "Serving against ONNX
   Runtime");
