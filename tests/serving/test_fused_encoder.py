@@ -8,6 +8,7 @@ import pytest
 import tagger_dirs
 import tensorflow as tf
 from onednn import BFLOAT16_UNFUSED, BFLOAT16_UNFUSED_REASON, ONEDNN_OFF, ONEDNN_OFF_REASON
+from served_session import served_call
 from test_bfloat16 import INPUTS, tagger
 
 from kner.serving.bfloat16 import bfloat16_matmuls
@@ -79,17 +80,7 @@ def test_the_served_graph_runs_fused_kernels(tmp_path, compute_dtype):
     (GELU inside), the blocks' LayerNorms as one kernel each."""
     model_dir = tagger_dirs.cached_model_dir(tmp_path, "plain", max_seq_length=16)
     version = export_model(model_dir, tmp_path / "export", compute_dtype=compute_dtype)
-    graph = tf.Graph()
-    with tf.compat.v1.Session(graph=graph) as session:
-        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(version))
-        signature = meta.signature_def["serving_default"]
-        metadata = tf.compat.v1.RunMetadata()
-        session.run(
-            signature.outputs["num_entities"].name,
-            {signature.inputs["text"].name: ["张三在北京", "李四"]},
-            options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE),
-            run_metadata=metadata,
-        )
+    metadata = served_call(version, ["张三在北京", "李四"], trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
     ran = Counter(
         node.timeline_label.split(" = ")[-1].split("(")[0]
         for device in metadata.step_stats.dev_stats

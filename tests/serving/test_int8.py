@@ -1,10 +1,14 @@
 import json
+from collections import Counter
 
 import keras
 import numpy as np
 import pytest
+import tagger_dirs
 import tensorflow as tf
 from onednn import INT16_PAIR_SUMS, ONEDNN_OFF, ONEDNN_OFF_REASON
+from served_session import served_call
+from tensorflow.core.protobuf import saved_model_pb2
 from test_bfloat16 import INPUTS, tagger
 
 from kner.errors import InputError
@@ -12,7 +16,7 @@ from kner.serving import int8
 from kner.serving.fused_encoder import fuse_encoder_layers
 from kner.serving.int8 import QuantizedKernel, int8_dense
 from kner.serving.predictor import Predictor
-from kner.serving.saved_model import SOURCE
+from kner.serving.saved_model import SOURCE, export_model
 
 # The quantized product is a oneDNN kernel: with oneDNN off it has no working kernel.
 needs_onednn = pytest.mark.skipif(ONEDNN_OFF, reason=ONEDNN_OFF_REASON)
@@ -59,7 +63,7 @@ def test_inputs_of_one_sign_and_zero_inputs():
 
 def test_a_zero_kernel_quantizes_to_zeros():
     kernel = QuantizedKernel.from_float(np.zeros((4, 2)))
-    assert kernel.scale == 1.0 and not kernel.values.numpy().any()
+    assert kernel.scale == 1.0 and not kernel.values.any()
 
 
 @needs_onednn
@@ -73,8 +77,10 @@ def test_int8_layers_stay_near_float32_and_save_no_float_kernels(family):
 
     got = model(INPUTS).numpy()[mask]
     assert np.abs(got - expected).max() < 0.05 * np.abs(expected).max()
-    # The four projection kernels of each block are saved as int8, not float.
-    assert sum(v.dtype == tf.int8 for v in fused.variables) == 4 * len(fused.layers)
+    # The four projection kernels of each block are int8 graph constants; no float kernel is saved.
+    kernels = [kernel for layer in fused.layers for kernel in layer.kernels.values()]
+    assert len(kernels) == 4 * len(fused.layers) and all(kernel.values.dtype == np.int8 for kernel in kernels)
+    assert not any(v.dtype == tf.int8 for v in fused.variables)
     saved = {id(v) for v in fused.saved_variables(model)}
     assert not any(id(v) in saved for v in fused.unread)
     block = fused.layers[0].layer
@@ -111,3 +117,34 @@ def test_an_int8_export_is_refused_where_onednn_is_off(monkeypatch, tmp_path):
     monkeypatch.setattr(int8, "onednn_enabled", lambda: False)
     with pytest.raises(InputError, match=f"^{version}: int8 needs TensorFlow's oneDNN kernels"):
         Predictor.from_dir(tmp_path)
+
+
+@pytest.mark.slow
+@needs_onednn
+def test_the_served_int8_products_take_their_kernels_as_constants_saved_once(tmp_path):
+    """In a TF1 session over the SavedModel, as TF Serving runs it, oneDNN
+    sees every int8 kernel as a constant (`is_weight_const`: it reorders it
+    once, not at every call), and `saved_model.pb` holds each kernel once,
+    however many places of the serving graph run the encoder."""
+    model_dir = tagger_dirs.cached_model_dir(tmp_path, "plain", max_seq_length=16)
+    version = export_model(model_dir, tmp_path / "export", compute_dtype="int8")
+    layers = json.loads((model_dir / "bert_config.json").read_text())["num_hidden_layers"]
+
+    proto = saved_model_pb2.SavedModel.FromString((version / "saved_model.pb").read_bytes())
+    library = proto.meta_graphs[0].graph_def.library.function
+    int8_constants = [
+        node
+        for function in library
+        for node in function.node_def
+        if node.op == "Const" and node.attr["dtype"].type == tf.int8.as_datatype_enum
+    ]
+    assert len(int8_constants) == 4 * layers
+
+    metadata = served_call(version, ["张三在北京", "李四"], output_partition_graphs=True)
+    products = Counter(
+        node.attr["is_weight_const"].b
+        for graph_def in metadata.partition_graphs
+        for node in graph_def.node
+        if "QuantizedMatMulWithBiasAndDequantize" in node.op
+    )
+    assert products[True] >= 4 * layers and not products[False], products
