@@ -32,9 +32,10 @@ constant (`is_weight_const`, which TensorFlow's oneDNN rewrite sets for a
 `Const` input), and then reorders it once and keeps it, as ONNX Runtime
 pre-packs a constant MatMul weight. Measured on 2 cores of an AMD EPYC
 (AVX2, no VNNI), one thread, a 48x768x3072 product: 2.67 ms with a
-variable weight, 1.81 ms with a constant one (bench/README.md, "Serving
-against ONNX Runtime"). The kernels are saved in the SavedModel's graph
-(`saved_model.pb`), one copy per traced function that calls them.
+variable weight, 1.81 ms with a constant one (BUILD.md, "The int8 kernels
+are graph constants"). The kernels are saved in the SavedModel's graph
+(`saved_model.pb`), once per traced function that calls them
+(`kner.serving.text_tagger.traced_once` keeps that to one).
 
 Example:
 >>> kernel = QuantizedKernel.from_float(np.random.normal(size=(256, 1024)))
