@@ -95,15 +95,19 @@ def test_the_served_graph_runs_fused_kernels(tmp_path, compute_dtype):
 
 def test_a_saved_module_keeps_the_joint_projections_only():
     model = tagger("bert", "float32")
-    query_kernel = model.backbone.transformer_layers[0]._self_attention_layer._query_dense.kernel.value
+    first = model.backbone.transformer_layers[0]
+    query_kernel = first._self_attention_layer._query_dense.kernel.value
+    inner_kernel = first._feedforward_intermediate_dense.kernel.value
     fused = fuse_encoder_layers(model.backbone)
     module = TextTagger(model, tokenizer=None, max_seq_length=16, variables=fused.saved_variables(model))
 
     saved = {id(variable) for variable in module.model_variables}
-    assert id(query_kernel) not in saved
+    assert id(query_kernel) not in saved and id(inner_kernel) not in saved
     assert {id(variable) for variable in fused.variables} <= saved
-    # Per layer, 6 separate Q/K/V weights and 3 other biases -> a joint Q/K/V kernel and one vector of biases.
+    # Per layer, 6 separate Q/K/V weights and 3 other biases -> a joint Q/K/V kernel and one vector of
+    # biases; the feed-forward's widening kernel -> the same kernel transposed.
     assert len(saved) == len(model.variables) - 7 * len(fused.layers)
+    np.testing.assert_array_equal(fused.layers[0].kernels["inner"].numpy(), inner_kernel.numpy().T)
 
 
 def test_a_pre_layer_norm_block_is_refused():
