@@ -15,9 +15,9 @@ CPU builds use oneDNN):
   kernel (concatenated once, at export);
 - the block's biases as **one** variable, split at each call (each variable
   read costs a served call four executor ops);
-- the feed-forward's widening kernel stored **transposed** (`[intermediate,
-  hidden]`, `transpose_b`): one CLUENER sentence per call 12-16% faster at
-  4L/256 and 12L/768 in float32 (BUILD.md);
+- in float32, the feed-forward's widening kernel stored **transposed**
+  (`[intermediate, hidden]`, `transpose_b`): one CLUENER sentence per call
+  12-16% faster at 4L/256 and 12L/768 (BUILD.md);
 - every projection as `MatMul + BiasAdd [+ Gelu/Relu/Tanh]` -> `_FusedMatMul`
   (GELU in either form, erf or tanh);
 - each LayerNorm in the form of Keras 2's fused LayerNormalization
@@ -144,6 +144,7 @@ class FusedEncoderLayer:
             "outer": layer._feedforward_output_dense.kernel,
         }
         qkv = np.concatenate(kernels, axis=1)
+        self.inner_transposed = not self.int8 and dtype == "float32"
         if self.int8:
             self.kernels = {"qkv": QuantizedKernel.from_float(qkv, "qkv_kernel")}
             for name, kernel in others.items():
@@ -152,19 +153,19 @@ class FusedEncoderLayer:
             self.unread += [kernel.value for kernel in others.values()]
             joint = [variable for kernel in self.kernels.values() for variable in kernel.variables]
         else:
-            # The feed-forward's widening kernel [hidden, intermediate] is kept
-            # transposed: at a few dozen rows oneDNN's float32 product runs
-            # 1.3-1.6x faster with it (BUILD.md, "The feed-forward's widening
-            # kernel is stored transposed").
-            inner = others.pop("inner")
-            transposed = np.transpose(inner.numpy())
-            self.kernels = {
-                "qkv": tf.Variable(qkv, dtype=dtype, trainable=False, name="qkv_kernel"),
-                "inner": tf.Variable(transposed, dtype=dtype, trainable=False, name="inner_kernel_transposed"),
-            }
+            # In float32 the feed-forward's widening kernel [hidden,
+            # intermediate] is kept transposed: at a few dozen rows oneDNN's
+            # float32 product runs 1.3-1.6x faster with it; its bfloat16 one
+            # 1.9x slower (BUILD.md, "The feed-forward's widening kernel is
+            # stored transposed").
+            self.kernels = {"qkv": tf.Variable(qkv, dtype=dtype, trainable=False, name="qkv_kernel")}
+            if self.inner_transposed:
+                inner = others.pop("inner")
+                transposed = np.transpose(inner.numpy())
+                self.kernels["inner"] = tf.Variable(transposed, trainable=False, name="inner_kernel_transposed")
+                self.unread.append(inner.value)
+            joint = list(self.kernels.values())
             self.kernels |= {name: kernel.value for name, kernel in others.items()}
-            self.unread.append(inner.value)
-            joint = [self.kernels["qkv"], self.kernels["inner"]]
         self.variables = [*joint, self.biases]
         self.compute_dtype = attention._query_dense.compute_dtype
         self.scale = 1.0 / float(np.sqrt(self.head_dim))
@@ -178,7 +179,8 @@ class FusedEncoderLayer:
             return int8_dense(x, kernel, bias)
         if kernel.shape.rank != 2:  # the attention output's [heads, head_dim, hidden]
             kernel = tf.reshape(kernel, [self.hidden, -1])
-        product = tf.matmul(tf.cast(x, self.compute_dtype), kernel, transpose_b=name == "inner")
+        transposed = name == "inner" and self.inner_transposed
+        product = tf.matmul(tf.cast(x, self.compute_dtype), kernel, transpose_b=transposed)
         return tf.nn.bias_add(product, bias)
 
     def __call__(
