@@ -35,12 +35,17 @@ bfloat16 and int8 exports and ONNX Runtime's int8 model agree with float32, and 
 `--model_dir` each side's dev F1 (exact-match spans, micro).
 
 Timing runs in one child process per `--threads` value (intra-op threads;
-one inter-op thread on both sides), all configurations interleaved over
-`--rounds`: for each batch size the first N dev texts in consecutive batches
-(file order, as requests come), N = `--latency_sentences` for batch 1 and
-`--sentences` otherwise; per call p50/p95 latency pooled over rounds, and
-the best round's sentences/s. A ratio compares each side's best
-configuration at the same thread count (lowest p50, highest sentences/s).
+one inter-op thread on both sides), over `--rounds`: for each batch size the
+first N dev texts in consecutive batches (file order, as requests come), N =
+`--latency_sentences` for batch 1 and `--sentences` otherwise. The
+configurations take turns every `--turn_calls` batch-1 calls and every
+larger batch, in an order rotated at each turn, so that a slow phase of a
+shared machine (seconds long on a cloud VM) falls on all of them alike; a
+turn of consecutive calls keeps one model's weights warm in the caches, as a
+server's would be. Per call p50/p95 latency pooled over rounds, and the best
+round's sentences/s (its texts over the sum of its calls' times). A ratio
+compares each side's best configuration at the same thread count (lowest
+p50, highest sentences/s).
 
     PYTHONPATH=. python bench/ort_serving.py --json=bench/results/ort_serving.json
     python -m kner.train --flagfile=flags/tiny.cfg --model_dir=runs/tiny_crf
@@ -75,7 +80,8 @@ flags.DEFINE_list("batch_sizes", ["1", "8", "32"], "Texts per call.")
 flags.DEFINE_list("threads", ["1", "2"], "Intra-op threads of both sides; one timing process each.")
 flags.DEFINE_list("sentences", ["640", "640", "128"], "Per size (the last repeats): texts per round, batches > 1.")
 flags.DEFINE_list("latency_sentences", ["200", "200", "50"], "Per size (the last repeats): batch-1 calls per round.")
-flags.DEFINE_integer("rounds", 3, "Interleaved rounds of all configurations.")
+flags.DEFINE_integer("rounds", 3, "Rounds of all configurations.")
+flags.DEFINE_integer("turn_calls", 10, "Batch-1 calls of one configuration before the next takes its turn.")
 flags.DEFINE_integer("check_sentences", 0, "Dev texts of the entity check, agreement rates and F1 (0: all).")
 flags.DEFINE_string("work_dir", None, "Where model_dirs, exports and ONNX files go (default: a temporary directory).")
 flags.DEFINE_string("json", None, "Also write the results here.")
@@ -277,18 +283,26 @@ def time_child(spec: dict) -> dict:
         name: {str(size): {"latency_ms": [], "sentences_per_s": [], "sentences_per_cpu_s": []} for size in batch_sizes}
         for name in runs
     }
+    names = list(runs)
     for _ in range(spec["rounds"]):
-        for name, run in runs.items():
-            for size in batch_sizes:
-                result = results[name][str(size)]
-                started, cpu = time.perf_counter(), time.process_time()
-                for batch in batches[size]:
-                    call = time.perf_counter()
-                    run(batch)
-                    result["latency_ms"].append(1e3 * (time.perf_counter() - call))
-                count = sum(len(batch) for batch in batches[size])
-                result["sentences_per_s"].append(count / (time.perf_counter() - started))
-                result["sentences_per_cpu_s"].append(count / max(time.process_time() - cpu, 1e-9))
+        for size in batch_sizes:
+            per_turn = spec["turn_calls"] if size == 1 else 1
+            calls = batches[size]
+            seconds, cpu_seconds = dict.fromkeys(names, 0.0), dict.fromkeys(names, 0.0)
+            for turn, begin in enumerate(range(0, len(calls), per_turn)):
+                for name in names[turn % len(names) :] + names[: turn % len(names)]:
+                    latency = results[name][str(size)]["latency_ms"]
+                    for batch in calls[begin : begin + per_turn]:
+                        started, cpu = time.perf_counter(), time.process_time()
+                        runs[name](batch)
+                        elapsed = time.perf_counter() - started
+                        cpu_seconds[name] += time.process_time() - cpu
+                        seconds[name] += elapsed
+                        latency.append(1e3 * elapsed)
+            count = sum(len(batch) for batch in calls)
+            for name in names:
+                results[name][str(size)]["sentences_per_s"].append(count / seconds[name])
+                results[name][str(size)]["sentences_per_cpu_s"].append(count / max(cpu_seconds[name], 1e-9))
     for by_size in results.values():
         for result in by_size.values():
             result["p50_ms"] = float(np.median(result["latency_ms"]))
@@ -393,6 +407,7 @@ def main(argv) -> None:
             "sentences": per_size(FLAGS.sentences, i),
             "latency_sentences": per_size(FLAGS.latency_sentences, i),
             "rounds": FLAGS.rounds,
+            "turn_calls": FLAGS.turn_calls,
         }
         run.update(model=shape, sentences=spec["sentences"], latency_sentences=spec["latency_sentences"], timing={})
         for threads in (int(t) for t in FLAGS.threads):
@@ -406,7 +421,7 @@ def main(argv) -> None:
         runs[name] = run
     facts["versions"].update(versions())
     settings = {"model_dir": FLAGS.model_dir, "threads": FLAGS.threads, "batch_sizes": FLAGS.batch_sizes}
-    settings.update(rounds=FLAGS.rounds, check_sentences=len(checked))
+    settings.update(rounds=FLAGS.rounds, turn_calls=FLAGS.turn_calls, check_sentences=len(checked))
     write_json(FLAGS.json, {"machine": facts, **settings, "runs": runs})
     if FLAGS.json:
         print(f"\nwrote {FLAGS.json}")
