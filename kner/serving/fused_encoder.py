@@ -25,14 +25,16 @@ CPU builds use oneDNN):
 
 The graph keeps only core ops: without oneDNN the same ops run unfused, with
 the same results. With `int8=True` the four projections run as dynamic int8
-products instead (`kner.serving.int8`, a oneDNN kernel), their float
-kernels no longer saved. Dropout is skipped (inference only). Numerics follow the
-Keras layer, dtype for dtype: the projections compute in the dtype of the
-layer's `Dense` sublayers (bfloat16 under `kner.serving.bfloat16`), the
-attention softmax, the context product, LayerNorm and residual sums in
-float32 (the activation, fused into the matmul, sees the float32 accumulator
-plus bias before one rounding). Against Keras: float32 outputs agree to about
-1e-6, bfloat16 ones to bfloat16 rounding (tests/serving/test_fused_encoder.py).
+products instead (`kner.serving.int8`, a oneDNN kernel), their float kernels
+no longer saved, and the activation between the feed-forward's two products
+in a form with fewer element-wise passes (`_INT8_ACTIVATIONS`). Dropout is
+skipped (inference only). Numerics follow the Keras layer, dtype for dtype:
+the projections compute in the dtype of the layer's `Dense` sublayers
+(bfloat16 under `kner.serving.bfloat16`), the attention softmax, the context
+product, LayerNorm and residual sums in float32 (the activation, fused into
+the matmul, sees the float32 accumulator plus bias before one rounding).
+Against Keras: float32 outputs agree to about 1e-6, bfloat16 ones to
+bfloat16 rounding (tests/serving/test_fused_encoder.py).
 
 Measured at 4L/256 bfloat16, CLUENER dev batches of 32, two threads, chunks
 of 8 windows (bench/README.md, "Serving: fused encoder layers, chunks by
@@ -69,6 +71,35 @@ _FUSABLE_ACTIVATIONS: dict[Callable, Callable[[tf.Tensor], tf.Tensor]] = {
 }
 
 
+@dataclass(frozen=True)
+class ScaledActivation:
+    """`function(x) == factor * activation(x)`, never below `low` (None: no
+    bound known): the int8 feed-forward's next product takes the factor back
+    and the bound as its input range's low end for free (`int8_dense`'s
+    `x_scale` and `low`)."""
+
+    function: Callable[[tf.Tensor], tf.Tensor]
+    factor: float = 1.0
+    low: float | None = None
+
+
+def doubled_tanh_gelu(x: tf.Tensor) -> tf.Tensor:
+    """`2 * gelu_approximate(x)` as `x + x * tanh(x * (c + 0.044715 c x^2))`,
+    `c = sqrt(2 / pi)`: 7 element-wise ops over `x` where `tf.nn.gelu` runs 9."""
+    c = float(np.sqrt(2.0 / np.pi))
+    return x + x * tf.tanh(x * (c + 0.044715 * c * tf.square(x)))
+
+
+# The minimum of gelu_approximate, -0.170041 at x = -0.7525, rounded down.
+_TANH_GELU_LOW = -0.17005
+
+# Keras activations -> their scaled form for int8 blocks; others run as they are.
+_INT8_ACTIVATIONS: dict[Callable, ScaledActivation] = {
+    gelu_approximate: ScaledActivation(doubled_tanh_gelu, 2.0, 2.0 * _TANH_GELU_LOW),
+    keras.activations.relu: ScaledActivation(tf.nn.relu, 1.0, 0.0),
+}
+
+
 def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: float) -> tf.Tensor:
     """LayerNorm over the last axis of float32 `x` [rows, width], written as
     Keras 2's fused LayerNormalization so that oneDNN builds fuse it into one
@@ -84,8 +115,10 @@ def layer_norm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, epsilon: float) 
     return tf.reshape(normed, tf.shape(x)) * tf.cast(gamma, tf.float32) + tf.cast(beta, tf.float32)
 
 
-def _activation(function: Callable) -> Callable[[tf.Tensor], tf.Tensor]:
-    return _FUSABLE_ACTIVATIONS.get(function, function)
+def _activation(function: Callable, int8: bool) -> ScaledActivation:
+    if int8:
+        return _INT8_ACTIVATIONS.get(function, ScaledActivation(function))
+    return ScaledActivation(_FUSABLE_ACTIVATIONS.get(function, function))
 
 
 @dataclass
@@ -169,14 +202,18 @@ class FusedEncoderLayer:
         self.variables = [*joint, self.biases]
         self.compute_dtype = attention._query_dense.compute_dtype
         self.scale = 1.0 / float(np.sqrt(self.head_dim))
-        self.activation = _activation(layer.activation)
+        self.activation = _activation(layer.activation, self.int8)
 
-    def _dense(self, x: tf.Tensor, name: str, bias: tf.Tensor) -> tf.Tensor:
+    def _dense(self, x: tf.Tensor, name: str, bias: tf.Tensor, activated: ScaledActivation | None = None) -> tf.Tensor:
         """`x @ kernel + bias` for the kernel `name` (qkv, output, inner,
-        outer): in the projections' dtype (`_FusedMatMul`), or int8."""
+        outer): in the projections' dtype (`_FusedMatMul`), or int8, where
+        `x` is `activated.function`'s output (its factor taken back, its
+        bound the quantization's low end). Float activations have factor 1."""
         kernel = self.kernels[name]
         if self.int8:
-            return int8_dense(x, kernel, bias)
+            if activated is None:
+                return int8_dense(x, kernel, bias)
+            return int8_dense(x, kernel, bias, low=activated.low, x_scale=1.0 / activated.factor)
         if kernel.shape.rank != 2:  # the attention output's [heads, head_dim, hidden]
             kernel = tf.reshape(kernel, [self.hidden, -1])
         transposed = name == "inner" and self.inner_transposed
@@ -212,8 +249,8 @@ class FusedEncoderLayer:
         norm = layer._self_attention_layer_norm
         x = layer_norm(tf.cast(attended, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
 
-        hidden = self.activation(self._dense(x, "inner", inner_bias))
-        fed = self._dense(hidden, "outer", outer_bias)
+        hidden = self.activation.function(self._dense(x, "inner", inner_bias))
+        fed = self._dense(hidden, "outer", outer_bias, self.activation)
         norm = layer._feedforward_layer_norm
         x = layer_norm(tf.cast(fed, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
         return tf.cast(tf.reshape(x, tf.shape(inputs)), layer.compute_dtype)

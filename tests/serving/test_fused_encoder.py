@@ -12,9 +12,20 @@ from served_session import served_call
 from test_bfloat16 import INPUTS, tagger
 
 from kner.serving.bfloat16 import bfloat16_matmuls
-from kner.serving.fused_encoder import FusedEncoderLayer, fuse_encoder_layers
+from kner.serving.fused_encoder import _INT8_ACTIVATIONS, FusedEncoderLayer, fuse_encoder_layers
 from kner.serving.saved_model import export_model
 from kner.serving.text_tagger import TextTagger
+
+
+@pytest.mark.parametrize("activation", [keras_hub.src.utils.keras_utils.gelu_approximate, keras.activations.relu])
+def test_the_int8_activations_are_their_factor_times_the_activation_and_keep_their_bound(activation):
+    scaled = _INT8_ACTIVATIONS[activation]
+    x = tf.constant(np.concatenate([np.linspace(-12, 12, 200_001), [-0.7525, 30.0, -30.0]]), tf.float32)
+    got = scaled.function(x).numpy()
+    # x + x * tanh(...) cancels for x << 0: a few float32 ulps of x, far below a quantization step.
+    np.testing.assert_allclose(got, scaled.factor * activation(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert got.min() >= scaled.low and got.min() < scaled.low + 1e-4  # a bound, and a tight one
+
 
 FAMILIES = ["bert", "albert", "albert_brightmart", "electra"]
 

@@ -22,20 +22,24 @@ from kner.serving.saved_model import SOURCE, export_model
 needs_onednn = pytest.mark.skipif(ONEDNN_OFF, reason=ONEDNN_OFF_REASON)
 
 
-def quantized_reference(x: np.ndarray, kernel: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def quantized_reference(
+    x: np.ndarray, kernel: np.ndarray, bias: np.ndarray, low: float | None = None, x_scale: float = 1.0
+) -> np.ndarray:
     """The recipe in NumPy: int8 weights over max|W|, uint8 inputs over
-    [min(x, 0), max(x, 0)], integer products, dequantized."""
+    [min(x, 0) or `low`, max(x, 0)], integer products, dequantized, times
+    `x_scale`."""
     scale = np.abs(kernel).max() / 127
     weights = np.round(kernel / scale)
-    low, high = min(x.min(), 0.0), max(x.max(), 0.0)
+    low = min(x.min(), 0.0) if low is None else low
+    high = max(x.max(), 0.0)
     step = (high - low) / 255
-    inputs = np.round((x - low) / step)
+    inputs = np.round((x.astype(np.float64) - low) / step)
     if INT16_PAIR_SUMS:  # AVX2 without VNNI: each pair of products summed in int16, saturating
         pairs = inputs[:, 0::2, None] * weights[0::2] + inputs[:, 1::2, None] * weights[1::2]
         products = np.clip(pairs, -(2**15), 2**15 - 1).sum(axis=1)
     else:
         products = inputs @ weights
-    return products * step * scale + low * (weights.sum(0) * scale) + bias
+    return x_scale * (products * step * scale + low * (weights.sum(0) * scale)) + bias
 
 
 @needs_onednn
@@ -50,6 +54,21 @@ def test_int8_dense_is_the_quantized_product(rows, width, out):
     largest = np.abs(x @ kernel + bias).max()
     np.testing.assert_allclose(got, quantized_reference(x, kernel, bias), atol=1e-4 * largest)
     assert np.abs(got - (x @ kernel + bias)).max() < 0.03 * largest  # int8's error, not a wrong formula
+
+
+@needs_onednn
+def test_a_known_lower_bound_and_a_factor_of_the_input():
+    """`low` replaces min(x); `x_scale` multiplies x."""
+    rng = np.random.default_rng(3)
+    x = np.maximum(rng.normal(size=(24, 64)), -0.2).astype(np.float32)
+    kernel = (rng.normal(size=(64, 32)) * 0.05).astype(np.float32)
+    bias = rng.normal(size=32).astype(np.float32)
+    got = int8_dense(tf.constant(x), QuantizedKernel.from_float(kernel), tf.constant(bias), low=-0.25, x_scale=0.5)
+
+    expected = quantized_reference(x, kernel, bias, low=-0.25, x_scale=0.5)
+    largest = np.abs(0.5 * x @ kernel + bias).max()
+    np.testing.assert_allclose(got.numpy(), expected, atol=1e-4 * largest)
+    assert np.abs(got.numpy() - (0.5 * x @ kernel + bias)).max() < 0.03 * largest
 
 
 @needs_onednn
