@@ -47,6 +47,16 @@ round's sentences/s (its texts over the sum of its calls' times). A ratio
 compares each side's best configuration at the same thread count (lowest
 p50, highest sentences/s).
 
+With T >= 2 threads a second child times the *split* layout: each batch
+split into T parts that run at once, from T Python threads (TensorFlow and
+ONNX Runtime release the GIL while they compute), each part on one
+intra-op thread (kner: a session of one intra-op and T inter-op threads):
+how a server with T concurrent batch threads of one intra-op thread each
+uses T cores (TF Serving: `--tensorflow_intra_op_parallelism=1
+--tensorflow_inter_op_parallelism=T`, batching with `num_batch_threads: T`).
+A batch of one text is one call on one thread. Both sides get it; the
+ratios take each side's best of both layouts.
+
     PYTHONPATH=. python bench/ort_serving.py --json=bench/results/ort_serving.json
     python -m kner.train --flagfile=flags/tiny.cfg --model_dir=runs/tiny_crf
     PYTHONPATH=. python bench/ort_serving.py --model_dir=runs/tiny_crf --threads= \\
@@ -66,6 +76,7 @@ import json
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +107,11 @@ KNER_DTYPES = {
 }
 KNER_CASES = [f"kner {dtype} {path}" for dtype in KNER_DTYPES for path in ("session", "signature")]
 ORT_CASES = [f"ORT {dtype} spin {spin}" for dtype in ("fp32", "int8") for spin in ("on", "off")]
+# The split layout's configurations (module doc), each timed in its own child.
+SPLIT_KNER_DTYPES = ("f32", "int8", "xla")
+SPLIT = " split"
+KNER_CASES += [f"kner {dtype} session{SPLIT}" for dtype in SPLIT_KNER_DTYPES]
+ORT_CASES += [f"{case}{SPLIT}" for case in ORT_CASES]
 FLOOR_CASES = [f"floor {what} {path}" for what in ("empty", "tokenize") for path in ("session", "signature")]
 # Largest absolute logit difference the checks accept between frameworks (float32 sums in another order).
 LOGITS_TOLERANCE = 1e-3
@@ -166,12 +182,26 @@ def check_logits(paths: dict, texts: list[str]) -> dict:
     return result
 
 
-def kner_session(path: str, threads: int):
+def kner_session(path: str, threads: int, inter_op_threads: int = 1):
     """A kner export in a TF1 session (as TF Serving runs it) as a function of a list of texts."""
     from tf_session import Session
 
-    run = Session(Path(path), threads)
+    run = Session(Path(path), threads, inter_op_threads)
     return lambda texts: run([text.encode() for text in texts])
+
+
+def split_calls(run, parts: int):
+    """`run` on a batch split into `parts` nearly equal parts at once, one
+    Python thread each (the split layout, module doc); a list of their results."""
+    pool = ThreadPoolExecutor(parts)
+
+    def call(texts: list[str]) -> list:
+        if len(texts) < 2:
+            return [run(texts)]
+        size = -(-len(texts) // parts)
+        return list(pool.map(run, [texts[begin : begin + size] for begin in range(0, len(texts), size)]))
+
+    return call
 
 
 def run_all(run, texts: list[str], batch_size: int = 32) -> list[list[Entity]]:
@@ -241,6 +271,21 @@ def cases(spec: dict) -> dict:
     from kner.data.tokenizer import CharTokenizer
 
     paths, threads = spec["paths"], spec["threads"]
+    tokenizer = CharTokenizer(Path(paths["model_dir"]) / "vocab.txt")
+
+    def ort(dtype: str, threads: int, spin: str) -> OrtTagger:
+        path = Path(paths[f"ort_{dtype}"])
+        return OrtTagger(path, Path(paths["hf"]), tokenizer, spec["max_seq_length"], threads, spin == "on")
+
+    if spec.get("split"):
+        found = {
+            f"kner {dtype} session{SPLIT}": split_calls(kner_session(paths[f"kner_{dtype}"], 1, threads), threads)
+            for dtype in SPLIT_KNER_DTYPES
+        }
+        for dtype in ("fp32", "int8"):
+            for spin in ("on", "off"):
+                found[f"ORT {dtype} spin {spin}{SPLIT}"] = split_calls(ort(dtype, 1, spin), threads)
+        return found
 
     def signature(path: str):
         function = tf.saved_model.load(path).signatures["serving_default"]
@@ -250,12 +295,9 @@ def cases(spec: dict) -> dict:
     for dtype in KNER_DTYPES:
         found[f"kner {dtype} session"] = kner_session(paths[f"kner_{dtype}"], threads)
         found[f"kner {dtype} signature"] = signature(paths[f"kner_{dtype}"])
-    tokenizer = CharTokenizer(Path(paths["model_dir"]) / "vocab.txt")
     for dtype in ("fp32", "int8"):
         for spin in ("on", "off"):
-            found[f"ORT {dtype} spin {spin}"] = OrtTagger(
-                Path(paths[f"ort_{dtype}"]), Path(paths["hf"]), tokenizer, spec["max_seq_length"], threads, spin == "on"
-            )
+            found[f"ORT {dtype} spin {spin}"] = ort(dtype, threads, spin)
     for what in ("empty", "tokenize"):
         found[f"floor {what} session"] = kner_session(paths[f"floor_{what}"], threads)
         found[f"floor {what} signature"] = signature(paths[f"floor_{what}"])
@@ -265,7 +307,7 @@ def cases(spec: dict) -> dict:
 def time_child(spec: dict) -> dict:
     """Per configuration and batch size: p50 and p95 call latency (ms, all
     rounds pooled) and each round's sentences/s and sentences per CPU-second."""
-    set_threads(spec["threads"])
+    set_threads(1 if spec.get("split") else spec["threads"])
     texts = [s.text for s in dev_sentences()]
     runs = cases(spec)
     batch_sizes = spec["batch_sizes"]
@@ -314,7 +356,9 @@ def time_child(spec: dict) -> dict:
 
 
 def best(results: dict, names: list[str], size: str) -> dict:
-    """The lowest p50 and the highest sentences/s among `names`, with which configuration gave each."""
+    """The lowest p50 and the highest sentences/s among those of `names`
+    that were timed, with which configuration gave each."""
+    names = [name for name in names if name in results]
     fastest = min(names, key=lambda n: results[n][size]["p50_ms"])
     busiest = max(names, key=lambda n: results[n][size]["best_sentences_per_s"])
     return {
@@ -337,8 +381,8 @@ def tables(name: str, threads: int, results: dict, batch_sizes: list[str]) -> di
     summary = []
     for size in batch_sizes:
         kner = best(results, KNER_CASES, size)
-        fp32 = best(results, ORT_CASES[:2], size)
-        int8 = best(results, ORT_CASES[2:], size)
+        fp32 = best(results, [case for case in ORT_CASES if "fp32" in case], size)
+        int8 = best(results, [case for case in ORT_CASES if "int8" in case], size)
         summary.append(
             {"batch_size": int(size), "kner": kner, "ort_fp32": fp32, "ort_int8": int8,
              "p50_ort_fp32_over_kner": fp32["p50_ms"] / kner["p50_ms"],
@@ -415,6 +459,10 @@ def main(argv) -> None:
             child = run_child(__file__, {**spec, "threads": threads})
             timing = {"load": [load, child["load"][0]], "peak_rss_mib": child["peak_rss_mib"]}
             timing["cases"] = child["results"]
+            if threads >= 2:
+                split = run_child(__file__, {**spec, "threads": threads, "split": True})
+                timing["load"].append(split["load"][0])
+                timing["cases"].update(split["results"])
             print(f"\n{name}, {threads} thread(s): load {load:.1f} -> {child['load'][0]:.1f}")
             timing.update(tables(name, threads, child["results"], FLAGS.batch_sizes))
             run["timing"][str(threads)] = timing

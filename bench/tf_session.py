@@ -12,11 +12,15 @@ import tensorflow as tf
 
 
 class Session:
-    """A SavedModel in a TF1 session, as TF Serving and the C loader run it."""
+    """A SavedModel in a TF1 session, as TF Serving and the C loader run it:
+    `threads` intra-op threads per op, `inter_op_threads` for ops (and
+    concurrent calls) side by side."""
 
-    def __init__(self, version: Path, threads: int):
+    def __init__(self, version: Path, threads: int, inter_op_threads: int = 1):
         self.graph = tf.Graph()
-        config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
+        config = tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=inter_op_threads
+        )
         self.session = tf.compat.v1.Session(graph=self.graph, config=config)
         with self.graph.as_default():
             meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], str(version))
