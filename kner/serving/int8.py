@@ -125,9 +125,10 @@ def int8_dense(
         x: float32 `[rows, in]`.
         kernel: the quantized `[in, out]` kernel.
         bias: float32 `[out]`.
-        low: a lower bound of `x`, below 0 (an activation's minimum, rounded
-            down), taken as its range's low end instead of `min(x, 0)`: one
-            pass over `x` fewer. `x` must not go below it.
+        low: a lower bound of `x`, at most 0 (an activation's minimum,
+            rounded down; 0 after a ReLU), taken as its range's low end
+            instead of `min(x, 0)`: one pass over `x` fewer. `x` must not go
+            below it.
         x_scale: a constant factor of `x`, applied in the dequantization for free.
 
     Returns:
