@@ -204,16 +204,16 @@ class FusedEncoderLayer:
         self.scale = 1.0 / float(np.sqrt(self.head_dim))
         self.activation = _activation(layer.activation, self.int8)
 
-    def _dense(self, x: tf.Tensor, name: str, bias: tf.Tensor, activated: ScaledActivation | None = None) -> tf.Tensor:
+    def _dense(
+        self, x: tf.Tensor, name: str, bias: tf.Tensor, low: float | None = None, x_scale: float = 1.0
+    ) -> tf.Tensor:
         """`x @ kernel + bias` for the kernel `name` (qkv, output, inner,
-        outer): in the projections' dtype (`_FusedMatMul`), or int8, where
-        `x` is `activated.function`'s output (its factor taken back, its
-        bound the quantization's low end). Float activations have factor 1."""
+        outer): in the projections' dtype (`_FusedMatMul`), or int8 with
+        `int8_dense`'s `low` and `x_scale` (a `ScaledActivation`'s bound and
+        1 / factor; float activations have factor 1 and need neither)."""
         kernel = self.kernels[name]
         if self.int8:
-            if activated is None:
-                return int8_dense(x, kernel, bias)
-            return int8_dense(x, kernel, bias, low=activated.low, x_scale=1.0 / activated.factor)
+            return int8_dense(x, kernel, bias, low=low, x_scale=x_scale)
         if kernel.shape.rank != 2:  # the attention output's [heads, head_dim, hidden]
             kernel = tf.reshape(kernel, [self.hidden, -1])
         transposed = name == "inner" and self.inner_transposed
@@ -250,7 +250,7 @@ class FusedEncoderLayer:
         x = layer_norm(tf.cast(attended, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
 
         hidden = self.activation.function(self._dense(x, "inner", inner_bias))
-        fed = self._dense(hidden, "outer", outer_bias, self.activation)
+        fed = self._dense(hidden, "outer", outer_bias, self.activation.low, 1.0 / self.activation.factor)
         norm = layer._feedforward_layer_norm
         x = layer_norm(tf.cast(fed, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
         return tf.cast(tf.reshape(x, tf.shape(inputs)), layer.compute_dtype)
