@@ -41,6 +41,15 @@ def define_flags() -> None:
         "per batch shape bucket on first use; TF Serving then needs --xla_cpu_compilation_enabled=true. Softmax, "
         "CRF and span heads; float32 only.",
     )
+    flags.DEFINE_integer(
+        "tensor_parallel",
+        1,
+        "Split each encoder layer into N independent parts (its attention heads and feed-forward units; "
+        "Megatron-LM's tensor parallelism) that TensorFlow runs at once on N inter-op threads: one text on N "
+        "cores when served with --tensorflow_intra_op_parallelism=1 --tensorflow_inter_op_parallelism=N. "
+        "Divides the heads and the intermediate size.",
+        lower_bound=1,
+    )
     flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
@@ -57,6 +66,7 @@ def main(argv: list[str]) -> None:
             values.max_seq_length,
             values.compute_dtype,
             values.jit_compile,
+            values.tensor_parallel,
         )
     except InputError:
         raise

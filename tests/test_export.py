@@ -19,6 +19,9 @@ def test_cli(model_dir, tmp_path):
         ("--version=-3", "error: --version=-3: -3 is not a non-negative integer"),
         ("--window_stride=99", "window_stride must be in [1, 14]"),
         ("--jit_compile --compute_dtype=int8", "jit_compile takes the float32 encoder, not int8"),
+        ("--jit_compile --tensor_parallel=2", "under jit_compile XLA runs the encoder as one kernel: choose one"),
+        ("--tensor_parallel=3", "3 parts (--tensor_parallel) must divide the"),
+        ("--tensor_parallel=0", "error: --tensor_parallel=0: 0 is not a positive integer"),
     ]:
         bad = export(*flag.split())
         assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")

@@ -59,7 +59,7 @@ import numpy as np
 import tensorflow as tf
 from keras_hub.src.utils.keras_utils import gelu_approximate
 
-from kner.serving.int8 import QuantizedKernel, check_onednn, int8_dense
+from kner.serving.int8 import QuantizedInput, QuantizedKernel, check_onednn, int8_matmul, quantize_input
 
 # Keras activations -> the TF ops the remapper fuses into `_FusedMatMul`.
 _FUSABLE_ACTIVATIONS: dict[Callable, Callable[[tf.Tensor], tf.Tensor]] = {
@@ -75,8 +75,8 @@ _FUSABLE_ACTIVATIONS: dict[Callable, Callable[[tf.Tensor], tf.Tensor]] = {
 class ScaledActivation:
     """`function(x) == factor * activation(x)`, never below `low` (None: no
     bound known): the int8 feed-forward's next product takes the factor back
-    and the bound as its input range's low end for free (`int8_dense`'s
-    `x_scale` and `low`)."""
+    and the bound as its input range's low end for free (`int8_matmul`'s
+    `x_scale`, `quantize_input`'s `low`)."""
 
     function: Callable[[tf.Tensor], tf.Tensor]
     factor: float = 1.0
@@ -126,17 +126,33 @@ class FusedEncoderLayer:
     """One `keras_hub.layers.TransformerEncoder` (post-LayerNorm, BERT's
     block) as fusable ops; call it as the layer is called.
 
+    With `parts > 1` the block runs as `parts` independent chains of ops
+    between its two sums, Megatron-LM's tensor parallelism (Shoeybi et al.
+    2019, section 3): each chain takes `1 / parts` of the attention heads
+    (its share of the Q/K/V columns and of the output kernel's rows) and of
+    the feed-forward's intermediate units (the widening kernel's columns, the
+    narrowing kernel's rows); the chains' products are summed before each
+    residual sum and LayerNorm. TensorFlow's executor runs independent
+    expensive ops on its inter-op threads at once, so with one intra-op
+    thread and `parts` inter-op threads one sentence uses `parts` cores
+    without the intra-op pool's wake-up per kernel (BUILD.md).
+
     Args:
         layer: a built encoder layer with `normalize_first=False`.
         int8: run the Q/K/V, attention-output and feed-forward projections
             as dynamic int8 products (`kner.serving.int8`); float32 layers only.
+        parts: independent chains per block; divides the heads and the
+            intermediate size.
 
     Raises:
-        ValueError: if the layer normalizes first (pre-LN blocks are not BERT's).
+        ValueError: if the layer normalizes first (pre-LN blocks are not
+            BERT's), for int8 on a non-float32 layer, or if `parts` does not
+            divide the heads and the intermediate size.
     """
 
     layer: keras_hub.layers.TransformerEncoder
     int8: bool = False
+    parts: int = 1
     variables: list[tf.Variable] = field(init=False)
     unread: list[tf.Variable] = field(init=False)
 
@@ -147,78 +163,112 @@ class FusedEncoderLayer:
         attention = layer._self_attention_layer
         self.num_heads, self.head_dim = attention._num_heads, attention._key_dim
         self.hidden = self.num_heads * self.head_dim
-        projections = (attention._query_dense, attention._key_dense, attention._value_dense)
-        kernels = [np.reshape(dense.kernel.numpy(), [self.hidden, self.hidden]) for dense in projections]
-        qkv_biases = [np.reshape(dense.bias.numpy(), [self.hidden]) for dense in projections]
+        intermediate = layer._feedforward_intermediate_dense.kernel.shape[-1]
+        if self.parts < 1 or self.num_heads % self.parts or intermediate % self.parts:
+            raise ValueError(
+                f"{layer.name}: {self.parts} parts (--tensor_parallel) must divide the {self.num_heads} heads "
+                f"and the {intermediate} intermediate units"
+            )
         dtype = attention._query_dense.kernel.dtype
         if self.int8 and dtype != "float32":
             raise ValueError(f"{layer.name}: int8 projections quantize a float32 layer, not a {dtype} one")
+        projections = (attention._query_dense, attention._key_dense, attention._value_dense)
+        denses = {
+            "output": attention._output_dense,
+            "inner": layer._feedforward_intermediate_dense,
+            "outer": layer._feedforward_output_dense,
+        }
+        if any(dense.bias.dtype != dtype for dense in [*projections, *denses.values()]):
+            raise ValueError(f"{layer.name}: the biases must all be {dtype}")
+        self.unread = [w.value for dense in [*projections, *denses.values()] for w in (dense.kernel, dense.bias)]
+
+        def matrix(dense: keras.layers.Layer, rows: int) -> np.ndarray:
+            return np.reshape(dense.kernel.numpy(), [rows, -1])
+
+        def columns(values: np.ndarray) -> list[np.ndarray]:  # each part's share of the last axis
+            return np.split(values, self.parts, axis=-1)
+
+        # Part p's Q/K/V kernel: its heads' query, key and value columns, side by side.
+        qkv = [np.concatenate(group, axis=-1) for group in zip(*(columns(matrix(d, self.hidden)) for d in projections))]
+        qkv_bias = [np.concatenate(group) for group in zip(*(columns(d.bias.numpy().reshape(-1)) for d in projections))]
+        parted = {
+            "qkv": qkv,
+            "output": np.split(matrix(denses["output"], self.hidden), self.parts),
+            "inner": columns(matrix(denses["inner"], self.hidden)),
+            "outer": np.split(matrix(denses["outer"], intermediate), self.parts),
+        }
         # The block's biases in one variable, split at each call: a variable
         # costs a served call four ops (handle, identity, the chunking cond's
         # Switch, read), a split one for all (bench/README.md, "Where a
         # serving call's time goes"). Not the LayerNorm weights: Grappler's
         # remapper (TF 2.21) builds a wrong `_MklLayerNorm` from a split's
         # outputs when shapes are unknown (tests/serving/test_fused_encoder.py).
-        biases = [
-            attention._output_dense.bias,
-            layer._feedforward_intermediate_dense.bias,
-            layer._feedforward_output_dense.bias,
-        ]
-        if any(bias.dtype != dtype for bias in biases):
-            raise ValueError(f"{layer.name}: the biases must all be {dtype}")
-        values = [np.concatenate(qkv_biases)] + [np.reshape(bias.numpy(), [-1]) for bias in biases]
+        values = [*qkv_bias, denses["output"].bias.numpy(), *columns(denses["inner"].bias.numpy())]
+        values.append(denses["outer"].bias.numpy())
         self.bias_sizes = [value.size for value in values]
         self.biases = tf.Variable(np.concatenate(values), dtype=dtype, trainable=False, name="biases")
-        self.unread = [weight.value for dense in projections for weight in (dense.kernel, dense.bias)]
-        self.unread += [bias.value for bias in biases]
-        others = {
-            "output": attention._output_dense.kernel,
-            "inner": layer._feedforward_intermediate_dense.kernel,
-            "outer": layer._feedforward_output_dense.kernel,
-        }
-        qkv = np.concatenate(kernels, axis=1)
+        # In float32 the feed-forward's widening kernel [hidden, intermediate]
+        # is kept transposed: at a few dozen rows oneDNN's float32 product
+        # runs 1.3-1.6x faster with it; its bfloat16 one 1.9x slower
+        # (BUILD.md, "The feed-forward's widening kernel is stored transposed").
         self.inner_transposed = not self.int8 and dtype == "float32"
+        if self.inner_transposed:
+            parted["inner"] = [np.transpose(kernel) for kernel in parted["inner"]]
         if self.int8:
-            self.kernels = {"qkv": QuantizedKernel.from_float(qkv, "qkv_kernel")}
-            for name, kernel in others.items():
-                matrix = np.reshape(kernel.numpy(), [-1, kernel.shape[-1]])
-                self.kernels[name] = QuantizedKernel.from_float(matrix, f"{name}_kernel")
-            self.unread += [kernel.value for kernel in others.values()]
-            joint = [variable for kernel in self.kernels.values() for variable in kernel.variables]
+            self.kernels = {
+                name: [QuantizedKernel.from_float(kernel, f"{name}_kernel") for kernel in kernels]
+                for name, kernels in parted.items()
+            }
+            joint = [variable for kernels in self.kernels.values() for k in kernels for variable in k.variables]
         else:
-            # In float32 the feed-forward's widening kernel [hidden,
-            # intermediate] is kept transposed: at a few dozen rows oneDNN's
-            # float32 product runs 1.3-1.6x faster with it; its bfloat16 one
-            # 1.9x slower (BUILD.md, "The feed-forward's widening kernel is
-            # stored transposed").
-            self.kernels = {"qkv": tf.Variable(qkv, dtype=dtype, trainable=False, name="qkv_kernel")}
-            if self.inner_transposed:
-                inner = others.pop("inner")
-                transposed = np.transpose(inner.numpy())
-                self.kernels["inner"] = tf.Variable(transposed, trainable=False, name="inner_kernel_transposed")
-                self.unread.append(inner.value)
-            joint = list(self.kernels.values())
-            self.kernels |= {name: kernel.value for name, kernel in others.items()}
+            self.kernels = {
+                name: [tf.Variable(kernel, dtype=dtype, trainable=False, name=f"{name}_kernel") for kernel in kernels]
+                for name, kernels in parted.items()
+            }
+            joint = [kernel for kernels in self.kernels.values() for kernel in kernels]
         self.variables = [*joint, self.biases]
         self.compute_dtype = attention._query_dense.compute_dtype
         self.scale = 1.0 / float(np.sqrt(self.head_dim))
         self.activation = _activation(layer.activation, self.int8)
 
-    def _dense(
-        self, x: tf.Tensor, name: str, bias: tf.Tensor, low: float | None = None, x_scale: float = 1.0
+    def _input(self, x: tf.Tensor, low: float | None = None) -> tf.Tensor | QuantizedInput:
+        """`x` as `_product` takes it, once for every part: in the
+        projections' dtype, or quantized (`quantize_input`, with its `low`)."""
+        return quantize_input(x, low) if self.int8 else tf.cast(x, self.compute_dtype)
+
+    def _product(
+        self, x: tf.Tensor | QuantizedInput, name: str, part: int, bias: tf.Tensor | None, x_scale: float = 1.0
     ) -> tf.Tensor:
-        """`x @ kernel + bias` for the kernel `name` (qkv, output, inner,
-        outer): in the projections' dtype (`_FusedMatMul`), or int8 with
-        `int8_dense`'s `low` and `x_scale` (a `ScaledActivation`'s bound and
-        1 / factor; float activations have factor 1 and need neither)."""
-        kernel = self.kernels[name]
+        """`x @ kernel [+ bias]` for part `part` of the kernel `name` (qkv,
+        output, inner, outer), `x` from `_input`: a `_FusedMatMul`, or an
+        `int8_matmul` with its `x_scale` (1 / a `ScaledActivation`'s factor)."""
+        kernel = self.kernels[name][part]
         if self.int8:
-            return int8_dense(x, kernel, bias, low=low, x_scale=x_scale)
-        if kernel.shape.rank != 2:  # the attention output's [heads, head_dim, hidden]
-            kernel = tf.reshape(kernel, [self.hidden, -1])
-        transposed = name == "inner" and self.inner_transposed
-        product = tf.matmul(tf.cast(x, self.compute_dtype), kernel, transpose_b=transposed)
-        return tf.nn.bias_add(product, bias)
+            return int8_matmul(x, kernel, 0.0 if bias is None else bias, x_scale)
+        product = tf.matmul(x, kernel, transpose_b=name == "inner" and self.inner_transposed)
+        return product if bias is None else tf.nn.bias_add(product, bias)
+
+    def _projection(
+        self, inputs: list[tf.Tensor], name: str, bias: tf.Tensor, low: float | None = None, x_scale: float = 1.0
+    ) -> tf.Tensor:
+        """The sum over parts of `inputs[p] @ kernels[name][p]`, plus `bias`,
+        in float32 (`low`: a bound of the inputs, as `quantize_input`'s)."""
+        partial = [
+            tf.cast(self._product(self._input(x, low), name, part, bias if part == 0 else None, x_scale), tf.float32)
+            for part, x in enumerate(inputs)
+        ]
+        return tf.add_n(partial)
+
+    def _attention(self, qkv: tf.Tensor, batch: tf.Tensor, length: tf.Tensor, keep: tf.Tensor | None) -> tf.Tensor:
+        """One part's `qkv` [rows, 3 * its width] -> its heads' context [rows, its width]."""
+        heads = self.num_heads // self.parts
+        qkv = tf.transpose(tf.reshape(qkv, [batch, length, 3, heads, self.head_dim]), [2, 0, 3, 1, 4])
+        query, key, value = tf.unstack(qkv)  # [batch, heads, length, head_dim] each
+        scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32) * self.scale
+        if keep is not None:
+            scores = tf.where(keep, scores, -1e9)  # Keras's masked softmax
+        context = tf.matmul(tf.nn.softmax(scores), tf.cast(value, tf.float32))
+        return tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, heads * self.head_dim])
 
     def __call__(
         self, inputs: tf.Tensor, padding_mask: tf.Tensor | None = None, attention_mask=None, **training
@@ -231,28 +281,31 @@ class FusedEncoderLayer:
         """
         if attention_mask is not None:
             raise ValueError(f"{self.layer.name}: the fused serving layer takes a padding_mask only")
-        layer = self.layer
+        layer, parts = self.layer, self.parts
         batch, length = tf.shape(inputs)[0], tf.shape(inputs)[1]
         x = tf.reshape(tf.cast(inputs, tf.float32), [-1, self.hidden])
+        keep = None if padding_mask is None else tf.cast(padding_mask, tf.bool)[:, None, None, :]
 
-        qkv_bias, output_bias, inner_bias, outer_bias = tf.split(self.biases, self.bias_sizes)
-        qkv = self._dense(x, "qkv", qkv_bias)
-        qkv = tf.transpose(tf.reshape(qkv, [batch, length, 3, self.num_heads, self.head_dim]), [2, 0, 3, 1, 4])
-        query, key, value = tf.unstack(qkv)  # [batch, heads, length, head_dim] each
-        scores = tf.cast(tf.matmul(query, key, transpose_b=True), tf.float32) * self.scale
-        if padding_mask is not None:
-            keep = tf.cast(padding_mask, tf.bool)[:, None, None, :]
-            scores = tf.where(keep, scores, -1e9)  # Keras's masked softmax
-        context = tf.matmul(tf.nn.softmax(scores), tf.cast(value, tf.float32))
-        context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [-1, self.hidden])
-        attended = self._dense(context, "output", output_bias)
+        biases = tf.split(self.biases, self.bias_sizes)
+        qkv_biases, output_bias = biases[:parts], biases[parts]
+        inner_biases, outer_bias = biases[parts + 1 : -1], biases[-1]
+        qkv_input = self._input(x)
+        contexts = [
+            self._attention(self._product(qkv_input, "qkv", part, bias), batch, length, keep)
+            for part, bias in enumerate(qkv_biases)
+        ]
+        attended = self._projection(contexts, "output", output_bias)
         norm = layer._self_attention_layer_norm
-        x = layer_norm(tf.cast(attended, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
+        x = layer_norm(attended + x, norm.gamma.value, norm.beta.value, norm.epsilon)
 
-        hidden = self.activation.function(self._dense(x, "inner", inner_bias))
-        fed = self._dense(hidden, "outer", outer_bias, self.activation.low, 1.0 / self.activation.factor)
+        inner_input = self._input(x)
+        hidden = [
+            self.activation.function(self._product(inner_input, "inner", part, bias))
+            for part, bias in enumerate(inner_biases)
+        ]
+        fed = self._projection(hidden, "outer", outer_bias, self.activation.low, 1.0 / self.activation.factor)
         norm = layer._feedforward_layer_norm
-        x = layer_norm(tf.cast(fed, tf.float32) + x, norm.gamma.value, norm.beta.value, norm.epsilon)
+        x = layer_norm(fed + x, norm.gamma.value, norm.beta.value, norm.epsilon)
         return tf.cast(tf.reshape(x, tf.shape(inputs)), layer.compute_dtype)
 
 
@@ -280,7 +333,7 @@ class FusedEncoder:
         return [v.value for v in model.variables if id(v.value) not in unread] + self.variables
 
 
-def fuse_encoder_layers(backbone: keras.Model, int8: bool = False) -> FusedEncoder:
+def fuse_encoder_layers(backbone: keras.Model, int8: bool = False, parts: int = 1) -> FusedEncoder:
     """Makes every `keras_hub.layers.TransformerEncoder` of `backbone` run as
     a `FusedEncoderLayer`, in place (for inference only: no dropout, no
     gradients to the separate query/key/value weights). A layer shared by
@@ -302,7 +355,7 @@ def fuse_encoder_layers(backbone: keras.Model, int8: bool = False) -> FusedEncod
     layers = []
     for layer in backbone._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, keras_hub.layers.TransformerEncoder):
-            fused = FusedEncoderLayer(layer, int8)
+            fused = FusedEncoderLayer(layer, int8, parts)
             layer.call = fused
             layers.append(fused)
     return FusedEncoder(layers)

@@ -39,7 +39,8 @@ are graph constants"). The kernels are saved in the SavedModel's graph
 
 Example:
 >>> kernel = QuantizedKernel.from_float(np.random.normal(size=(256, 1024)))
->>> y = int8_dense(tf.random.normal((40, 256)), kernel, tf.zeros(1024))  # [40, 1024] float32
+>>> x = quantize_input(tf.random.normal((40, 256)))   # once for any number of products
+>>> y = int8_matmul(x, kernel, tf.zeros(1024))   # [40, 1024] float32
 """
 
 from __future__ import annotations
@@ -109,11 +110,24 @@ class QuantizedKernel:
         return [self.column_sums]
 
 
-def int8_dense(
-    x: tf.Tensor, kernel: QuantizedKernel, bias: tf.Tensor, *, low: float | None = None, x_scale: float = 1.0
-) -> tf.Tensor:
-    """`(x_scale * x) @ W + bias` with `x` quantized to uint8 over its range
-    and `W` int8.
+@dataclass(frozen=True)
+class QuantizedInput:
+    """A float32 `[rows, in]` input quantized to uint8 over `[low, low + width]`
+    (`quantize_input`), ready for any number of `int8_matmul`s.
+
+    Attributes:
+        values: quint8 `[rows, in]`, `round((x - low) * 255 / width)`.
+        low: float32 scalar, at most 0.
+        width: float32 scalar, above 0.
+    """
+
+    values: tf.Tensor
+    low: tf.Tensor
+    width: tf.Tensor
+
+
+def quantize_input(x: tf.Tensor, low: float | None = None) -> QuantizedInput:
+    """`x` quantized to uint8 over its range, widened to hold 0.
 
     The quantization is `round((x - min) * 255 / (max - min))` written as one
     multiply-add and a truncating cast, `uint8(x * s + (0.5 - min * s))`:
@@ -123,28 +137,37 @@ def int8_dense(
 
     Args:
         x: float32 `[rows, in]`.
-        kernel: the quantized `[in, out]` kernel.
-        bias: float32 `[out]`.
         low: a lower bound of `x`, at most 0 (an activation's minimum,
             rounded down; 0 after a ReLU), taken as its range's low end
             instead of `min(x, 0)`: one pass over `x` fewer. `x` must not go
             below it.
+    """
+    low = tf.minimum(tf.reduce_min(x), 0.0) if low is None else tf.constant(low, tf.float32)
+    width = tf.maximum(tf.maximum(tf.reduce_max(x), 0.0) - low, 1e-30)
+    steps = 255.0 / width
+    values = tf.bitcast(tf.cast(x * steps + (0.5 - low * steps), tf.uint8), tf.quint8)
+    return QuantizedInput(values, low, width)
+
+
+def int8_matmul(x: QuantizedInput, kernel: QuantizedKernel, bias: tf.Tensor, x_scale: float = 1.0) -> tf.Tensor:
+    """`(x_scale * x) @ W + bias` for a quantized input and kernel.
+
+    Args:
+        x: the quantized `[rows, in]` input.
+        kernel: the quantized `[in, out]` kernel.
+        bias: float32 `[out]`, or a scalar.
         x_scale: a constant factor of `x`, applied in the dequantization for free.
 
     Returns:
         float32 `[rows, out]`; off the float product by about 1% of its
         largest value (tests/serving/test_int8.py).
     """
-    low = tf.minimum(tf.reduce_min(x), 0.0) if low is None else tf.constant(low, tf.float32)
-    width = tf.maximum(tf.maximum(tf.reduce_max(x), 0.0) - low, 1e-30)
-    steps = 255.0 / width
-    quantized = tf.cast(x * steps + (0.5 - low * steps), tf.uint8)
     return tf.raw_ops.QuantizedMatMulWithBiasAndDequantize(
-        a=tf.bitcast(quantized, tf.quint8),
+        a=x.values,
         b=tf.bitcast(tf.constant(kernel.values), tf.qint8),
-        bias=bias + (low * x_scale) * kernel.column_sums,
+        bias=bias + (x.low * x_scale) * kernel.column_sums,
         min_a=0.0,
-        max_a=width * x_scale,
+        max_a=x.width * x_scale,
         min_b=-kernel.scale * 127.0,
         max_b=kernel.scale * 127.0,
         min_freezed_output=0.0,

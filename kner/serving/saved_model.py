@@ -104,6 +104,7 @@ def export_model(
     max_seq_length: int | None = None,
     compute_dtype: str = "float32",
     jit_compile: bool = False,
+    tensor_parallel: int = 1,
 ) -> Path:
     """Writes `export_dir/<version>` and returns that path.
 
@@ -134,6 +135,11 @@ def export_model(
             `kner.serving.warmup`); TF Serving needs
             `--xla_cpu_compilation_enabled=true`. Per-position heads and
             float32 only (ValueError otherwise).
+        tensor_parallel: each encoder layer split into this many
+            independent parts (Megatron-LM's tensor parallelism), which a
+            server with one intra-op and this many inter-op threads runs on
+            as many cores for one text (`kner.serving.fused_encoder`); it
+            divides the heads and the intermediate size (ValueError otherwise).
     """
     export_dir, model_dir = Path(export_dir), Path(model_dir)
     if version is None:
@@ -147,7 +153,9 @@ def export_model(
         message = f"version {version} exists already: choose another --version (next free: {free})"
         raise InputError(target, None, message)
     with notices_hidden():  # TensorFlow's start-up notices, when a program's first graph is this one
-        module = TextTagger.from_model_dir(model_dir, window_stride, max_seq_length, compute_dtype, jit_compile)
+        module = TextTagger.from_model_dir(
+            model_dir, window_stride, max_seq_length, compute_dtype, jit_compile, tensor_parallel
+        )
         module.assets = [tf.saved_model.Asset(str(Path(model_dir) / name)) for name in (VOCAB, LABELS)]
         partial = export_dir / f".partial-{version}"
         shutil.rmtree(partial, ignore_errors=True)
@@ -159,6 +167,7 @@ def export_model(
         "max_seq_length": max_seq_length,
         "compute_dtype": compute_dtype,
         "jit_compile": jit_compile,
+        "tensor_parallel": tensor_parallel,
     }
     (partial / SOURCE).parent.mkdir(exist_ok=True)
     if jit_compile:  # TF Serving compiles the one-text shapes before the version takes traffic

@@ -217,6 +217,7 @@ class TextTagger(tf.Module):
         max_seq_length: int | None = None,
         compute_dtype: str = "float32",
         jit_compile: bool = False,
+        tensor_parallel: int = 1,
     ) -> TextTagger:
         """The module of a trained `model_dir` (`max_seq_length` defaults to
         the training one). With `compute_dtype="bfloat16"` the encoder's
@@ -226,11 +227,15 @@ class TextTagger(tf.Module):
         tag scores, decoding and span reading stay float32. Either way the
         encoder's layers run as `kner.serving.fused_encoder` layers. With
         `jit_compile` the model call and the tag decoding run under XLA
-        (`kner.serving.xla`; float32 only).
+        (`kner.serving.xla`; float32 only). `tensor_parallel` splits each
+        encoder layer into that many independent parts, which TensorFlow's
+        inter-op threads run at once (`FusedEncoderLayer`'s `parts`).
 
         Raises:
             ValueError: for an unknown `compute_dtype`, another than
-                float32 with `jit_compile`, or what the constructor refuses.
+                float32 with `jit_compile`, `tensor_parallel` above 1 with
+                `jit_compile`, parts that do not divide the heads, or what
+                the constructor refuses.
         """
         from kner.models.artifacts import label_units, load_tagger
 
@@ -241,10 +246,16 @@ class TextTagger(tf.Module):
                 f"jit_compile takes the float32 encoder, not {compute_dtype}: XLA's CPU backend has no "
                 "int8 product and computes bfloat16 dots no faster than float32 ones"
             )
+        if jit_compile and tensor_parallel > 1:
+            raise ValueError(
+                "tensor_parallel's parts run on TensorFlow's inter-op threads, and under jit_compile XLA runs "
+                "the encoder as one kernel: choose one"
+            )
         model, tokenizer, settings = load_tagger(model_dir, "bfloat16" if compute_dtype == "bfloat16" else "float32")
         if compute_dtype == "bfloat16":
             bfloat16_matmuls(model)
-        saved = fuse_encoder_layers(model.backbone, int8=compute_dtype == "int8").saved_variables(model)
+        fused = fuse_encoder_layers(model.backbone, compute_dtype == "int8", tensor_parallel)
+        saved = fused.saved_variables(model)
         length = max_seq_length or settings["max_seq_length"]
         return cls(model, tokenizer, length, window_stride, saved, units=label_units(settings), jit_compile=jit_compile)
 

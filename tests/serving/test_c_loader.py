@@ -190,13 +190,15 @@ def last_line(stderr: bytes) -> str:
         {"compute_dtype": "bfloat16"},
         pytest.param({"compute_dtype": "int8"}, marks=pytest.mark.skipif(ONEDNN_OFF, reason=ONEDNN_OFF_REASON)),
         {"jit_compile": True},
+        {"tensor_parallel": 2},
     ],
-    ids=["bfloat16", "int8", "xla"],
+    ids=["bfloat16", "int8", "xla", "tensor_parallel"],
 )
 def test_each_kind_of_export_loads_and_answers_as_in_python(run_export, model_dir, tmp_path, options):
     """The reduced-precision encoders (bfloat16 matmuls; int8 projections,
-    oneDNN's quantized kernel) and the XLA regions (`--jit_compile`) in
-    TensorFlow's C loader, as the signature in Python answers."""
+    oneDNN's quantized kernel), the XLA regions (`--jit_compile`) and the
+    encoder in independent parts (`--tensor_parallel`) in TensorFlow's C
+    loader, as the signature in Python answers."""
     from kner.serving.saved_model import export_model
 
     export_model(model_dir, tmp_path, **options)

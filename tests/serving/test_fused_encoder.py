@@ -35,12 +35,12 @@ def tokens(scores: np.ndarray) -> np.ndarray:
     return scores[INPUTS["padding_mask"].numpy()[:, 1:]]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_fused_layers_compute_what_keras_computes_in_float32(family):
+@pytest.mark.parametrize("family,parts", [(family, 1) for family in FAMILIES] + [("bert", 2), ("albert", 2)])
+def test_fused_layers_compute_what_keras_computes_in_float32(family, parts):
     keras.utils.set_random_seed(5)
     model = tagger(family, "float32")
     expected = tokens(model(INPUTS).numpy())
-    fused = fuse_encoder_layers(model.backbone)
+    fused = fuse_encoder_layers(model.backbone, parts=parts)
 
     np.testing.assert_allclose(tokens(model(INPUTS).numpy()), expected, rtol=1e-5, atol=1e-5)
     # Traced with unknown shapes, as in a SavedModel, where Grappler rewrites
@@ -82,24 +82,31 @@ def test_padding_does_not_change_a_rows_output():
 @pytest.mark.slow
 @pytest.mark.skipif(ONEDNN_OFF, reason=ONEDNN_OFF_REASON)
 @pytest.mark.parametrize(
-    "compute_dtype",
-    ["float32", pytest.param("bfloat16", marks=pytest.mark.skipif(BFLOAT16_UNFUSED, reason=BFLOAT16_UNFUSED_REASON))],
+    "compute_dtype,parts",
+    [
+        ("float32", 1),
+        ("float32", 2),
+        pytest.param("bfloat16", 1, marks=pytest.mark.skipif(BFLOAT16_UNFUSED, reason=BFLOAT16_UNFUSED_REASON)),
+    ],
 )
-def test_the_served_graph_runs_fused_kernels(tmp_path, compute_dtype):
+def test_the_served_graph_runs_fused_kernels(tmp_path, compute_dtype, parts):
     """In a TF1 session over the SavedModel, as TF Serving runs it: Q/K/V,
     attention output and both feed-forward matmuls run as fused matmuls
-    (GELU inside), the blocks' LayerNorms as one kernel each."""
+    (GELU inside), once per part, the blocks' LayerNorms as one kernel each."""
     model_dir = tagger_dirs.cached_model_dir(tmp_path, "plain", max_seq_length=16)
-    version = export_model(model_dir, tmp_path / "export", compute_dtype=compute_dtype)
+    version = export_model(model_dir, tmp_path / "export", compute_dtype=compute_dtype, tensor_parallel=parts)
     metadata = served_call(version, ["张三在北京", "李四"], trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
-    ran = Counter(
-        node.timeline_label.split(" = ")[-1].split("(")[0]
-        for device in metadata.step_stats.dev_stats
-        for node in device.node_stats
+    nodes = [node for device in metadata.step_stats.dev_stats for node in device.node_stats]
+    ran = Counter(node.timeline_label.split(" = ")[-1].split("(")[0] for node in nodes)
+    in_blocks = Counter(
+        node.timeline_label.split(" = ")[-1].split("(")[0] for node in nodes if "/transformer_layer_" in node.node_name
     )
     layers = json.loads((model_dir / "bert_config.json").read_text())["num_hidden_layers"]
-    fused_matmuls = sum(count for op, count in ran.items() if "FusedMatMul" in op)
-    assert fused_matmuls == 4 * layers, ran
+    fused_matmuls = sum(count for op, count in in_blocks.items() if "FusedMatMul" in op)
+    # Per part: Q/K/V and the widening product fused with their bias (and
+    # GELU); the narrowing ones fused with part 0's bias, bare otherwise.
+    assert fused_matmuls == (2 * parts + 2) * layers, in_blocks
+    assert in_blocks["_MklMatMul"] + in_blocks["MatMul"] == 2 * (parts - 1) * layers, in_blocks
     assert ran["_MklLayerNorm"] == 2 * layers, ran
     assert not {"FusedBatchNormV3", "Tanh", "Erf"} & set(ran), ran
 
@@ -118,7 +125,7 @@ def test_a_saved_module_keeps_the_joint_projections_only():
     # Per layer, 6 separate Q/K/V weights and 3 other biases -> a joint Q/K/V kernel and one vector of
     # biases; the feed-forward's widening kernel -> the same kernel transposed.
     assert len(saved) == len(model.variables) - 7 * len(fused.layers)
-    np.testing.assert_array_equal(fused.layers[0].kernels["inner"].numpy(), inner_kernel.numpy().T)
+    np.testing.assert_array_equal(fused.layers[0].kernels["inner"][0].numpy(), inner_kernel.numpy().T)
 
 
 def test_bfloat16_layers_keep_the_widening_kernel_untransposed():
@@ -128,8 +135,39 @@ def test_bfloat16_layers_keep_the_widening_kernel_untransposed():
     inner_kernel = model.backbone.transformer_layers[0]._feedforward_intermediate_dense.kernel.value
     fused = fuse_encoder_layers(model.backbone)
 
-    assert fused.layers[0].kernels["inner"] is inner_kernel
-    assert inner_kernel.dtype == tf.bfloat16
+    kernel = fused.layers[0].kernels["inner"][0]
+    assert kernel.shape == inner_kernel.shape and kernel.dtype == inner_kernel.dtype == tf.bfloat16
+
+
+def test_parts_split_the_heads_and_the_feed_forward():
+    """Part p of a 2-part block: its head's Q/K/V columns and the output
+    kernel's rows for that head; its half of the intermediate units."""
+    model = tagger("bert", "float32")
+    block = model.backbone.transformer_layers[0]
+    attention = block._self_attention_layer
+    fused = fuse_encoder_layers(model.backbone, parts=2).layers[0]
+
+    half = attention._key_dim  # 2 heads: one per part
+    query = attention._query_dense.kernel.numpy().reshape(-1, 2 * half)
+    value = attention._value_dense.kernel.numpy().reshape(-1, 2 * half)
+    second = fused.kernels["qkv"][1].numpy()
+    np.testing.assert_array_equal(second[:, :half], query[:, half:])
+    np.testing.assert_array_equal(second[:, 2 * half :], value[:, half:])
+    output = attention._output_dense.kernel.numpy().reshape(2 * half, -1)
+    np.testing.assert_array_equal(fused.kernels["output"][1].numpy(), output[half:])
+    inner = block._feedforward_intermediate_dense.kernel.numpy()
+    np.testing.assert_array_equal(fused.kernels["inner"][0].numpy(), inner[:, :32].T)  # stored transposed
+    outer = block._feedforward_output_dense.kernel.numpy()
+    np.testing.assert_array_equal(fused.kernels["outer"][1].numpy(), outer[32:])
+
+
+@pytest.mark.parametrize("parts", [0, 3])
+def test_parts_that_do_not_divide_the_heads_are_refused(parts):
+    model = tagger("bert", "float32")
+    with pytest.raises(
+        ValueError, match=rf"{parts} parts \(--tensor_parallel\) must divide the 2 heads and the 64 intermediate units"
+    ):
+        FusedEncoderLayer(model.backbone.transformer_layers[0], parts=parts)
 
 
 def test_a_pre_layer_norm_block_is_refused():

@@ -14,7 +14,7 @@ from test_bfloat16 import INPUTS, tagger
 from kner.errors import InputError
 from kner.serving import int8
 from kner.serving.fused_encoder import fuse_encoder_layers
-from kner.serving.int8 import QuantizedKernel, int8_dense
+from kner.serving.int8 import QuantizedKernel, int8_matmul, quantize_input
 from kner.serving.predictor import Predictor
 from kner.serving.saved_model import SOURCE, export_model
 
@@ -44,12 +44,12 @@ def quantized_reference(
 
 @needs_onednn
 @pytest.mark.parametrize(("rows", "width", "out"), [(1, 8, 4), (40, 256, 96), (7, 64, 200)])
-def test_int8_dense_is_the_quantized_product(rows, width, out):
+def test_int8_matmul_is_the_quantized_product(rows, width, out):
     rng = np.random.default_rng(rows)
     x = rng.normal(size=(rows, width)).astype(np.float32) + 0.3
     kernel = (rng.normal(size=(width, out)) * 0.05).astype(np.float32)
     bias = rng.normal(size=out).astype(np.float32)
-    got = int8_dense(tf.constant(x), QuantizedKernel.from_float(kernel), tf.constant(bias)).numpy()
+    got = int8_matmul(quantize_input(tf.constant(x)), QuantizedKernel.from_float(kernel), tf.constant(bias)).numpy()
 
     largest = np.abs(x @ kernel + bias).max()
     np.testing.assert_allclose(got, quantized_reference(x, kernel, bias), atol=1e-4 * largest)
@@ -63,7 +63,9 @@ def test_a_known_lower_bound_and_a_factor_of_the_input():
     x = np.maximum(rng.normal(size=(24, 64)), -0.2).astype(np.float32)
     kernel = (rng.normal(size=(64, 32)) * 0.05).astype(np.float32)
     bias = rng.normal(size=32).astype(np.float32)
-    got = int8_dense(tf.constant(x), QuantizedKernel.from_float(kernel), tf.constant(bias), low=-0.25, x_scale=0.5)
+    got = int8_matmul(
+        quantize_input(tf.constant(x), low=-0.25), QuantizedKernel.from_float(kernel), tf.constant(bias), 0.5
+    )
 
     expected = quantized_reference(x, kernel, bias, low=-0.25, x_scale=0.5)
     largest = np.abs(0.5 * x @ kernel + bias).max()
@@ -76,8 +78,10 @@ def test_inputs_of_one_sign_and_zero_inputs():
     kernel = QuantizedKernel.from_float(np.eye(3, dtype=np.float32))
     bias = tf.constant([1.0, 2.0, 3.0])
     for x in ([[0.5, 1.0, 2.0]], [[-0.5, -1.0, -2.0]]):
-        np.testing.assert_allclose(int8_dense(tf.constant(x), kernel, bias).numpy(), np.add(x, bias), atol=0.02)
-    np.testing.assert_array_equal(int8_dense(tf.zeros([2, 3]), kernel, bias).numpy(), [[1, 2, 3]] * 2)
+        np.testing.assert_allclose(
+            int8_matmul(quantize_input(tf.constant(x)), kernel, bias).numpy(), np.add(x, bias), atol=0.02
+        )
+    np.testing.assert_array_equal(int8_matmul(quantize_input(tf.zeros([2, 3])), kernel, bias).numpy(), [[1, 2, 3]] * 2)
 
 
 def test_a_zero_kernel_quantizes_to_zeros():
@@ -86,19 +90,19 @@ def test_a_zero_kernel_quantizes_to_zeros():
 
 
 @needs_onednn
-@pytest.mark.parametrize("family", ["bert", "albert", "electra"])
-def test_int8_layers_stay_near_float32_and_save_no_float_kernels(family):
+@pytest.mark.parametrize("family,parts", [("bert", 1), ("albert", 1), ("electra", 1), ("bert", 2)])
+def test_int8_layers_stay_near_float32_and_save_no_float_kernels(family, parts):
     keras.utils.set_random_seed(8)
     model = tagger(family, "float32")
     mask = INPUTS["padding_mask"].numpy()[:, 1:]
     expected = model(INPUTS).numpy()[mask]
-    fused = fuse_encoder_layers(model.backbone, int8=True)
+    fused = fuse_encoder_layers(model.backbone, int8=True, parts=parts)
 
     got = model(INPUTS).numpy()[mask]
     assert np.abs(got - expected).max() < 0.05 * np.abs(expected).max()
     # The four projection kernels of each block are int8 graph constants; no float kernel is saved.
-    kernels = [kernel for layer in fused.layers for kernel in layer.kernels.values()]
-    assert len(kernels) == 4 * len(fused.layers) and all(kernel.values.dtype == np.int8 for kernel in kernels)
+    kernels = [kernel for layer in fused.layers for parts in layer.kernels.values() for kernel in parts]
+    assert len(kernels) == 4 * parts * len(fused.layers) and all(kernel.values.dtype == np.int8 for kernel in kernels)
     assert not any(v.dtype == tf.int8 for v in fused.variables)
     saved = {id(v) for v in fused.saved_variables(model)}
     assert not any(id(v) in saved for v in fused.unread)
