@@ -55,7 +55,11 @@ how a server with T concurrent batch threads of one intra-op thread each
 uses T cores (TF Serving: `--tensorflow_intra_op_parallelism=1
 --tensorflow_inter_op_parallelism=T`, batching with `num_batch_threads: T`).
 A batch of one text is one call on one thread. Both sides get it; the
-ratios take each side's best of both layouts.
+ratios take each side's best of both layouts. That child also times kner's
+int8 export in two parts (`--tensor_parallel=2`, Megatron-LM's tensor
+parallelism, `kner.serving.fused_encoder`): in a session of one intra-op
+and two inter-op threads one text runs on two cores, each part's products
+on its own thread.
 
     PYTHONPATH=. python bench/ort_serving.py --json=bench/results/ort_serving.json
     python -m kner.train --flagfile=flags/tiny.cfg --model_dir=runs/tiny_crf
@@ -106,9 +110,12 @@ KNER_DTYPES = {
     "xla": ("float32", ("--jit_compile",)),
 }
 KNER_CASES = [f"kner {dtype} {path}" for dtype in KNER_DTYPES for path in ("session", "signature")]
+# Exported and checked like those, timed in the split layout's child only, whose
+# sessions have the inter-op threads its parts run on (module doc).
+PARALLEL_KNER_DTYPES = {"int8 tp2": ("int8", ("--tensor_parallel=2",))}
 ORT_CASES = [f"ORT {dtype} spin {spin}" for dtype in ("fp32", "int8") for spin in ("on", "off")]
 # The split layout's configurations (module doc), each timed in its own child.
-SPLIT_KNER_DTYPES = ("f32", "int8", "xla")
+SPLIT_KNER_DTYPES = ("f32", "int8", "xla", *PARALLEL_KNER_DTYPES)
 SPLIT = " split"
 KNER_CASES += [f"kner {dtype} session{SPLIT}" for dtype in SPLIT_KNER_DTYPES]
 ORT_CASES += [f"{case}{SPLIT}" for case in ORT_CASES]
@@ -135,11 +142,11 @@ def prepare(model_dir: Path, work: Path) -> tuple[dict[str, str], dict[str, int]
 
     paths = {"model_dir": model_dir}
     paths |= {
-        f"kner_{case}": export(model_dir, work / f"export_{case}", dtype, ROOT, *more)
-        for case, (dtype, more) in KNER_DTYPES.items()
+        f"kner_{case}": export(model_dir, work / f"export_{case.replace(' ', '_')}", dtype, ROOT, *more)
+        for case, (dtype, more) in (KNER_DTYPES | PARALLEL_KNER_DTYPES).items()
     }
     paths["hf"] = write_huggingface(model_dir, work / "hf")
-    exports = ", ".join(str(paths[f"kner_{case}"]) for case in KNER_DTYPES)
+    exports = ", ".join(str(paths[f"kner_{case}"]) for case in KNER_DTYPES | PARALLEL_KNER_DTYPES)
     print(f"{model_dir}: kner exports {exports}; transformers model {paths['hf']}")
     raw = export_onnx(paths["hf"], work / "model.onnx")
     paths["ort_fp32"] = work / "model_fp32.onnx"
@@ -222,7 +229,7 @@ def check_entities(paths: dict, sentences: list) -> dict:
     settings = json.loads((Path(paths["model_dir"]) / "settings.json").read_text())
     tokenizer = CharTokenizer(Path(paths["model_dir"]) / "vocab.txt")
     entities = {}
-    for case in KNER_DTYPES:
+    for case in KNER_DTYPES | PARALLEL_KNER_DTYPES:
         run = kner_session(paths[f"kner_{case}"], 2)
         entities[f"kner {case}"] = run_all(lambda batch, run=run: serving_entities(run(batch)), texts)
     for case in ("fp32", "int8"):
@@ -240,12 +247,14 @@ def check_entities(paths: dict, sentences: list) -> dict:
         "same_entities_kner_bf16_vs_f32": agreement("kner bf16", "kner f32"),
         "same_entities_kner_int8_vs_f32": agreement("kner int8", "kner f32"),
         "same_entities_kner_xla_vs_f32": agreement("kner xla", "kner f32"),
+        "same_entities_kner_int8_tp2_vs_f32": agreement("kner int8 tp2", "kner f32"),
         "same_entities_ort_int8_vs_fp32": agreement("ORT int8", "ORT fp32"),
     }
     print(
         f"same entities as float32: kner bfloat16 {result['same_entities_kner_bf16_vs_f32']:.2%}, "
         f"kner int8 {result['same_entities_kner_int8_vs_f32']:.2%}, "
         f"kner XLA {result['same_entities_kner_xla_vs_f32']:.2%}, "
+        f"kner int8 in 2 parts {result['same_entities_kner_int8_tp2_vs_f32']:.2%}, "
         f"ORT int8 {result['same_entities_ort_int8_vs_fp32']:.2%} of texts"
     )
     if FLAGS.model_dir:

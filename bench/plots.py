@@ -183,7 +183,11 @@ def distillation() -> plt.Figure:
 ORT_SIDES = [  # label, the configurations of ort_serving.json it takes the best of (those timed), colour
     ("kner float32", ["kner f32 session", "kner f32 signature", "kner f32 session split"], KNER_LIGHT),
     ("kner bf16", ["kner bf16 session", "kner bf16 signature"], KNER),
-    ("kner int8", ["kner int8 session", "kner int8 signature", "kner int8 session split"], "#08519c"),
+    (
+        "kner int8",
+        ["kner int8 session", "kner int8 signature", "kner int8 session split", "kner int8 tp2 session split"],
+        "#08519c",
+    ),
     ("kner XLA", ["kner xla session", "kner xla signature", "kner xla session split"], "#41ab5d"),
     ("ORT fp32", [f"ORT fp32 spin {spin}{split}" for spin in ("on", "off") for split in ("", " split")], PEER),
     ("ORT int8", [f"ORT int8 spin {spin}{split}" for spin in ("on", "off") for split in ("", " split")], PEER_LIGHT),
