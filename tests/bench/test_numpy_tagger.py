@@ -79,6 +79,31 @@ def test_the_numpy_side_returns_the_exports_entities_and_the_check_fails_when_a_
         check_same_entities(texts, exported, decoder.entities(texts, moved, batch.lengths))
     with pytest.raises(SameEntitiesError, match="12 texts, but 12 and 11 results"):
         check_same_entities(texts, exported, exported[:-1])
+    # A text the caller showed to be a float32 tie is not held against the sides.
+    assert check_same_entities(texts, exported, decoder.entities(texts, moved, batch.lengths), ties={row}) >= 5
+
+
+def test_score_gaps_are_zero_on_the_decoders_path_and_the_score_lost_elsewhere(model_dir, tmp_path):
+    model, tokenizer, settings = load_tagger(model_dir)
+    texts = short_texts(6, settings["max_seq_length"] - 2)
+    decoder = Decoder.from_huggingface_dir(write_huggingface(model_dir, tmp_path / "hf"))
+    batch = encode_batch(tokenizer, texts, settings["max_seq_length"])
+    logits = np.pad(model(batch.kner_features()).numpy(), [(0, 0), (1, 0), (0, 0)])
+    best = decoder.tag_ids(logits, batch.lengths)
+    np.testing.assert_allclose(decoder.score_gaps(logits, batch.lengths, best), 0.0, atol=1e-9)
+
+    other = best.copy()
+    other[0, 0] = (best[0, 0] + 1) % len(decoder.labels)  # another first tag
+    scores = logits[:1, 1:].astype(np.float64)
+    transitions, start = decoder.transitions, decoder.start
+    lost = scores[0, 0, best[0, 0]] - scores[0, 0, other[0, 0]] + start[best[0, 0]] - start[other[0, 0]]
+    if batch.lengths[0] > 1:
+        lost += transitions[best[0, 0], best[0, 1]] - transitions[other[0, 0], best[0, 1]]
+    else:
+        lost += decoder.end[best[0, 0]] - decoder.end[other[0, 0]]
+    gaps = decoder.score_gaps(logits, batch.lengths, other)
+    assert gaps[0] > 0 and gaps[0] == pytest.approx(lost, rel=1e-5)
+    np.testing.assert_allclose(gaps[1:], 0.0, atol=1e-9)
 
 
 def test_encode_batch_refuses_a_text_longer_than_a_window(model_dir):
