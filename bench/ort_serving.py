@@ -238,7 +238,7 @@ def check_entities(paths: dict, sentences: list) -> dict:
     kner, ort = entities["kner f32"], entities["ORT fp32"]
     ties = float_ties(paths, texts, [i for i, (a, b) in enumerate(zip(kner, ort)) if a != b], tokenizer, settings)
     compared = check_same_entities(texts, kner, ort, ("kner float32", "ORT float32"), frozenset(ties))
-    tied = f", but {len(ties)} float32 ties of two paths (score gaps {sorted(ties.values())})" if ties else ""
+    tied = f", but for {len(ties)} float32 tie(s) of two paths (score gaps {sorted(ties.values())})" if ties else ""
     print(
         f"same entities: kner float32 and ORT float32 agree on all {len(texts)} dev texts{tied} ({compared} entities)"
     )

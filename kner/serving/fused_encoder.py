@@ -221,8 +221,11 @@ class FusedEncoderLayer:
             }
             joint = [variable for kernels in self.kernels.values() for k in kernels for variable in k.variables]
         else:
+            named = {name: f"{name}_kernel" for name in parted} | (
+                {"inner": "inner_kernel_transposed"} if self.inner_transposed else {}
+            )
             self.kernels = {
-                name: [tf.Variable(kernel, dtype=dtype, trainable=False, name=f"{name}_kernel") for kernel in kernels]
+                name: [tf.Variable(kernel, dtype=dtype, trainable=False, name=named[name]) for kernel in kernels]
                 for name, kernels in parted.items()
             }
             joint = [kernel for kernels in self.kernels.values() for kernel in kernels]
