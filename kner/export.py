@@ -72,8 +72,16 @@ def main(argv: list[str]) -> None:
         raise
     except ValueError as error:  # a window setting the model cannot take
         raise InputError(values.model_dir, None, str(error)) from None
-    xla = ", under XLA: serve with --xla_cpu_compilation_enabled=true" if values.jit_compile else ""
-    print(f"exported {path} (encoder in {values.compute_dtype}{xla})")
+    notes = [f"encoder in {values.compute_dtype}"]
+    if values.jit_compile:
+        notes.append("under XLA: serve with --xla_cpu_compilation_enabled=true")
+    if values.tensor_parallel > 1:
+        parts = values.tensor_parallel
+        notes.append(
+            f"in {parts} parts: serve with --tensorflow_intra_op_parallelism=1 "
+            f"--tensorflow_inter_op_parallelism={parts}"
+        )
+    print(f"exported {path} ({', '.join(notes)})")
 
 
 if __name__ == "__main__":

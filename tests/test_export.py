@@ -27,3 +27,8 @@ def test_cli(model_dir, tmp_path):
         assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: ")
         assert message in bad.stderr and "Traceback" not in bad.stderr
         assert sorted(path.name for path in tmp_path.iterdir()) == ["7"]  # nothing else written
+
+    parted = export("--version=8", "--tensor_parallel=2")
+    assert parted.returncode == 0, parted.stderr[-3000:]
+    serve = "in 2 parts: serve with --tensorflow_intra_op_parallelism=1 --tensorflow_inter_op_parallelism=2"
+    assert serve in parted.stdout
