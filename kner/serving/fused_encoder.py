@@ -27,7 +27,9 @@ The graph keeps only core ops: without oneDNN the same ops run unfused, with
 the same results. With `int8=True` the four projections run as dynamic int8
 products instead (`kner.serving.int8`, a oneDNN kernel), their float kernels
 no longer saved, and the activation between the feed-forward's two products
-in a form with fewer element-wise passes (`_INT8_ACTIVATIONS`). Dropout is
+in a form with fewer element-wise passes (`_INT8_ACTIVATIONS`). With
+`parts > 1` each block runs as that many independent chains of ops, for one
+text on several inter-op threads (`FusedEncoderLayer`). Dropout is
 skipped (inference only). Numerics follow the Keras layer, dtype for dtype:
 the projections compute in the dtype of the layer's `Dense` sublayers
 (bfloat16 under `kner.serving.bfloat16`), the attention softmax, the context
@@ -346,9 +348,12 @@ def fuse_encoder_layers(backbone: keras.Model, int8: bool = False, parts: int = 
         backbone: a built BERT, ALBERT or ELECTRA backbone (any of
             `kner.backbones`), float32 or `kner.serving.bfloat16`.
         int8: dynamic int8 projections (`FusedEncoderLayer`); float32 only.
+        parts: each block in this many independent parts (`FusedEncoderLayer`,
+            `kner.export --tensor_parallel`).
 
     Raises:
-        ValueError: for int8 with oneDNN turned off (`kner.serving.int8.check_onednn`).
+        ValueError: for int8 with oneDNN turned off (`kner.serving.int8.check_onednn`),
+            or `parts` that do not divide the heads and the intermediate size.
 
     Returns:
         The `FusedEncoder`; its `variables` must be saved with the model.
