@@ -163,31 +163,36 @@ class Decoder:
             crf = load_file(Path(directory) / EXTRA_WEIGHTS)
         return cls(LabelVocab(tags, config["kner_tag_scheme"]), config["kner_head"], config["kner_decoding"], crf)
 
+    def _objective(self, logits: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+        """What the decoding maximises over the chars of `[CLS] chars [SEP]`
+        rows' logits [B, L, T]: potentials [B, max length, T] and transition,
+        first- and last-tag scores (all 0 for argmax)."""
+        scores = np.asarray(logits[:, 1 : 1 + int(lengths.max(initial=0))], np.float32)
+        if self.decoding == "argmax":
+            return scores, np.zeros_like(self.transitions), np.zeros_like(self.start), np.zeros_like(self.end)
+        if self.head == "softmax":  # Viterbi over log-probabilities
+            shifted = scores - scores.max(axis=-1, keepdims=True)
+            scores = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        return scores, self.transitions, self.start, self.end
+
     def tag_ids(self, logits: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Tag ids [B, max length] (0 after a text) from the logits [B, L, T]
         of `[CLS] chars [SEP]` rows."""
-        scores = np.asarray(logits[:, 1 : 1 + int(lengths.max(initial=0))], np.float32)
+        scores, transitions, start, end = self._objective(logits, lengths)
         if self.decoding == "argmax":
             tags = np.argmax(scores, axis=-1).astype(np.int32)
             return np.where(np.arange(scores.shape[1])[None] < lengths[:, None], tags, 0)
-        if self.head == "softmax":  # Viterbi over log-probabilities, zero transition scores
-            shifted = scores - scores.max(axis=-1, keepdims=True)
-            scores = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
         if scores.shape[1] == 0:
             return np.zeros(scores.shape[:2], np.int32)
-        return viterbi(scores, lengths, self.transitions, self.start, self.end)
+        return viterbi(scores, lengths, transitions, start, end)
 
     def score_gaps(self, logits: np.ndarray, lengths: np.ndarray, tags: np.ndarray) -> np.ndarray:
         """How much lower each row's tag path `tags` [B, L] scores than the
-        decoder's own under the same logits [B, L + 2, T] (Viterbi decodings;
-        0 when `tags` is the decoder's path)."""
-        scores = np.asarray(logits[:, 1 : 1 + int(lengths.max(initial=0))], np.float32)
-        if self.head == "softmax":
-            shifted = scores - scores.max(axis=-1, keepdims=True)
-            scores = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+        decoder's own under the same logits [B, L + 2, T], by what the
+        decoding maximises (0 when `tags` is the decoder's path)."""
+        scores, *rest = self._objective(logits, lengths)
         best = self.tag_ids(logits, lengths)
-        score = lambda path: path_scores(scores, lengths, path, self.transitions, self.start, self.end)  # noqa: E731
-        return score(best) - score(tags)
+        return path_scores(scores, lengths, best, *rest) - path_scores(scores, lengths, tags, *rest)
 
     def entities(self, texts: list[str], logits: np.ndarray, lengths: np.ndarray) -> list[list[Entity]]:
         """Each text's entities, from the logits of its batch."""

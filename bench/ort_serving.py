@@ -228,15 +228,18 @@ def check_entities(paths: dict, sentences: list) -> dict:
     texts = [s.text for s in sentences]
     settings = json.loads((Path(paths["model_dir"]) / "settings.json").read_text())
     tokenizer = CharTokenizer(Path(paths["model_dir"]) / "vocab.txt")
-    entities = {}
+    entities, kner_runs, ort_runs = {}, {}, {}
     for case in KNER_DTYPES | PARALLEL_KNER_DTYPES:
-        run = kner_session(paths[f"kner_{case}"], 2)
+        run = kner_runs[case] = kner_session(paths[f"kner_{case}"], 2)
         entities[f"kner {case}"] = run_all(lambda batch, run=run: serving_entities(run(batch)), texts)
     for case in ("fp32", "int8"):
-        ort = OrtTagger(Path(paths[f"ort_{case}"]), Path(paths["hf"]), tokenizer, settings["max_seq_length"], 2, False)
+        ort = ort_runs[case] = OrtTagger(
+            Path(paths[f"ort_{case}"]), Path(paths["hf"]), tokenizer, settings["max_seq_length"], 2, False
+        )
         entities[f"ORT {case}"] = run_all(ort, texts)
     kner, ort = entities["kner f32"], entities["ORT fp32"]
-    ties = float_ties(paths, texts, [i for i, (a, b) in enumerate(zip(kner, ort)) if a != b], tokenizer, settings)
+    differ = [i for i, (a, b) in enumerate(zip(kner, ort)) if a != b]
+    ties = float_ties(kner_runs["f32"], ort_runs["fp32"], [texts[i] for i in differ], differ)
     compared = check_same_entities(texts, kner, ort, ("kner float32", "ORT float32"), frozenset(ties))
     tied = f", but for {len(ties)} float32 tie(s) of two paths (score gaps {sorted(ties.values())})" if ties else ""
     print(
@@ -275,24 +278,20 @@ def check_entities(paths: dict, sentences: list) -> dict:
     return result
 
 
-def float_ties(paths: dict, texts: list[str], rows: list[int], tokenizer, settings: dict) -> dict[int, float]:
-    """Of the texts `rows` where kner float32 and ORT float32 differ, those
+def float_ties(kner, ort, texts: list[str], rows: list[int]) -> dict[int, float]:
+    """Of `texts` (dev rows `rows`) where kner float32 (`kner`, a
+    `kner_session`) and ORT float32 (`ort`, an `OrtTagger`) differ, those
     whose two tag paths score within float32 noise under ORT's logits: kner's
     path is the best under logits within `LOGITS_TOLERANCE` of ORT's
     (`check_logits`), so under ORT's it scores at most 2 x length x that
-    below ORT's path. Text index -> score gap."""
-    from ort_side import OrtTagger
-
-    if not rows:
+    below ORT's path. Dev row -> score gap."""
+    if not texts:
         return {}
-    chosen = [texts[i] for i in rows]
-    ort = OrtTagger(Path(paths["ort_fp32"]), Path(paths["hf"]), tokenizer, settings["max_seq_length"], 2, False)
-    batch = encode_batch(tokenizer, chosen, settings["max_seq_length"])
-    tag_names = kner_session(paths["kner_f32"], 2)(chosen)["tags"]
+    batch = encode_batch(ort.tokenizer, texts, ort.max_seq_length)
     index = {tag: i for i, tag in enumerate(ort.decoder.labels.tags)}
-    tags = np.zeros((len(rows), int(batch.lengths.max())), np.int32)
-    for row, length in enumerate(batch.lengths):
-        tags[row, :length] = [index[tag.decode()] for tag in tag_names[row][:length]]
+    tags = np.zeros((len(texts), int(batch.lengths.max())), np.int32)
+    for row, (names, length) in enumerate(zip(kner(texts)["tags"], batch.lengths)):
+        tags[row, :length] = [index[name.decode()] for name in names[:length]]
     gaps = ort.decoder.score_gaps(ort.logits(batch.input_ids, batch.attention_mask), batch.lengths, tags)
     bounds = 2 * batch.lengths * LOGITS_TOLERANCE
     return {i: float(gap) for i, gap, bound in zip(rows, gaps, bounds) if gap <= bound}

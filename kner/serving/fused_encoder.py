@@ -223,13 +223,12 @@ class FusedEncoderLayer:
             }
             joint = [variable for kernels in self.kernels.values() for k in kernels for variable in k.variables]
         else:
-            named = {name: f"{name}_kernel" for name in parted} | (
-                {"inner": "inner_kernel_transposed"} if self.inner_transposed else {}
-            )
-            self.kernels = {
-                name: [tf.Variable(kernel, dtype=dtype, trainable=False, name=named[name]) for kernel in kernels]
-                for name, kernels in parted.items()
-            }
+
+            def variable(name: str, kernel: np.ndarray) -> tf.Variable:
+                transposed = "_transposed" if name == "inner" and self.inner_transposed else ""
+                return tf.Variable(kernel, dtype=dtype, trainable=False, name=f"{name}_kernel{transposed}")
+
+            self.kernels = {name: [variable(name, kernel) for kernel in kernels] for name, kernels in parted.items()}
             joint = [kernel for kernels in self.kernels.values() for kernel in kernels]
         self.variables = [*joint, self.biases]
         self.compute_dtype = attention._query_dense.compute_dtype
